@@ -1,0 +1,1 @@
+"""Self-hostable Emporix Customer Segment service: customer assignments over gRPC."""

@@ -1,0 +1,35 @@
+"""Settings from flags and environment variables (CUSTOMER_SEGMENTS_*), validated once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ENV_PREFIX = "CUSTOMER_SEGMENTS_"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = Field(50051, ge=0, le=65535)
+    http_port: int = Field(8080, ge=0, le=65535)
+    # None: the embedded SQLite database in data_dir.
+    database_url: str | None = None
+    data_dir: Path = Path("data")
+    db_pool_size: int = Field(10, ge=1, le=1000)
+    # asyncpg prepared statements; 0 behind PgBouncer in transaction mode.
+    pg_statement_cache_size: int = Field(100, ge=0)
+    shutdown_grace_seconds: float = Field(10.0, ge=0)
+    log_level: str = "INFO"
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'customer-segments.db').resolve()}"

@@ -1,0 +1,142 @@
+"""Customer assignments: which customer (B2C, or for a B2B legal entity) belongs to a segment."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel, ConfigDict
+
+from customer_segments.domain import validation
+from customer_segments.domain.errors import InvalidArgument
+
+
+class AssignmentType(StrEnum):
+    MANUAL = "MANUAL"  # made through this API
+    AUTOMATIC = "AUTOMATIC"  # reserved for assignments made by rules
+
+
+class AssignmentKey(NamedTuple):
+    """The identity of an assignment; legal_entity_id is "" for B2C. Tenant first, always."""
+
+    tenant: str
+    segment_id: str
+    customer_id: str
+    legal_entity_id: str
+
+    @classmethod
+    def parse(
+        cls, tenant: str, segment_id: str, customer_id: str, legal_entity_id: str
+    ) -> AssignmentKey:
+        return cls(
+            validation.tenant(tenant),
+            validation.identifier(segment_id, "segment_id"),
+            validation.identifier(customer_id, "customer_id"),
+            validation.optional_identifier(legal_entity_id, "legal_entity_id"),
+        )
+
+    @property
+    def display_id(self) -> str:
+        """How error messages name the assignment."""
+        if self.legal_entity_id:
+            return f"{self.customer_id} (legal entity {self.legal_entity_id})"
+        return self.customer_id
+
+
+class AssignmentWrite(BaseModel):
+    """What an upsert stores: mixins and metadata.mixins replace the stored ones as a whole."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: AssignmentKey
+    mixins: dict[str, Any]
+    metadata_mixins: dict[str, Any]
+    # Optimistic locking: write only if the stored version equals it; None writes unconditionally.
+    expected_version: int | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        key: AssignmentKey,
+        mixins_json: str,
+        metadata_mixins_json: str,
+        expected_version: int | None,
+        field_prefix: str = "",
+    ) -> AssignmentWrite:
+        if expected_version is not None and expected_version < 1:
+            raise InvalidArgument(f"{field_prefix}version", "must be at least 1")
+        return cls.model_construct(
+            key=key,
+            mixins=validation.json_object(mixins_json, f"{field_prefix}mixins_json"),
+            metadata_mixins=validation.json_object(
+                metadata_mixins_json, f"{field_prefix}metadata_mixins_json"
+            ),
+            expected_version=expected_version,
+        )
+
+
+class CustomerInfo(BaseModel):
+    """Display data from the customer directory; None fields are unknown to the directory."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+
+
+class LegalEntityInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str | None = None
+
+
+class Assignment(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    segment_id: str
+    customer: CustomerInfo
+    legal_entity: LegalEntityInfo | None  # None for B2C
+    assignment_type: AssignmentType
+    mixins: dict[str, Any]
+    metadata_mixins: dict[str, Any]
+    version: int
+    created_at: datetime
+    modified_at: datetime
+
+
+class UpsertOutcome(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    created: bool
+    assignment: Assignment
+
+
+class BulkItemResult(BaseModel):
+    """One item's outcome in a bulk call: the HTTP code it would have got alone."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int  # 1-based position in the whole request
+    code: int
+    message: str = ""
+    customer_id: str = ""
+    legal_entity_id: str = ""
+
+
+class BulkUpsertInput(NamedTuple):
+    """A bulk item as the caller sent it, before validation (validation is per item)."""
+
+    customer_id: str
+    legal_entity_id: str
+    mixins_json: str
+    metadata_mixins_json: str
+    version: int | None
+
+
+class BulkRemoveInput(NamedTuple):
+    customer_id: str
+    legal_entity_id: str

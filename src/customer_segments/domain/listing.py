@@ -1,0 +1,53 @@
+"""Paging, sorting and field selection of list calls, independent of any resource."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from customer_segments.domain.errors import InvalidArgument
+
+DEFAULT_PAGE_SIZE = 60
+MAX_PAGE_SIZE = 1000
+
+
+class SortField(NamedTuple):
+    field: str  # the API name, e.g. "metadata.modifiedAt"
+    descending: bool
+
+
+class Page(NamedTuple):
+    number: int  # 1-based
+    size: int
+
+    @property
+    def offset(self) -> int:
+        return (self.number - 1) * self.size
+
+    @classmethod
+    def parse(cls, number: int, size: int) -> Page:
+        """0 means "not given" (proto3 scalars have no presence): defaults apply."""
+        if number < 0:
+            raise InvalidArgument("page_number", "must be at least 1")
+        if size < 0:
+            raise InvalidArgument("page_size", "must be at least 1")
+        if size > MAX_PAGE_SIZE:
+            raise InvalidArgument("page_size", f"must be at most {MAX_PAGE_SIZE}")
+        return cls(number or 1, size or DEFAULT_PAGE_SIZE)
+
+
+def parse_sort(text: str, allowed: frozenset[str], field: str = "sort") -> list[SortField]:
+    """`field[:asc|:desc],...`; direction is case-insensitive and defaults to ascending."""
+    result: list[SortField] = []
+    if not text.strip():
+        return result
+    for part in text.split(","):
+        name, _, direction = part.strip().partition(":")
+        if name not in allowed:
+            raise InvalidArgument(
+                field, f"cannot sort by '{name}'; sortable fields: {', '.join(sorted(allowed))}"
+            )
+        direction = direction.lower() or "asc"
+        if direction not in ("asc", "desc"):
+            raise InvalidArgument(field, f"direction of '{name}' must be asc or desc")
+        result.append(SortField(name, direction == "desc"))
+    return result

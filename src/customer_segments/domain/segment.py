@@ -1,0 +1,87 @@
+"""Segments: the groups that customer assignments belong to."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from customer_segments.domain import validation
+from customer_segments.domain.errors import InvalidArgument
+
+
+class SegmentStatus(StrEnum):
+    ACTIVE = "ACTIVE"
+    INACTIVE = "INACTIVE"
+
+
+class SegmentFields(BaseModel):
+    """What a caller writes on create and upsert (replaced as a whole by an upsert)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: dict[str, str]
+    description: dict[str, str]
+    validity_from: datetime | None
+    validity_to: datetime | None
+    status: SegmentStatus
+    site_code: str
+    mixins: dict[str, Any]
+    metadata_mixins: dict[str, Any]
+
+
+class Segment(SegmentFields):
+    id: str
+    version: int
+    created_at: datetime
+    modified_at: datetime
+
+    def is_valid_at(self, moment: datetime) -> bool:
+        return (self.validity_from is None or self.validity_from <= moment) and (
+            self.validity_to is None or moment <= self.validity_to
+        )
+
+
+class SegmentUpsertOutcome(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    created: bool
+    segment: Segment
+
+
+def segment_fields(
+    *,
+    name: dict[str, str],
+    description: dict[str, str],
+    validity_from: datetime | None,
+    validity_to: datetime | None,
+    status: SegmentStatus | None,
+    site_code: str,
+    mixins_json: str,
+    metadata_mixins_json: str,
+) -> SegmentFields:
+    """Validates what a caller writes; `status` None means not given (INACTIVE)."""
+    if not name:
+        raise InvalidArgument("segment.name", "is required (language code -> text)")
+    for language, text in name.items():
+        if not language or not text:
+            raise InvalidArgument("segment.name", "needs a language code and a text per entry")
+    if not site_code:
+        raise InvalidArgument("segment.site_code", "is required")
+    validation.optional_identifier(site_code, "segment.site_code")
+    if validity_from and validity_to and validity_from > validity_to:
+        raise InvalidArgument("segment.validity", "from must not be after to")
+    return SegmentFields.model_construct(
+        name=name,
+        description=description,
+        validity_from=validity_from,
+        validity_to=validity_to,
+        status=status or SegmentStatus.INACTIVE,
+        site_code=site_code,
+        mixins=validation.json_object(mixins_json, "segment.mixins_json"),
+        metadata_mixins=validation.json_object(
+            metadata_mixins_json, "segment.metadata.mixins_json"
+        ),
+    )

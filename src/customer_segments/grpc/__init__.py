@@ -1,0 +1,1 @@
+"""gRPC transport: servicers (proto <-> domain), interceptors and server start-up."""

@@ -1,0 +1,110 @@
+"""Domain types <-> protobuf messages. No business rules, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+
+from customersegment.v1 import assignment_pb2, common_pb2, segment_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from customer_segments.domain.assignment import Assignment, AssignmentType, BulkItemResult
+from customer_segments.domain.errors import InvalidArgument
+from customer_segments.domain.segment import Segment, SegmentStatus
+from customer_segments.domain.validation import dump_json
+
+_ASSIGNMENT_TYPES = {
+    AssignmentType.MANUAL: assignment_pb2.MANUAL,
+    AssignmentType.AUTOMATIC: assignment_pb2.AUTOMATIC,
+}
+_SEGMENT_STATUSES = {
+    SegmentStatus.ACTIVE: segment_pb2.ACTIVE,
+    SegmentStatus.INACTIVE: segment_pb2.INACTIVE,
+}
+SEGMENT_STATUS_FROM_PROTO = {proto: status for status, proto in _SEGMENT_STATUSES.items()}
+
+
+def timestamp(moment: datetime) -> Timestamp:
+    message = Timestamp()
+    message.FromDatetime(moment)
+    return message
+
+
+def moment(message: Timestamp, field: str) -> datetime:
+    try:
+        return message.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgument(field, "is not a valid timestamp") from None
+
+
+def _json(value: Mapping[str, Any]) -> str:
+    return dump_json(dict(value)) if value else "{}"
+
+
+def assignment_to_proto(assignment: Assignment) -> assignment_pb2.Assignment:
+    customer = assignment.customer
+    message = assignment_pb2.Assignment(
+        segment_id=assignment.segment_id,
+        customer=assignment_pb2.Customer(
+            id=customer.id,
+            first_name=customer.first_name or "",
+            last_name=customer.last_name or "",
+            email=customer.email or "",
+        ),
+        assignment_type=_ASSIGNMENT_TYPES[assignment.assignment_type],
+        mixins_json=_json(assignment.mixins),
+        metadata=assignment_pb2.AssignmentMetadata(
+            created_at=timestamp(assignment.created_at),
+            modified_at=timestamp(assignment.modified_at),
+            version=assignment.version,
+            mixins_json=_json(assignment.metadata_mixins),
+        ),
+    )
+    if assignment.legal_entity is not None:
+        message.legal_entity.id = assignment.legal_entity.id
+        message.legal_entity.name = assignment.legal_entity.name or ""
+    return message
+
+
+def segment_to_proto(segment: Segment) -> segment_pb2.Segment:
+    message = segment_pb2.Segment(
+        id=segment.id,
+        name=segment.name,
+        description=segment.description,
+        status=_SEGMENT_STATUSES[segment.status],
+        site_code=segment.site_code,
+        mixins_json=_json(segment.mixins),
+        metadata=segment_pb2.SegmentMetadata(
+            created_at=timestamp(segment.created_at),
+            modified_at=timestamp(segment.modified_at),
+            version=segment.version,
+            mixins_json=_json(segment.metadata_mixins),
+        ),
+    )
+    if segment.validity_from is not None:
+        getattr(message.validity, "from").CopyFrom(timestamp(segment.validity_from))
+    if segment.validity_to is not None:
+        message.validity.to.CopyFrom(timestamp(segment.validity_to))
+    return message
+
+
+def _phrase(code: int) -> str:
+    return HTTPStatus(code).phrase
+
+
+def bulk_results_to_proto(results: list[BulkItemResult]) -> common_pb2.BulkItemResults:
+    return common_pb2.BulkItemResults(
+        results=[
+            common_pb2.BulkItemResult(
+                index=result.index,
+                code=result.code,
+                status=_phrase(result.code),
+                message=result.message,
+                customer_id=result.customer_id,
+                legal_entity_id=result.legal_entity_id,
+            )
+            for result in results
+        ]
+    )

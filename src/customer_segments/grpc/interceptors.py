@@ -1,0 +1,99 @@
+"""Server interceptors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias
+
+import grpc
+from grpc import aio
+
+from customer_segments.domain.errors import DomainError
+from customer_segments.grpc.errors import internal_status, to_status
+
+log = logging.getLogger(__name__)
+
+Context = aio.ServicerContext[Any, Any]
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+
+
+async def _abort(context: Context, method: str, error: Exception) -> None:
+    if isinstance(error, DomainError):
+        status = to_status(error)
+    else:
+        # Never show a caller a stack trace, SQL or another tenant's data: log it, say INTERNAL.
+        log.error("unexpected error in %s", method, exc_info=error)
+        status = internal_status()
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+def _unary_response(
+    method: str, behavior: Callable[..., Awaitable[Any]]
+) -> Callable[..., Awaitable[Any]]:
+    async def handle(request: Any, context: Context) -> Any:
+        try:
+            return await behavior(request, context)
+        except (asyncio.CancelledError, aio.AbortError):
+            raise
+        except Exception as error:
+            await _abort(context, method, error)
+
+    return handle
+
+
+def _streaming_response(
+    method: str, behavior: Callable[..., AsyncIterator[Any]]
+) -> Callable[..., AsyncIterator[Any]]:
+    async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
+        try:
+            async for response in behavior(request, context):
+                yield response
+        except (asyncio.CancelledError, aio.AbortError):
+            raise
+        except Exception as error:
+            await _abort(context, method, error)
+
+    return handle
+
+
+class DomainErrorInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Turns domain errors into status codes with details, and anything else into INTERNAL."""
+
+    def __init__(self) -> None:
+        # Wrapping is done once per registered handler, not once per call (hot path).
+        self._wrapped: dict[int, tuple[Handler, Handler]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        cached = self._wrapped.get(id(handler))
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = _wrap(handler, handler_call_details.method)
+        self._wrapped[id(handler)] = (handler, wrapped)
+        return wrapped
+
+
+def _wrap(handler: Handler, method: str) -> Handler:
+    codec = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        behavior = _unary_response(method, handler.unary_unary)
+        return grpc.unary_unary_rpc_method_handler(behavior, **codec)
+    if handler.unary_stream:
+        streaming = _streaming_response(method, handler.unary_stream)  # type: ignore[arg-type]
+        return grpc.unary_stream_rpc_method_handler(streaming, **codec)
+    if handler.stream_unary:
+        behavior = _unary_response(method, handler.stream_unary)
+        return grpc.stream_unary_rpc_method_handler(behavior, **codec)
+    streaming = _streaming_response(method, handler.stream_stream)  # type: ignore[arg-type]
+    return grpc.stream_stream_rpc_method_handler(streaming, **codec)

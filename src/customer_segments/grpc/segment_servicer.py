@@ -1,0 +1,90 @@
+"""SegmentService: translates protobuf to use-case calls and back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from customersegment.v1 import segment_pb2, segment_pb2_grpc
+from google.protobuf import empty_pb2
+from grpc import aio
+
+from customer_segments.domain.listing import Page
+from customer_segments.domain.segment import SegmentFields, segment_fields
+from customer_segments.grpc.convert import SEGMENT_STATUS_FROM_PROTO, moment, segment_to_proto
+from customer_segments.services import segments
+from customer_segments.store.store import Store
+
+Context = aio.ServicerContext[Any, Any]
+
+
+def _fields(segment: segment_pb2.Segment) -> SegmentFields:
+    validity = segment.validity
+    return segment_fields(
+        name=dict(segment.name),
+        description=dict(segment.description),
+        validity_from=moment(getattr(validity, "from"), "segment.validity.from")
+        if validity.HasField("from")
+        else None,
+        validity_to=moment(validity.to, "segment.validity.to") if validity.HasField("to") else None,
+        status=SEGMENT_STATUS_FROM_PROTO.get(segment.status),
+        site_code=segment.site_code,
+        mixins_json=segment.mixins_json,
+        metadata_mixins_json=segment.metadata.mixins_json,
+    )
+
+
+class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def CreateSegment(
+        self, request: segment_pb2.CreateSegmentRequest, context: Context
+    ) -> segment_pb2.Segment:
+        segment = await segments.create_segment(
+            self.store, request.tenant, request.segment.id, _fields(request.segment)
+        )
+        return segment_to_proto(segment)
+
+    async def UpsertSegment(
+        self, request: segment_pb2.UpsertSegmentRequest, context: Context
+    ) -> segment_pb2.UpsertSegmentResponse:
+        outcome = await segments.upsert_segment(
+            self.store,
+            request.tenant,
+            request.segment_id,
+            _fields(request.segment),
+            request.version if request.HasField("version") else None,
+        )
+        return segment_pb2.UpsertSegmentResponse(
+            created=outcome.created, segment=segment_to_proto(outcome.segment)
+        )
+
+    async def GetSegment(
+        self, request: segment_pb2.GetSegmentRequest, context: Context
+    ) -> segment_pb2.Segment:
+        return segment_to_proto(
+            await segments.get_segment(self.store, request.tenant, request.segment_id)
+        )
+
+    async def ListSegments(
+        self, request: segment_pb2.ListSegmentsRequest, context: Context
+    ) -> segment_pb2.ListSegmentsResponse:
+        page = await segments.list_segments(
+            self.store,
+            request.tenant,
+            sort=request.sort,
+            page=Page.parse(request.page_number, request.page_size),
+            include_total_count=request.include_total_count,
+        )
+        return segment_pb2.ListSegmentsResponse(
+            segments=[segment_to_proto(segment) for segment in page.segments],
+            total_count=page.total_count or 0,
+        )
+
+    async def DeleteSegment(
+        self, request: segment_pb2.DeleteSegmentRequest, context: Context
+    ) -> empty_pb2.Empty:
+        await segments.delete_segment(
+            self.store, request.tenant, request.segment_id, force=request.force
+        )
+        return empty_pb2.Empty()

@@ -1,0 +1,1 @@
+"""The Emporix query language (q) and its translation into store filters."""

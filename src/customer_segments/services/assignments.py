@@ -1,0 +1,90 @@
+"""Use cases of single customer assignments."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from customer_segments.domain import validation
+from customer_segments.domain.assignment import (
+    Assignment,
+    AssignmentKey,
+    AssignmentWrite,
+    UpsertOutcome,
+)
+from customer_segments.domain.errors import NotFound, VersionConflict
+from customer_segments.domain.listing import Page, parse_sort
+from customer_segments.query.q_parser import parse_q
+from customer_segments.store.assignments import FIELD_NAMES, SEARCHABLE_FIELDS
+from customer_segments.store.database import utc_now
+from customer_segments.store.store import Store
+
+
+async def require_segment(
+    store: Store, connection: AsyncConnection, tenant: str, segment_id: str
+) -> None:
+    if not await store.segments.exists(connection, tenant, segment_id):
+        raise NotFound("segment", segment_id)
+
+
+async def get_assignment(store: Store, key: AssignmentKey) -> Assignment:
+    async with store.read() as connection:
+        assignment = await store.assignments.get(connection, key)
+        if assignment is None:
+            # Only a miss pays for telling "no such segment" from "no such assignment".
+            await require_segment(store, connection, key.tenant, key.segment_id)
+            raise NotFound("customer assignment", key.display_id)
+    return assignment
+
+
+async def upsert_assignment(store: Store, write: AssignmentWrite) -> UpsertOutcome:
+    """Creates (version 1) or replaces mixins and metadata.mixins (version + 1)."""
+    key = write.key
+    async with store.write() as connection:
+        await require_segment(store, connection, key.tenant, key.segment_id)
+        written = await store.assignments.upsert(connection, write, utc_now())
+        if written is None:
+            raise VersionConflict(key.display_id)
+        assignment = await store.assignments.get(connection, key)
+    assert assignment is not None  # written in this very transaction
+    return UpsertOutcome(created=written.created, assignment=assignment)
+
+
+async def remove_assignment(store: Store, key: AssignmentKey) -> None:
+    """Idempotent: removing an assignment that does not exist succeeds."""
+    async with store.write() as connection:
+        await require_segment(store, connection, key.tenant, key.segment_id)
+        await store.assignments.delete(connection, key)
+
+
+class AssignmentPage(NamedTuple):
+    assignments: list[Assignment]
+    total_count: int | None  # None unless asked for
+
+
+async def list_assignments(
+    store: Store,
+    tenant: str,
+    segment_id: str,
+    *,
+    q: str = "",
+    sort: str = "",
+    page: Page,
+    include_total_count: bool = False,
+) -> AssignmentPage:
+    validation.tenant(tenant)
+    validation.identifier(segment_id, "segment_id")
+    conditions = parse_q(q, SEARCHABLE_FIELDS)
+    order = parse_sort(sort, FIELD_NAMES)
+    async with store.read() as connection:
+        await require_segment(store, connection, tenant, segment_id)
+        assignments = await store.assignments.list(
+            connection, tenant, segment_id, conditions, order, page
+        )
+        total = (
+            await store.assignments.count(connection, tenant, segment_id, conditions)
+            if include_total_count
+            else None
+        )
+    return AssignmentPage(assignments, total)

@@ -1,0 +1,101 @@
+"""Use cases of segments."""
+
+from __future__ import annotations
+
+import secrets
+from typing import NamedTuple
+
+from customer_segments.domain import validation
+from customer_segments.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    VersionConflict,
+)
+from customer_segments.domain.listing import Page, parse_sort
+from customer_segments.domain.segment import Segment, SegmentFields, SegmentUpsertOutcome
+from customer_segments.store.database import utc_now
+from customer_segments.store.segments import SORT_FIELD_NAMES
+from customer_segments.store.store import Store
+
+
+def new_segment_id() -> str:
+    """24 hex digits, the shape of Emporix's generated ids."""
+    return secrets.token_hex(12)
+
+
+async def create_segment(
+    store: Store, tenant: str, segment_id: str, fields: SegmentFields
+) -> Segment:
+    validation.tenant(tenant)
+    segment_id = validation.optional_identifier(segment_id, "segment.id") or new_segment_id()
+    async with store.write() as connection:
+        segment = await store.segments.insert(connection, tenant, segment_id, fields, utc_now())
+    if segment is None:
+        raise AlreadyExists(segment_id)
+    return segment
+
+
+async def upsert_segment(
+    store: Store,
+    tenant: str,
+    segment_id: str,
+    fields: SegmentFields,
+    expected_version: int | None,
+) -> SegmentUpsertOutcome:
+    validation.tenant(tenant)
+    validation.identifier(segment_id, "segment_id")
+    if expected_version is not None and expected_version < 1:
+        raise InvalidArgument("version", "must be at least 1")
+    async with store.write() as connection:
+        segment = await store.segments.upsert(
+            connection, tenant, segment_id, fields, expected_version, utc_now()
+        )
+    if segment is None:
+        raise VersionConflict(segment_id)
+    return SegmentUpsertOutcome(created=segment.version == 1, segment=segment)
+
+
+async def get_segment(store: Store, tenant: str, segment_id: str) -> Segment:
+    validation.tenant(tenant)
+    validation.identifier(segment_id, "segment_id")
+    async with store.read() as connection:
+        segment = await store.segments.get(connection, tenant, segment_id)
+    if segment is None:
+        raise NotFound("segment", segment_id)
+    return segment
+
+
+class SegmentPage(NamedTuple):
+    segments: list[Segment]
+    total_count: int | None
+
+
+async def list_segments(
+    store: Store, tenant: str, *, sort: str, page: Page, include_total_count: bool
+) -> SegmentPage:
+    validation.tenant(tenant)
+    order = parse_sort(sort, SORT_FIELD_NAMES)
+    async with store.read() as connection:
+        segments = await store.segments.list(connection, tenant, order, page)
+        total = await store.segments.count(connection, tenant) if include_total_count else None
+    return SegmentPage(segments, total)
+
+
+async def delete_segment(store: Store, tenant: str, segment_id: str, *, force: bool) -> None:
+    """A segment with assignments is deleted only with `force`, together with them."""
+    validation.tenant(tenant)
+    validation.identifier(segment_id, "segment_id")
+    async with store.write() as connection:
+        if not await store.segments.exists(connection, tenant, segment_id):
+            raise NotFound("segment", segment_id)
+        if await store.assignments.any_in_segment(connection, tenant, segment_id):
+            if not force:
+                raise FailedPrecondition(
+                    f"The segment with id {segment_id} still has customer assignments; "
+                    "delete with force to remove them too.",
+                    segment_id,
+                )
+            await store.assignments.delete_all_in_segment(connection, tenant, segment_id)
+        await store.segments.delete(connection, tenant, segment_id)

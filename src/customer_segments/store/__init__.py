@@ -1,0 +1,1 @@
+"""Persistence on SQLAlchemy Core (asyncio): PostgreSQL via asyncpg, or embedded SQLite."""

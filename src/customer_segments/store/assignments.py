@@ -1,0 +1,287 @@
+"""Customer assignment repository: SQL for one aggregate, no business rules.
+
+Statements are built once per dialect and reused, so SQLAlchemy compiles each of them once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    select,
+    tuple_,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from customer_segments.domain.assignment import (
+    Assignment,
+    AssignmentKey,
+    AssignmentType,
+    AssignmentWrite,
+    CustomerInfo,
+    LegalEntityInfo,
+)
+from customer_segments.domain.listing import Page, SortField
+from customer_segments.query.q_parser import Equals
+from customer_segments.store.database import DialectInsert
+from customer_segments.store.tables import customer_assignments, customers, legal_entities
+
+ca = customer_assignments
+
+_KEY_COLUMNS = [ca.c.tenant, ca.c.segment_id, ca.c.customer_id, ca.c.legal_entity_id]
+
+
+def _matches_key() -> ColumnElement[bool]:
+    return and_(*(column == bindparam(column.name) for column in _KEY_COLUMNS))
+
+
+_ENRICHED: Select[Any] = (
+    select(
+        ca.c.segment_id,
+        ca.c.customer_id,
+        ca.c.legal_entity_id,
+        ca.c.assignment_type,
+        ca.c.mixins,
+        ca.c.metadata_mixins,
+        ca.c.version,
+        ca.c.created_at,
+        ca.c.modified_at,
+        customers.c.first_name,
+        customers.c.last_name,
+        customers.c.email,
+        legal_entities.c.name.label("legal_entity_name"),
+    )
+    .select_from(ca)
+    .outerjoin(
+        customers, and_(customers.c.tenant == ca.c.tenant, customers.c.id == ca.c.customer_id)
+    )
+    .outerjoin(
+        legal_entities,
+        and_(legal_entities.c.tenant == ca.c.tenant, legal_entities.c.id == ca.c.legal_entity_id),
+    )
+)
+
+# API names (as in q, sort and the REST body) -> columns.
+FIELDS: dict[str, ColumnElement[Any]] = {
+    "customerId": ca.c.customer_id,
+    "customer.id": ca.c.customer_id,
+    "legalEntityId": ca.c.legal_entity_id,
+    "legalEntity.id": ca.c.legal_entity_id,
+    "assignmentType": ca.c.assignment_type,
+    "customer.firstName": customers.c.first_name,
+    "customer.lastName": customers.c.last_name,
+    "customer.email": customers.c.email,
+    "legalEntity.name": legal_entities.c.name,
+    "metadata.createdAt": ca.c.created_at,
+    "metadata.modifiedAt": ca.c.modified_at,
+    "metadata.version": ca.c.version,
+}
+FIELD_NAMES = frozenset(FIELDS)
+
+
+class WrittenVersion(NamedTuple):
+    version: int
+    created_at: datetime
+    modified_at: datetime
+
+    @property
+    def created(self) -> bool:
+        # An insert writes version 1 and every update adds 1, so only a fresh row has 1.
+        return self.version == 1
+
+
+def to_assignment(row: Row[Any]) -> Assignment:
+    legal_entity_id: str = row.legal_entity_id
+    return Assignment.model_construct(
+        segment_id=row.segment_id,
+        customer=CustomerInfo.model_construct(
+            id=row.customer_id,
+            first_name=row.first_name,
+            last_name=row.last_name,
+            email=row.email,
+        ),
+        legal_entity=LegalEntityInfo.model_construct(id=legal_entity_id, name=row.legal_entity_name)
+        if legal_entity_id
+        else None,
+        assignment_type=AssignmentType(row.assignment_type),
+        mixins=row.mixins,
+        metadata_mixins=row.metadata_mixins,
+        version=row.version,
+        created_at=row.created_at,
+        modified_at=row.modified_at,
+    )
+
+
+def _write_params(write: AssignmentWrite, now: datetime) -> dict[str, Any]:
+    key = write.key
+    return {
+        "tenant": key.tenant,
+        "segment_id": key.segment_id,
+        "customer_id": key.customer_id,
+        "legal_entity_id": key.legal_entity_id,
+        "assignment_type": AssignmentType.MANUAL.value,
+        "mixins": write.mixins,
+        "metadata_mixins": write.metadata_mixins,
+        "version": 1,
+        "created_at": now,
+        "modified_at": now,
+    }
+
+
+class AssignmentRepository:
+    def __init__(self, insert: DialectInsert) -> None:
+        self._get = _ENRICHED.where(_matches_key())
+        statement = insert(ca)
+        update = {
+            "assignment_type": statement.excluded.assignment_type,
+            "mixins": statement.excluded.mixins,
+            "metadata_mixins": statement.excluded.metadata_mixins,
+            "version": ca.c.version + 1,
+            "modified_at": statement.excluded.modified_at,
+        }
+        self._upsert = statement.on_conflict_do_update(
+            index_elements=_KEY_COLUMNS, set_=update
+        ).returning(
+            ca.c.customer_id, ca.c.legal_entity_id, ca.c.version, ca.c.created_at, ca.c.modified_at
+        )
+        self._upsert_if_version = statement.on_conflict_do_update(
+            index_elements=_KEY_COLUMNS,
+            set_=update,
+            where=ca.c.version == bindparam("expected_version"),
+        ).returning(ca.c.version, ca.c.created_at, ca.c.modified_at)
+        self._delete = delete(ca).where(_matches_key())
+        self._delete_many = delete(ca).where(
+            ca.c.tenant == bindparam("tenant"),
+            ca.c.segment_id == bindparam("segment_id"),
+            tuple_(ca.c.customer_id, ca.c.legal_entity_id).in_(bindparam("pairs", expanding=True)),
+        )
+        in_segment = and_(
+            ca.c.tenant == bindparam("tenant"), ca.c.segment_id == bindparam("segment_id")
+        )
+        self._any_in_segment = select(exists().where(in_segment))
+        self._delete_segment = delete(ca).where(in_segment)
+
+    async def get(self, connection: AsyncConnection, key: AssignmentKey) -> Assignment | None:
+        row = (await connection.execute(self._get, key._asdict())).first()
+        return None if row is None else to_assignment(row)
+
+    async def upsert(
+        self, connection: AsyncConnection, write: AssignmentWrite, now: datetime
+    ) -> WrittenVersion | None:
+        """None when `write.expected_version` is set and the stored version differs."""
+        params = _write_params(write, now)
+        if write.expected_version is None:
+            row = (await connection.execute(self._upsert, params)).one()
+            return WrittenVersion(row.version, row.created_at, row.modified_at)
+        params["expected_version"] = write.expected_version
+        found = (await connection.execute(self._upsert_if_version, params)).first()
+        return None if found is None else WrittenVersion(*found)
+
+    async def upsert_unconditionally(
+        self, connection: AsyncConnection, writes: Sequence[AssignmentWrite], now: datetime
+    ) -> dict[tuple[str, str], WrittenVersion]:
+        """Many writes (no two with the same key, none with an expected version) in one
+        multi-row statement; the outcome keyed by (customer_id, legal_entity_id)."""
+        result = await connection.execute(
+            self._upsert, [_write_params(write, now) for write in writes]
+        )
+        return {
+            (row.customer_id, row.legal_entity_id): WrittenVersion(
+                row.version, row.created_at, row.modified_at
+            )
+            for row in result
+        }
+
+    async def delete(self, connection: AsyncConnection, key: AssignmentKey) -> None:
+        await connection.execute(self._delete, key._asdict())
+
+    async def delete_many(
+        self,
+        connection: AsyncConnection,
+        tenant: str,
+        segment_id: str,
+        customer_and_legal_entity_ids: Sequence[tuple[str, str]],
+    ) -> None:
+        await connection.execute(
+            self._delete_many,
+            {
+                "tenant": tenant,
+                "segment_id": segment_id,
+                "pairs": list(customer_and_legal_entity_ids),
+            },
+        )
+
+    async def any_in_segment(
+        self, connection: AsyncConnection, tenant: str, segment_id: str
+    ) -> bool:
+        params = {"tenant": tenant, "segment_id": segment_id}
+        return bool((await connection.execute(self._any_in_segment, params)).scalar())
+
+    async def delete_all_in_segment(
+        self, connection: AsyncConnection, tenant: str, segment_id: str
+    ) -> None:
+        await connection.execute(self._delete_segment, {"tenant": tenant, "segment_id": segment_id})
+
+    async def list(
+        self,
+        connection: AsyncConnection,
+        tenant: str,
+        segment_id: str,
+        conditions: Sequence[Equals],
+        sort: Sequence[SortField],
+        page: Page,
+    ) -> list[Assignment]:
+        order: list[ColumnElement[Any]] = []
+        for field in sort:
+            column = FIELDS[field.field]
+            order.append(
+                column.desc().nulls_last() if field.descending else column.asc().nulls_first()
+            )
+        # Ties broken by the key, so that pages are stable.
+        order += [ca.c.customer_id.asc(), ca.c.legal_entity_id.asc()]
+        statement = (
+            _ENRICHED.where(*_filters(tenant, segment_id, conditions))
+            .order_by(*order)
+            .limit(page.size)
+            .offset(page.offset)
+        )
+        return [to_assignment(row) for row in await connection.execute(statement)]
+
+    async def count(
+        self,
+        connection: AsyncConnection,
+        tenant: str,
+        segment_id: str,
+        conditions: Sequence[Equals],
+    ) -> int:
+        statement = select(func.count()).select_from(
+            _ENRICHED.where(*_filters(tenant, segment_id, conditions)).subquery()
+        )
+        return int((await connection.execute(statement)).scalar_one())
+
+
+def _filters(
+    tenant: str, segment_id: str, conditions: Sequence[Equals]
+) -> list[ColumnElement[bool]]:
+    filters: list[ColumnElement[bool]] = [ca.c.tenant == tenant, ca.c.segment_id == segment_id]
+    for condition in conditions:
+        column = FIELDS[condition.field]
+        value: Any = condition.value
+        if column is ca.c.version:
+            value = int(value) if value.isdigit() else -1  # a non-number matches no version
+        filters.append(column == value)
+    return filters
+
+
+# Dates need the typed comparisons of the full query language; until then they only sort.
+SEARCHABLE_FIELDS = FIELD_NAMES - {"metadata.createdAt", "metadata.modifiedAt"}

@@ -1,0 +1,166 @@
+"""Segment repository."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, and_, bindparam, delete, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from customer_segments.domain.listing import Page, SortField
+from customer_segments.domain.segment import Segment, SegmentFields, SegmentStatus
+from customer_segments.store.database import DialectInsert
+from customer_segments.store.tables import segments
+
+sg = segments
+
+SORT_FIELDS: dict[str, ColumnElement[Any]] = {
+    "id": sg.c.id,
+    "siteCode": sg.c.site_code,
+    "status": sg.c.status,
+    "validity.from": sg.c.validity_from,
+    "validity.to": sg.c.validity_to,
+    "metadata.createdAt": sg.c.created_at,
+    "metadata.modifiedAt": sg.c.modified_at,
+    "metadata.version": sg.c.version,
+}
+SORT_FIELD_NAMES = frozenset(SORT_FIELDS)
+
+
+def _to_segment(row: Row[Any]) -> Segment:
+    return Segment.model_construct(
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        validity_from=row.validity_from,
+        validity_to=row.validity_to,
+        status=SegmentStatus(row.status),
+        site_code=row.site_code,
+        mixins=row.mixins,
+        metadata_mixins=row.metadata_mixins,
+        version=row.version,
+        created_at=row.created_at,
+        modified_at=row.modified_at,
+    )
+
+
+def _params(tenant: str, segment_id: str, fields: SegmentFields, now: datetime) -> dict[str, Any]:
+    return {
+        "tenant": tenant,
+        "id": segment_id,
+        "name": fields.name,
+        "description": fields.description,
+        "validity_from": fields.validity_from,
+        "validity_to": fields.validity_to,
+        "status": fields.status.value,
+        "site_code": fields.site_code,
+        "mixins": fields.mixins,
+        "metadata_mixins": fields.metadata_mixins,
+        "version": 1,
+        "created_at": now,
+        "modified_at": now,
+    }
+
+
+class SegmentRepository:
+    def __init__(self, insert: DialectInsert) -> None:
+        by_key = and_(sg.c.tenant == bindparam("tenant"), sg.c.id == bindparam("id"))
+        self._get = select(sg).where(by_key)
+        self._exists = select(sg.c.status).where(by_key)
+        self._delete = delete(sg).where(by_key)
+        statement = insert(sg)
+        self._insert = statement.on_conflict_do_nothing(
+            index_elements=[sg.c.tenant, sg.c.id]
+        ).returning(*sg.c)
+        replaced = {
+            column: statement.excluded[column]
+            for column in (
+                "name",
+                "description",
+                "validity_from",
+                "validity_to",
+                "status",
+                "site_code",
+                "mixins",
+                "metadata_mixins",
+                "modified_at",
+            )
+        }
+        replaced["version"] = sg.c.version + 1
+        self._upsert = statement.on_conflict_do_update(
+            index_elements=[sg.c.tenant, sg.c.id], set_=replaced
+        ).returning(*sg.c)
+        self._upsert_if_version = statement.on_conflict_do_update(
+            index_elements=[sg.c.tenant, sg.c.id],
+            set_=replaced,
+            where=sg.c.version == bindparam("expected_version"),
+        ).returning(*sg.c)
+
+    async def get(
+        self, connection: AsyncConnection, tenant: str, segment_id: str
+    ) -> Segment | None:
+        row = (await connection.execute(self._get, {"tenant": tenant, "id": segment_id})).first()
+        return None if row is None else _to_segment(row)
+
+    async def exists(self, connection: AsyncConnection, tenant: str, segment_id: str) -> bool:
+        params = {"tenant": tenant, "id": segment_id}
+        return (await connection.execute(self._exists, params)).first() is not None
+
+    async def insert(
+        self,
+        connection: AsyncConnection,
+        tenant: str,
+        segment_id: str,
+        fields: SegmentFields,
+        now: datetime,
+    ) -> Segment | None:
+        """None when a segment with this id exists already."""
+        params = _params(tenant, segment_id, fields, now)
+        row = (await connection.execute(self._insert, params)).first()
+        return None if row is None else _to_segment(row)
+
+    async def upsert(
+        self,
+        connection: AsyncConnection,
+        tenant: str,
+        segment_id: str,
+        fields: SegmentFields,
+        expected_version: int | None,
+        now: datetime,
+    ) -> Segment | None:
+        """None when `expected_version` is set and the stored version differs."""
+        params = _params(tenant, segment_id, fields, now)
+        if expected_version is None:
+            return _to_segment((await connection.execute(self._upsert, params)).one())
+        params["expected_version"] = expected_version
+        row = (await connection.execute(self._upsert_if_version, params)).first()
+        return None if row is None else _to_segment(row)
+
+    async def delete(self, connection: AsyncConnection, tenant: str, segment_id: str) -> bool:
+        result = await connection.execute(self._delete, {"tenant": tenant, "id": segment_id})
+        return result.rowcount > 0
+
+    async def list(
+        self, connection: AsyncConnection, tenant: str, sort: Sequence[SortField], page: Page
+    ) -> list[Segment]:
+        order: list[ColumnElement[Any]] = []
+        for field in sort:
+            column = SORT_FIELDS[field.field]
+            order.append(
+                column.desc().nulls_last() if field.descending else column.asc().nulls_first()
+            )
+        order.append(sg.c.id.asc())
+        statement = (
+            select(sg)
+            .where(sg.c.tenant == tenant)
+            .order_by(*order)
+            .limit(page.size)
+            .offset(page.offset)
+        )
+        return [_to_segment(row) for row in await connection.execute(statement)]
+
+    async def count(self, connection: AsyncConnection, tenant: str) -> int:
+        statement = select(func.count()).select_from(sg).where(sg.c.tenant == tenant)
+        return int((await connection.execute(statement)).scalar_one())

@@ -1,0 +1,23 @@
+"""The store: a database and the repositories that speak its dialect."""
+
+from __future__ import annotations
+
+from customer_segments.store.assignments import AssignmentRepository
+from customer_segments.store.database import Database
+from customer_segments.store.directory import DirectoryRepository
+from customer_segments.store.segments import SegmentRepository
+
+
+class Store:
+    """Use cases open `read()` or `write()` (one transaction) and call the repositories."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.read = database.read
+        self.write = database.write
+        self.assignments = AssignmentRepository(database.insert)
+        self.segments = SegmentRepository(database.insert)
+        self.directory = DirectoryRepository(database.insert)
+
+    async def close(self) -> None:
+        await self.database.dispose()

@@ -1,0 +1,115 @@
+"""The schema. The tenant leads every primary key and index, so that moving to tenant-sharded
+PostgreSQL (tenant as distribution column) needs no redesign."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKeyConstraint,
+    Index,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    TypeDecorator,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on both databases (SQLite keeps no time zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# jsonb on PostgreSQL (queryable, indexable); JSON text on SQLite.
+JsonDocument: Any = JSON().with_variant(JSONB(), "postgresql")
+
+ID = 255
+
+segments = Table(
+    "segments",
+    metadata,
+    Column("tenant", String(16), nullable=False),
+    Column("id", String(ID), nullable=False),
+    Column("name", JsonDocument, nullable=False),
+    Column("description", JsonDocument, nullable=False),
+    Column("validity_from", UtcDateTime, nullable=True),
+    Column("validity_to", UtcDateTime, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("site_code", String(ID), nullable=False),
+    Column("mixins", JsonDocument, nullable=False),
+    Column("metadata_mixins", JsonDocument, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("modified_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("tenant", "id"),
+)
+
+customer_assignments = Table(
+    "customer_assignments",
+    metadata,
+    Column("tenant", String(16), nullable=False),
+    Column("segment_id", String(ID), nullable=False),
+    Column("customer_id", String(ID), nullable=False),
+    # "" for B2C: part of the key, so it cannot be NULL.
+    Column("legal_entity_id", String(ID), nullable=False, server_default=""),
+    Column("assignment_type", String(16), nullable=False),
+    Column("mixins", JsonDocument, nullable=False),
+    Column("metadata_mixins", JsonDocument, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("modified_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("tenant", "segment_id", "customer_id", "legal_entity_id"),
+    ForeignKeyConstraint(["tenant", "segment_id"], ["segments.tenant", "segments.id"]),
+    # "Which segments is this customer in?"
+    Index(None, "tenant", "customer_id", "legal_entity_id"),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("tenant", String(16), nullable=False),
+    Column("id", String(ID), nullable=False),
+    Column("first_name", String(ID), nullable=True),
+    Column("last_name", String(ID), nullable=True),
+    Column("email", String(ID), nullable=True),
+    PrimaryKeyConstraint("tenant", "id"),
+)
+
+legal_entities = Table(
+    "legal_entities",
+    metadata,
+    Column("tenant", String(16), nullable=False),
+    Column("id", String(ID), nullable=False),
+    Column("name", String(ID), nullable=True),
+    PrimaryKeyConstraint("tenant", "id"),
+)

@@ -1,0 +1,142 @@
+"""Shared fixtures: real databases (SQLite file and PostgreSQL), a real gRPC server on loopback.
+
+Every store test runs on both databases. The PostgreSQL half needs the server at
+CUSTOMER_SEGMENTS_TEST_PG (default postgresql://postgres@127.0.0.1:5432/test); without it the
+half is skipped with the reason, except under CI=true where it must run. Each test run creates
+its own PostgreSQL database and drops it at the end, so runs never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import grpc
+import pytest
+import pytest_asyncio
+from customersegment.v1 import (
+    assignment_pb2_grpc,
+    directory_pb2_grpc,
+    segment_pb2,
+    segment_pb2_grpc,
+)
+
+from customer_segments.grpc.server import GrpcServer, start_grpc_server
+from customer_segments.store.database import Database
+from customer_segments.store.migrate import upgrade_to_head
+from customer_segments.store.store import Store
+
+PG_ADMIN_URL = os.environ.get(
+    "CUSTOMER_SEGMENTS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"
+)
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _pg_unavailable_reason() -> str | None:
+    async def probe() -> None:
+        connection = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
+        await connection.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as error:
+        return (
+            f"PostgreSQL at {PG_ADMIN_URL} is not reachable ({error.__class__.__name__}: {error})"
+        )
+    return None
+
+
+_PG_REASON = _pg_unavailable_reason()
+
+
+def _run_in_thread(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Runs a coroutine to completion from sync code, even while the test loop is running."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coroutine).result()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database for this test run, dropped afterwards."""
+    if _PG_REASON is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but {_PG_REASON}")
+        pytest.skip(_PG_REASON)
+    name = f"cs_test_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    _run_in_thread(admin(f'CREATE DATABASE "{name}"'))
+    base, _, _ = PG_ADMIN_URL.rpartition("/")
+    yield f"{base}/{name}"
+    _run_in_thread(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path_factory: Any) -> str:
+    if backend == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
+    path: Path = tmp_path_factory.mktemp("sqlite") / "customer-segments.db"
+    return f"sqlite:///{path}"
+
+
+@pytest_asyncio.fixture(scope="session", params=BACKENDS, loop_scope="session")
+async def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Store]:
+    database = Database(database_url(request.param, request, tmp_path_factory))
+    await upgrade_to_head(database)
+    store = Store(database)
+    yield store
+    await store.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def grpc_server(store: Store) -> AsyncIterator[GrpcServer]:
+    server = await start_grpc_server(store, "127.0.0.1", 0)
+    yield server
+    await server.stop(0)
+
+
+class Stubs:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.assignments = assignment_pb2_grpc.CustomerAssignmentServiceStub(channel)
+        self.segments = segment_pb2_grpc.SegmentServiceStub(channel)
+        self.directory = directory_pb2_grpc.DirectoryServiceStub(channel)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def stubs(grpc_server: GrpcServer) -> AsyncIterator[Stubs]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_server.port}") as channel:
+        yield Stubs(channel)
+
+
+@pytest.fixture
+def tenant() -> str:
+    """A tenant of its own for each test: tests never see each other's rows."""
+    return "t" + secrets.token_hex(7)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def segment_id(stubs: Stubs, tenant: str) -> str:
+    """An ACTIVE segment in the test's tenant."""
+    segment = await stubs.segments.CreateSegment(
+        segment_pb2.CreateSegmentRequest(
+            tenant=tenant,
+            segment=segment_pb2.Segment(
+                id="gold", name={"en": "Gold"}, site_code="main", status=segment_pb2.ACTIVE
+            ),
+        )
+    )
+    return segment.id
