@@ -1,0 +1,119 @@
+"""Bad input: INVALID_ARGUMENT naming the field (message and BadRequest detail), never UNKNOWN."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import pytest
+from customersegment.v1 import assignment_pb2 as pb
+from customersegment.v1 import segment_pb2
+from google.protobuf.field_mask_pb2 import FieldMask
+
+from tests.conftest import Stubs
+from tests.helpers import expect_error, field_violations
+
+OK = {"segment_id": "gold", "customer_id": "c1"}
+
+UPSERTS: list[tuple[dict[str, Any], str]] = [
+    ({"tenant": "A"}, "tenant"),
+    ({"tenant": "ab"}, "tenant"),
+    ({"tenant": "a" * 17}, "tenant"),
+    ({"tenant": "1abc"}, "tenant"),
+    ({"segment_id": ""}, "segment_id"),
+    ({"customer_id": ""}, "customer_id"),
+    ({"customer_id": "x" * 256}, "customer_id"),
+    ({"customer_id": "tab\there"}, "customer_id"),
+    ({"customer_id": " padded"}, "customer_id"),
+    ({"legal_entity_id": "y" * 256}, "legal_entity_id"),
+    ({"mixins_json": "[1]"}, "mixins_json"),
+    ({"mixins_json": "{"}, "mixins_json"),
+    ({"mixins_json": '"text"'}, "mixins_json"),
+    ({"mixins_json": '{"a": NaN}'}, "mixins_json"),
+    ({"mixins_json": '{"a": 1e999}'}, "mixins_json"),
+    ({"mixins_json": '{"a": "\\u0000"}'}, "mixins_json"),
+    ({"mixins_json": '{"a": "\\ud800"}'}, "mixins_json"),
+    ({"mixins_json": "[" * 100_000}, "mixins_json"),
+    ({"metadata_mixins_json": "1"}, "metadata_mixins_json"),
+    ({"version": 0}, "version"),
+    ({"version": -3}, "version"),
+]
+
+
+@pytest.mark.parametrize(("override", "field"), UPSERTS)
+async def test_bad_upsert_names_the_field(
+    stubs: Stubs, tenant: str, segment_id: str, override: dict[str, Any], field: str
+) -> None:
+    request = pb.UpsertAssignmentRequest(**{"tenant": tenant, **OK, **override})
+    error = await expect_error(
+        stubs.assignments.UpsertAssignment(request), grpc.StatusCode.INVALID_ARGUMENT, field
+    )
+    assert field_violations(error) == [field]
+    assert "Traceback" not in (error.details() or "")
+
+
+LISTS: list[tuple[dict[str, Any], str]] = [
+    ({"page_size": 1001}, "page_size"),
+    ({"page_size": -1}, "page_size"),
+    ({"page_number": -1}, "page_number"),
+    ({"sort": "nosuchfield"}, "sort"),
+    ({"sort": "customerId:sideways"}, "sort"),
+    ({"q": "nosuchfield:1"}, "q"),
+    ({"q": "customerId"}, "q"),
+    ({"q": 'customerId:"unterminated'}, "q"),
+    ({"q": "customerId:(a,b)"}, "q"),
+    ({"fields": FieldMask(paths=["customer.nosuch"])}, "fields"),
+]
+
+
+@pytest.mark.parametrize(("override", "field"), LISTS)
+async def test_bad_list_names_the_field(
+    stubs: Stubs, tenant: str, segment_id: str, override: dict[str, Any], field: str
+) -> None:
+    request = pb.ListAssignmentsRequest(**{"tenant": tenant, "segment_id": segment_id, **override})
+    error = await expect_error(
+        stubs.assignments.ListAssignments(request), grpc.StatusCode.INVALID_ARGUMENT, field
+    )
+    assert field_violations(error) == [field]
+
+
+async def test_q_error_points_at_the_position(stubs: Stubs, tenant: str, segment_id: str) -> None:
+    request = pb.ListAssignmentsRequest(
+        tenant=tenant, segment_id=segment_id, q="customerId:1 bogus:2"
+    )
+    await expect_error(
+        stubs.assignments.ListAssignments(request),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "position 14",
+        "bogus",
+    )
+
+
+SEGMENTS: list[tuple[dict[str, Any], str]] = [
+    ({"name": {}}, "segment.name"),
+    ({"name": {"en": ""}}, "segment.name"),
+    ({"site_code": ""}, "segment.site_code"),
+    ({"mixins_json": "[]"}, "segment.mixins_json"),
+    ({"id": "x" * 256}, "segment.id"),
+    (
+        {
+            "validity": segment_pb2.Validity(
+                **{"from": {"seconds": 2_000_000_000}, "to": {"seconds": 1_000_000_000}}
+            )
+        },
+        "segment.validity",
+    ),
+    ({"validity": segment_pb2.Validity(to={"seconds": 10**13})}, "segment.validity.to"),
+]
+
+
+@pytest.mark.parametrize(("override", "field"), SEGMENTS)
+async def test_bad_segment_names_the_field(
+    stubs: Stubs, tenant: str, override: dict[str, Any], field: str
+) -> None:
+    segment = segment_pb2.Segment(**{"name": {"en": "Gold"}, "site_code": "main", **override})
+    request = segment_pb2.CreateSegmentRequest(tenant=tenant, segment=segment)
+    error = await expect_error(
+        stubs.segments.CreateSegment(request), grpc.StatusCode.INVALID_ARGUMENT, field
+    )
+    assert field_violations(error) == [field]

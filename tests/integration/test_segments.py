@@ -1,0 +1,142 @@
+"""SegmentService over real gRPC on both databases."""
+
+from __future__ import annotations
+
+import grpc
+from customersegment.v1 import assignment_pb2 as apb
+from customersegment.v1 import segment_pb2 as pb
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from tests.conftest import Stubs
+from tests.helpers import expect_error, loads
+
+
+def segment(**fields: object) -> pb.Segment:
+    values: dict[str, object] = {
+        "name": {"en": "Golden Segment", "de": "Goldenes Segment"},
+        "site_code": "main",
+    }
+    values.update(fields)
+    return pb.Segment(**values)  # type: ignore[arg-type]
+
+
+async def test_create_get_and_generated_id(stubs: Stubs, tenant: str) -> None:
+    created = await stubs.segments.CreateSegment(
+        pb.CreateSegmentRequest(tenant=tenant, segment=segment())
+    )
+    assert len(created.id) == 24
+    assert created.status == pb.INACTIVE  # default
+    assert created.metadata.version == 1
+    got = await stubs.segments.GetSegment(
+        pb.GetSegmentRequest(tenant=tenant, segment_id=created.id)
+    )
+    assert got == created
+
+
+async def test_create_keeps_validity_and_mixins(stubs: Stubs, tenant: str) -> None:
+    validity = pb.Validity(
+        **{
+            "from": Timestamp(seconds=1713340800),
+            "to": Timestamp(seconds=1744876800, nanos=123000000),
+        }
+    )
+    created = await stubs.segments.CreateSegment(
+        pb.CreateSegmentRequest(
+            tenant=tenant,
+            segment=segment(
+                id="s1",
+                validity=validity,
+                status=pb.ACTIVE,
+                mixins_json='{"tier":3,"big":12345678901234567890}',
+            ),
+        )
+    )
+    assert created.validity == validity
+    assert loads(created.mixins_json) == {"tier": 3, "big": 12345678901234567890}
+
+
+async def test_create_twice_already_exists(stubs: Stubs, tenant: str) -> None:
+    await stubs.segments.CreateSegment(
+        pb.CreateSegmentRequest(tenant=tenant, segment=segment(id="s1"))
+    )
+    await expect_error(
+        stubs.segments.CreateSegment(
+            pb.CreateSegmentRequest(tenant=tenant, segment=segment(id="s1"))
+        ),
+        grpc.StatusCode.ALREADY_EXISTS,
+        "already exists",
+    )
+
+
+async def test_upsert_created_updated_and_version_conflict(stubs: Stubs, tenant: str) -> None:
+    first = await stubs.segments.UpsertSegment(
+        pb.UpsertSegmentRequest(tenant=tenant, segment_id="s1", segment=segment())
+    )
+    assert first.created and first.segment.id == "s1"
+    second = await stubs.segments.UpsertSegment(
+        pb.UpsertSegmentRequest(
+            tenant=tenant, segment_id="s1", segment=segment(status=pb.ACTIVE), version=1
+        )
+    )
+    assert (
+        not second.created
+        and second.segment.metadata.version == 2
+        and second.segment.status == pb.ACTIVE
+    )
+    await expect_error(
+        stubs.segments.UpsertSegment(
+            pb.UpsertSegmentRequest(tenant=tenant, segment_id="s1", segment=segment(), version=1)
+        ),
+        grpc.StatusCode.ABORTED,
+        "has changed",
+    )
+
+
+async def test_list_with_total_and_sort(stubs: Stubs, tenant: str) -> None:
+    for segment_id in ("b", "a", "c"):
+        await stubs.segments.CreateSegment(
+            pb.CreateSegmentRequest(tenant=tenant, segment=segment(id=segment_id))
+        )
+    page = await stubs.segments.ListSegments(
+        pb.ListSegmentsRequest(tenant=tenant, sort="id:desc", include_total_count=True, page_size=2)
+    )
+    assert [s.id for s in page.segments] == ["c", "b"] and page.total_count == 3
+
+
+async def test_delete_needs_force_when_assignments_exist(
+    stubs: Stubs, tenant: str, segment_id: str
+) -> None:
+    await stubs.assignments.UpsertAssignment(
+        apb.UpsertAssignmentRequest(tenant=tenant, segment_id=segment_id, customer_id="c1")
+    )
+    await expect_error(
+        stubs.segments.DeleteSegment(pb.DeleteSegmentRequest(tenant=tenant, segment_id=segment_id)),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "force",
+    )
+    await stubs.assignments.GetAssignment(
+        apb.GetAssignmentRequest(tenant=tenant, segment_id=segment_id, customer_id="c1")
+    )
+    await stubs.segments.DeleteSegment(
+        pb.DeleteSegmentRequest(tenant=tenant, segment_id=segment_id, force=True)
+    )
+    await expect_error(
+        stubs.segments.GetSegment(pb.GetSegmentRequest(tenant=tenant, segment_id=segment_id)),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    # Re-created, the segment starts empty: the force delete took the assignments with it.
+    await stubs.segments.CreateSegment(
+        pb.CreateSegmentRequest(tenant=tenant, segment=segment(id=segment_id))
+    )
+    listed = await stubs.assignments.ListAssignments(
+        apb.ListAssignmentsRequest(tenant=tenant, segment_id=segment_id)
+    )
+    assert list(listed.assignments) == []
+
+
+async def test_delete_unknown_segment_is_not_found(stubs: Stubs, tenant: str) -> None:
+    await expect_error(
+        stubs.segments.DeleteSegment(pb.DeleteSegmentRequest(tenant=tenant, segment_id="nope")),
+        grpc.StatusCode.NOT_FOUND,
+        "nope",
+    )
