@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
@@ -86,14 +87,20 @@ def _wrap(handler: Handler, method: str) -> Handler:
         "request_deserializer": handler.request_deserializer,
         "response_serializer": handler.response_serializer,
     }
+    behavior: Any = (
+        handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+    )
+    # A streaming handler either yields (async generator) or calls context.write() (coroutine,
+    # as the health service's Watch does); each needs a wrapper of its own kind.
+    wrapped = (
+        _streaming_response(method, behavior)
+        if inspect.isasyncgenfunction(behavior)
+        else _unary_response(method, behavior)
+    )
     if handler.unary_unary:
-        behavior = _unary_response(method, handler.unary_unary)
-        return grpc.unary_unary_rpc_method_handler(behavior, **codec)
+        return grpc.unary_unary_rpc_method_handler(wrapped, **codec)
     if handler.unary_stream:
-        streaming = _streaming_response(method, handler.unary_stream)  # type: ignore[arg-type]
-        return grpc.unary_stream_rpc_method_handler(streaming, **codec)
+        return grpc.unary_stream_rpc_method_handler(wrapped, **codec)
     if handler.stream_unary:
-        behavior = _unary_response(method, handler.stream_unary)
-        return grpc.stream_unary_rpc_method_handler(behavior, **codec)
-    streaming = _streaming_response(method, handler.stream_stream)  # type: ignore[arg-type]
-    return grpc.stream_stream_rpc_method_handler(streaming, **codec)
+        return grpc.stream_unary_rpc_method_handler(wrapped, **codec)
+    return grpc.stream_stream_rpc_method_handler(wrapped, **codec)

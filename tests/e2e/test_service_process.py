@@ -1,0 +1,269 @@
+"""The `customer-segments` command as a user runs it: a real process, grpcurl, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import grpc
+import pytest
+from customersegment.v1 import assignment_pb2, assignment_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.conftest import PG_ADMIN_URL
+
+BIN = Path(sys.executable).parent
+CLI = str(BIN / "customer-segments")
+GRPCURL = str(BIN / "grpcurl")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Service:
+    def __init__(self, process: subprocess.Popen[str], port: int) -> None:
+        self.process = process
+        self.port = port
+        self.target = f"127.0.0.1:{port}"
+
+    def grpcurl(self, *arguments: str, data: object | None = None) -> str:
+        command = [GRPCURL, "-plaintext"]
+        if data is not None:
+            command += ["-d", json.dumps(data)]
+        result = subprocess.run(
+            [*command, self.target, *arguments], capture_output=True, text=True, timeout=30
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+
+def start(tmp_path: Path, *extra: str) -> Service:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            CLI,
+            "serve",
+            "--grpc-host",
+            "127.0.0.1",
+            "--grpc-port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "data"),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited: {process.stdout.read() if process.stdout else ''}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return Service(process, port)
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError("serve did not start listening")
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> Iterator[Service]:
+    service = start(tmp_path)
+    yield service
+    if service.process.poll() is None:
+        service.process.kill()
+        service.process.wait()
+
+
+def test_grpcurl_walkthrough_on_embedded_database(embedded: Service) -> None:
+    services = embedded.grpcurl("list").split()
+    assert services == [
+        "customersegment.v1.CustomerAssignmentService",
+        "customersegment.v1.DirectoryService",
+        "customersegment.v1.SegmentService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ]
+    assert "rpc BulkUpsertAssignments" in embedded.grpcurl(
+        "describe", "customersegment.v1.CustomerAssignmentService"
+    )
+    assert '"status": "SERVING"' in embedded.grpcurl("grpc.health.v1.Health/Check")
+    embedded.grpcurl(
+        "customersegment.v1.SegmentService/CreateSegment",
+        data={
+            "tenant": "acme",
+            "segment": {"id": "gold", "name": {"en": "Gold"}, "siteCode": "main"},
+        },
+    )
+    created = json.loads(
+        embedded.grpcurl(
+            "customersegment.v1.CustomerAssignmentService/UpsertAssignment",
+            data={
+                "tenant": "acme",
+                "segmentId": "gold",
+                "customerId": "c1",
+                "legalEntityId": "le1",
+                "mixinsJson": '{"n":20}',
+            },
+        )
+    )
+    assert created["created"] is True
+    items = [{"customerId": f"c{n}"} for n in range(1000)]
+    output = embedded.grpcurl(
+        "customersegment.v1.CustomerAssignmentService/BulkUpsertAssignments",
+        data={"tenant": "acme", "segmentId": "gold", "items": items},
+    )
+    decoder = json.JSONDecoder()
+    results, position = [], 0
+    while position < len(output.strip()):
+        message, end = decoder.raw_decode(output, position)
+        results += message["results"]
+        position = end + 1
+    assert len(results) == 1000 and [r["index"] for r in results] == list(range(1, 1001))
+    assert {r["code"] for r in results} == {201}  # c1 (B2C) is another key than c1 of le1
+    got = json.loads(
+        embedded.grpcurl(
+            "customersegment.v1.CustomerAssignmentService/GetAssignment",
+            data={
+                "tenant": "acme",
+                "segmentId": "gold",
+                "customerId": "c1",
+                "legalEntityId": "le1",
+            },
+        )
+    )
+    assert json.loads(got["mixins_json"]) == {"n": 20}
+
+
+def test_sigterm_drains_in_flight_calls_and_reports_not_serving(embedded: Service) -> None:
+    async def scenario() -> None:
+        async with grpc.aio.insecure_channel(embedded.target) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            await asyncio.wait_for(health.Check(health_pb2.HealthCheckRequest()), 10)
+            watch = health.Watch(health_pb2.HealthCheckRequest())
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+            from customersegment.v1 import segment_pb2, segment_pb2_grpc
+
+            await segment_pb2_grpc.SegmentServiceStub(channel).CreateSegment(
+                segment_pb2.CreateSegmentRequest(
+                    tenant="acme",
+                    segment=segment_pb2.Segment(id="s", name={"en": "S"}, site_code="m"),
+                )
+            )
+            stream = assignment_pb2_grpc.CustomerAssignmentServiceStub(
+                channel
+            ).StreamUpsertAssignments()
+            item = assignment_pb2.BulkUpsertItem
+            await stream.write(
+                assignment_pb2.BulkUpsertAssignmentsRequest(
+                    tenant="acme", segment_id="s", items=[item(customer_id="a")]
+                )
+            )
+            assert [r.code for r in (await stream.read()).results] == [201]
+            embedded.process.send_signal(signal.SIGTERM)
+            assert (
+                await asyncio.wait_for(watch.read(), 10)
+            ).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            # The call that was in flight when the signal came still completes.
+            await stream.write(
+                assignment_pb2.BulkUpsertAssignmentsRequest(items=[item(customer_id="b")])
+            )
+            await stream.done_writing()
+            assert [r.code for r in (await stream.read()).results] == [201]
+
+    asyncio.run(scenario())
+    assert embedded.process.wait(timeout=20) == 0
+    output = embedded.process.stdout.read() if embedded.process.stdout else ""
+    assert "stopped" in output and "Traceback" not in output
+
+
+@pytest.fixture
+def empty_postgres_database() -> Iterator[str]:
+    name = f"cs_e2e_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    try:
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    except OSError as error:
+        if os.environ.get("CI", "").lower() == "true":
+            raise
+        pytest.skip(f"PostgreSQL at {PG_ADMIN_URL} is not reachable ({error})")
+    base, _, _ = PG_ADMIN_URL.rpartition("/")
+    yield f"{base}/{name}"
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_postgres_needs_migrate_then_serves(tmp_path: Path, empty_postgres_database: str) -> None:
+    url = empty_postgres_database
+    refused = subprocess.run(
+        [CLI, "serve", "--grpc-port", str(free_port()), "--database-url", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode != 0
+    assert "customer-segments migrate" in refused.stderr and "Traceback" not in refused.stderr
+    migrated = subprocess.run(
+        [CLI, "migrate", "--database-url", url], capture_output=True, text=True, timeout=60
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    again = subprocess.run(
+        [CLI, "migrate"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CUSTOMER_SEGMENTS_DATABASE_URL": url},
+    )
+    assert again.returncode == 0, again.stderr
+    service = start(tmp_path, "--database-url", url)
+    try:
+        service.grpcurl(
+            "customersegment.v1.SegmentService/CreateSegment",
+            data={
+                "tenant": "acme",
+                "segment": {"id": "gold", "name": {"en": "Gold"}, "siteCode": "main"},
+            },
+        )
+        first = json.loads(
+            service.grpcurl(
+                "customersegment.v1.CustomerAssignmentService/UpsertAssignment",
+                data={"tenant": "acme", "segmentId": "gold", "customerId": "c1"},
+            )
+        )
+        assert first["created"] is True
+        assert not (tmp_path / "data" / "customer-segments.db").exists()
+    finally:
+        service.process.terminate()
+        assert service.process.wait(timeout=20) == 0
+
+
+def test_bad_settings_are_refused_without_traceback(tmp_path: Path) -> None:
+    for arguments in (["--grpc-port", "http"], ["--database-url", "mysql://x@y/z"]):
+        result = subprocess.run(
+            [CLI, "serve", "--data-dir", str(tmp_path), *arguments],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode != 0
+        assert "customer-segments:" in result.stderr and "Traceback" not in result.stderr
