@@ -14,6 +14,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,14 +63,19 @@ def _run_in_thread(coroutine: Coroutine[Any, Any, None]) -> None:
         pool.submit(asyncio.run, coroutine).result()
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh database for this test run, dropped afterwards."""
+def require_postgres() -> None:
+    """Skips the calling test when PostgreSQL is unreachable, except under CI=true."""
     if _PG_REASON is not None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true but {_PG_REASON}")
         pytest.skip(_PG_REASON)
-    name = f"cs_test_{uuid.uuid4().hex[:12]}"
+
+
+@contextmanager
+def fresh_postgres_database(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database (its URL), dropped afterwards."""
+    require_postgres()
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
 
     async def admin(sql: str) -> None:
         connection = await asyncpg.connect(PG_ADMIN_URL)
@@ -80,8 +86,17 @@ def postgres_url() -> Iterator[str]:
 
     _run_in_thread(admin(f'CREATE DATABASE "{name}"'))
     base, _, _ = PG_ADMIN_URL.rpartition("/")
-    yield f"{base}/{name}"
-    _run_in_thread(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    try:
+        yield f"{base}/{name}"
+    finally:
+        _run_in_thread(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """This test run's own database."""
+    with fresh_postgres_database("cs_test") as url:
+        yield url
 
 
 def database_url(backend: str, request: pytest.FixtureRequest, tmp_path_factory: Any) -> str:

@@ -10,17 +10,15 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import grpc
 import pytest
 from customersegment.v1 import assignment_pb2, assignment_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import fresh_postgres_database
 
 BIN = Path(sys.executable).parent
 CLI = str(BIN / "customer-segments")
@@ -193,24 +191,8 @@ def test_sigterm_drains_in_flight_calls_and_reports_not_serving(embedded: Servic
 
 @pytest.fixture
 def empty_postgres_database() -> Iterator[str]:
-    name = f"cs_e2e_{uuid.uuid4().hex[:10]}"
-
-    async def admin(sql: str) -> None:
-        connection = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
-    try:
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    except OSError as error:
-        if os.environ.get("CI", "").lower() == "true":
-            raise
-        pytest.skip(f"PostgreSQL at {PG_ADMIN_URL} is not reachable ({error})")
-    base, _, _ = PG_ADMIN_URL.rpartition("/")
-    yield f"{base}/{name}"
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_postgres_database("cs_e2e") as url:
+        yield url
 
 
 def test_postgres_needs_migrate_then_serves(tmp_path: Path, empty_postgres_database: str) -> None:
