@@ -18,8 +18,8 @@ run: $(STAMP)
 
 ## Lint, type-check, then every test (PostgreSQL half needs 127.0.0.1:5432; required when CI=true).
 test: $(STAMP)
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -44,16 +45,26 @@ class AssignmentKey(NamedTuple):
         return self.customer_id
 
 
-class AssignmentWrite(BaseModel):
-    """What an upsert stores: mixins and metadata.mixins replace the stored ones as a whole."""
+def is_creation(version: int) -> bool:
+    """An insert writes version 1 and every update adds 1, so only a fresh row has version 1."""
+    return version == 1
 
-    model_config = ConfigDict(frozen=True)
+
+class AssignmentWrite(NamedTuple):
+    """What an upsert stores: mixins and metadata.mixins replace the stored ones as a whole.
+
+    A NamedTuple rather than a pydantic model: bulk imports make one per item, and `parse`
+    below is where its fields are validated.
+    """
 
     key: AssignmentKey
     mixins: dict[str, Any]
     metadata_mixins: dict[str, Any]
+    # The same documents as validated JSON text, for statements that take JSON as text.
+    mixins_json: str
+    metadata_mixins_json: str
     # Optimistic locking: write only if the stored version equals it; None writes unconditionally.
-    expected_version: int | None = None
+    expected_version: int | None
 
     @classmethod
     def parse(
@@ -62,17 +73,16 @@ class AssignmentWrite(BaseModel):
         mixins_json: str,
         metadata_mixins_json: str,
         expected_version: int | None,
-        field_prefix: str = "",
     ) -> AssignmentWrite:
         if expected_version is not None and expected_version < 1:
-            raise InvalidArgument(f"{field_prefix}version", "must be at least 1")
-        return cls.model_construct(
-            key=key,
-            mixins=validation.json_object(mixins_json, f"{field_prefix}mixins_json"),
-            metadata_mixins=validation.json_object(
-                metadata_mixins_json, f"{field_prefix}metadata_mixins_json"
-            ),
-            expected_version=expected_version,
+            raise InvalidArgument("version", "must be at least 1")
+        return cls(
+            key,
+            validation.json_object(mixins_json, "mixins_json"),
+            validation.json_object(metadata_mixins_json, "metadata_mixins_json"),
+            mixins_json or "{}",
+            metadata_mixins_json or "{}",
+            expected_version,
         )
 
 
@@ -115,16 +125,15 @@ class UpsertOutcome(BaseModel):
     assignment: Assignment
 
 
-class BulkItemResult(BaseModel):
+@dataclass(frozen=True, slots=True)
+class BulkItemResult:
     """One item's outcome in a bulk call: the HTTP code it would have got alone."""
-
-    model_config = ConfigDict(frozen=True)
 
     index: int  # 1-based position in the whole request
     code: int
-    message: str = ""
-    customer_id: str = ""
-    legal_entity_id: str = ""
+    message: str
+    customer_id: str
+    legal_entity_id: str
 
 
 class BulkUpsertInput(NamedTuple):

@@ -90,8 +90,7 @@ def segment_to_proto(segment: Segment) -> segment_pb2.Segment:
     return message
 
 
-def _phrase(code: int) -> str:
-    return HTTPStatus(code).phrase
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
 
 
 def bulk_results_to_proto(results: list[BulkItemResult]) -> common_pb2.BulkItemResults:
@@ -100,7 +99,7 @@ def bulk_results_to_proto(results: list[BulkItemResult]) -> common_pb2.BulkItemR
             common_pb2.BulkItemResult(
                 index=result.index,
                 code=result.code,
-                status=_phrase(result.code),
+                status=_PHRASES[result.code],
                 message=result.message,
                 customer_id=result.customer_id,
                 legal_entity_id=result.legal_entity_id,

@@ -12,6 +12,7 @@ from customer_segments.domain.assignment import (
     AssignmentKey,
     AssignmentWrite,
     UpsertOutcome,
+    is_creation,
 )
 from customer_segments.domain.errors import NotFound, VersionConflict
 from customer_segments.domain.listing import Page, parse_sort
@@ -43,12 +44,12 @@ async def upsert_assignment(store: Store, write: AssignmentWrite) -> UpsertOutco
     key = write.key
     async with store.write() as connection:
         await require_segment(store, connection, key.tenant, key.segment_id)
-        written = await store.assignments.upsert(connection, write, utc_now())
-        if written is None:
+        version = await store.assignments.upsert(connection, write, utc_now())
+        if version is None:
             raise VersionConflict(key.display_id)
         assignment = await store.assignments.get(connection, key)
     assert assignment is not None  # written in this very transaction
-    return UpsertOutcome(created=written.created, assignment=assignment)
+    return UpsertOutcome(created=is_creation(version), assignment=assignment)
 
 
 async def remove_assignment(store: Store, key: AssignmentKey) -> None:

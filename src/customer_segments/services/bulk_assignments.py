@@ -4,15 +4,19 @@ Items are taken in chunks; each chunk is one transaction whose valid, distinct i
 the database in one multi-row statement. A key repeated in a chunk is written in rounds (its
 first occurrence in round 1, the second in round 2, ...), so repeats apply in request order.
 If the database rejects a chunk, its items are retried one by one, so that one bad item never
-takes the others down and an item reported as failed leaves nothing behind.
+takes the others down and an item reported as failed leaves nothing behind. The segment is
+checked once per call; a segment deleted in mid-stream is caught by the foreign key, and the
+retry then reports each item as 404.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Sequence
 from datetime import datetime
+from functools import partial
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -24,6 +28,7 @@ from customer_segments.domain.assignment import (
     BulkItemResult,
     BulkRemoveInput,
     BulkUpsertInput,
+    is_creation,
 )
 from customer_segments.domain.errors import InvalidArgument, NotFound, VersionConflict
 from customer_segments.services.assignments import require_segment, upsert_assignment
@@ -33,6 +38,9 @@ from customer_segments.store.store import Store
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 200
+Item = TypeVar("Item")
+Results = list[BulkItemResult]
+Validated = TypeVar("Validated")
 CREATED, UPDATED, BAD_REQUEST, NOT_FOUND, CONFLICT, INTERNAL = 201, 204, 400, 404, 409, 500
 
 
@@ -47,12 +55,13 @@ async def bulk_upsert_assignments(
     validation.identifier(segment_id, "segment_id")
     async with store.read() as connection:
         await require_segment(store, connection, tenant, segment_id)
-    next_index = 1
-    async for batch in batches:
-        for start in range(0, len(batch), CHUNK_SIZE):
-            chunk = batch[start : start + CHUNK_SIZE]
-            yield await _upsert_chunk(store, tenant, segment_id, next_index, chunk)
-            next_index += len(chunk)
+
+    async def validated() -> AsyncIterator[ValidatedUpserts]:
+        async for first_index, chunk in _chunks(batches):
+            yield _validate_upserts(tenant, segment_id, first_index, chunk)
+
+    async for results in _decide_in_order(validated(), partial(_write_upserts, store)):
+        yield results
 
 
 async def bulk_remove_assignments(
@@ -66,12 +75,77 @@ async def bulk_remove_assignments(
     validation.identifier(segment_id, "segment_id")
     async with store.read() as connection:
         await require_segment(store, connection, tenant, segment_id)
+
+    async def validated() -> AsyncIterator[ValidatedRemovals]:
+        async for first_index, chunk in _chunks(batches):
+            yield _validate_removals(tenant, segment_id, first_index, chunk)
+
+    removals = partial(_remove, store, tenant, segment_id)
+    async for results in _decide_in_order(validated(), removals):
+        yield results
+
+
+async def _chunks(
+    batches: AsyncIterable[Sequence[Item]],
+) -> AsyncIterator[tuple[int, Sequence[Item]]]:
+    """The items in chunks of at most CHUNK_SIZE, with the 1-based index of each first item."""
     next_index = 1
     async for batch in batches:
         for start in range(0, len(batch), CHUNK_SIZE):
             chunk = batch[start : start + CHUNK_SIZE]
-            yield await _remove_chunk(store, tenant, segment_id, next_index, chunk)
+            yield next_index, chunk
             next_index += len(chunk)
+
+
+class _EndOfChunks:
+    pass
+
+
+async def _decide_in_order(
+    chunks: AsyncIterator[Validated],
+    decide: Callable[[Validated], Coroutine[Any, Any, Results]],
+) -> AsyncIterator[Results]:
+    """Decides the chunks one after another, in request order (so a key repeated across chunks
+    is written in order), and yields each chunk's results the moment it is decided.
+
+    Reading and validating the next chunks runs in a task of its own, and a chunk that is
+    ready when the previous one commits starts its write before the previous results are
+    sent: Python work overlaps the database's instead of waiting for it.
+    """
+    ready: asyncio.Queue[Validated | _EndOfChunks | Exception] = asyncio.Queue(maxsize=2)
+
+    async def read_ahead() -> None:
+        try:
+            async for chunk in chunks:
+                await ready.put(chunk)
+            await ready.put(_EndOfChunks())
+        except Exception as error:  # re-raised below, in the caller's task
+            await ready.put(error)
+
+    def start(item: Validated | _EndOfChunks | Exception) -> asyncio.Task[Results] | None:
+        """The write of the next chunk, or None at the end of the chunks."""
+        if isinstance(item, Exception):
+            raise item
+        return None if isinstance(item, _EndOfChunks) else asyncio.create_task(decide(item))
+
+    reader = asyncio.create_task(read_ahead())
+    pending: asyncio.Task[Results] | None = None
+    try:
+        pending = start(await ready.get())
+        while pending is not None:
+            decided = await pending
+            if ready.empty():
+                pending = None
+                yield decided
+                pending = start(await ready.get())
+            else:
+                pending = start(ready.get_nowait())
+                yield decided
+    finally:
+        # The caller went away (cancelled, deadline) or failed: leave nothing running.
+        reader.cancel()
+        if pending is not None:
+            pending.cancel()
 
 
 def _key(tenant: str, segment_id: str, customer_id: str, legal_entity_id: str) -> AssignmentKey:
@@ -83,32 +157,29 @@ def _key(tenant: str, segment_id: str, customer_id: str, legal_entity_id: str) -
     )
 
 
+def _code(version: int) -> int:
+    return CREATED if is_creation(version) else UPDATED
+
+
 def _result(index: int, code: int, key: AssignmentKey, message: str = "") -> BulkItemResult:
-    return BulkItemResult.model_construct(
-        index=index,
-        code=code,
-        message=message,
-        customer_id=key.customer_id,
-        legal_entity_id=key.legal_entity_id,
-    )
+    return BulkItemResult(index, code, message, key.customer_id, key.legal_entity_id)
 
 
 def _invalid(
     index: int, item: BulkUpsertInput | BulkRemoveInput, error: InvalidArgument
 ) -> BulkItemResult:
-    return BulkItemResult.model_construct(
-        index=index,
-        code=BAD_REQUEST,
-        message=error.message,
-        customer_id=item.customer_id,
-        legal_entity_id=item.legal_entity_id,
-    )
+    return BulkItemResult(index, BAD_REQUEST, error.message, item.customer_id, item.legal_entity_id)
 
 
-async def _upsert_chunk(
-    store: Store, tenant: str, segment_id: str, first_index: int, chunk: Sequence[BulkUpsertInput]
-) -> list[BulkItemResult]:
-    results: list[BulkItemResult] = []
+class ValidatedUpserts(NamedTuple):
+    invalid: list[BulkItemResult]
+    writes: list[tuple[int, AssignmentWrite]]
+
+
+def _validate_upserts(
+    tenant: str, segment_id: str, first_index: int, chunk: Sequence[BulkUpsertInput]
+) -> ValidatedUpserts:
+    invalid: list[BulkItemResult] = []
     writes: list[tuple[int, AssignmentWrite]] = []
     for index, item in enumerate(chunk, start=first_index):
         try:
@@ -117,61 +188,70 @@ async def _upsert_chunk(
                 key, item.mixins_json, item.metadata_mixins_json, item.version
             )
         except InvalidArgument as error:
-            results.append(_invalid(index, item, error))
+            invalid.append(_invalid(index, item, error))
             continue
         writes.append((index, write))
-    if writes:
+    return ValidatedUpserts(invalid, writes)
+
+
+async def _write_upserts(store: Store, chunk: ValidatedUpserts) -> list[BulkItemResult]:
+    results = list(chunk.invalid)
+    if chunk.writes:
+        rounds = _rounds(chunk.writes)
+        # The common chunk is one statement, atomic on its own: no BEGIN/COMMIT round trips.
+        one_statement = len(rounds) == 1 and all(
+            write.expected_version is None for _, write in chunk.writes
+        )
         try:
-            async with store.write() as connection:
-                results += await _write_rounds(store, connection, writes, utc_now())
+            async with store.single_statement() if one_statement else store.write() as connection:
+                results += await _write_rounds(store, connection, rounds, utc_now())
         except SQLAlchemyError:
             log.warning(
                 "bulk chunk rejected by the database; deciding its items one by one", exc_info=True
             )
-            results += [await _upsert_alone(store, index, write) for index, write in writes]
+            results += [await _upsert_alone(store, index, write) for index, write in chunk.writes]
     results.sort(key=lambda result: result.index)
     return results
+
+
+def _rounds(writes: list[tuple[int, AssignmentWrite]]) -> list[list[tuple[int, AssignmentWrite]]]:
+    """Round n holds the n-th occurrence of each key, so that repeats apply in order."""
+    rounds: list[list[tuple[int, AssignmentWrite]]] = [[]]
+    occurrences: dict[AssignmentKey, int] = {}
+    for index, write in writes:
+        occurrence = occurrences.get(write.key, 0)
+        occurrences[write.key] = occurrence + 1
+        if occurrence == len(rounds):
+            rounds.append([])
+        rounds[occurrence].append((index, write))
+    return rounds
 
 
 async def _write_rounds(
     store: Store,
     connection: AsyncConnection,
-    writes: list[tuple[int, AssignmentWrite]],
+    rounds: list[list[tuple[int, AssignmentWrite]]],
     now: datetime,
 ) -> list[BulkItemResult]:
-    first = writes[0][1].key
-    if not await store.segments.exists(connection, first.tenant, first.segment_id):
-        message = NotFound("segment", first.segment_id).message
-        return [_result(index, NOT_FOUND, write.key, message) for index, write in writes]
-    rounds: list[list[tuple[int, AssignmentWrite]]] = []
-    occurrences: Counter[AssignmentKey] = Counter()
-    for index, write in writes:
-        occurrence = occurrences[write.key]
-        occurrences[write.key] += 1
-        if occurrence == len(rounds):
-            rounds.append([])
-        rounds[occurrence].append((index, write))
-
     results: list[BulkItemResult] = []
     for items in rounds:
         unconditional = [(i, w) for i, w in items if w.expected_version is None]
         if unconditional:
-            written = await store.assignments.upsert_unconditionally(
+            versions = await store.assignments.upsert_many(
                 connection, [write for _, write in unconditional], now
             )
             for index, write in unconditional:
-                outcome = written[(write.key.customer_id, write.key.legal_entity_id)]
-                results.append(_result(index, CREATED if outcome.created else UPDATED, write.key))
+                written = versions[(write.key.customer_id, write.key.legal_entity_id)]
+                results.append(_result(index, _code(written), write.key))
         for index, write in items:
             if write.expected_version is None:
                 continue
-            versioned = await store.assignments.upsert(connection, write, now)
-            if versioned is None:
+            conditional = await store.assignments.upsert(connection, write, now)
+            if conditional is None:
                 message = VersionConflict(write.key.display_id).message
                 results.append(_result(index, CONFLICT, write.key, message))
             else:
-                code = CREATED if versioned.created else UPDATED
-                results.append(_result(index, code, write.key))
+                results.append(_result(index, _code(conditional), write.key))
     return results
 
 
@@ -188,24 +268,36 @@ async def _upsert_alone(store: Store, index: int, write: AssignmentWrite) -> Bul
     return _result(index, CREATED if outcome.created else UPDATED, write.key)
 
 
-async def _remove_chunk(
-    store: Store, tenant: str, segment_id: str, first_index: int, chunk: Sequence[BulkRemoveInput]
-) -> list[BulkItemResult]:
-    results: list[BulkItemResult] = []
+class ValidatedRemovals(NamedTuple):
+    invalid: list[BulkItemResult]
+    keys: list[tuple[int, AssignmentKey]]
+
+
+def _validate_removals(
+    tenant: str, segment_id: str, first_index: int, chunk: Sequence[BulkRemoveInput]
+) -> ValidatedRemovals:
+    invalid: list[BulkItemResult] = []
     keys: list[tuple[int, AssignmentKey]] = []
     for index, item in enumerate(chunk, start=first_index):
         try:
             keys.append((index, _key(tenant, segment_id, item.customer_id, item.legal_entity_id)))
         except InvalidArgument as error:
-            results.append(_invalid(index, item, error))
-    if keys:
+            invalid.append(_invalid(index, item, error))
+    return ValidatedRemovals(invalid, keys)
+
+
+async def _remove(
+    store: Store, tenant: str, segment_id: str, chunk: ValidatedRemovals
+) -> list[BulkItemResult]:
+    results = list(chunk.invalid)
+    if chunk.keys:
         async with store.write() as connection:
             if await store.segments.exists(connection, tenant, segment_id):
-                pairs = [(key.customer_id, key.legal_entity_id) for _, key in keys]
+                pairs = [(key.customer_id, key.legal_entity_id) for _, key in chunk.keys]
                 await store.assignments.delete_many(connection, tenant, segment_id, pairs)
-                results += [_result(index, UPDATED, key) for index, key in keys]
+                results += [_result(index, UPDATED, key) for index, key in chunk.keys]
             else:
                 message = NotFound("segment", segment_id).message
-                results += [_result(index, NOT_FOUND, key, message) for index, key in keys]
+                results += [_result(index, NOT_FOUND, key, message) for index, key in chunk.keys]
     results.sort(key=lambda result: result.index)
     return results

@@ -15,7 +15,8 @@ class Store:
         self.database = database
         self.read = database.read
         self.write = database.write
-        self.assignments = AssignmentRepository(database.insert)
+        self.single_statement = database.single_statement
+        self.assignments = AssignmentRepository(database)
         self.segments = SegmentRepository(database.insert)
         self.directory = DirectoryRepository(database.insert)
 

@@ -1,0 +1,262 @@
+"""Plumbing for the benchmark: free ports, child processes, h2load, PostgreSQL administration.
+
+Nothing here knows about customer segments; run.py tells the story.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+# Exactly the load of ../shared/ceiling/run.sh, so that service and ceiling are comparable.
+H2LOAD_REQUESTS = 30_000
+H2LOAD_ARGS = ("-n", str(H2LOAD_REQUESTS), "-c", "16", "-m", "10", "-t", "1")
+H2LOAD_TIMEOUT_S = 300.0
+
+
+class BenchError(Exception):
+    """Something went wrong that makes the figures meaningless: the run stops."""
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """How busy the CPUs were over an interval, in cores (1.0 = one core all the time)."""
+
+    process: float  # the watched process (threads included)
+    machine: float  # everything on the machine: PostgreSQL, load generator, server, ...
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU time counters at one moment (Linux /proc), to compare with a later sample."""
+
+    process_s: float
+    machine_busy_s: float
+    wall_s: float
+
+    @classmethod
+    def take(cls, pid: int) -> CpuSample:
+        ticks = os.sysconf("SC_CLK_TCK")
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        process = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        # first line of /proc/stat: "cpu user nice system idle iowait irq softirq steal ..."
+        counters = [int(value) for value in Path("/proc/stat").read_text().split()[1:9]]
+        busy = sum(counters) - counters[3] - counters[4]
+        return cls(process, busy / ticks, time.perf_counter())
+
+    def until(self, later: CpuSample) -> CpuUse:
+        wall = later.wall_s - self.wall_s
+        return CpuUse(
+            (later.process_s - self.process_s) / wall,
+            (later.machine_busy_s - self.machine_busy_s) / wall,
+        )
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (the kernel's pick for port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def port_accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def grpc_frame(message: bytes) -> bytes:
+    """One gRPC length-prefixed message (uncompressed): what h2load sends as the body."""
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+class Child:
+    """A long-running child process (a server); its output goes to `<log_dir>/<name>.log`."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_dir: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def tail(self, lines: int = 25) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (the graceful stop), then SIGKILL if it takes longer than `timeout`."""
+        if not self.alive():
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
+def wait_until(ready: Callable[[], bool], what: str, child: Child, timeout: float = 30.0) -> None:
+    """Polls `ready` until it holds; fails early, with the child's log, if the child dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise BenchError(f"{child.name} exited while waiting for {what}:\n{child.tail()}")
+        if ready():
+            return
+        time.sleep(0.1)
+    raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}:\n{child.tail()}")
+
+
+def run_command(argv: Sequence[str], timeout: float, env: Mapping[str, str] | None = None) -> str:
+    """Runs a command to completion and returns its stdout; fails with its output otherwise."""
+    try:
+        done = subprocess.run(
+            list(argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"timed out after {timeout:.0f}s: {' '.join(argv)}") from None
+    if done.returncode != 0:
+        raise BenchError(
+            f"exit status {done.returncode}: {' '.join(argv)}\n{done.stdout}\n{done.stderr}"
+        )
+    return done.stdout
+
+
+def require_h2load() -> str:
+    path = shutil.which("h2load")
+    if path is None:
+        raise BenchError("h2load not found; install h2load: apt-get install nghttp2-client")
+    return path
+
+
+@dataclass(frozen=True)
+class H2loadResult:
+    requests_per_second: float
+    requests: int
+    succeeded: int
+    status_2xx: int
+    data_bytes: int  # DATA frame payload received: gRPC frames of the responses
+
+    def problems(self, response_message_bytes: int) -> list[str]:
+        """What shows that not every call got the expected response.
+
+        h2load cannot see the grpc-status trailer, but a failed call carries no message, so the
+        DATA bytes must be exactly one framed response message per request.
+        """
+        found = []
+        if self.succeeded != self.requests:
+            found.append(f"{self.requests - self.succeeded} of {self.requests} requests failed")
+        if self.status_2xx != self.requests:
+            found.append(f"only {self.status_2xx} of {self.requests} had HTTP status 2xx")
+        expected = self.requests * (5 + response_message_bytes)
+        if self.data_bytes != expected:
+            found.append(
+                f"{self.data_bytes} response bytes instead of {expected} "
+                f"({self.requests} x 5+{response_message_bytes}): some calls returned no message"
+            )
+        return found
+
+
+def _number(pattern: str, text: str) -> float:
+    match = re.search(pattern, text)
+    if match is None:
+        raise BenchError(f"unexpected h2load output (no {pattern!r}):\n{text}")
+    return float(match.group(1))
+
+
+def h2load(url: str, body: Path) -> H2loadResult:
+    """Unary gRPC calls over h2c, the way ../shared/ceiling/run.sh drives its servers."""
+    output = run_command(
+        [
+            require_h2load(),
+            *H2LOAD_ARGS,
+            "-d",
+            str(body),
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+            url,
+        ],
+        timeout=H2LOAD_TIMEOUT_S,
+    )
+    return H2loadResult(
+        requests_per_second=_number(r"finished in [0-9.]+m?s, ([0-9.]+) req/s", output),
+        requests=int(_number(r"requests: (\d+) total", output)),
+        succeeded=int(_number(r"(\d+) succeeded", output)),
+        status_2xx=int(_number(r"status codes: (\d+) 2xx", output)),
+        data_bytes=int(_number(r"\((\d+)\) data", output)),
+    )
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL, pointing at another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def run_sql(url: str, sql: str) -> str:
+    """Executes SQL (one or more statements, no parameters); returns the last status tag."""
+
+    async def go() -> str:
+        connection = await asyncpg.connect(url, timeout=10)
+        try:
+            status: str = await connection.execute(sql, timeout=300)
+            return status
+        finally:
+            await connection.close()
+
+    try:
+        return asyncio.run(go())
+    except (OSError, asyncpg.PostgresError) as error:
+        raise BenchError(f"PostgreSQL at {url}: {error}") from None
+
+
+def fetch_value(url: str, sql: str) -> str:
+    async def go() -> str:
+        connection = await asyncpg.connect(url, timeout=10)
+        try:
+            return str(await connection.fetchval(sql))
+        finally:
+            await connection.close()
+
+    return asyncio.run(go())

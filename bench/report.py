@@ -1,0 +1,78 @@
+"""The comparison table, as plain text for the terminal and as markdown for bench/reports/."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One service figure beside the ceiling it is judged against."""
+
+    measure: str
+    unit: str
+    service: float
+    ceiling_name: str
+    ceiling: float
+    target: float | None  # the least acceptable service/ceiling ratio; None: for information
+
+    @property
+    def ratio(self) -> float:
+        return self.service / self.ceiling if self.ceiling else 0.0
+
+    @property
+    def verdict(self) -> str:
+        if self.target is None:
+            return "info"
+        return "MET" if self.ratio >= self.target else "MISSED"
+
+    def cells(self) -> list[str]:
+        target = "-" if self.target is None else f">= {self.target:.0%}"
+        return [
+            self.measure,
+            f"{self.service:,.0f} {self.unit}",
+            self.ceiling_name,
+            f"{self.ceiling:,.0f} {self.unit}",
+            f"{self.ratio:.0%}",
+            target,
+            self.verdict,
+        ]
+
+
+HEADER = ["Measure", "Service", "Ceiling", "Ceiling value", "Ratio", "Target", "Verdict"]
+
+
+def text_table(rows: Sequence[Comparison]) -> str:
+    lines = [HEADER, *(row.cells() for row in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
+    numeric = {1, 3, 4}  # right-aligned columns
+
+    def render(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.rjust(width) if i in numeric else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    rendered = [render(HEADER), "  ".join("-" * width for width in widths)]
+    rendered += [render(cells) for cells in lines[1:]]
+    return "\n".join(line.rstrip() for line in rendered)
+
+
+def markdown(
+    title: str,
+    rows: Sequence[Comparison],
+    context: Sequence[tuple[str, str]],
+    checks: Sequence[str],
+    notes: Sequence[str],
+) -> str:
+    out = [f"# {title}", ""]
+    out += [f"- {name}: {value}" for name, value in context]
+    out += ["", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    out += ["| " + " | ".join(row.cells()) + " |" for row in rows]
+    out += ["", "## Checks", ""]
+    out += [f"- {check}" for check in checks]
+    if notes:
+        out += ["", "## Notes", ""]
+        out += [f"- {note}" for note in notes]
+    return "\n".join(out) + "\n"
