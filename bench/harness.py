@@ -6,6 +6,7 @@ Nothing here knows about customer segments; run.py tells the story.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -48,9 +49,9 @@ class CpuSample:
 
     @classmethod
     def take(cls, pid: int) -> CpuSample:
+        """`pid` and its descendants (the worker processes of `serve --workers N`)."""
         ticks = os.sysconf("SC_CLK_TCK")
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        process = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        process = sum(_process_ticks(member) for member in _process_tree(pid)) / ticks
         # first line of /proc/stat: "cpu user nice system idle iowait irq softirq steal ..."
         counters = [int(value) for value in Path("/proc/stat").read_text().split()[1:9]]
         busy = sum(counters) - counters[3] - counters[4]
@@ -62,6 +63,24 @@ class CpuSample:
             (later.process_s - self.process_s) / wall,
             (later.machine_busy_s - self.machine_busy_s) / wall,
         )
+
+
+def _process_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:  # it ended in the meantime
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _process_tree(pid: int) -> list[int]:
+    tree, index = [pid], 0
+    while index < len(tree):
+        children = Path(f"/proc/{tree[index]}/task/{tree[index]}/children")
+        with contextlib.suppress(FileNotFoundError):  # it ended in the meantime
+            tree += [int(child) for child in children.read_text().split()]
+        index += 1
+    return tree
 
 
 def free_port() -> int:

@@ -284,7 +284,7 @@ def measure_bulk(
 
 
 def measure_service(
-    log: Log, pg_url: str, work: Path, preload: int, bulk_rows: int, rounds: int
+    log: Log, pg_url: str, work: Path, preload: int, bulk_rows: int, rounds: int, workers: int
 ) -> ServiceFigures:
     database = f"cs_bench_{secrets.token_hex(4)}"
     database_url = with_database(pg_url, database)
@@ -297,7 +297,7 @@ def measure_service(
         port = free_port()
         serve = [SERVICE_COMMAND, "serve", "--database-url", database_url]
         serve += ["--grpc-host", "127.0.0.1", "--grpc-port", str(port), "--log-level", "WARNING"]
-        serve += os.environ.get("BENCH_SERVE_ARGS", "").split()
+        serve += ["--workers", str(workers), *os.environ.get("BENCH_SERVE_ARGS", "").split()]
         log.step(f"service: {' '.join(serve[1:])}")
         server = Child("customer-segments", serve, work)
         stack.callback(server.stop)  # runs before the drop: callbacks run last-in, first-out
@@ -348,11 +348,12 @@ def measure_service(
 # --- 3. the report --------------------------------------------------------------------------
 
 
-def comparisons(service: ServiceFigures, ceilings: Ceilings) -> list[Comparison]:
+def comparisons(service: ServiceFigures, ceilings: Ceilings, workers: int) -> list[Comparison]:
     def row(
         measure: str, figure: Throughput, name: str, ceiling: Throughput, target: float | None
     ) -> Comparison:
         unit = "req/s" if measure.startswith("Get") else "rows/s"
+        measure += f" ({workers} proc)"
         return Comparison(measure, unit, figure.per_second, name, ceiling.per_second, target)
 
     s, c = service, ceilings
@@ -367,19 +368,23 @@ def comparisons(service: ServiceFigures, ceilings: Ceilings) -> list[Comparison]
     ]
 
 
-def cpu_notes(service: ServiceFigures, ceilings: Ceilings) -> list[str]:
+def cpu_notes(services: dict[int, ServiceFigures], ceilings: Ceilings) -> list[str]:
     measured = [
         ("gRPC memory ceiling", ceilings.grpc_memory),
         ("gRPC+PostgreSQL ceiling", ceilings.grpc_pg),
-        ("service GetAssignment", service.get_assignment),
-        ("service preload", service.preload),
-        ("service bulk insert", service.bulk_insert),
-        ("service bulk update", service.bulk_update),
-        ("service stream insert", service.stream_insert),
-        ("service stream update", service.stream_update),
     ]
+    for workers, service in services.items():
+        label = f"service ({workers} proc)"
+        measured += [
+            (f"{label} GetAssignment", service.get_assignment),
+            (f"{label} preload", service.preload),
+            (f"{label} bulk insert", service.bulk_insert),
+            (f"{label} bulk update", service.bulk_update),
+            (f"{label} stream insert", service.stream_insert),
+            (f"{label} stream update", service.stream_update),
+        ]
     return [
-        f"CPU during {label}: server process {figure.cpu.process:.0%} of one core, "
+        f"CPU during {label}: server processes {figure.cpu.process:.0%} of one core, "
         f"machine {figure.cpu.machine:.2f} of {os.cpu_count()} cores busy"
         for label, figure in measured
         if figure.cpu is not None
@@ -440,9 +445,18 @@ def main() -> int:
     parser.add_argument(
         "--rounds", type=int, default=1, help="h2load runs per server, the median counts"
     )
+    parser.add_argument(
+        "--workers",
+        default="1,2",
+        help="comma-separated `serve --workers` counts to measure the service with",
+    )
     arguments = parser.parse_args()
     if min(arguments.rounds, arguments.preload, arguments.bulk_rows) < 1:
         parser.error("--rounds, --preload and --bulk-rows must be at least 1")
+    try:
+        worker_counts = [int(count) for count in arguments.workers.split(",")]
+    except ValueError:
+        parser.error("--workers takes comma-separated whole numbers, e.g. 1,2")
     ceiling_dir = Path(os.environ.get("CEILING_DIR", REPO.parent / "shared" / "ceiling"))
     pg_url = os.environ.get("PGURL", DEFAULT_PGURL)
     log = Log()
@@ -454,15 +468,22 @@ def main() -> int:
         rounds = arguments.rounds
         with tempfile.TemporaryDirectory(prefix="cs-bench-") as work:
             ceilings = measure_ceilings(log, ceiling_dir.resolve(), pg_url, Path(work), rounds)
-            service = measure_service(
-                log, pg_url, Path(work), arguments.preload, arguments.bulk_rows, rounds
-            )
+            services = {
+                workers: measure_service(
+                    log, pg_url, Path(work), arguments.preload, arguments.bulk_rows, rounds, workers
+                )
+                for workers in worker_counts
+            }
         facts = context(pg_url, ceiling_dir.resolve(), busy_before, arguments.bulk_rows)
     except (BenchError, grpc.RpcError) as error:
         print(f"[bench] FAILED: {error}", file=sys.stderr)
         return 1
-    rows = comparisons(service, ceilings)
-    notes = cpu_notes(service, ceilings)
+    rows = [
+        row
+        for workers, service in services.items()
+        for row in comparisons(service, ceilings, workers)
+    ]
+    notes = cpu_notes(services, ceilings)
     if busy_before > BUSY_BEFORE:
         notes.insert(0, f"{busy_before:.2f} cores were busy before the run: something else ran")
     print()

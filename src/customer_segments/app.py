@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import multiprocessing
+import os
+import signal
 
 from customer_segments.config import Settings
 from customer_segments.grpc.server import start_grpc_server, stop_requested
@@ -13,7 +17,7 @@ from customer_segments.store.store import Store
 log = logging.getLogger(__name__)
 
 
-async def open_store(settings: Settings) -> Store:
+async def open_store(settings: Settings, *, migrate_embedded: bool = True) -> Store:
     """The embedded database (its folder must exist) is migrated on start; PostgreSQL must be
     migrated beforehand."""
     database = Database(
@@ -22,7 +26,7 @@ async def open_store(settings: Settings) -> Store:
         statement_cache_size=settings.pg_statement_cache_size,
     )
     try:
-        if settings.embedded:
+        if settings.embedded and migrate_embedded:
             await upgrade_to_head(database)
         else:
             await require_current_schema(database)
@@ -32,9 +36,9 @@ async def open_store(settings: Settings) -> Store:
     return Store(database)
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, *, migrate_embedded: bool = True) -> None:
     stop = stop_requested()
-    store = await open_store(settings)
+    store = await open_store(settings, migrate_embedded=migrate_embedded)
     try:
         grpc_server = await start_grpc_server(store, settings.grpc_host, settings.grpc_port)
         await stop.wait()
@@ -45,3 +49,52 @@ async def serve(settings: Settings) -> None:
     finally:
         await store.close()
     log.info("stopped")
+
+
+def _worker(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format=f"%(asctime)s %(levelname)s [worker {os.getpid()}] %(name)s: %(message)s",
+    )
+    asyncio.run(serve(settings, migrate_embedded=False))
+
+
+def serve_with_workers(settings: Settings) -> int:
+    """Runs `settings.workers` processes that share the ports (SO_REUSEPORT); the kernel spreads
+    connections over them. Migrates first, forwards SIGTERM/SIGINT, and returns 0 only if
+    every worker stopped cleanly."""
+    if settings.grpc_port == 0:
+        raise ValueError("--workers needs a fixed --grpc-port: every worker must bind the same one")
+    if settings.embedded:
+        asyncio.run(migrate(settings))
+    # Spawned, not forked: a forked child would inherit gRPC's threads in an unknown state.
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_worker, args=(settings,), name=f"worker-{n}")
+        for n in range(settings.workers)
+    ]
+    for worker in workers:
+        worker.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for worker in workers:
+        worker.join()
+    failed = [worker.name for worker in workers if worker.exitcode != 0]
+    if failed:
+        log.error("workers %s stopped with an error", ", ".join(failed))
+    return 1 if failed else 0
+
+
+async def migrate(settings: Settings) -> None:
+    """Brings the schema of the configured database up to date."""
+    database = Database(settings.effective_database_url)
+    try:
+        await upgrade_to_head(database)
+    finally:
+        await database.dispose()

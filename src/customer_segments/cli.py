@@ -12,9 +12,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from customer_segments.app import migrate, serve, serve_with_workers
 from customer_segments.config import ENV_PREFIX, Settings
-from customer_segments.store.database import Database, describe
-from customer_segments.store.migrate import SchemaNotCurrent, upgrade_to_head
+from customer_segments.store.database import describe
+from customer_segments.store.migrate import SchemaNotCurrent
 
 # flag -> settings field; each also reads CUSTOMER_SEGMENTS_<FIELD> from the environment.
 _SERVE_FLAGS: dict[str, tuple[str, str]] = {
@@ -32,6 +33,7 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
         "asyncpg prepared statement cache; 0 behind PgBouncer (default 100)",
     ),
     "--shutdown-grace-seconds": ("shutdown_grace_seconds", "time in-flight calls get (default 10)"),
+    "--workers": ("workers", "processes sharing the ports, one core each (default 1)"),
     "--log-level": ("log_level", "DEBUG, INFO, WARNING, ERROR (default INFO)"),
 }
 
@@ -76,14 +78,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _migrate(settings: Settings) -> None:
-    database = Database(settings.effective_database_url)
-    try:
-        await upgrade_to_head(database)
-    finally:
-        await database.dispose()
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = _parser().parse_args(argv)
     if arguments.command == "serve":
@@ -98,11 +92,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         if arguments.command == "serve":
-            from customer_segments.app import serve
-
+            if settings.workers > 1:
+                sys.exit(serve_with_workers(settings))
             asyncio.run(serve(settings))
         else:
-            asyncio.run(_migrate(settings))
+            asyncio.run(migrate(settings))
             print(f"schema is up to date on {describe(settings.effective_database_url)}")
     except (SchemaNotCurrent, ValueError, OSError) as error:
         sys.exit(f"customer-segments: {error}")

@@ -22,6 +22,8 @@ class Settings(BaseModel):
     # asyncpg prepared statements; 0 behind PgBouncer in transaction mode.
     pg_statement_cache_size: int = Field(100, ge=0)
     shutdown_grace_seconds: float = Field(10.0, ge=0)
+    # Processes serving one port (SO_REUSEPORT): one asyncio loop uses one core.
+    workers: int = Field(1, ge=1, le=64)
     log_level: str = "INFO"
 
     @property

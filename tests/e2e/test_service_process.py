@@ -249,3 +249,58 @@ def test_bad_settings_are_refused_without_traceback(tmp_path: Path) -> None:
         )
         assert result.returncode != 0
         assert "customer-segments:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
+    service = start(tmp_path, "--workers", "2")
+    try:
+        children = Path(f"/proc/{service.process.pid}/task/{service.process.pid}/children")
+
+        def worker_pids() -> list[str]:
+            # Spawned workers, not multiprocessing's resource tracker.
+            return [
+                pid
+                for pid in children.read_text().split()
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            ]
+
+        deadline = time.monotonic() + 20
+        while len(worker_pids()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        workers = worker_pids()
+        assert len(workers) == 2
+        service.grpcurl(
+            "customersegment.v1.SegmentService/CreateSegment",
+            data={
+                "tenant": "acme",
+                "segment": {"id": "gold", "name": {"en": "Gold"}, "siteCode": "main"},
+            },
+        )
+        # Separate connections (grpcurl runs) land on either worker; all see one database.
+        for n in range(6):
+            service.grpcurl(
+                "customersegment.v1.CustomerAssignmentService/UpsertAssignment",
+                data={"tenant": "acme", "segmentId": "gold", "customerId": f"c{n}"},
+            )
+        listed = json.loads(
+            service.grpcurl(
+                "customersegment.v1.CustomerAssignmentService/ListAssignments",
+                data={"tenant": "acme", "segmentId": "gold", "includeTotalCount": True},
+            )
+        )
+        assert listed["total_count"] == "6"
+    finally:
+        service.process.send_signal(signal.SIGTERM)
+    assert service.process.wait(timeout=30) == 0
+    for worker in workers:
+        assert not Path(f"/proc/{worker}").exists()
+
+
+def test_workers_need_a_fixed_port(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [CLI, "serve", "--workers", "2", "--grpc-port", "0", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0 and "--workers needs a fixed --grpc-port" in result.stderr

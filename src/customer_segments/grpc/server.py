@@ -56,6 +56,8 @@ async def start_grpc_server(store: Store, host: str, port: int) -> GrpcServer:
     server = aio.server(
         interceptors=[DomainErrorInterceptor()],
         options=[
+            # Several worker processes may listen on one port (serve --workers).
+            ("grpc.so_reuseport", 1),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
