@@ -100,23 +100,27 @@ FIELD_NAMES = frozenset(FIELDS)
 # is cast by the database, which validated it anyway.
 _UPSERT_MANY_POSTGRESQL = text(
     """
-    INSERT INTO customer_assignments AS stored (tenant, segment_id, customer_id,
-        legal_entity_id, assignment_type, mixins, metadata_mixins, version, created_at,
-        modified_at)
-    SELECT CAST(:tenant AS varchar), CAST(:segment_id AS varchar), item.customer_id,
-        item.legal_entity_id, CAST(:assignment_type AS varchar), CAST(item.mixins AS jsonb),
-        CAST(item.metadata_mixins AS jsonb), 1, CAST(:now AS timestamptz),
-        CAST(:now AS timestamptz)
-    FROM unnest(CAST(:customer_ids AS varchar[]), CAST(:legal_entity_ids AS varchar[]),
-                CAST(:mixins AS text[]), CAST(:metadata_mixins AS text[]))
-        AS item(customer_id, legal_entity_id, mixins, metadata_mixins)
-    ON CONFLICT (tenant, segment_id, customer_id, legal_entity_id) DO UPDATE SET
-        assignment_type = excluded.assignment_type,
-        mixins = excluded.mixins,
-        metadata_mixins = excluded.metadata_mixins,
-        version = stored.version + 1,
-        modified_at = excluded.modified_at
-    RETURNING customer_id, legal_entity_id, version
+    WITH written AS (
+        INSERT INTO customer_assignments AS stored (tenant, segment_id, customer_id,
+            legal_entity_id, assignment_type, mixins, metadata_mixins, version, created_at,
+            modified_at)
+        SELECT CAST(:tenant AS varchar), CAST(:segment_id AS varchar), item.customer_id,
+            item.legal_entity_id, CAST(:assignment_type AS varchar), CAST(item.mixins AS jsonb),
+            CAST(item.metadata_mixins AS jsonb), 1, CAST(:now AS timestamptz),
+            CAST(:now AS timestamptz)
+        FROM unnest(CAST(:customer_ids AS varchar[]), CAST(:legal_entity_ids AS varchar[]),
+                    CAST(:mixins AS text[]), CAST(:metadata_mixins AS text[]))
+            AS item(customer_id, legal_entity_id, mixins, metadata_mixins)
+        ON CONFLICT (tenant, segment_id, customer_id, legal_entity_id) DO UPDATE SET
+            assignment_type = excluded.assignment_type,
+            mixins = excluded.mixins,
+            metadata_mixins = excluded.metadata_mixins,
+            version = stored.version + 1,
+            modified_at = excluded.modified_at
+        RETURNING customer_id, legal_entity_id, version
+    )
+    -- One row of three arrays rather than a row per item: cheaper for both ends to decode.
+    SELECT array_agg(customer_id), array_agg(legal_entity_id), array_agg(version) FROM written
     """
 ).bindparams(bindparam("now", type_=UtcDateTime))
 
@@ -214,23 +218,27 @@ class AssignmentRepository:
         statement; the versions written, by (customer_id, legal_entity_id)."""
         if self._postgresql:
             first = writes[0].key
-            result = await connection.execute(
-                _UPSERT_MANY_POSTGRESQL,
-                {
-                    "tenant": first.tenant,
-                    "segment_id": first.segment_id,
-                    "assignment_type": AssignmentType.MANUAL.value,
-                    "now": now,
-                    "customer_ids": [write.key.customer_id for write in writes],
-                    "legal_entity_ids": [write.key.legal_entity_id for write in writes],
-                    "mixins": [write.mixins_json for write in writes],
-                    "metadata_mixins": [write.metadata_mixins_json for write in writes],
-                },
+            customer_ids, legal_entity_ids, versions = (
+                await connection.execute(
+                    _UPSERT_MANY_POSTGRESQL,
+                    {
+                        "tenant": first.tenant,
+                        "segment_id": first.segment_id,
+                        "assignment_type": AssignmentType.MANUAL.value,
+                        "now": now,
+                        "customer_ids": [write.key.customer_id for write in writes],
+                        "legal_entity_ids": [write.key.legal_entity_id for write in writes],
+                        "mixins": [write.mixins_json for write in writes],
+                        "metadata_mixins": [write.metadata_mixins_json for write in writes],
+                    },
+                )
+            ).one()
+            return dict(
+                zip(zip(customer_ids, legal_entity_ids, strict=True), versions, strict=True)
             )
-        else:
-            result = await connection.execute(
-                self._upsert, [_write_params(write, now) for write in writes]
-            )
+        result = await connection.execute(
+            self._upsert, [_write_params(write, now) for write in writes]
+        )
         return {(row[0], row[1]): row[2] for row in result}
 
     async def delete(self, connection: AsyncConnection, key: AssignmentKey) -> None:
