@@ -3,9 +3,12 @@
 1. Ceilings, from the programs in ../shared/ceiling (env CEILING_DIR): a grpc.aio server that
    answers from memory, the same with one asyncpg read per call (both driven by h2load exactly
    as its run.sh does), and bulk upserts straight through asyncpg (bulk_ceiling.py 250 4).
-2. The service: a fresh database, `customer-segments migrate`, `customer-segments serve`, one
-   segment and --preload assignments; then GetAssignment under the same h2load load as the
-   ceiling, and BulkUpsertAssignments / StreamUpsertAssignments (inserts, then updates of the
+   Beside them, for context: the service's own upsert statement on its own schema, driven the
+   same way (bench/schema_ceiling.py).
+2. The service, with `serve --workers` 1 and then 2 (--workers): a fresh database,
+   `customer-segments migrate`, `customer-segments serve`, one segment and --preload
+   assignments; then GetAssignment under the same h2load load as the ceiling, and
+   BulkUpsertAssignments / StreamUpsertAssignments (inserts, then updates of the
    same keys) from bench/bulk_client.py, a process of its own.
 3. A table of service / ceiling ratios against the targets, also written to
    bench/reports/latest.md. Every server started is stopped and the database dropped.
@@ -20,6 +23,7 @@ hold; a missed target is reported, not an error.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import importlib
 import json
@@ -37,6 +41,7 @@ from types import ModuleType
 from typing import Any
 
 import grpc
+import schema_ceiling
 from customersegment.v1 import assignment_pb2, assignment_pb2_grpc, segment_pb2, segment_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import (
@@ -94,6 +99,9 @@ class Ceilings:
     grpc_pg: Throughput
     bulk_insert: Throughput
     bulk_update: Throughput
+    # The service's own upsert statement on its own schema, straight through asyncpg.
+    schema_insert: Throughput
+    schema_update: Throughput
 
 
 @dataclass(frozen=True)
@@ -204,7 +212,21 @@ def measure_ceilings(log: Log, ceiling_dir: Path, pg_url: str, work: Path, round
             bulk[phase] = Throughput(float(rest.split()[0]))
     if set(bulk) != {"insert", "update"}:
         raise BenchError(f"unexpected bulk_ceiling.py output:\n{output}")
-    return Ceilings(unary["memory"], unary["pg"], bulk["insert"], bulk["update"])
+    schema = measure_schema_ceiling(log, pg_url)
+    return Ceilings(unary["memory"], unary["pg"], bulk["insert"], bulk["update"], *schema)
+
+
+def measure_schema_ceiling(log: Log, pg_url: str) -> tuple[Throughput, Throughput]:
+    database = f"cs_bench_schema_{secrets.token_hex(4)}"
+    log.step(f"ceiling: the service's upsert statement on its schema (database {database})")
+    run_sql(pg_url, f'create database "{database}"')
+    try:
+        url = with_database(pg_url, database)
+        run_command([SERVICE_COMMAND, "migrate", "--database-url", url], timeout=120)
+        figures = asyncio.run(schema_ceiling.measure(url))
+    finally:
+        run_sql(pg_url, f'drop database if exists "{database}" with (force)')
+    return Throughput(figures["insert"]), Throughput(figures["update"])
 
 
 # --- 2. the service -------------------------------------------------------------------------
@@ -364,6 +386,10 @@ def comparisons(service: ServiceFigures, ceilings: Ceilings, workers: int) -> li
         row("Bulk update", s.bulk_update, "bulk update", c.bulk_update, BULK_TARGET),
         row("Stream insert", s.stream_insert, "bulk insert", c.bulk_insert, BULK_TARGET),
         row("Stream update", s.stream_update, "bulk update", c.bulk_update, BULK_TARGET),
+        row("Bulk insert", s.bulk_insert, "same schema", c.schema_insert, None),
+        row("Bulk update", s.bulk_update, "same schema", c.schema_update, None),
+        row("Stream insert", s.stream_insert, "same schema", c.schema_insert, None),
+        row("Stream update", s.stream_update, "same schema", c.schema_update, None),
         row("Preload insert", s.preload, "bulk insert", c.bulk_insert, None),
     ]
 

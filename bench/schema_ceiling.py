@@ -1,0 +1,78 @@
+"""The bulk ceiling on the service's own schema: the service's multi-row upsert statement,
+driven straight through asyncpg like bulk_ceiling.py (250 batches of 200 rows, 4 connections,
+inserts then updates), without gRPC or the service's Python.
+
+The shared bulk ceiling writes a table with one index, no foreign key and one jsonb column;
+the service's table also has the by-customer index, the foreign key to its segment and a
+second jsonb column. This figure shows how much of the gap the schema alone explains.
+
+    python bench/schema_ceiling.py postgresql://postgres@127.0.0.1:5432/<migrated database>
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from datetime import UTC, datetime
+
+import asyncpg
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+
+from customer_segments.store.assignments import _UPSERT_MANY_POSTGRESQL
+
+TENANT, SEGMENT_ID = "schemaceil", "seg-schema-ceiling"
+MIXINS = json.dumps({"segmentAttributes": {"membershipStatus": "PREMIUM"}})
+BATCHES, ROWS, WORKERS = 250, 200, 4
+
+
+async def measure(url: str) -> dict[str, float]:
+    compiled = _UPSERT_MANY_POSTGRESQL.compile(dialect=asyncpg_dialect())
+    sql, order = str(compiled), list(compiled.positiontup or [])
+    setup = await asyncpg.connect(url)
+    await setup.execute(
+        "INSERT INTO segments VALUES ($1, $2, '{}', '{}', NULL, NULL, 'ACTIVE', 'main', '{}', "
+        "'{}', 1, now(), now()) ON CONFLICT DO NOTHING",
+        TENANT,
+        SEGMENT_ID,
+    )
+    await setup.close()
+    batches = [
+        {
+            "tenant": TENANT,
+            "segment_id": SEGMENT_ID,
+            "assignment_type": "MANUAL",
+            "now": datetime.now(UTC),
+            "customer_ids": [f"c{batch}-{row}" for row in range(ROWS)],
+            "legal_entity_ids": [""] * ROWS,
+            "mixins": [MIXINS] * ROWS,
+            "metadata_mixins": ["{}"] * ROWS,
+        }
+        for batch in range(BATCHES)
+    ]
+    pool = await asyncpg.create_pool(url, min_size=WORKERS, max_size=WORKERS)
+    figures = {}
+    try:
+        for phase in ("insert", "update"):
+            queue: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+            for batch in batches:
+                queue.put_nowait(batch)
+
+            async def worker(queue: asyncio.Queue[dict[str, object]]) -> None:
+                while not queue.empty():
+                    parameters = queue.get_nowait()
+                    async with pool.acquire() as connection:
+                        await connection.fetch(sql, *(parameters[name] for name in order))
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker(queue) for _ in range(WORKERS)))
+            figures[phase] = BATCHES * ROWS / (time.perf_counter() - started)
+    finally:
+        await pool.close()
+    return figures
+
+
+if __name__ == "__main__":
+    for phase, rows_per_second in asyncio.run(measure(sys.argv[1])).items():
+        print(f"{phase}: {rows_per_second:.0f} rows/s")
