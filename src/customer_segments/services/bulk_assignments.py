@@ -1,8 +1,10 @@
 """Bulk upsert and bulk remove: every item is decided on its own, results stream back.
 
-Items are taken in chunks; each chunk is one transaction whose valid, distinct items go to
-the database in one multi-row statement. A key repeated in a chunk is written in rounds (its
-first occurrence in round 1, the second in round 2, ...), so repeats apply in request order.
+Items are taken in chunks of 200, decided one chunk after another; while a chunk is written,
+the next one is read and validated. A chunk's valid, distinct items go to the database in one
+multi-row statement (one transaction when a chunk needs more than one). A key repeated in a
+chunk is written in rounds (its first occurrence in round 1, the second in round 2, ...), so
+repeats apply in request order.
 If the database rejects a chunk, its items are retried one by one, so that one bad item never
 takes the others down and an item reported as failed leaves nothing behind. The segment is
 checked once per call; a segment deleted in mid-stream is caught by the foreign key, and the
