@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import grpc
 import pytest
@@ -29,6 +30,7 @@ from customersegment.v1 import (
     segment_pb2_grpc,
 )
 
+from customer_segments.gateway.app import Gateway, start_gateway
 from customer_segments.grpc.server import GrpcServer, start_grpc_server
 from customer_segments.store.database import Database
 from customer_segments.store.migrate import upgrade_to_head
@@ -155,3 +157,17 @@ async def segment_id(stubs: Stubs, tenant: str) -> str:
         )
     )
     return segment.id
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def gateway(grpc_server: GrpcServer) -> AsyncIterator[Gateway]:
+    """The REST gateway on loopback, calling the real gRPC server."""
+    started = await start_gateway(f"127.0.0.1:{grpc_server.port}", "127.0.0.1", 0)
+    yield started
+    await started.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def http(gateway: Gateway) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{gateway.port}") as session:
+        yield session

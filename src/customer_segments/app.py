@@ -9,6 +9,7 @@ import os
 import signal
 
 from customer_segments.config import Settings
+from customer_segments.gateway.app import start_gateway
 from customer_segments.grpc.server import start_grpc_server, stop_requested
 from customer_segments.store.database import Database
 from customer_segments.store.migrate import require_current_schema, upgrade_to_head
@@ -40,11 +41,28 @@ async def serve(settings: Settings, *, migrate_embedded: bool = True) -> None:
     stop = stop_requested()
     store = await open_store(settings, migrate_embedded=migrate_embedded)
     try:
-        grpc_server = await start_grpc_server(store, settings.grpc_host, settings.grpc_port)
+        share_port = settings.workers > 1
+        grpc_server = await start_grpc_server(
+            store, settings.grpc_host, settings.grpc_port, share_port=share_port
+        )
+        # The gateway calls this process's gRPC server like any other client would.
+        grpc_address = (
+            "127.0.0.1" if settings.grpc_host in ("0.0.0.0", "::", "") else settings.grpc_host
+        )
+        gateway = await start_gateway(
+            f"{grpc_address}:{grpc_server.port}",
+            settings.http_host,
+            settings.http_port,
+            settings.shutdown_grace_seconds,
+            share_port=share_port,
+        )
         await stop.wait()
         log.info(
-            "stopping: health NOT_SERVING, in-flight calls get %ss", settings.shutdown_grace_seconds
+            "stopping: REST requests drain, then health NOT_SERVING and in-flight gRPC calls "
+            "get %ss",
+            settings.shutdown_grace_seconds,
         )
+        await gateway.stop()
         await grpc_server.stop(settings.shutdown_grace_seconds)
     finally:
         await store.close()

@@ -14,7 +14,10 @@ class Settings(BaseModel):
 
     grpc_host: str = "0.0.0.0"
     grpc_port: int = Field(50051, ge=0, le=65535)
+    http_host: str = "0.0.0.0"
     http_port: int = Field(8080, ge=0, le=65535)
+    # `customer-segments gateway` only: the gRPC server to call.
+    grpc_target: str = "127.0.0.1:50051"
     # None: the embedded SQLite database in data_dir.
     database_url: str | None = None
     data_dir: Path = Path("data")

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,10 +33,11 @@ def free_port() -> int:
 
 
 class Service:
-    def __init__(self, process: subprocess.Popen[str], port: int) -> None:
+    def __init__(self, process: subprocess.Popen[str], port: int, http_port: int) -> None:
         self.process = process
         self.port = port
         self.target = f"127.0.0.1:{port}"
+        self.http = f"http://127.0.0.1:{http_port}"
 
     def grpcurl(self, *arguments: str, data: object | None = None) -> str:
         command = [GRPCURL, "-plaintext"]
@@ -49,11 +51,15 @@ class Service:
 
 
 def start(tmp_path: Path, *extra: str) -> Service:
-    port = free_port()
+    port, http_port = free_port(), free_port()
     process = subprocess.Popen(
         [
             CLI,
             "serve",
+            "--http-host",
+            "127.0.0.1",
+            "--http-port",
+            str(http_port),
             "--grpc-host",
             "127.0.0.1",
             "--grpc-port",
@@ -72,7 +78,7 @@ def start(tmp_path: Path, *extra: str) -> Service:
             raise AssertionError(f"serve exited: {process.stdout.read() if process.stdout else ''}")
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return Service(process, port)
+                return Service(process, port, http_port)
         time.sleep(0.1)
     process.kill()
     raise AssertionError("serve did not start listening")
@@ -304,3 +310,52 @@ def test_workers_need_a_fixed_port(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode != 0 and "--workers needs a fixed --grpc-port" in result.stderr
+
+
+def wait_for_port(port: int, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def test_rest_gateway_in_serve_and_on_its_own(embedded: Service) -> None:
+    embedded.grpcurl(
+        "customersegment.v1.SegmentService/CreateSegment",
+        data={
+            "tenant": "acme",
+            "segment": {"id": "gold", "name": {"en": "Gold"}, "siteCode": "main"},
+        },
+    )
+    http_port = free_port()
+    standalone = subprocess.Popen(
+        [
+            CLI,
+            "gateway",
+            "--grpc-target",
+            embedded.target,
+            "--http-host",
+            "127.0.0.1",
+            "--http-port",
+            str(http_port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_port(http_port, standalone)
+        url = "/customer-segment/acme/segments/gold/customers/c1"
+        created = urllib.request.urlopen(
+            urllib.request.Request(f"{embedded.http}{url}", data=b"{}", method="PUT")
+        )
+        assert created.status == 201
+        got = urllib.request.urlopen(f"http://127.0.0.1:{http_port}{url}")
+        assert json.loads(got.read())["customer"] == {"id": "c1"}
+    finally:
+        standalone.terminate()
+        assert standalone.wait(timeout=20) == 0

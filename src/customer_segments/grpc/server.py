@@ -52,12 +52,15 @@ class GrpcServer:
         await self.server.stop(grace)
 
 
-async def start_grpc_server(store: Store, host: str, port: int) -> GrpcServer:
+async def start_grpc_server(
+    store: Store, host: str, port: int, *, share_port: bool = False
+) -> GrpcServer:
+    """`share_port` lets the workers of `serve --workers N` bind one port (SO_REUSEPORT);
+    otherwise a port in use is an error rather than silently shared with another server."""
     server = aio.server(
         interceptors=[DomainErrorInterceptor()],
         options=[
-            # Several worker processes may listen on one port (serve --workers).
-            ("grpc.so_reuseport", 1),
+            ("grpc.so_reuseport", int(share_port)),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],

@@ -1,0 +1,96 @@
+"""Emporix error bodies, and gRPC status codes -> HTTP by the canonical mapping."""
+
+from __future__ import annotations
+
+import re
+from http import HTTPStatus
+from typing import Any
+
+import grpc
+from aiohttp import web
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+# https://github.com/googleapis/googleapis/blob/master/google/rpc/code.proto
+HTTP_STATUS_OF: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+
+# The API gateway's own answer to a missing or bad token, as Emporix documents it.
+UNAUTHORIZED_BODY = {
+    "fault": {
+        "faultstring": "Invalid access token",
+        "detail": {"errorcode": "oauth.v2.InvalidAccessToken"},
+    }
+}
+
+# Proto field names in error details -> the REST body's names.
+_REST_FIELD_NAMES = {"mixins_json": "mixins", "metadata_mixins_json": "metadata.mixins"}
+
+
+def rest_field(field: str) -> str:
+    """`items[3].customer_id` -> `customerId`-style names of the REST body."""
+    renamed = _REST_FIELD_NAMES.get(field, field)
+    return re.sub(r"_([a-z])", lambda match: match.group(1).upper(), renamed)
+
+
+def error_body(
+    code: int,
+    message: str,
+    *,
+    resource_id: str | None = None,
+    field: str | None = None,
+    problem: str | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "code": code,
+        "status": HTTPStatus(code).phrase if code != 499 else "Client Closed Request",
+        "message": message,
+    }
+    if resource_id:
+        body["resourceId"] = resource_id
+    if field:
+        body["details"] = {"field": field, "type": "invalid", "message": problem or message}
+    return body
+
+
+def error_response(code: int, message: str, **details: str | None) -> web.Response:
+    if code == 401:
+        return web.json_response(UNAUTHORIZED_BODY, status=401)
+    return web.json_response(error_body(code, message, **details), status=code)
+
+
+def from_rpc_error(error: grpc.aio.AioRpcError) -> web.Response:
+    """The REST answer to a failed gRPC call, with the field and resource it names."""
+    code = HTTP_STATUS_OF.get(error.code(), 500)
+    message = error.details() or HTTPStatus(code if code != 499 else 400).phrase
+    if code >= 500 and code != 503:
+        message = "Internal error"  # never pass on what the server kept to itself
+    resource_id = field = problem = None
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]  # an AioRpcError is a call
+    for detail in status.details if status is not None else []:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            resource_id = info.metadata.get("resourceId")
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            if bad_request.field_violations:
+                violation = bad_request.field_violations[0]
+                field = rest_field(violation.field)
+                problem = f"{field}: {violation.description}"
+                message = problem
+    return error_response(code, message, resource_id=resource_id, field=field, problem=problem)

@@ -1,0 +1,52 @@
+"""The gateway's side of gRPC: stubs on one channel, the caller's token and request id passed
+on as metadata, a deadline on every call, and failures turned into REST answers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from aiohttp import web
+from customersegment.v1 import assignment_pb2_grpc, segment_pb2_grpc
+
+DEFAULT_DEADLINE_SECONDS = 30.0
+# Set on every request by the gateway's middleware (taken from X-Request-Id, or made).
+REQUEST_ID = web.RequestKey("request_id", str)
+
+
+class RpcFailed(Exception):
+    def __init__(self, error: grpc.aio.AioRpcError) -> None:
+        super().__init__(error.details())
+        self.error = error
+
+
+class GrpcClient:
+    def __init__(self, channel: grpc.aio.Channel, deadline: float = DEFAULT_DEADLINE_SECONDS):
+        self.channel = channel
+        self.deadline = deadline
+        self.assignments = assignment_pb2_grpc.CustomerAssignmentServiceStub(channel)
+        self.segments = segment_pb2_grpc.SegmentServiceStub(channel)
+
+    @staticmethod
+    def metadata(request: web.Request) -> list[tuple[str, str]]:
+        metadata = [("x-request-id", request[REQUEST_ID])]
+        authorization = request.headers.get("Authorization")
+        if authorization:
+            metadata.append(("authorization", authorization))
+        return metadata
+
+    async def call(self, request: web.Request, method: Any, message: Any) -> Any:
+        try:
+            return await method(message, metadata=self.metadata(request), timeout=self.deadline)
+        except grpc.aio.AioRpcError as error:
+            raise RpcFailed(error) from None
+
+    async def stream(self, request: web.Request, method: Any, message: Any) -> AsyncIterator[Any]:
+        try:
+            async for answer in method(
+                message, metadata=self.metadata(request), timeout=self.deadline
+            ):
+                yield answer
+        except grpc.aio.AioRpcError as error:
+            raise RpcFailed(error) from None

@@ -1,0 +1,36 @@
+"""Request bodies, mirroring the documented schemas. Unknown fields are ignored, as Emporix
+does; a wrong type is a 400 that names the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class MetadataUpdate(_Body):
+    version: StrictInt | None = None
+    mixins: dict[str, Any] | None = None
+
+
+class CustomerAssignmentUpsert(_Body):
+    mixins: dict[str, Any] | None = None
+    metadata: MetadataUpdate | None = None
+
+
+class CustomerAssignmentUpsertBulk(CustomerAssignmentUpsert):
+    customer_id: StrictStr | None = Field(None, alias="customerId")
+    legal_entity_id: StrictStr | None = Field(None, alias="legalEntityId")
+
+
+class CustomerAssignmentRemoveBulk(_Body):
+    customer_id: StrictStr | None = Field(None, alias="customerId")
+    legal_entity_id: StrictStr | None = Field(None, alias="legalEntityId")
+
+
+class Search(_Body):
+    q: StrictStr | None = None

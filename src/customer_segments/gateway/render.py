@@ -1,0 +1,85 @@
+"""Protobuf answers -> the JSON bodies Emporix documents (camelCase, ISO 8601 with ms and Z)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from customersegment.v1 import assignment_pb2, common_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from customer_segments.gateway.errors import rest_field
+
+
+def timestamp(value: Timestamp) -> str:
+    moment = value.ToDatetime()
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(text) if text else {}
+    return value
+
+
+def assignment(message: assignment_pb2.Assignment) -> dict[str, Any]:
+    customer: dict[str, Any] = {"id": message.customer.id}
+    for key, value in (
+        ("firstName", message.customer.first_name),
+        ("lastName", message.customer.last_name),
+        ("email", message.customer.email),
+    ):
+        if value:  # unknown to the directory: just the id
+            customer[key] = value
+    body: dict[str, Any] = {"customer": customer}
+    if message.HasField("legal_entity"):
+        legal_entity: dict[str, Any] = {"id": message.legal_entity.id}
+        if message.legal_entity.name:
+            legal_entity["name"] = message.legal_entity.name
+        body["legalEntity"] = legal_entity
+    body["assignmentType"] = assignment_pb2.AssignmentType.Name(message.assignment_type)
+    mixins = _json_object(message.mixins_json)
+    if mixins:
+        body["mixins"] = mixins
+    metadata: dict[str, Any] = {
+        "createdAt": timestamp(message.metadata.created_at),
+        "modifiedAt": timestamp(message.metadata.modified_at),
+        "version": message.metadata.version,
+    }
+    metadata_mixins = _json_object(message.metadata.mixins_json)
+    if metadata_mixins:
+        metadata["mixins"] = metadata_mixins
+    body["metadata"] = metadata
+    return body
+
+
+def select(body: dict[str, Any], paths: list[str]) -> dict[str, Any]:
+    """Only the given dotted paths of a body (the `fields` parameter); unknown ones are skipped."""
+    selected: dict[str, Any] = {}
+    for path in paths:
+        source: Any = body
+        parts = path.split(".")
+        for part in parts:
+            if not isinstance(source, dict) or part not in source:
+                break
+            source = source[part]
+        else:
+            target = selected
+            for part in parts[:-1]:
+                target = target.setdefault(part, {})
+            target[parts[-1]] = source
+    return selected
+
+
+def rest_message(message: str) -> str:
+    """`customer_id: is required` -> `customerId: is required`."""
+    field, separator, problem = message.partition(": ")
+    if separator and field.replace("_", "").replace(".", "").isalnum():
+        return f"{rest_field(field)}: {problem}"
+    return message
+
+
+def bulk_result(result: common_pb2.BulkItemResult, index: int) -> dict[str, Any]:
+    body: dict[str, Any] = {"index": index, "code": result.code, "status": result.status}
+    if result.message:
+        body["message"] = rest_message(result.message)
+    return body
