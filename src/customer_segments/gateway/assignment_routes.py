@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 from aiohttp import web
 from customersegment.v1 import assignment_pb2
@@ -23,6 +23,7 @@ BASE = "/customer-segment/{tenant}/segments/{segmentId}/customers"
 # A customer id is any path segment but the literal ones of the sibling paths.
 CUSTOMER = "{customerId:(?!(?:search|bulk)$)[^/]+}"
 BULK_LIMIT = 200
+Model = TypeVar("Model", bound=BaseModel)
 
 
 class BadRequest(Exception):
@@ -48,7 +49,7 @@ async def json_body(request: web.Request) -> Any:
         raise BadRequest("body", f"malformed JSON ({error})") from None
 
 
-def parsed(model: type[BaseModel], value: Any, prefix: str = "") -> Any:
+def parsed(model: type[Model], value: Any, prefix: str = "") -> Model:
     try:
         return model.model_validate(value if value is not None else {})
     except ValidationError as error:
@@ -70,6 +71,18 @@ def _page_parameter(request: web.Request, name: str) -> int:
 
 def _mixins_json(value: dict[str, Any] | None) -> str:
     return "" if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _write_fields(upsert: CustomerAssignmentUpsert) -> dict[str, Any]:
+    """The proto fields of what an upsert writes (mixins, metadata.mixins, metadata.version)."""
+    metadata = upsert.metadata
+    fields: dict[str, Any] = {
+        "mixins_json": _mixins_json(upsert.mixins),
+        "metadata_mixins_json": _mixins_json(metadata.mixins if metadata else None),
+    }
+    if metadata is not None and metadata.version is not None:
+        fields["version"] = metadata.version
+    return fields
 
 
 class _KeyFields(TypedDict):
@@ -170,55 +183,30 @@ class AssignmentRoutes:
         return web.json_response(bodies, headers=headers)
 
     async def bulk_upsert(self, request: web.Request) -> web.StreamResponse:
-        items = _bulk_items(await json_body(request))
-        results: dict[int, dict[str, Any]] = {}
-        forwarded: list[int] = []  # request index (1-based) of each item sent on
+        valid, results = _parse_items(await json_body(request), CustomerAssignmentUpsertBulk)
         message = assignment_pb2.BulkUpsertAssignmentsRequest(
             tenant=request.match_info["tenant"], segment_id=request.match_info["segmentId"]
         )
-        for index, raw in enumerate(items, start=1):
-            try:
-                item: CustomerAssignmentUpsertBulk = parsed(
-                    CustomerAssignmentUpsertBulk, raw, f"[{index}]."
-                )
-            except BadRequest as error:
-                results[index] = _bad_item(index, error)
-                continue
-            added = message.items.add(
+        for _, item in valid:
+            message.items.add(
                 customer_id=item.customer_id or "",
                 legal_entity_id=item.legal_entity_id or "",
-                mixins_json=_mixins_json(item.mixins),
-                metadata_mixins_json=_mixins_json(item.metadata.mixins if item.metadata else None),
+                **_write_fields(item),
             )
-            if item.metadata is not None and item.metadata.version is not None:
-                added.version = item.metadata.version
-            forwarded.append(index)
-        return await self._bulk(
-            request, self.client.assignments.BulkUpsertAssignments, message, forwarded, results
-        )
+        method = self.client.assignments.BulkUpsertAssignments
+        return await self._bulk(request, method, message, [index for index, _ in valid], results)
 
     async def bulk_remove(self, request: web.Request) -> web.StreamResponse:
-        items = _bulk_items(await json_body(request))
-        results: dict[int, dict[str, Any]] = {}
-        forwarded: list[int] = []
+        valid, results = _parse_items(await json_body(request), CustomerAssignmentRemoveBulk)
         message = assignment_pb2.BulkRemoveAssignmentsRequest(
             tenant=request.match_info["tenant"], segment_id=request.match_info["segmentId"]
         )
-        for index, raw in enumerate(items, start=1):
-            try:
-                item: CustomerAssignmentRemoveBulk = parsed(
-                    CustomerAssignmentRemoveBulk, raw, f"[{index}]."
-                )
-            except BadRequest as error:
-                results[index] = _bad_item(index, error)
-                continue
+        for _, item in valid:
             message.items.add(
                 customer_id=item.customer_id or "", legal_entity_id=item.legal_entity_id or ""
             )
-            forwarded.append(index)
-        return await self._bulk(
-            request, self.client.assignments.BulkRemoveAssignments, message, forwarded, results
-        )
+        method = self.client.assignments.BulkRemoveAssignments
+        return await self._bulk(request, method, message, [index for index, _ in valid], results)
 
     async def _bulk(
         self,
@@ -235,6 +223,21 @@ class AssignmentRoutes:
                     index = forwarded[result.index - 1]
                     results[index] = render.bulk_result(result, index)
         return web.json_response([results[index] for index in sorted(results)], status=207)
+
+
+def _parse_items(
+    body: Any, model: type[Model]
+) -> tuple[list[tuple[int, Model]], dict[int, dict[str, Any]]]:
+    """Each item of a bulk body checked alone: the 1-based index and model of the good ones,
+    and the 400 results of the others."""
+    valid: list[tuple[int, Model]] = []
+    results: dict[int, dict[str, Any]] = {}
+    for index, raw in enumerate(_bulk_items(body), start=1):
+        try:
+            valid.append((index, parsed(model, raw, f"[{index}].")))
+        except BadRequest as error:
+            results[index] = _bad_item(index, error)
+    return valid, results
 
 
 def _bulk_items(body: Any) -> list[Any]:
