@@ -140,3 +140,44 @@ async def test_delete_unknown_segment_is_not_found(stubs: Stubs, tenant: str) ->
         grpc.StatusCode.NOT_FOUND,
         "nope",
     )
+
+
+async def test_list_by_q_and_by_customer(stubs: Stubs, tenant: str) -> None:
+    for segment_id, status in (("s1", pb.ACTIVE), ("s2", pb.INACTIVE), ("s3", pb.ACTIVE)):
+        await stubs.segments.CreateSegment(
+            pb.CreateSegmentRequest(tenant=tenant, segment=segment(id=segment_id, status=status))
+        )
+    for segment_id, customer_id, legal_entity_id in (
+        ("s1", "c1", ""),
+        ("s2", "c1", "le1"),
+        ("s3", "c2", ""),
+    ):
+        await stubs.assignments.UpsertAssignment(
+            apb.UpsertAssignmentRequest(
+                tenant=tenant,
+                segment_id=segment_id,
+                customer_id=customer_id,
+                legal_entity_id=legal_entity_id,
+            )
+        )
+
+    async def ids(**fields: object) -> list[str]:
+        page = await stubs.segments.ListSegments(pb.ListSegmentsRequest(tenant=tenant, **fields))  # type: ignore[arg-type]
+        return [s.id for s in page.segments]
+
+    assert await ids(q="status:ACTIVE") == ["s1", "s3"]
+    assert await ids(q="status:ACTIVE id:s3") == ["s3"]
+    assert await ids(customer_id="c1") == ["s1", "s2"]
+    assert await ids(customer_id="c1", legal_entity_id="le1") == ["s2"]
+    assert await ids(customer_id="c1", q="status:ACTIVE") == ["s1"]
+    assert await ids(customer_id="nobody") == []
+    await expect_error(
+        stubs.segments.ListSegments(pb.ListSegmentsRequest(tenant=tenant, legal_entity_id="le1")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "customer_id",
+    )
+    await expect_error(
+        stubs.segments.ListSegments(pb.ListSegmentsRequest(tenant=tenant, q="name:x")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "q",
+    )

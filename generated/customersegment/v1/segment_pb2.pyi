@@ -296,16 +296,26 @@ class ListSegmentsRequest(_message.Message):
     PAGE_NUMBER_FIELD_NUMBER: _builtins.int
     SORT_FIELD_NUMBER: _builtins.int
     INCLUDE_TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    Q_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    LEGAL_ENTITY_ID_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     page_size: _builtins.int
     """Default 60, at most 1000."""
     page_number: _builtins.int
     """1-based, default 1."""
     sort: _builtins.str
-    """Comma-separated `field[:asc|:desc]`; fields: id, siteCode, status, metadata.createdAt,
-    metadata.modifiedAt.
+    """Comma-separated `field[:asc|:desc]`; fields: id, siteCode, status, validity.from,
+    validity.to, metadata.createdAt, metadata.modifiedAt, metadata.version.
     """
     include_total_count: _builtins.bool
+    q: _builtins.str
+    """Emporix query syntax (equality on id, siteCode, status), e.g. `status:ACTIVE siteCode:main`."""
+    customer_id: _builtins.str
+    """Only the segments this customer is assigned to ("which segments is this customer in?");
+    with legal_entity_id, only its assignments for that legal entity.
+    """
+    legal_entity_id: _builtins.str
     def __init__(
         self,
         *,
@@ -314,10 +324,13 @@ class ListSegmentsRequest(_message.Message):
         page_number: _builtins.int = ...,
         sort: _builtins.str = ...,
         include_total_count: _builtins.bool = ...,
+        q: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        legal_entity_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_total_count", b"include_total_count", "page_number", b"page_number", "page_size", b"page_size", "sort", b"sort", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "include_total_count", b"include_total_count", "legal_entity_id", b"legal_entity_id", "page_number", b"page_number", "page_size", b"page_size", "q", b"q", "sort", b"sort", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

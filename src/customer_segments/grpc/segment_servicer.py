@@ -72,6 +72,9 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
         page = await segments.list_segments(
             self.store,
             request.tenant,
+            q=request.q,
+            customer_id=request.customer_id,
+            legal_entity_id=request.legal_entity_id,
             sort=request.sort,
             page=Page.parse(request.page_number, request.page_size),
             include_total_count=request.include_total_count,

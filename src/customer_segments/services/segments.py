@@ -15,8 +15,13 @@ from customer_segments.domain.errors import (
 )
 from customer_segments.domain.listing import Page, parse_sort
 from customer_segments.domain.segment import Segment, SegmentFields, SegmentUpsertOutcome
+from customer_segments.query.q_parser import parse_q
 from customer_segments.store.database import utc_now
-from customer_segments.store.segments import SORT_FIELD_NAMES
+from customer_segments.store.segments import (
+    SEARCHABLE_FIELD_NAMES,
+    SORT_FIELD_NAMES,
+    SegmentFilter,
+)
 from customer_segments.store.store import Store
 
 
@@ -73,13 +78,31 @@ class SegmentPage(NamedTuple):
 
 
 async def list_segments(
-    store: Store, tenant: str, *, sort: str, page: Page, include_total_count: bool
+    store: Store,
+    tenant: str,
+    *,
+    q: str = "",
+    customer_id: str = "",
+    legal_entity_id: str = "",
+    sort: str = "",
+    page: Page,
+    include_total_count: bool = False,
 ) -> SegmentPage:
+    """The tenant's segments; with `customer_id`, only those the customer is assigned to."""
     validation.tenant(tenant)
+    validation.optional_identifier(customer_id, "customer_id")
+    validation.optional_identifier(legal_entity_id, "legal_entity_id")
+    if legal_entity_id and not customer_id:
+        raise InvalidArgument("customer_id", "is required with legal_entity_id")
+    segment_filter = SegmentFilter(parse_q(q, SEARCHABLE_FIELD_NAMES), customer_id, legal_entity_id)
     order = parse_sort(sort, SORT_FIELD_NAMES)
     async with store.read() as connection:
-        segments = await store.segments.list(connection, tenant, order, page)
-        total = await store.segments.count(connection, tenant) if include_total_count else None
+        segments = await store.segments.list(connection, tenant, segment_filter, order, page)
+        total = (
+            await store.segments.count(connection, tenant, segment_filter)
+            if include_total_count
+            else None
+        )
     return SegmentPage(segments, total)
 
 

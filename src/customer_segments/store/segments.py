@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Row, and_, bindparam, delete, func, select
+from sqlalchemy import ColumnElement, Row, and_, bindparam, delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from customer_segments.domain.listing import Page, SortField
 from customer_segments.domain.segment import Segment, SegmentFields, SegmentStatus
+from customer_segments.query.q_parser import Equals
 from customer_segments.store.database import DialectInsert
-from customer_segments.store.tables import segments
+from customer_segments.store.tables import customer_assignments, segments
 
 sg = segments
 
@@ -27,6 +28,35 @@ SORT_FIELDS: dict[str, ColumnElement[Any]] = {
     "metadata.version": sg.c.version,
 }
 SORT_FIELD_NAMES = frozenset(SORT_FIELDS)
+SEARCHABLE_FIELDS: dict[str, ColumnElement[Any]] = {
+    "id": sg.c.id,
+    "siteCode": sg.c.site_code,
+    "status": sg.c.status,
+}
+SEARCHABLE_FIELD_NAMES = frozenset(SEARCHABLE_FIELDS)
+
+
+class SegmentFilter(NamedTuple):
+    conditions: Sequence[Equals]
+    # Only segments this customer (for this legal entity, when given) is assigned to.
+    customer_id: str = ""
+    legal_entity_id: str = ""
+
+
+def _filters(tenant: str, segment_filter: SegmentFilter) -> list[ColumnElement[bool]]:
+    filters: list[ColumnElement[bool]] = [sg.c.tenant == tenant]
+    filters += [SEARCHABLE_FIELDS[c.field] == c.value for c in segment_filter.conditions]
+    if segment_filter.customer_id:
+        ca = customer_assignments
+        assigned = [
+            ca.c.tenant == sg.c.tenant,
+            ca.c.segment_id == sg.c.id,
+            ca.c.customer_id == segment_filter.customer_id,
+        ]
+        if segment_filter.legal_entity_id:
+            assigned.append(ca.c.legal_entity_id == segment_filter.legal_entity_id)
+        filters.append(exists().where(*assigned))
+    return filters
 
 
 def _to_segment(row: Row[Any]) -> Segment:
@@ -143,7 +173,12 @@ class SegmentRepository:
         return result.rowcount > 0
 
     async def list(
-        self, connection: AsyncConnection, tenant: str, sort: Sequence[SortField], page: Page
+        self,
+        connection: AsyncConnection,
+        tenant: str,
+        segment_filter: SegmentFilter,
+        sort: Sequence[SortField],
+        page: Page,
     ) -> list[Segment]:
         order: list[ColumnElement[Any]] = []
         for field in sort:
@@ -154,13 +189,15 @@ class SegmentRepository:
         order.append(sg.c.id.asc())
         statement = (
             select(sg)
-            .where(sg.c.tenant == tenant)
+            .where(*_filters(tenant, segment_filter))
             .order_by(*order)
             .limit(page.size)
             .offset(page.offset)
         )
         return [_to_segment(row) for row in await connection.execute(statement)]
 
-    async def count(self, connection: AsyncConnection, tenant: str) -> int:
-        statement = select(func.count()).select_from(sg).where(sg.c.tenant == tenant)
+    async def count(
+        self, connection: AsyncConnection, tenant: str, segment_filter: SegmentFilter
+    ) -> int:
+        statement = select(func.count()).select_from(sg).where(*_filters(tenant, segment_filter))
         return int((await connection.execute(statement)).scalar_one())
