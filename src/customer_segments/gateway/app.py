@@ -9,9 +9,11 @@ from collections.abc import Awaitable, Callable
 import grpc
 from aiohttp import web
 
-from customer_segments.gateway.assignment_routes import AssignmentRoutes, BadRequest
+from customer_segments.gateway.assignment_routes import AssignmentRoutes
 from customer_segments.gateway.errors import error_response, from_rpc_error
 from customer_segments.gateway.grpc_client import REQUEST_ID, GrpcClient, RpcFailed
+from customer_segments.gateway.requests import BadRequest
+from customer_segments.gateway.segment_routes import SegmentRoutes
 from customer_segments.grpc.server import stop_requested
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,9 @@ async def emporix_answers(request: web.Request, handler: Handler) -> web.StreamR
 
 def create_app(channel: grpc.aio.Channel) -> web.Application:
     app = web.Application(middlewares=[emporix_answers], client_max_size=MAX_BODY_BYTES)
-    AssignmentRoutes(GrpcClient(channel)).register(app)
+    client = GrpcClient(channel)
+    AssignmentRoutes(client).register(app)
+    SegmentRoutes(client).register(app)
     return app
 
 

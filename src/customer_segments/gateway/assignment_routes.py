@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any, TypedDict, TypeVar
+from typing import Any, TypedDict
 
 from aiohttp import web
 from customersegment.v1 import assignment_pb2
-from pydantic import BaseModel, ValidationError
 
 from customer_segments.gateway import render
-from customer_segments.gateway.errors import error_response, rest_field
 from customer_segments.gateway.grpc_client import GrpcClient
 from customer_segments.gateway.models import (
     CustomerAssignmentRemoveBulk,
@@ -18,67 +15,26 @@ from customer_segments.gateway.models import (
     CustomerAssignmentUpsertBulk,
     Search,
 )
+from customer_segments.gateway.requests import (
+    fields_of,
+    json_body,
+    mixins_json,
+    page_parameter,
+    parse_items,
+    parsed,
+)
 
 BASE = "/customer-segment/{tenant}/segments/{segmentId}/customers"
 # A customer id is any path segment but the literal ones of the sibling paths.
 CUSTOMER = "{customerId:(?!(?:search|bulk)$)[^/]+}"
-BULK_LIMIT = 200
-Model = TypeVar("Model", bound=BaseModel)
-
-
-class BadRequest(Exception):
-    """A request the gateway cannot translate; answered 400 naming the field."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-        self.problem = problem
-
-    def response(self) -> web.Response:
-        return error_response(400, str(self), field=self.field, problem=str(self))
-
-
-async def json_body(request: web.Request) -> Any:
-    """The parsed body; an empty body is None."""
-    raw = await request.read()
-    if not raw.strip():
-        return None
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise BadRequest("body", f"malformed JSON ({error})") from None
-
-
-def parsed(model: type[Model], value: Any, prefix: str = "") -> Model:
-    try:
-        return model.model_validate(value if value is not None else {})
-    except ValidationError as error:
-        first = error.errors()[0]
-        path = ".".join(str(part) for part in first["loc"])
-        raise BadRequest(
-            prefix + path if path else (prefix.rstrip(".") or "body"), first["msg"]
-        ) from None
-
-
-def _page_parameter(request: web.Request, name: str) -> int:
-    text = request.query.get(name)
-    if text is None:
-        return 0  # not given: the service's default
-    if not text.isdigit() or int(text) < 1:
-        raise BadRequest(name, "must be a whole number of at least 1")
-    return int(text)
-
-
-def _mixins_json(value: dict[str, Any] | None) -> str:
-    return "" if value is None else json.dumps(value, ensure_ascii=False)
 
 
 def _write_fields(upsert: CustomerAssignmentUpsert) -> dict[str, Any]:
     """The proto fields of what an upsert writes (mixins, metadata.mixins, metadata.version)."""
     metadata = upsert.metadata
     fields: dict[str, Any] = {
-        "mixins_json": _mixins_json(upsert.mixins),
-        "metadata_mixins_json": _mixins_json(metadata.mixins if metadata else None),
+        "mixins_json": mixins_json(upsert.mixins),
+        "metadata_mixins_json": mixins_json(metadata.mixins if metadata else None),
     }
     if metadata is not None and metadata.version is not None:
         fields["version"] = metadata.version
@@ -125,10 +81,8 @@ class AssignmentRoutes:
             assignment_pb2.GetAssignmentRequest(**_key(request)),
         )
         body = render.assignment(answer)
-        fields = request.query.get("fields")
-        if fields:
-            body = render.select(body, [path.strip() for path in fields.split(",")])
-        return web.json_response(body)
+        paths = fields_of(request)
+        return web.json_response(render.select(body, paths) if paths else body)
 
     async def upsert_assignment(self, request: web.Request) -> web.StreamResponse:
         upsert: CustomerAssignmentUpsert = parsed(
@@ -136,8 +90,8 @@ class AssignmentRoutes:
         )
         message = assignment_pb2.UpsertAssignmentRequest(
             **_key(request),
-            mixins_json=_mixins_json(upsert.mixins),
-            metadata_mixins_json=_mixins_json(upsert.metadata.mixins if upsert.metadata else None),
+            mixins_json=mixins_json(upsert.mixins),
+            metadata_mixins_json=mixins_json(upsert.metadata.mixins if upsert.metadata else None),
         )
         if upsert.metadata is not None and upsert.metadata.version is not None:
             message.version = upsert.metadata.version
@@ -168,22 +122,21 @@ class AssignmentRoutes:
                 tenant=request.match_info["tenant"],
                 segment_id=request.match_info["segmentId"],
                 q=q,
-                page_size=_page_parameter(request, "pageSize"),
-                page_number=_page_parameter(request, "pageNumber"),
+                page_size=page_parameter(request, "pageSize"),
+                page_number=page_parameter(request, "pageNumber"),
                 sort=request.query.get("sort", ""),
                 include_total_count=with_total,
             ),
         )
         bodies = [render.assignment(item) for item in answer.assignments]
-        fields = request.query.get("fields")
-        if fields:
-            paths = [path.strip() for path in fields.split(",")]
+        paths = fields_of(request)
+        if paths:
             bodies = [render.select(body, paths) for body in bodies]
         headers = {"X-Total-Count": str(answer.total_count)} if with_total else None
         return web.json_response(bodies, headers=headers)
 
     async def bulk_upsert(self, request: web.Request) -> web.StreamResponse:
-        valid, results = _parse_items(await json_body(request), CustomerAssignmentUpsertBulk)
+        valid, results = parse_items(await json_body(request), CustomerAssignmentUpsertBulk)
         message = assignment_pb2.BulkUpsertAssignmentsRequest(
             tenant=request.match_info["tenant"], segment_id=request.match_info["segmentId"]
         )
@@ -197,7 +150,7 @@ class AssignmentRoutes:
         return await self._bulk(request, method, message, [index for index, _ in valid], results)
 
     async def bulk_remove(self, request: web.Request) -> web.StreamResponse:
-        valid, results = _parse_items(await json_body(request), CustomerAssignmentRemoveBulk)
+        valid, results = parse_items(await json_body(request), CustomerAssignmentRemoveBulk)
         message = assignment_pb2.BulkRemoveAssignmentsRequest(
             tenant=request.match_info["tenant"], segment_id=request.match_info["segmentId"]
         )
@@ -223,38 +176,3 @@ class AssignmentRoutes:
                     index = forwarded[result.index - 1]
                     results[index] = render.bulk_result(result, index)
         return web.json_response([results[index] for index in sorted(results)], status=207)
-
-
-def _parse_items(
-    body: Any, model: type[Model]
-) -> tuple[list[tuple[int, Model]], dict[int, dict[str, Any]]]:
-    """Each item of a bulk body checked alone: the 1-based index and model of the good ones,
-    and the 400 results of the others."""
-    valid: list[tuple[int, Model]] = []
-    results: dict[int, dict[str, Any]] = {}
-    for index, raw in enumerate(_bulk_items(body), start=1):
-        try:
-            valid.append((index, parsed(model, raw, f"[{index}].")))
-        except BadRequest as error:
-            results[index] = _bad_item(index, error)
-    return valid, results
-
-
-def _bulk_items(body: Any) -> list[Any]:
-    if not isinstance(body, list):
-        raise BadRequest("body", "must be a JSON array of items")
-    if not body:
-        raise BadRequest("body", "must hold at least one item")
-    if len(body) > BULK_LIMIT:
-        raise BadRequest("body", f"holds {len(body)} items; at most {BULK_LIMIT} are allowed")
-    return body
-
-
-def _bad_item(index: int, error: BadRequest) -> dict[str, Any]:
-    field = rest_field(error.field.split("].", 1)[-1])
-    return {
-        "index": index,
-        "code": 400,
-        "status": "Bad Request",
-        "message": f"{field}: {error.problem}",
-    }

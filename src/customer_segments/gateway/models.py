@@ -3,7 +3,8 @@ does; a wrong type is a 400 that names the field."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
@@ -34,3 +35,30 @@ class CustomerAssignmentRemoveBulk(_Body):
 
 class Search(_Body):
     q: StrictStr | None = None
+
+
+class Validity(_Body):
+    from_: datetime | None = Field(None, alias="from")
+    to: datetime | None = None
+
+
+class SegmentUpsert(_Body):
+    """CommonSegment of the Emporix file: what a create or an upsert writes."""
+
+    name: dict[str, StrictStr]
+    description: dict[str, StrictStr] | None = None
+    validity: Validity | None = None
+    status: Literal["ACTIVE", "INACTIVE"] | None = None
+    site_code: StrictStr = Field(alias="siteCode")
+    mixins: dict[str, Any] | None = None
+    metadata: MetadataUpdate | None = None
+
+
+class SegmentCreation(SegmentUpsert):
+    id: StrictStr | None = None
+
+
+class PatchOperation(_Body):
+    op: Literal["add", "remove", "replace"]
+    path: StrictStr
+    value: Any = None

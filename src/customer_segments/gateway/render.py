@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from customersegment.v1 import assignment_pb2, common_pb2
+from customersegment.v1 import assignment_pb2, common_pb2, segment_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from customer_segments.gateway.errors import rest_field
@@ -82,4 +82,32 @@ def bulk_result(result: common_pb2.BulkItemResult, index: int) -> dict[str, Any]
     body: dict[str, Any] = {"index": index, "code": result.code, "status": result.status}
     if result.message:
         body["message"] = rest_message(result.message)
+    return body
+
+
+def segment(message: segment_pb2.Segment) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": message.id, "name": dict(message.name)}
+    if message.description:
+        body["description"] = dict(message.description)
+    validity: dict[str, str] = {}
+    if message.validity.HasField("from"):
+        validity["from"] = timestamp(getattr(message.validity, "from"))
+    if message.validity.HasField("to"):
+        validity["to"] = timestamp(message.validity.to)
+    if validity:
+        body["validity"] = validity
+    body["status"] = segment_pb2.SegmentStatus.Name(message.status)
+    body["siteCode"] = message.site_code
+    mixins = _json_object(message.mixins_json)
+    if mixins:
+        body["mixins"] = mixins
+    metadata: dict[str, Any] = {
+        "createdAt": timestamp(message.metadata.created_at),
+        "modifiedAt": timestamp(message.metadata.modified_at),
+        "version": message.metadata.version,
+    }
+    metadata_mixins = _json_object(message.metadata.mixins_json)
+    if metadata_mixins:
+        metadata["mixins"] = metadata_mixins
+    body["metadata"] = metadata
     return body

@@ -1,0 +1,103 @@
+"""What both route modules need to read a request: JSON bodies checked by the models, paging
+parameters, bulk bodies item by item, and the 400 that names the field."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from customer_segments.gateway.errors import error_response, rest_field
+
+BULK_LIMIT = 200
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class BadRequest(Exception):
+    """A request the gateway cannot translate; answered 400 naming the field."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+    def response(self) -> web.Response:
+        return error_response(400, str(self), field=self.field, problem=str(self))
+
+
+async def json_body(request: web.Request) -> Any:
+    """The parsed body; an empty body is None."""
+    raw = await request.read()
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadRequest("body", f"malformed JSON ({error})") from None
+
+
+def parsed(model: type[Model], value: Any, prefix: str = "") -> Model:
+    try:
+        return model.model_validate(value if value is not None else {})
+    except ValidationError as error:
+        first = error.errors()[0]
+        path = ".".join(str(part) for part in first["loc"])
+        raise BadRequest(
+            prefix + path if path else (prefix.rstrip(".") or "body"), first["msg"]
+        ) from None
+
+
+def page_parameter(request: web.Request, name: str) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return 0  # not given: the service's default
+    if not text.isdigit() or int(text) < 1:
+        raise BadRequest(name, "must be a whole number of at least 1")
+    return int(text)
+
+
+def mixins_json(value: dict[str, Any] | None) -> str:
+    return "" if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def parse_items(
+    body: Any, model: type[Model]
+) -> tuple[list[tuple[int, Model]], dict[int, dict[str, Any]]]:
+    """Each item of a bulk body checked alone: the 1-based index and model of the good ones,
+    and the 400 results of the others."""
+    valid: list[tuple[int, Model]] = []
+    results: dict[int, dict[str, Any]] = {}
+    for index, raw in enumerate(bulk_items(body), start=1):
+        try:
+            valid.append((index, parsed(model, raw, f"[{index}].")))
+        except BadRequest as error:
+            results[index] = bad_item(index, error)
+    return valid, results
+
+
+def bulk_items(body: Any) -> list[Any]:
+    if not isinstance(body, list):
+        raise BadRequest("body", "must be a JSON array of items")
+    if not body:
+        raise BadRequest("body", "must hold at least one item")
+    if len(body) > BULK_LIMIT:
+        raise BadRequest("body", f"holds {len(body)} items; at most {BULK_LIMIT} are allowed")
+    return body
+
+
+def bad_item(index: int, error: BadRequest) -> dict[str, Any]:
+    field = rest_field(error.field.split("].", 1)[-1])
+    return {
+        "index": index,
+        "code": 400,
+        "status": "Bad Request",
+        "message": f"{field}: {error.problem}",
+    }
+
+
+def fields_of(request: web.Request) -> list[str] | None:
+    """The `fields` parameter as paths, or None when every field is wanted."""
+    fields = request.query.get("fields")
+    return [path.strip() for path in fields.split(",")] if fields else None

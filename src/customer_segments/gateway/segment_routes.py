@@ -1,0 +1,297 @@
+"""The documented Segments paths (create, list, search, get, upsert, patch, delete, bulk)."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+from customersegment.v1 import segment_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from customer_segments.gateway import render
+from customer_segments.gateway.errors import HTTP_STATUS_OF
+from customer_segments.gateway.grpc_client import GrpcClient, RpcFailed
+from customer_segments.gateway.models import (
+    PatchOperation,
+    Search,
+    SegmentCreation,
+    SegmentUpsert,
+)
+from customer_segments.gateway.render import rest_message
+from customer_segments.gateway.requests import (
+    BadRequest,
+    bulk_items,
+    fields_of,
+    json_body,
+    mixins_json,
+    page_parameter,
+    parse_items,
+    parsed,
+)
+
+BASE = "/customer-segment/{tenant}/segments"
+SEGMENT = "{segmentId:(?!(?:search|bulk)$)[^/]+}"
+
+
+def _segment(upsert: SegmentUpsert, segment_id: str = "") -> segment_pb2.Segment:
+    message = segment_pb2.Segment(
+        id=segment_id,
+        name=upsert.name,
+        description=upsert.description or {},
+        status=(
+            segment_pb2.SegmentStatus.Value(upsert.status)
+            if upsert.status
+            else segment_pb2.SEGMENT_STATUS_UNSPECIFIED
+        ),
+        site_code=upsert.site_code,
+        mixins_json=mixins_json(upsert.mixins),
+    )
+    if upsert.metadata is not None:
+        message.metadata.mixins_json = mixins_json(upsert.metadata.mixins)
+    if upsert.validity is not None:
+        for name, moment in (("from", upsert.validity.from_), ("to", upsert.validity.to)):
+            if moment is not None:
+                stamp = Timestamp()
+                stamp.FromDatetime(moment)
+                getattr(message.validity, name).CopyFrom(stamp)
+    return message
+
+
+def _upsert_request(
+    tenant: str, segment_id: str, upsert: SegmentUpsert
+) -> segment_pb2.UpsertSegmentRequest:
+    request = segment_pb2.UpsertSegmentRequest(
+        tenant=tenant, segment_id=segment_id, segment=_segment(upsert, segment_id)
+    )
+    if upsert.metadata is not None and upsert.metadata.version is not None:
+        request.version = upsert.metadata.version
+    return request
+
+
+def _force(request: web.Request) -> bool:
+    value = request.query.get("forceDelete", "false").lower()
+    if value not in ("true", "false"):
+        raise BadRequest("forceDelete", "must be true or false")
+    return value == "true"
+
+
+def _failed_item(index: int, failure: RpcFailed, segment_id: str | None) -> dict[str, Any]:
+    code = HTTP_STATUS_OF.get(failure.error.code(), 500)
+    message = rest_message(failure.error.details() or "") if code < 500 else "Internal error"
+    result: dict[str, Any] = {"index": index, "code": code, "status": _phrase(code)}
+    if segment_id:
+        result["id"] = segment_id
+    result["message"] = message
+    return result
+
+
+def _phrase(code: int) -> str:
+    return HTTPStatus(code).phrase
+
+
+class SegmentRoutes:
+    def __init__(self, client: GrpcClient) -> None:
+        self.client = client
+
+    def register(self, app: web.Application) -> None:
+        router = app.router
+        router.add_post(BASE + "/search", self.search_segments)
+        router.add_post(BASE + "/bulk", self.bulk_create)
+        router.add_put(BASE + "/bulk", self.bulk_upsert)
+        router.add_delete(BASE + "/bulk", self.bulk_delete)
+        router.add_post(BASE, self.create_segment)
+        router.add_get(BASE, self.list_segments)
+        path = f"{BASE}/{SEGMENT}"
+        router.add_get(path, self.get_segment)
+        router.add_put(path, self.upsert_segment)
+        router.add_patch(path, self.patch_segment)
+        router.add_delete(path, self.delete_segment)
+
+    async def create_segment(self, request: web.Request) -> web.StreamResponse:
+        creation = parsed(SegmentCreation, await json_body(request))
+        created = await self._create(request, creation)
+        return web.json_response({"id": created.id}, status=201)
+
+    async def _create(self, request: web.Request, creation: SegmentCreation) -> Any:
+        return await self.client.call(
+            request,
+            self.client.segments.CreateSegment,
+            segment_pb2.CreateSegmentRequest(
+                tenant=request.match_info["tenant"], segment=_segment(creation, creation.id or "")
+            ),
+        )
+
+    async def get_segment(self, request: web.Request) -> web.StreamResponse:
+        body = render.segment(await self._get(request, request.match_info["segmentId"]))
+        paths = fields_of(request)
+        return web.json_response(render.select(body, paths) if paths else body)
+
+    async def _get(self, request: web.Request, segment_id: str) -> Any:
+        return await self.client.call(
+            request,
+            self.client.segments.GetSegment,
+            segment_pb2.GetSegmentRequest(
+                tenant=request.match_info["tenant"], segment_id=segment_id
+            ),
+        )
+
+    async def upsert_segment(self, request: web.Request) -> web.StreamResponse:
+        upsert = parsed(SegmentUpsert, await json_body(request))
+        answer = await self.client.call(
+            request,
+            self.client.segments.UpsertSegment,
+            _upsert_request(request.match_info["tenant"], request.match_info["segmentId"], upsert),
+        )
+        return web.Response(status=201 if answer.created else 204)
+
+    async def patch_segment(self, request: web.Request) -> web.StreamResponse:
+        """JSON Patch (add, remove, replace) on the segment as it is now, written back only if
+        nobody changed it meanwhile (its version): 409 otherwise, as for any stale write."""
+        body = await json_body(request)
+        if not isinstance(body, list):
+            raise BadRequest("body", "must be a JSON array of patch operations")
+        operations = [parsed(PatchOperation, raw, f"[{n}].") for n, raw in enumerate(body, 1)]
+        segment_id = request.match_info["segmentId"]
+        document = render.segment(await self._get(request, segment_id))
+        version = document["metadata"]["version"]
+        for number, operation in enumerate(operations, start=1):
+            _apply(document, operation, f"[{number}]")
+        document.setdefault("metadata", {})["version"] = version
+        upsert = parsed(SegmentUpsert, document)
+        await self.client.call(
+            request,
+            self.client.segments.UpsertSegment,
+            _upsert_request(request.match_info["tenant"], segment_id, upsert),
+        )
+        return web.Response(status=204)
+
+    async def delete_segment(self, request: web.Request) -> web.StreamResponse:
+        await self.client.call(
+            request,
+            self.client.segments.DeleteSegment,
+            segment_pb2.DeleteSegmentRequest(
+                tenant=request.match_info["tenant"],
+                segment_id=request.match_info["segmentId"],
+                force=_force(request),
+            ),
+        )
+        return web.Response(status=204)
+
+    async def list_segments(self, request: web.Request) -> web.StreamResponse:
+        return await self._list(request, request.query.get("q", ""))
+
+    async def search_segments(self, request: web.Request) -> web.StreamResponse:
+        search = parsed(Search, await json_body(request))
+        return await self._list(request, search.q or "")
+
+    async def _list(self, request: web.Request, q: str) -> web.StreamResponse:
+        with_total = request.headers.get("X-Total-Count", "").lower() == "true"
+        answer = await self.client.call(
+            request,
+            self.client.segments.ListSegments,
+            segment_pb2.ListSegmentsRequest(
+                tenant=request.match_info["tenant"],
+                q=q,
+                customer_id=request.query.get("customerId", ""),
+                legal_entity_id=request.query.get("legalEntityId", ""),
+                page_size=page_parameter(request, "pageSize"),
+                page_number=page_parameter(request, "pageNumber"),
+                sort=request.query.get("sort", ""),
+                include_total_count=with_total,
+            ),
+        )
+        bodies = [render.segment(segment) for segment in answer.segments]
+        paths = fields_of(request)
+        if paths:
+            bodies = [render.select(body, paths) for body in bodies]
+        headers = {"X-Total-Count": str(answer.total_count)} if with_total else None
+        return web.json_response(bodies, headers=headers)
+
+    # Bulk: each item is its own call, so each is decided (and reported) on its own.
+
+    async def bulk_create(self, request: web.Request) -> web.StreamResponse:
+        valid, results = parse_items(await json_body(request), SegmentCreation)
+        for index, creation in valid:
+            try:
+                created = await self._create(request, creation)
+            except RpcFailed as failure:
+                results[index] = _failed_item(index, failure, creation.id)
+                continue
+            results[index] = {"index": index, "id": created.id, "code": 201, "status": "Created"}
+        return _multi_status(results)
+
+    async def bulk_upsert(self, request: web.Request) -> web.StreamResponse:
+        valid, results = parse_items(await json_body(request), SegmentCreation)
+        for index, item in valid:
+            if not item.id:
+                results[index] = {
+                    "index": index,
+                    "code": 400,
+                    "status": "Bad Request",
+                    "message": "id: is required",
+                }
+                continue
+            try:
+                answer = await self.client.call(
+                    request,
+                    self.client.segments.UpsertSegment,
+                    _upsert_request(request.match_info["tenant"], item.id, item),
+                )
+            except RpcFailed as failure:
+                results[index] = _failed_item(index, failure, item.id)
+                continue
+            code = 201 if answer.created else 204
+            results[index] = {"index": index, "id": item.id, "code": code, "status": _phrase(code)}
+        return _multi_status(results)
+
+    async def bulk_delete(self, request: web.Request) -> web.StreamResponse:
+        ids = bulk_items(await json_body(request))
+        force = _force(request)
+        results: dict[int, dict[str, Any]] = {}
+        for index, segment_id in enumerate(ids, start=1):
+            if not isinstance(segment_id, str):
+                results[index] = {
+                    "index": index,
+                    "code": 400,
+                    "status": "Bad Request",
+                    "message": "id: must be a string",
+                }
+                continue
+            try:
+                await self.client.call(
+                    request,
+                    self.client.segments.DeleteSegment,
+                    segment_pb2.DeleteSegmentRequest(
+                        tenant=request.match_info["tenant"], segment_id=segment_id, force=force
+                    ),
+                )
+            except RpcFailed as failure:
+                results[index] = _failed_item(index, failure, segment_id)
+                continue
+            results[index] = {"index": index, "id": segment_id, "code": 204, "status": "No Content"}
+        return _multi_status(results)
+
+
+def _multi_status(results: dict[int, dict[str, Any]]) -> web.Response:
+    return web.json_response([results[index] for index in sorted(results)], status=207)
+
+
+def _apply(document: dict[str, Any], operation: PatchOperation, where: str) -> None:
+    """One JSON Patch operation (RFC 6902: add, remove, replace) on the segment's body."""
+    if not operation.path.startswith("/") or operation.path in ("/", "/id", "/metadata"):
+        raise BadRequest(f"{where}.path", f"cannot patch '{operation.path}'")
+    parts = [part.replace("~1", "/").replace("~0", "~") for part in operation.path[1:].split("/")]
+    parent: Any = document
+    for part in parts[:-1]:
+        if not isinstance(parent, dict):
+            raise BadRequest(f"{where}.path", f"'{operation.path}' does not exist")
+        parent = parent.setdefault(part, {}) if operation.op == "add" else parent.get(part)
+    last = parts[-1]
+    if not isinstance(parent, dict) or (operation.op != "add" and last not in parent):
+        raise BadRequest(f"{where}.path", f"'{operation.path}' does not exist")
+    if operation.op == "remove":
+        del parent[last]
+    else:
+        parent[last] = json.loads(json.dumps(operation.value))
