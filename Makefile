@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck protos bench clean
+.PHONY: run test protos openapi bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 ## Regenerates generated/ from protos/.
 protos: $(STAMP)
 	$(BIN)/python scripts/generate_protos.py
+
+## Rebuilds the gateway's openapi.yaml from ../shared/emporix/customer-segment-api.yml.
+openapi: $(STAMP)
+	$(BIN)/python scripts/build_openapi.py
 
 ## Service beside the machine's ceilings (needs PostgreSQL, h2load); see README.
 bench: $(STAMP)
