@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -45,6 +46,7 @@ class PhaseResult:
     # Cores busy during the phase: the server process (--server-pid) and the whole machine.
     server_cores: float | None = None
     machine_cores: float | None = None
+    client_cores: float | None = None  # this load generator itself
 
 
 @dataclass
@@ -168,10 +170,12 @@ async def run(arguments: argparse.Namespace) -> list[PhaseResult]:
     try:
         for phase in arguments.phases.split(","):
             cpu_before = CpuSample.take(arguments.server_pid) if arguments.server_pid else None
+            client_before = CpuSample.take(os.getpid())
             started = time.perf_counter()
             outcomes = await send(stubs)
             seconds = time.perf_counter() - started
             cpu = cpu_before.until(CpuSample.take(arguments.server_pid)) if cpu_before else None
+            client = client_before.until(CpuSample.take(os.getpid()))
             codes: Counter[int] = Counter()
             for outcome in outcomes:
                 codes.update(outcome.codes)
@@ -185,6 +189,7 @@ async def run(arguments: argparse.Namespace) -> list[PhaseResult]:
                     problems=problems[:5],
                     server_cores=cpu.process if cpu else None,
                     machine_cores=cpu.machine if cpu else None,
+                    client_cores=client.process,
                 )
             )
     finally:

@@ -37,6 +37,7 @@ class CpuUse:
 
     process: float  # the watched process (threads included)
     machine: float  # everything on the machine: PostgreSQL, load generator, server, ...
+    client: float | None = None  # the load generator alone, when it reports its own use
 
 
 @dataclass(frozen=True)

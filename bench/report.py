@@ -43,9 +43,9 @@ class Comparison:
 HEADER = ["Measure", "Service", "Ceiling", "Ceiling value", "Ratio", "Target", "Verdict"]
 
 
-def text_table(rows: Sequence[Comparison]) -> str:
-    lines = [HEADER, *(row.cells() for row in rows)]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
+def text_table(rows: Sequence[Comparison], header: Sequence[str] = HEADER) -> str:
+    lines = [header, *(row.cells() for row in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     numeric = {1, 3, 4}  # right-aligned columns
 
     def render(cells: Sequence[str]) -> str:
@@ -54,7 +54,7 @@ def text_table(rows: Sequence[Comparison]) -> str:
             for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
         )
 
-    rendered = [render(HEADER), "  ".join("-" * width for width in widths)]
+    rendered = [render(header), "  ".join("-" * width for width in widths)]
     rendered += [render(cells) for cells in lines[1:]]
     return "\n".join(line.rstrip() for line in rendered)
 
@@ -65,10 +65,11 @@ def markdown(
     context: Sequence[tuple[str, str]],
     checks: Sequence[str],
     notes: Sequence[str],
+    header: Sequence[str] = HEADER,
 ) -> str:
     out = [f"# {title}", ""]
     out += [f"- {name}: {value}" for name, value in context]
-    out += ["", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    out += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(row.cells()) + " |" for row in rows]
     out += ["", "## Checks", ""]
     out += [f"- {check}" for check in checks]

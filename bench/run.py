@@ -290,7 +290,13 @@ def measure_bulk(
         f"--server-pid={server.pid}",
     ]
     log.step(f"{label}: {rows:,} rows per phase, {items_per_message} items per message")
-    reported: list[dict[str, Any]] = json.loads(run_command(argv, timeout=1800))
+    return checked_phases(log, label, server, run_command(argv, timeout=1800), rows)
+
+
+def checked_phases(log: Log, label: str, server: Child, output: str, rows: int) -> list[Throughput]:
+    """The rates in a load generator's JSON output (bulk_client.py, rest_bulk_client.py); every
+    item must have come back 201 on insert and 204 on update."""
+    reported: list[dict[str, Any]] = json.loads(output)
     figures = []
     for phase in reported:
         expected = {"insert": "201", "update": "204"}[phase["phase"]]
@@ -300,7 +306,7 @@ def measure_bulk(
                 f"{phase['codes']}; {phase['problems']}\nserver log:\n{server.tail()}"
             )
         log.passed(f"{label} {phase['phase']}: {rows:,} results received, all code {expected}")
-        cpu = CpuUse(phase["server_cores"], phase["machine_cores"])
+        cpu = CpuUse(phase["server_cores"], phase["machine_cores"], phase.get("client_cores"))
         figures.append(Throughput(rows / phase["seconds"], cpu))
     return figures
 
