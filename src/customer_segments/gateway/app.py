@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import uuid
+import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -32,7 +32,7 @@ _HTTP_MESSAGES = {
 @web.middleware
 async def emporix_answers(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure as the documented Error body, never a stack trace; X-Request-Id echoed."""
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    request_id = request.headers.get("X-Request-Id") or secrets.token_hex(16)
     request[REQUEST_ID] = request_id
     response: web.StreamResponse
     try:
