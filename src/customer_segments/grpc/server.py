@@ -53,10 +53,16 @@ class GrpcServer:
 
 
 async def start_grpc_server(
-    store: Store, host: str, port: int, *, share_port: bool = False
+    store: Store,
+    host: str,
+    port: int,
+    *,
+    share_port: bool = False,
+    local_socket: str | None = None,
 ) -> GrpcServer:
     """`share_port` lets the workers of `serve --workers N` bind one port (SO_REUSEPORT);
-    otherwise a port in use is an error rather than silently shared with another server."""
+    otherwise a port in use is an error rather than silently shared with another server.
+    `local_socket`, a Unix socket path, is a second address for callers in this process."""
     server = aio.server(
         interceptors=[DomainErrorInterceptor()],
         options=[
@@ -76,6 +82,8 @@ async def start_grpc_server(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     bound = server.add_insecure_port(f"{host}:{port}")
+    if local_socket is not None:
+        server.add_insecure_port(f"unix:{local_socket}")
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
