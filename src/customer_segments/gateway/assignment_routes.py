@@ -18,10 +18,12 @@ from customer_segments.gateway.models import (
 from customer_segments.gateway.requests import (
     fields_of,
     json_body,
+    listing,
     mixins_json,
     page_parameter,
     parse_items,
     parsed,
+    wants_total,
 )
 
 BASE = "/customer-segment/{tenant}/segments/{segmentId}/customers"
@@ -114,7 +116,6 @@ class AssignmentRoutes:
         return await self._list(request, search.q or "")
 
     async def _list(self, request: web.Request, q: str) -> web.StreamResponse:
-        with_total = request.headers.get("X-Total-Count", "").lower() == "true"
         answer = await self.client.call(
             request,
             self.client.assignments.ListAssignments,
@@ -125,15 +126,11 @@ class AssignmentRoutes:
                 page_size=page_parameter(request, "pageSize"),
                 page_number=page_parameter(request, "pageNumber"),
                 sort=request.query.get("sort", ""),
-                include_total_count=with_total,
+                include_total_count=wants_total(request),
             ),
         )
         bodies = [render.assignment(item) for item in answer.assignments]
-        paths = fields_of(request)
-        if paths:
-            bodies = [render.select(body, paths) for body in bodies]
-        headers = {"X-Total-Count": str(answer.total_count)} if with_total else None
-        return web.json_response(bodies, headers=headers)
+        return listing(request, bodies, answer.total_count)
 
     async def bulk_upsert(self, request: web.Request) -> web.StreamResponse:
         valid, results = parse_items(await json_body(request), CustomerAssignmentUpsertBulk)

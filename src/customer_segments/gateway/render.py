@@ -43,6 +43,14 @@ def assignment(message: assignment_pb2.Assignment) -> dict[str, Any]:
             legal_entity["name"] = message.legal_entity.name
         body["legalEntity"] = legal_entity
     body["assignmentType"] = assignment_pb2.AssignmentType.Name(message.assignment_type)
+    _add_mixins_and_metadata(body, message)
+    return body
+
+
+def _add_mixins_and_metadata(
+    body: dict[str, Any], message: assignment_pb2.Assignment | segment_pb2.Segment
+) -> None:
+    """`mixins` (when any) and `metadata`, which assignments and segments render alike."""
     mixins = _json_object(message.mixins_json)
     if mixins:
         body["mixins"] = mixins
@@ -55,7 +63,6 @@ def assignment(message: assignment_pb2.Assignment) -> dict[str, Any]:
     if metadata_mixins:
         metadata["mixins"] = metadata_mixins
     body["metadata"] = metadata
-    return body
 
 
 def select(body: dict[str, Any], paths: list[str]) -> dict[str, Any]:
@@ -104,16 +111,5 @@ def segment(message: segment_pb2.Segment) -> dict[str, Any]:
         body["validity"] = validity
     body["status"] = segment_pb2.SegmentStatus.Name(message.status)
     body["siteCode"] = message.site_code
-    mixins = _json_object(message.mixins_json)
-    if mixins:
-        body["mixins"] = mixins
-    metadata: dict[str, Any] = {
-        "createdAt": timestamp(message.metadata.created_at),
-        "modifiedAt": timestamp(message.metadata.modified_at),
-        "version": message.metadata.version,
-    }
-    metadata_mixins = _json_object(message.metadata.mixins_json)
-    if metadata_mixins:
-        metadata["mixins"] = metadata_mixins
-    body["metadata"] = metadata
+    _add_mixins_and_metadata(body, message)
     return body

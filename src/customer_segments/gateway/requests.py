@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from customer_segments.gateway.errors import error_response, rest_field
+from customer_segments.gateway.render import select
 
 BULK_LIMIT = 200
 Model = TypeVar("Model", bound=BaseModel)
@@ -101,3 +102,16 @@ def fields_of(request: web.Request) -> list[str] | None:
     """The `fields` parameter as paths, or None when every field is wanted."""
     fields = request.query.get("fields")
     return [path.strip() for path in fields.split(",")] if fields else None
+
+
+def wants_total(request: web.Request) -> bool:
+    return request.headers.get("X-Total-Count", "").lower() == "true"
+
+
+def listing(request: web.Request, bodies: list[dict[str, Any]], total_count: int) -> web.Response:
+    """A page as documented: the `fields` asked for, and X-Total-Count when it was asked for."""
+    paths = fields_of(request)
+    if paths:
+        bodies = [select(body, paths) for body in bodies]
+    headers = {"X-Total-Count": str(total_count)} if wants_total(request) else None
+    return web.json_response(bodies, headers=headers)

@@ -25,10 +25,12 @@ from customer_segments.gateway.requests import (
     bulk_items,
     fields_of,
     json_body,
+    listing,
     mixins_json,
     page_parameter,
     parse_items,
     parsed,
+    wants_total,
 )
 
 BASE = "/customer-segment/{tenant}/segments"
@@ -187,7 +189,6 @@ class SegmentRoutes:
         return await self._list(request, search.q or "")
 
     async def _list(self, request: web.Request, q: str) -> web.StreamResponse:
-        with_total = request.headers.get("X-Total-Count", "").lower() == "true"
         answer = await self.client.call(
             request,
             self.client.segments.ListSegments,
@@ -199,15 +200,11 @@ class SegmentRoutes:
                 page_size=page_parameter(request, "pageSize"),
                 page_number=page_parameter(request, "pageNumber"),
                 sort=request.query.get("sort", ""),
-                include_total_count=with_total,
+                include_total_count=wants_total(request),
             ),
         )
         bodies = [render.segment(segment) for segment in answer.segments]
-        paths = fields_of(request)
-        if paths:
-            bodies = [render.select(body, paths) for body in bodies]
-        headers = {"X-Total-Count": str(answer.total_count)} if with_total else None
-        return web.json_response(bodies, headers=headers)
+        return listing(request, bodies, answer.total_count)
 
     # Bulk: each item is its own call, so each is decided (and reported) on its own.
 
