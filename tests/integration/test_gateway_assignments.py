@@ -265,3 +265,15 @@ async def test_request_id_is_echoed_or_made(
         assert response.headers["X-Request-Id"] == "req-123"
     async with http.get(base(tenant, segment_id)) as response:
         assert len(response.headers["X-Request-Id"]) >= 16
+
+
+async def test_version_out_of_int64_range_is_400(
+    http: aiohttp.ClientSession, tenant: str, segment_id: str
+) -> None:
+    """Found by the contract test: 2**63 used to reach the protobuf setter and answer 500."""
+    for version in (2**63, 0, -1):
+        async with http.put(
+            f"{base(tenant, segment_id)}/c1", json={"metadata": {"version": version}}
+        ) as response:
+            status, body = await answer(response)
+        assert status == 400 and body["details"]["field"] == "metadata.version", body

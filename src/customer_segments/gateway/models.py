@@ -4,7 +4,7 @@ does; a wrong type is a 400 that names the field."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
@@ -13,8 +13,12 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
+# Versions are int64 in the service, and start at 1.
+Version = Annotated[StrictInt, Field(ge=1, le=2**63 - 1)]
+
+
 class MetadataUpdate(_Body):
-    version: StrictInt | None = None
+    version: Version | None = None
     mixins: dict[str, Any] | None = None
 
 
