@@ -31,7 +31,6 @@ target is reported, not an error.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -58,6 +57,7 @@ from harness import (
     BenchError,
     Child,
     CpuSample,
+    bench_arguments,
     fetch_value,
     free_port,
     grpc_frame,
@@ -418,26 +418,11 @@ def context(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preload", type=int, default=10_000, help="assignments to preload")
-    parser.add_argument("--bulk-rows", type=int, default=40_000, help="rows per bulk phase")
-    parser.add_argument(
-        "--rounds", type=int, default=1, help="wrk and h2load runs per server, the median counts"
+    parser, arguments, worker_counts = bench_arguments(
+        __doc__.splitlines()[0], 10_000, 40_000, "wrk and h2load runs per server, the median counts"
     )
-    parser.add_argument(
-        "--workers",
-        default="1,2",
-        help="comma-separated `serve --workers` counts to measure the service with",
-    )
-    arguments = parser.parse_args()
-    if min(arguments.rounds, arguments.preload, arguments.bulk_rows) < 1:
-        parser.error("--rounds, --preload and --bulk-rows must be at least 1")
     if arguments.preload < int(GET_CUSTOMER.removeprefix("cust-")):
         parser.error(f"--preload must reach {GET_CUSTOMER}, the customer read")
-    try:
-        worker_counts = [int(count) for count in arguments.workers.split(",")]
-    except ValueError:
-        parser.error("--workers takes comma-separated whole numbers, e.g. 1,2")
     ceiling_dir = Path(os.environ.get("CEILING_DIR", REPO.parent / "shared" / "ceiling"))
     pg_url = os.environ.get("PGURL", DEFAULT_PGURL)
     log = Log()

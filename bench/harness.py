@@ -5,6 +5,7 @@ Nothing here knows about customer segments; run.py tells the story.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -280,3 +281,26 @@ def fetch_value(url: str, sql: str) -> str:
             await connection.close()
 
     return asyncio.run(go())
+
+
+def bench_arguments(
+    description: str, preload: int, bulk_rows: int, rounds_help: str
+) -> tuple[argparse.ArgumentParser, argparse.Namespace, list[int]]:
+    """The options both benchmarks take; also the `--workers` counts, parsed."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--preload", type=int, default=preload, help="assignments to preload")
+    parser.add_argument("--bulk-rows", type=int, default=bulk_rows, help="rows per bulk phase")
+    parser.add_argument("--rounds", type=int, default=1, help=rounds_help)
+    parser.add_argument(
+        "--workers",
+        default="1,2",
+        help="comma-separated `serve --workers` counts to measure the service with",
+    )
+    arguments = parser.parse_args()
+    if min(arguments.rounds, arguments.preload, arguments.bulk_rows) < 1:
+        parser.error("--rounds, --preload and --bulk-rows must be at least 1")
+    try:
+        worker_counts = [int(count) for count in arguments.workers.split(",")]
+    except ValueError:
+        parser.error("--workers takes comma-separated whole numbers, e.g. 1,2")
+    return parser, arguments, worker_counts

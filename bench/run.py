@@ -22,7 +22,6 @@ hold; a missed target is reported, not an error.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import datetime
 import importlib
@@ -50,6 +49,7 @@ from harness import (
     Child,
     CpuSample,
     CpuUse,
+    bench_arguments,
     fetch_value,
     free_port,
     grpc_frame,
@@ -471,24 +471,9 @@ def machine_busy_now() -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preload", type=int, default=100_000, help="assignments to preload")
-    parser.add_argument("--bulk-rows", type=int, default=50_000, help="rows per bulk phase")
-    parser.add_argument(
-        "--rounds", type=int, default=1, help="h2load runs per server, the median counts"
+    _, arguments, worker_counts = bench_arguments(
+        __doc__.splitlines()[0], 100_000, 50_000, "h2load runs per server, the median counts"
     )
-    parser.add_argument(
-        "--workers",
-        default="1,2",
-        help="comma-separated `serve --workers` counts to measure the service with",
-    )
-    arguments = parser.parse_args()
-    if min(arguments.rounds, arguments.preload, arguments.bulk_rows) < 1:
-        parser.error("--rounds, --preload and --bulk-rows must be at least 1")
-    try:
-        worker_counts = [int(count) for count in arguments.workers.split(",")]
-    except ValueError:
-        parser.error("--workers takes comma-separated whole numbers, e.g. 1,2")
     ceiling_dir = Path(os.environ.get("CEILING_DIR", REPO.parent / "shared" / "ceiling"))
     pg_url = os.environ.get("PGURL", DEFAULT_PGURL)
     log = Log()
