@@ -34,9 +34,21 @@ async def json_body(request: web.Request) -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
         raise BadRequest("body", f"malformed JSON ({error})") from None
+    if b"\\u" in raw.lower() and _has_lone_surrogate(body):
+        raise BadRequest("body", "must not contain unpaired UTF-16 surrogates (\\ud800-\\udfff)")
+    return body
+
+
+def _has_lone_surrogate(body: Any) -> bool:
+    """JSON may escape half a UTF-16 pair; protobuf strings (UTF-8) cannot hold it."""
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def parsed(model: type[Model], value: Any, prefix: str = "") -> Model:
@@ -54,7 +66,7 @@ def page_parameter(request: web.Request, name: str) -> int:
     text = request.query.get(name)
     if text is None:
         return 0  # not given: the service's default
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise BadRequest(name, "must be a whole number of at least 1")
     return int(text)
 

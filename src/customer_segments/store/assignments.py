@@ -317,7 +317,9 @@ def _filters(
         column = FIELDS[condition.field]
         value: Any = condition.value
         if column is ca.c.version:
-            value = int(value) if value.isdigit() else -1  # a non-number matches no version
+            value = (
+                int(value) if value.isascii() and value.isdigit() else -1
+            )  # a non-number matches no version
         filters.append(column == value)
     return filters
 
