@@ -30,11 +30,13 @@ from customersegment.v1 import (
     segment_pb2_grpc,
 )
 
+from customer_segments.auth.tokens import TokenVerifier
 from customer_segments.gateway.app import Gateway, start_gateway
 from customer_segments.grpc.server import GrpcServer, start_grpc_server
 from customer_segments.store.database import Database
 from customer_segments.store.migrate import upgrade_to_head
 from customer_segments.store.store import Store
+from tests.helpers import TEST_SECRET, admin_token_middleware, admin_tokens
 
 PG_ADMIN_URL = os.environ.get(
     "CUSTOMER_SEGMENTS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"
@@ -121,7 +123,8 @@ async def store(
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def grpc_server(store: Store) -> AsyncIterator[GrpcServer]:
-    server = await start_grpc_server(store, "127.0.0.1", 0)
+    verifier = TokenVerifier(secret=TEST_SECRET.encode())
+    server = await start_grpc_server(store, "127.0.0.1", 0, verifier=verifier)
     yield server
     await server.stop(0)
 
@@ -135,6 +138,16 @@ class Stubs:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def stubs(grpc_server: GrpcServer) -> AsyncIterator[Stubs]:
+    """Stubs whose calls carry an all-scopes token for the tenant they name, unless the call
+    brings its own `authorization` metadata."""
+    target = f"127.0.0.1:{grpc_server.port}"
+    async with grpc.aio.insecure_channel(target, interceptors=admin_tokens()) as channel:
+        yield Stubs(channel)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def bare_stubs(grpc_server: GrpcServer) -> AsyncIterator[Stubs]:
+    """Stubs that send only the metadata a test gives them."""
     async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_server.port}") as channel:
         yield Stubs(channel)
 
@@ -169,5 +182,15 @@ async def gateway(grpc_server: GrpcServer) -> AsyncIterator[Gateway]:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def http(gateway: Gateway) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client whose requests carry an all-scopes token for the path's tenant, unless they
+    bring their own Authorization header."""
+    base = f"http://127.0.0.1:{gateway.port}"
+    async with aiohttp.ClientSession(base, middlewares=[admin_token_middleware]) as session:
+        yield session
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def bare_http(gateway: Gateway) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client that sends only the headers a test gives it."""
     async with aiohttp.ClientSession(f"http://127.0.0.1:{gateway.port}") as session:
         yield session

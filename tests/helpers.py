@@ -6,10 +6,14 @@ import json
 from collections.abc import Awaitable
 from typing import Any
 
+import aiohttp
 import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+
+from customer_segments.auth.tokens import issue_token
+from customer_segments.domain.principal import Scope
 
 
 async def expect_error(
@@ -40,3 +44,73 @@ def field_violations(error: grpc.aio.AioRpcError) -> list[str]:
 
 def loads(text: str) -> Any:
     return json.loads(text)
+
+
+# Access tokens ------------------------------------------------------------------------------
+
+TEST_SECRET = "test-secret-of-the-suite-0123456789abcdef"
+ALL_SCOPES = tuple(scope.value for scope in Scope)
+
+
+def token(
+    tenant: str,
+    *scopes: str,
+    sub: str | None = None,
+    legal_entity_id: str | None = None,
+    ttl: int = 3600,
+) -> str:
+    """An HS256 token signed with the suite's secret; all scopes unless some are named."""
+    return issue_token(
+        TEST_SECRET.encode(),
+        tenant=tenant,
+        scopes=scopes or ALL_SCOPES,
+        subject=sub,
+        legal_entity_id=legal_entity_id,
+        ttl_seconds=ttl,
+    )
+
+
+def bearer(tenant: str, *scopes: str, **claims: Any) -> str:
+    return f"Bearer {token(tenant, *scopes, **claims)}"
+
+
+def _with_token(details: grpc.aio.ClientCallDetails, tenant: str) -> grpc.aio.ClientCallDetails:
+    metadata = grpc.aio.Metadata(*(details.metadata or ()))
+    if "authorization" not in metadata:
+        metadata.add("authorization", bearer(tenant))
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+    )
+
+
+class _UnaryAdminToken(grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(_with_token(details, request.tenant), request)
+
+
+class _ServerStreamingAdminToken(grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(_with_token(details, request.tenant), request)
+
+
+def admin_tokens() -> list[Any]:
+    """Client interceptors (grpc.aio takes one per kind of call) that give every call without
+    a token of its own an all-scopes token for the tenant it names, so that tests of other
+    behaviour need not think about tokens. A client stream names its tenant only in messages
+    not yet written, so those calls must bring their token: metadata=admin_metadata(tenant)."""
+    return [_UnaryAdminToken(), _ServerStreamingAdminToken()]
+
+
+def admin_metadata(tenant: str) -> list[tuple[str, str]]:
+    return [("authorization", bearer(tenant))]
+
+
+async def admin_token_middleware(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """The REST counterpart of AdminTokens: the tenant is the path's second part."""
+    if "Authorization" not in request.headers:
+        parts = request.url.path.split("/")
+        if len(parts) > 2 and parts[1] == "customer-segment":
+            request.headers["Authorization"] = bearer(parts[2])
+    return await handler(request)

@@ -10,6 +10,7 @@ import shutil
 import signal
 import tempfile
 
+from customer_segments.auth.setup import shared_secret, token_verifier
 from customer_segments.config import Settings
 from customer_segments.gateway.app import start_gateway
 from customer_segments.grpc.server import start_grpc_server, stop_requested
@@ -53,6 +54,7 @@ async def serve(settings: Settings, *, migrate_embedded: bool = True) -> None:
             store,
             settings.grpc_host,
             settings.grpc_port,
+            verifier=token_verifier(settings),
             share_port=share_port,
             local_socket=local_socket,
         )
@@ -93,6 +95,7 @@ def serve_with_workers(settings: Settings) -> int:
         raise ValueError("--workers needs a fixed --grpc-port: every worker must bind the same one")
     if settings.embedded:
         asyncio.run(migrate(settings))
+    shared_secret(settings)  # the development secret, if any, exists before the workers read it
     # Spawned, not forked: a forked child would inherit gRPC's threads in an unknown state.
     context = multiprocessing.get_context("spawn")
     workers = [

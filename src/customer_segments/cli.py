@@ -13,7 +13,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from customer_segments.app import migrate, serve, serve_with_workers
+from customer_segments.auth.setup import shared_secret
+from customer_segments.auth.tokens import issue_token
 from customer_segments.config import ENV_PREFIX, Settings
+from customer_segments.domain import validation
+from customer_segments.domain.errors import InvalidArgument
 from customer_segments.gateway.app import run_gateway
 from customer_segments.store.database import describe
 from customer_segments.store.migrate import SchemaNotCurrent
@@ -40,7 +44,16 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
     "--shutdown-grace-seconds": ("shutdown_grace_seconds", "time in-flight calls get (default 10)"),
     "--workers": ("workers", "processes sharing the ports, one core each (default 1)"),
     "--log-level": ("log_level", "DEBUG, INFO, WARNING, ERROR (default INFO)"),
+    "--jwks": (
+        "jwks",
+        "JWKS file path or https URL of the RS256/ES256 token keys (default: none)",
+    ),
+    "--jwt-issuer": ("jwt_issuer", "required token issuer, claim iss (default: not checked)"),
+    "--jwt-audience": ("jwt_audience", "required token audience, claim aud (default: none)"),
 }
+# Settings read from the environment only: a secret on a command line shows in `ps`.
+_ENV_ONLY = ["jwt_secret"]
+_TOKEN_SETTINGS = ["data_dir", "jwks", "jwt_issuer", "jwt_audience", "jwt_secret"]
 
 
 def _add_flags(parser: argparse.ArgumentParser, flags: dict[str, tuple[str, str]]) -> None:
@@ -87,6 +100,32 @@ def _parser() -> argparse.ArgumentParser:
             "--log-level": _SERVE_FLAGS["--log-level"],
         },
     )
+    token = commands.add_parser(
+        "token",
+        help="print a development access token signed with the shared secret",
+        description="Signs with CUSTOMER_SEGMENTS_JWT_SECRET, or else the development secret "
+        "in the data directory, which `serve` uses when no JWKS is configured.",
+    )
+    token.add_argument("--tenant", required=True, help="claim tenant")
+    token.add_argument(
+        "--scope",
+        required=True,
+        help='space-separated scopes, e.g. "customersegment.segment_read '
+        'customersegment.segment_manage"',
+    )
+    token.add_argument("--sub", default=None, help="claim sub: the customer id of a customer token")
+    token.add_argument(
+        "--legal-entity", default=None, help="claim legalEntityId of a B2B customer token"
+    )
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (3600)")
+    _add_flags(
+        token,
+        {
+            "--data-dir": _SERVE_FLAGS["--data-dir"],
+            "--jwt-issuer": _SERVE_FLAGS["--jwt-issuer"],
+            "--jwt-audience": _SERVE_FLAGS["--jwt-audience"],
+        },
+    )
     migrate = commands.add_parser("migrate", help="bring a database schema up to date")
     _add_flags(
         migrate,
@@ -98,10 +137,38 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _token(arguments: argparse.Namespace, settings: Settings) -> str:
+    if arguments.ttl < 1:
+        raise SystemExit("customer-segments: --ttl must be at least 1 second")
+    try:
+        validation.tenant(arguments.tenant)
+        secret = shared_secret(settings)
+    except (InvalidArgument, ValueError) as error:
+        raise SystemExit(f"customer-segments: {error}") from None
+    if secret is None:
+        raise SystemExit(
+            "customer-segments: no shared secret (a JWKS is configured): "
+            "take tokens from the identity provider that owns its keys"
+        )
+    return issue_token(
+        secret,
+        tenant=arguments.tenant,
+        scopes=arguments.scope.split(),
+        subject=arguments.sub,
+        legal_entity_id=arguments.legal_entity,
+        ttl_seconds=arguments.ttl,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = _parser().parse_args(argv)
     if arguments.command == "serve":
-        settings = _settings(arguments, [field for field, _ in _SERVE_FLAGS.values()])
+        settings = _settings(arguments, [field for field, _ in _SERVE_FLAGS.values()] + _ENV_ONLY)
+    elif arguments.command == "token":
+        print(_token(arguments, _settings(arguments, _TOKEN_SETTINGS)))
+        return
     elif arguments.command == "gateway":
         settings = _settings(arguments, ["grpc_target", "http_host", "http_port", "log_level"])
     else:

@@ -28,6 +28,12 @@ class Settings(BaseModel):
     # Processes serving one port (SO_REUSEPORT): one asyncio loop uses one core.
     workers: int = Field(1, ge=1, le=64)
     log_level: str = "INFO"
+    # Access tokens. HS256 with this secret (development; without it and without a JWKS, a
+    # secret is made once in data_dir); RS256/ES256 with keys from a JWKS file path or URL.
+    jwt_secret: str | None = Field(None, min_length=32)
+    jwks: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
 
     @property
     def embedded(self) -> bool:

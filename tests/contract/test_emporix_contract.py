@@ -37,6 +37,7 @@ from schemathesis.core.failures import FailureGroup
 
 from customer_segments.gateway.app import Gateway
 from tests.conftest import Stubs
+from tests.helpers import bearer
 
 # A copy of ../shared/emporix/customer-segment-api.yml, so that a clone tests on its own.
 EMPORIX_API = Path(__file__).with_name("emporix-customer-segment-api.yml")
@@ -281,8 +282,12 @@ async def test_customer_assignments_conform_to_emporix(
 
 async def call_and_check(case: schemathesis.Case, gateway: Gateway) -> None:
     base_url = f"http://127.0.0.1:{gateway.port}"
+    # A valid token for the path's tenant, so that every case reaches the service (tests/auth
+    # covers the tokens themselves); a 401 below would mean this suite checked nothing else.
+    case.headers = {**(case.headers or {}), "Authorization": bearer(case.path_parameters["tenant"])}
     # Blocking requests call in a thread, so that the loop keeps serving the gateway meanwhile.
     response = await asyncio.to_thread(case.call, base_url=base_url, timeout=30)
+    assert response.status_code != 401, "a valid token was refused"
     try:
         case.validate_response(response, checks=CHECKS, transport_kwargs={"base_url": base_url})
     except FailureGroup as failures:

@@ -32,22 +32,56 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+ALL_SCOPES = "customersegment.segment_read customersegment.segment_manage"
+
+
+def token(data_dir: Path, *arguments: str) -> str:
+    """A development token from `customer-segments token`, as the README shows."""
+    result = subprocess.run(
+        [CLI, "token", "--data-dir", str(data_dir), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 class Service:
-    def __init__(self, process: subprocess.Popen[str], port: int, http_port: int) -> None:
+    def __init__(
+        self, process: subprocess.Popen[str], port: int, http_port: int, data_dir: Path
+    ) -> None:
         self.process = process
         self.port = port
         self.target = f"127.0.0.1:{port}"
         self.http = f"http://127.0.0.1:{http_port}"
+        self.data_dir = data_dir
+        self.admin_token = token(data_dir, "--tenant", "acme", "--scope", ALL_SCOPES)
 
-    def grpcurl(self, *arguments: str, data: object | None = None) -> str:
-        command = [GRPCURL, "-plaintext"]
-        if data is not None:
-            command += ["-d", json.dumps(data)]
-        result = subprocess.run(
-            [*command, self.target, *arguments], capture_output=True, text=True, timeout=30
-        )
+    def grpcurl(self, *arguments: str, data: object | None = None, token: str | None = None) -> str:
+        result = self.run_grpcurl(*arguments, data=data, token=token)
         assert result.returncode == 0, result.stderr
         return result.stdout
+
+    def run_grpcurl(
+        self, *arguments: str, data: object | None = None, token: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """grpcurl with the admin token of tenant acme, unless another token is given."""
+        command = [
+            GRPCURL,
+            "-plaintext",
+            "-H",
+            f"authorization: Bearer {token or self.admin_token}",
+        ]
+        if data is not None:
+            command += ["-d", json.dumps(data)]
+        return subprocess.run(
+            [*command, self.target, *arguments], capture_output=True, text=True, timeout=30
+        )
+
+    @property
+    def metadata(self) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {self.admin_token}")]
 
 
 def start(tmp_path: Path, *extra: str) -> Service:
@@ -78,7 +112,7 @@ def start(tmp_path: Path, *extra: str) -> Service:
             raise AssertionError(f"serve exited: {process.stdout.read() if process.stdout else ''}")
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return Service(process, port, http_port)
+                return Service(process, port, http_port, tmp_path / "data")
         time.sleep(0.1)
     process.kill()
     raise AssertionError("serve did not start listening")
@@ -166,11 +200,12 @@ def test_sigterm_drains_in_flight_calls_and_reports_not_serving(embedded: Servic
                 segment_pb2.CreateSegmentRequest(
                     tenant="acme",
                     segment=segment_pb2.Segment(id="s", name={"en": "S"}, site_code="m"),
-                )
+                ),
+                metadata=embedded.metadata,
             )
             stream = assignment_pb2_grpc.CustomerAssignmentServiceStub(
                 channel
-            ).StreamUpsertAssignments()
+            ).StreamUpsertAssignments(metadata=embedded.metadata)
             item = assignment_pb2.BulkUpsertItem
             await stream.write(
                 assignment_pb2.BulkUpsertAssignmentsRequest(
@@ -350,12 +385,47 @@ def test_rest_gateway_in_serve_and_on_its_own(embedded: Service) -> None:
     try:
         wait_for_port(http_port, standalone)
         url = "/customer-segment/acme/segments/gold/customers/c1"
+        authorization = {"Authorization": f"Bearer {embedded.admin_token}"}
         created = urllib.request.urlopen(
-            urllib.request.Request(f"{embedded.http}{url}", data=b"{}", method="PUT")
+            urllib.request.Request(
+                f"{embedded.http}{url}", data=b"{}", method="PUT", headers=authorization
+            )
         )
         assert created.status == 201
-        got = urllib.request.urlopen(f"http://127.0.0.1:{http_port}{url}")
+        got = urllib.request.urlopen(
+            urllib.request.Request(f"http://127.0.0.1:{http_port}{url}", headers=authorization)
+        )
         assert json.loads(got.read())["customer"] == {"id": "c1"}
     finally:
         standalone.terminate()
         assert standalone.wait(timeout=20) == 0
+
+
+def test_tokens_from_the_token_command_and_what_the_service_refuses(embedded: Service) -> None:
+    secret_file = embedded.data_dir / "jwt-secret"
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    # Operators need no token for reflection and health.
+    bare = [GRPCURL, "-plaintext", embedded.target]
+    listed = subprocess.run([*bare, "list"], capture_output=True, text=True, timeout=30)
+    assert "customersegment.v1.SegmentService" in listed.stdout
+    create = "customersegment.v1.SegmentService/CreateSegment"
+    segment = {"tenant": "acme", "segment": {"id": "gold", "name": {"en": "G"}, "siteCode": "m"}}
+    no_token = subprocess.run(
+        [GRPCURL, "-plaintext", "-d", json.dumps(segment), embedded.target, create],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "Code: Unauthenticated" in no_token.stderr
+    other_tenant = token(embedded.data_dir, "--tenant", "other", "--scope", ALL_SCOPES)
+    refused = embedded.run_grpcurl(create, data=segment, token=other_tenant)
+    assert "Code: PermissionDenied" in refused.stderr and "tenant 'acme'" in refused.stderr
+    reader = token(embedded.data_dir, "--tenant", "acme", "--scope", "customersegment.segment_read")
+    refused = embedded.run_grpcurl(create, data=segment, token=reader)
+    assert "Code: PermissionDenied" in refused.stderr and "segment_manage" in refused.stderr
+    embedded.grpcurl(create, data=segment)
+    embedded.process.send_signal(signal.SIGTERM)
+    assert embedded.process.wait(timeout=20) == 0
+    log = embedded.process.stdout.read() if embedded.process.stdout else ""
+    assert "write CreateSegment tenant=acme" in log
+    assert embedded.admin_token not in log and other_tenant not in log and reader not in log

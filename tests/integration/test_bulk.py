@@ -11,7 +11,7 @@ from customersegment.v1 import assignment_pb2 as pb
 from customersegment.v1 import common_pb2, segment_pb2
 
 from tests.conftest import Stubs
-from tests.helpers import expect_error, loads
+from tests.helpers import admin_metadata, expect_error, loads
 
 
 async def results_of(stream: Any) -> list[common_pb2.BulkItemResult]:
@@ -116,7 +116,9 @@ async def test_client_streaming_counts_indexes_across_messages(
         yield pb.BulkUpsertAssignmentsRequest(items=[item("s3"), item("")])
         yield pb.BulkUpsertAssignmentsRequest(tenant=tenant, items=[item("s1")])
 
-    results = await results_of(stubs.assignments.StreamUpsertAssignments(messages()))
+    results = await results_of(
+        stubs.assignments.StreamUpsertAssignments(messages(), metadata=admin_metadata(tenant))
+    )
     assert [(r.index, r.code) for r in results] == [
         (1, 201),
         (2, 201),
@@ -137,7 +139,9 @@ async def test_client_stream_must_keep_its_tenant_and_segment(
         yield pb.BulkUpsertAssignmentsRequest(segment_id="other", items=[item("s2")])
 
     await expect_error(
-        results_of(stubs.assignments.StreamUpsertAssignments(messages())),
+        results_of(
+            stubs.assignments.StreamUpsertAssignments(messages(), metadata=admin_metadata(tenant))
+        ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "segment_id",
     )
@@ -147,7 +151,7 @@ async def test_segment_deleted_mid_stream_reports_not_found_per_item(
     stubs: Stubs, tenant: str, segment_id: str
 ) -> None:
     first_results = []
-    call = stubs.assignments.StreamUpsertAssignments()
+    call = stubs.assignments.StreamUpsertAssignments(metadata=admin_metadata(tenant))
     await call.write(
         pb.BulkUpsertAssignmentsRequest(tenant=tenant, segment_id=segment_id, items=[item("m1")])
     )

@@ -60,6 +60,11 @@ class CustomerAssignmentServiceStub:
                 request_serializer=customersegment_dot_v1_dot_assignment__pb2.ListAssignmentsRequest.SerializeToString,
                 response_deserializer=customersegment_dot_v1_dot_assignment__pb2.ListAssignmentsResponse.FromString,
                 _registered_method=True)
+        self.SearchAssignments = channel.unary_unary(
+                '/customersegment.v1.CustomerAssignmentService/SearchAssignments',
+                request_serializer=customersegment_dot_v1_dot_assignment__pb2.ListAssignmentsRequest.SerializeToString,
+                response_deserializer=customersegment_dot_v1_dot_assignment__pb2.ListAssignmentsResponse.FromString,
+                _registered_method=True)
         self.BulkUpsertAssignments = channel.unary_stream(
                 '/customersegment.v1.CustomerAssignmentService/BulkUpsertAssignments',
                 request_serializer=customersegment_dot_v1_dot_assignment__pb2.BulkUpsertAssignmentsRequest.SerializeToString,
@@ -115,6 +120,14 @@ class CustomerAssignmentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchAssignments(self, request, context):
+        """The same answer as ListAssignments, under the scope rules of the Emporix search path: a
+        customer token (segment_read_own) may list its own assignments but not search.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def BulkUpsertAssignments(self, request, context):
         """Upserts every item independently; results stream back as items are decided.
         """
@@ -163,6 +176,11 @@ def add_CustomerAssignmentServiceServicer_to_server(servicer, server):
             ),
             'ListAssignments': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAssignments,
+                    request_deserializer=customersegment_dot_v1_dot_assignment__pb2.ListAssignmentsRequest.FromString,
+                    response_serializer=customersegment_dot_v1_dot_assignment__pb2.ListAssignmentsResponse.SerializeToString,
+            ),
+            'SearchAssignments': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchAssignments,
                     request_deserializer=customersegment_dot_v1_dot_assignment__pb2.ListAssignmentsRequest.FromString,
                     response_serializer=customersegment_dot_v1_dot_assignment__pb2.ListAssignmentsResponse.SerializeToString,
             ),
@@ -297,6 +315,33 @@ class CustomerAssignmentService:
             request,
             target,
             '/customersegment.v1.CustomerAssignmentService/ListAssignments',
+            customersegment_dot_v1_dot_assignment__pb2.ListAssignmentsRequest.SerializeToString,
+            customersegment_dot_v1_dot_assignment__pb2.ListAssignmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchAssignments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/customersegment.v1.CustomerAssignmentService/SearchAssignments',
             customersegment_dot_v1_dot_assignment__pb2.ListAssignmentsRequest.SerializeToString,
             customersegment_dot_v1_dot_assignment__pb2.ListAssignmentsResponse.FromString,
             options,

@@ -45,6 +45,10 @@ class CustomerAssignmentServiceStub:
     RemoveAssignment: _grpc.UnaryUnaryMultiCallable[_assignment_pb2.RemoveAssignmentRequest, _empty_pb2.Empty]
     """Idempotent: succeeds whether or not the assignment existed."""
     ListAssignments: _grpc.UnaryUnaryMultiCallable[_assignment_pb2.ListAssignmentsRequest, _assignment_pb2.ListAssignmentsResponse]
+    SearchAssignments: _grpc.UnaryUnaryMultiCallable[_assignment_pb2.ListAssignmentsRequest, _assignment_pb2.ListAssignmentsResponse]
+    """The same answer as ListAssignments, under the scope rules of the Emporix search path: a
+    customer token (segment_read_own) may list its own assignments but not search.
+    """
     BulkUpsertAssignments: _grpc.UnaryStreamMultiCallable[_assignment_pb2.BulkUpsertAssignmentsRequest, _common_pb2.BulkItemResults]
     """Upserts every item independently; results stream back as items are decided."""
     BulkRemoveAssignments: _grpc.UnaryStreamMultiCallable[_assignment_pb2.BulkRemoveAssignmentsRequest, _common_pb2.BulkItemResults]
@@ -70,6 +74,10 @@ class CustomerAssignmentServiceAsyncStub(CustomerAssignmentServiceStub):
     RemoveAssignment: _aio.UnaryUnaryMultiCallable[_assignment_pb2.RemoveAssignmentRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Idempotent: succeeds whether or not the assignment existed."""
     ListAssignments: _aio.UnaryUnaryMultiCallable[_assignment_pb2.ListAssignmentsRequest, _assignment_pb2.ListAssignmentsResponse]  # type: ignore[assignment]
+    SearchAssignments: _aio.UnaryUnaryMultiCallable[_assignment_pb2.ListAssignmentsRequest, _assignment_pb2.ListAssignmentsResponse]  # type: ignore[assignment]
+    """The same answer as ListAssignments, under the scope rules of the Emporix search path: a
+    customer token (segment_read_own) may list its own assignments but not search.
+    """
     BulkUpsertAssignments: _aio.UnaryStreamMultiCallable[_assignment_pb2.BulkUpsertAssignmentsRequest, _common_pb2.BulkItemResults]  # type: ignore[assignment]
     """Upserts every item independently; results stream back as items are decided."""
     BulkRemoveAssignments: _aio.UnaryStreamMultiCallable[_assignment_pb2.BulkRemoveAssignmentsRequest, _common_pb2.BulkItemResults]  # type: ignore[assignment]
@@ -116,6 +124,16 @@ class CustomerAssignmentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _assignment_pb2.ListAssignmentsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_assignment_pb2.ListAssignmentsResponse, _abc.Awaitable[_assignment_pb2.ListAssignmentsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SearchAssignments(
+        self,
+        request: _assignment_pb2.ListAssignmentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_assignment_pb2.ListAssignmentsResponse, _abc.Awaitable[_assignment_pb2.ListAssignmentsResponse]]:
+        """The same answer as ListAssignments, under the scope rules of the Emporix search path: a
+        customer token (segment_read_own) may list its own assignments but not search.
+        """
 
     @_abc_1.abstractmethod
     def BulkUpsertAssignments(

@@ -45,3 +45,15 @@ class FailedPrecondition(DomainError):
     def __init__(self, message: str, resource_id: str) -> None:
         super().__init__(message)
         self.resource_id = resource_id
+
+
+class Unauthenticated(DomainError):
+    """No token, or one that is malformed, expired or badly signed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"Invalid access token: {reason}")
+
+
+class PermissionDenied(DomainError):
+    """A valid token that may not do this: another tenant, a missing scope, or a customer asking
+    for more than their own assignments."""

@@ -109,16 +109,17 @@ class AssignmentRoutes:
         return web.Response(status=204)
 
     async def list_assignments(self, request: web.Request) -> web.StreamResponse:
-        return await self._list(request, request.query.get("q", ""))
+        method = self.client.assignments.ListAssignments
+        return await self._list(request, method, request.query.get("q", ""))
 
     async def search_assignments(self, request: web.Request) -> web.StreamResponse:
         search: Search = parsed(Search, await json_body(request))
-        return await self._list(request, search.q or "")
+        return await self._list(request, self.client.assignments.SearchAssignments, search.q or "")
 
-    async def _list(self, request: web.Request, q: str) -> web.StreamResponse:
+    async def _list(self, request: web.Request, method: Any, q: str) -> web.StreamResponse:
         answer = await self.client.call(
             request,
-            self.client.assignments.ListAssignments,
+            method,
             assignment_pb2.ListAssignmentsRequest(
                 tenant=request.match_info["tenant"],
                 segment_id=request.match_info["segmentId"],

@@ -18,6 +18,7 @@ from customer_segments.domain.assignment import (
 )
 from customer_segments.domain.errors import InvalidArgument
 from customer_segments.domain.listing import Page
+from customer_segments.grpc.auth_interceptor import caller
 from customer_segments.grpc.convert import assignment_to_proto, bulk_results_to_proto
 from customer_segments.services import assignments, bulk_assignments
 from customer_segments.store.store import Store
@@ -109,9 +110,20 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
     async def ListAssignments(
         self, request: assignment_pb2.ListAssignmentsRequest, context: Context
     ) -> assignment_pb2.ListAssignmentsResponse:
+        return await self._list(request)
+
+    async def SearchAssignments(
+        self, request: assignment_pb2.ListAssignmentsRequest, context: Context
+    ) -> assignment_pb2.ListAssignmentsResponse:
+        return await self._list(request)
+
+    async def _list(
+        self, request: assignment_pb2.ListAssignmentsRequest
+    ) -> assignment_pb2.ListAssignmentsResponse:
         mask = _read_mask(request.fields)
         page = await assignments.list_assignments(
             self.store,
+            caller(),
             request.tenant,
             request.segment_id,
             q=request.q,

@@ -13,6 +13,8 @@ from customer_segments.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
+    Unauthenticated,
     VersionConflict,
 )
 
@@ -24,6 +26,8 @@ _CODES: list[tuple[type[DomainError], int, str]] = [
     (VersionConflict, code_pb2.ABORTED, "VERSION_MISMATCH"),
     (AlreadyExists, code_pb2.ALREADY_EXISTS, "ALREADY_EXISTS"),
     (FailedPrecondition, code_pb2.FAILED_PRECONDITION, "FAILED_PRECONDITION"),
+    (Unauthenticated, code_pb2.UNAUTHENTICATED, "INVALID_TOKEN"),
+    (PermissionDenied, code_pb2.PERMISSION_DENIED, "PERMISSION_DENIED"),
 ]
 
 

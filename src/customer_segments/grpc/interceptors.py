@@ -59,8 +59,8 @@ def _streaming_response(
     return handle
 
 
-class DomainErrorInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Turns domain errors into status codes with details, and anything else into INTERNAL."""
+class WrappingInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
+    """An interceptor that wraps each method's handler; subclasses say how in `wrap`."""
 
     def __init__(self) -> None:
         # Wrapping is done once per registered handler, not once per call (hot path).
@@ -77,9 +77,19 @@ class DomainErrorInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
         cached = self._wrapped.get(id(handler))
         if cached is not None and cached[0] is handler:
             return cached[1]
-        wrapped = _wrap(handler, handler_call_details.method)
+        wrapped = self.wrap(handler, handler_call_details.method)
         self._wrapped[id(handler)] = (handler, wrapped)
         return wrapped
+
+    def wrap(self, handler: Handler, method: str) -> Handler:
+        raise NotImplementedError
+
+
+class DomainErrorInterceptor(WrappingInterceptor):
+    """Turns domain errors into status codes with details, and anything else into INTERNAL."""
+
+    def wrap(self, handler: Handler, method: str) -> Handler:
+        return _wrap(handler, method)
 
 
 def _wrap(handler: Handler, method: str) -> Handler:

@@ -10,6 +10,7 @@ from grpc import aio
 
 from customer_segments.domain.listing import Page
 from customer_segments.domain.segment import SegmentFields, segment_fields
+from customer_segments.grpc.auth_interceptor import caller
 from customer_segments.grpc.convert import SEGMENT_STATUS_FROM_PROTO, moment, segment_to_proto
 from customer_segments.services import segments
 from customer_segments.store.store import Store
@@ -63,7 +64,7 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
         self, request: segment_pb2.GetSegmentRequest, context: Context
     ) -> segment_pb2.Segment:
         return segment_to_proto(
-            await segments.get_segment(self.store, request.tenant, request.segment_id)
+            await segments.get_segment(self.store, caller(), request.tenant, request.segment_id)
         )
 
     async def ListSegments(
@@ -71,6 +72,7 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
     ) -> segment_pb2.ListSegmentsResponse:
         page = await segments.list_segments(
             self.store,
+            caller(),
             request.tenant,
             q=request.q,
             customer_id=request.customer_id,

@@ -19,7 +19,9 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from customer_segments.auth.tokens import TokenVerifier
 from customer_segments.grpc.assignment_servicer import CustomerAssignmentServicer
+from customer_segments.grpc.auth_interceptor import AuthInterceptor
 from customer_segments.grpc.directory_servicer import DirectoryServicer
 from customer_segments.grpc.interceptors import DomainErrorInterceptor
 from customer_segments.grpc.segment_servicer import SegmentServicer
@@ -57,6 +59,7 @@ async def start_grpc_server(
     host: str,
     port: int,
     *,
+    verifier: TokenVerifier,
     share_port: bool = False,
     local_socket: str | None = None,
 ) -> GrpcServer:
@@ -64,7 +67,8 @@ async def start_grpc_server(
     otherwise a port in use is an error rather than silently shared with another server.
     `local_socket`, a Unix socket path, is a second address for callers in this process."""
     server = aio.server(
-        interceptors=[DomainErrorInterceptor()],
+        # The error interceptor is outermost, so that a refused token gets a proper status too.
+        interceptors=[DomainErrorInterceptor(), AuthInterceptor(verifier)],
         options=[
             ("grpc.so_reuseport", int(share_port)),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

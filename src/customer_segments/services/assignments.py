@@ -14,9 +14,12 @@ from customer_segments.domain.assignment import (
     UpsertOutcome,
     is_creation,
 )
-from customer_segments.domain.errors import NotFound, VersionConflict
+from customer_segments.domain.errors import NotFound, PermissionDenied, VersionConflict
 from customer_segments.domain.listing import Page, parse_sort
-from customer_segments.query.q_parser import parse_q
+from customer_segments.domain.principal import Principal
+from customer_segments.domain.segment import SegmentStatus
+from customer_segments.query.q_parser import Equals, parse_q
+from customer_segments.services.authorization import require_customer
 from customer_segments.store.assignments import FIELD_NAMES, SEARCHABLE_FIELDS
 from customer_segments.store.database import utc_now
 from customer_segments.store.store import Store
@@ -66,6 +69,7 @@ class AssignmentPage(NamedTuple):
 
 async def list_assignments(
     store: Store,
+    viewer: Principal,
     tenant: str,
     segment_id: str,
     *,
@@ -79,7 +83,10 @@ async def list_assignments(
     conditions = parse_q(q, SEARCHABLE_FIELDS)
     order = parse_sort(sort, FIELD_NAMES)
     async with store.read() as connection:
-        await require_segment(store, connection, tenant, segment_id)
+        if viewer.sees_only_own:
+            conditions += await _own_assignments(store, connection, viewer, tenant, segment_id)
+        else:
+            await require_segment(store, connection, tenant, segment_id)
         assignments = await store.assignments.list(
             connection, tenant, segment_id, conditions, order, page
         )
@@ -89,3 +96,22 @@ async def list_assignments(
             else None
         )
     return AssignmentPage(assignments, total)
+
+
+async def _own_assignments(
+    store: Store, connection: AsyncConnection, viewer: Principal, tenant: str, segment_id: str
+) -> list[Equals]:
+    """A customer's own view: their assignments (for their legal entity; a B2C token: the B2C
+    ones), in a segment that is active now. Any other segment, even a missing one, is
+    PermissionDenied, so that a customer cannot tell which inactive segments exist."""
+    customer_id = require_customer(viewer)
+    segment = await store.segments.get(connection, tenant, segment_id)
+    now = utc_now()
+    if segment is None or segment.status != SegmentStatus.ACTIVE or not segment.is_valid_at(now):
+        raise PermissionDenied(
+            "A customer access token reads only segments that are active and valid now."
+        )
+    return [
+        Equals("customerId", customer_id),
+        Equals("legalEntityId", viewer.legal_entity_id or ""),
+    ]

@@ -11,11 +11,14 @@ from customer_segments.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     VersionConflict,
 )
 from customer_segments.domain.listing import Page, parse_sort
+from customer_segments.domain.principal import Principal
 from customer_segments.domain.segment import Segment, SegmentFields, SegmentUpsertOutcome
-from customer_segments.query.q_parser import parse_q
+from customer_segments.query.q_parser import Equals, parse_q
+from customer_segments.services.authorization import require_customer
 from customer_segments.store.database import utc_now
 from customer_segments.store.segments import (
     SEARCHABLE_FIELD_NAMES,
@@ -62,10 +65,16 @@ async def upsert_segment(
     return SegmentUpsertOutcome(created=segment.version == 1, segment=segment)
 
 
-async def get_segment(store: Store, tenant: str, segment_id: str) -> Segment:
+async def get_segment(store: Store, viewer: Principal, tenant: str, segment_id: str) -> Segment:
     validation.tenant(tenant)
     validation.identifier(segment_id, "segment_id")
     async with store.read() as connection:
+        if viewer.sees_only_own:
+            own = _own_segments(viewer, [Equals("id", segment_id)])
+            found = await store.segments.list(connection, tenant, own, [], Page(1, 1))
+            if not found:
+                raise PermissionDenied(OWN_SEGMENTS_ONLY)
+            return found[0]
         segment = await store.segments.get(connection, tenant, segment_id)
     if segment is None:
         raise NotFound("segment", segment_id)
@@ -79,6 +88,7 @@ class SegmentPage(NamedTuple):
 
 async def list_segments(
     store: Store,
+    viewer: Principal,
     tenant: str,
     *,
     q: str = "",
@@ -88,13 +98,23 @@ async def list_segments(
     page: Page,
     include_total_count: bool = False,
 ) -> SegmentPage:
-    """The tenant's segments; with `customer_id`, only those the customer is assigned to."""
+    """The tenant's segments; with `customer_id`, only those the customer is assigned to.
+    A customer token sees only the active segments it is assigned to."""
     validation.tenant(tenant)
     validation.optional_identifier(customer_id, "customer_id")
     validation.optional_identifier(legal_entity_id, "legal_entity_id")
     if legal_entity_id and not customer_id:
         raise InvalidArgument("customer_id", "is required with legal_entity_id")
-    segment_filter = SegmentFilter(parse_q(q, SEARCHABLE_FIELD_NAMES), customer_id, legal_entity_id)
+    conditions = parse_q(q, SEARCHABLE_FIELD_NAMES)
+    if viewer.sees_only_own:
+        segment_filter = _own_segments(viewer, conditions)
+        if customer_id not in ("", segment_filter.customer_id) or legal_entity_id not in (
+            "",
+            segment_filter.legal_entity_id,
+        ):
+            raise PermissionDenied(OWN_SEGMENTS_ONLY)
+    else:
+        segment_filter = SegmentFilter(conditions, customer_id, legal_entity_id or None)
     order = parse_sort(sort, SORT_FIELD_NAMES)
     async with store.read() as connection:
         segments = await store.segments.list(connection, tenant, segment_filter, order, page)
@@ -104,6 +124,22 @@ async def list_segments(
             else None
         )
     return SegmentPage(segments, total)
+
+
+OWN_SEGMENTS_ONLY = (
+    "A customer access token reads only the active segments its customer is assigned to."
+)
+
+
+def _own_segments(viewer: Principal, conditions: list[Equals]) -> SegmentFilter:
+    """A customer's own view: the active segments they are assigned to (for their legal
+    entity; a B2C token: by a B2C assignment)."""
+    return SegmentFilter(
+        conditions,
+        customer_id=require_customer(viewer),
+        legal_entity_id=viewer.legal_entity_id or "",
+        active_at=utc_now(),
+    )
 
 
 async def delete_segment(store: Store, tenant: str, segment_id: str, *, force: bool) -> None:

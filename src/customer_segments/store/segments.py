@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Row, and_, bindparam, delete, exists, func, select
+from sqlalchemy import ColumnElement, Row, and_, bindparam, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from customer_segments.domain.listing import Page, SortField
@@ -38,14 +38,24 @@ SEARCHABLE_FIELD_NAMES = frozenset(SEARCHABLE_FIELDS)
 
 class SegmentFilter(NamedTuple):
     conditions: Sequence[Equals]
-    # Only segments this customer (for this legal entity, when given) is assigned to.
+    # Only segments this customer is assigned to: for this legal entity when given, B2C only
+    # when "", with or without a legal entity when None.
     customer_id: str = ""
-    legal_entity_id: str = ""
+    legal_entity_id: str | None = None
+    # Only segments that are ACTIVE and within their validity at this moment.
+    active_at: datetime | None = None
 
 
 def _filters(tenant: str, segment_filter: SegmentFilter) -> list[ColumnElement[bool]]:
     filters: list[ColumnElement[bool]] = [sg.c.tenant == tenant]
     filters += [SEARCHABLE_FIELDS[c.field] == c.value for c in segment_filter.conditions]
+    moment = segment_filter.active_at
+    if moment is not None:
+        filters += [
+            sg.c.status == SegmentStatus.ACTIVE.value,
+            or_(sg.c.validity_from.is_(None), sg.c.validity_from <= moment),
+            or_(sg.c.validity_to.is_(None), sg.c.validity_to >= moment),
+        ]
     if segment_filter.customer_id:
         ca = customer_assignments
         assigned = [
@@ -53,7 +63,7 @@ def _filters(tenant: str, segment_filter: SegmentFilter) -> list[ColumnElement[b
             ca.c.segment_id == sg.c.id,
             ca.c.customer_id == segment_filter.customer_id,
         ]
-        if segment_filter.legal_entity_id:
+        if segment_filter.legal_entity_id is not None:
             assigned.append(ca.c.legal_entity_id == segment_filter.legal_entity_id)
         filters.append(exists().where(*assigned))
     return filters
