@@ -6,6 +6,7 @@ import json
 from http import HTTPStatus
 from typing import Any
 
+import grpc
 from aiohttp import web
 from customersegment.v1 import segment_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -79,7 +80,13 @@ def _force(request: web.Request) -> bool:
     return value == "true"
 
 
+# A refused token refuses the whole request, not item by item.
+_REQUEST_LEVEL = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
+
+
 def _failed_item(index: int, failure: RpcFailed, segment_id: str | None) -> dict[str, Any]:
+    if failure.error.code() in _REQUEST_LEVEL:
+        raise failure
     code = HTTP_STATUS_OF.get(failure.error.code(), 500)
     message = rest_message(failure.error.details() or "") if code < 500 else "Internal error"
     result: dict[str, Any] = {"index": index, "code": code, "status": _phrase(code)}
