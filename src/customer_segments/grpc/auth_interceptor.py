@@ -128,7 +128,10 @@ class _Audit:
         self.operation = operation
         self.principal = principal
         self.context = context
-        self.segment_id: str | None = getattr(request, "segment_id", None)
+        segment_id = getattr(request, "segment_id", None)
+        if segment_id is None and hasattr(request, "segment"):
+            segment_id = request.segment.id  # CreateSegment: the id is in the segment
+        self.segment_id: str | None = segment_id
 
     def __enter__(self) -> None:
         return None
