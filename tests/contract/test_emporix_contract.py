@@ -42,9 +42,8 @@ from tests.helpers import bearer
 # A copy of ../shared/emporix/customer-segment-api.yml, so that a clone tests on its own.
 EMPORIX_API = Path(__file__).with_name("emporix-customer-segment-api.yml")
 
-# The tags of the Emporix file whose operations the gateway serves. Add "Segments" once its paths
-# are served (and mind NOT_SERVED_PATHS).
-INCLUDED_TAGS: tuple[str, ...] = ("Customers Assignments",)
+# The tags of the Emporix file whose operations the gateway serves.
+INCLUDED_TAGS: tuple[str, ...] = ("Customers Assignments", "Segments")
 # Tagged "Segments" but about products and categories (the Items Assignments side): not served,
 # as in scripts/build_openapi.py.
 NOT_SERVED_PATHS: tuple[str, ...] = ("/customer-segment/{tenant}/segments/match",)
@@ -75,8 +74,25 @@ GET_B2B, PUT_B2B, DELETE_B2B = (
 )
 PUT_BULK, DELETE_BULK = f"PUT {BASE}/bulk", f"DELETE {BASE}/bulk"
 SINGLE = frozenset({GET_B2C, PUT_B2C, DELETE_B2C, GET_B2B, PUT_B2B, DELETE_B2B})
-ALL_OPERATIONS = frozenset({LIST, SEARCH, PUT_BULK, DELETE_BULK}) | SINGLE
-# Every Customers Assignments operation documents 403 with the Error body (checked below).
+ASSIGNMENT_OPERATIONS = frozenset({LIST, SEARCH, PUT_BULK, DELETE_BULK}) | SINGLE
+
+SEGMENTS = "/customer-segment/{tenant}/segments"
+CREATE_SEGMENT, LIST_SEGMENTS = f"POST {SEGMENTS}", f"GET {SEGMENTS}"
+SEARCH_SEGMENTS = f"POST {SEGMENTS}/search"
+GET_SEGMENT, PUT_SEGMENT, PATCH_SEGMENT, DELETE_SEGMENT = (
+    f"{method} {SEGMENTS}/{{segmentId}}" for method in ("GET", "PUT", "PATCH", "DELETE")
+)
+SEGMENT_BULKS = frozenset(f"{method} {SEGMENTS}/bulk" for method in ("POST", "PUT", "DELETE"))
+SEGMENT_OPERATIONS = (
+    frozenset({CREATE_SEGMENT, LIST_SEGMENTS, SEARCH_SEGMENTS})
+    | frozenset({GET_SEGMENT, PUT_SEGMENT, PATCH_SEGMENT, DELETE_SEGMENT})
+    | SEGMENT_BULKS
+)
+ALL_OPERATIONS = ASSIGNMENT_OPERATIONS | SEGMENT_OPERATIONS
+WITH_BODY = frozenset({SEARCH, PUT_B2C, PUT_B2B, PUT_BULK, DELETE_BULK}) | (
+    SEGMENT_OPERATIONS - {LIST_SEGMENTS, GET_SEGMENT, DELETE_SEGMENT}
+)
+# Every included operation documents 403 with the Error body (checked below).
 ERROR_BODY_STATUS = 403
 
 
@@ -92,16 +108,25 @@ class Difference:
 DELIBERATE_DIFFERENCES: tuple[Difference, ...] = (
     Difference(
         404,
-        ALL_OPERATIONS - {GET_B2C, GET_B2B},
+        ASSIGNMENT_OPERATIONS - {GET_B2C, GET_B2B} | {DELETE_SEGMENT},
         "A call on a segment that does not exist (also: a tenant without it) is 404 naming the "
-        "segment (SPEC, Writes); the file documents 404 only on the two single GETs.",
+        "segment (SPEC, Writes); the file documents 404 only on the two single GETs of "
+        "assignments and on GET and PATCH of a segment.",
     ),
     Difference(
         400,
-        frozenset({LIST, GET_B2C, GET_B2B, DELETE_B2C, DELETE_B2B}),
+        frozenset({LIST, GET_B2C, GET_B2B, DELETE_B2C, DELETE_B2B})
+        | {LIST_SEGMENTS, GET_SEGMENT, DELETE_SEGMENT},
         "Malformed input is 400 naming the field (SPEC): a tenant not matching the file's own "
-        "pattern, ids with control characters, bad pageSize/pageNumber/sort/q; the file "
-        "documents 400 only on writes and search.",
+        "pattern, ids with control characters, bad pageSize/pageNumber/sort/q/forceDelete; the "
+        "file documents 400 only on writes and search. Deleting a segment that still has "
+        "assignments without forceDelete=true is a 400 too (FAILED_PRECONDITION).",
+    ),
+    Difference(
+        409,
+        frozenset({PATCH_SEGMENT}),
+        "A PATCH is applied to the segment as read and written back under its version: a "
+        "change in between is 409, as for any stale write, never a lost update.",
     ),
     Difference(
         405,
@@ -111,7 +136,7 @@ DELIBERATE_DIFFERENCES: tuple[Difference, ...] = (
     ),
     Difference(
         413,
-        frozenset({SEARCH, PUT_B2C, PUT_B2B, PUT_BULK, DELETE_BULK}),
+        WITH_BODY,
         "A request body over 10 MB is 413 with the Error body (SPEC, Writes).",
     ),
 )
@@ -170,12 +195,30 @@ def documented_status_or_deliberate_difference(
     return checks.status_code_conformance(ctx, response, case)
 
 
+def schema_conformance_or_selected_fields(
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+) -> bool | None:
+    """schemathesis' response_schema_conformance, except for a successful read with `fields`:
+    only the listed fields come back (SPEC), so the schema's required ones may be missing; each
+    returned object must then hold nothing but the listed fields."""
+    fields = (case.query or {}).get("fields")
+    if not fields or response.status_code != 200:
+        return checks.response_schema_conformance(ctx, response, case)
+    body = response.json()
+    listed = {path.split(".")[0] for path in str(fields).split(",")}
+    for item in body if isinstance(body, list) else [body]:
+        assert isinstance(item, dict) and set(item) <= listed, (
+            f"fields={fields!r} but the answer holds {item!r}"
+        )
+    return None
+
+
 CHECKS = [
     checks.not_a_server_error,
     documented_status_or_deliberate_difference,
     checks.content_type_conformance,
     checks.response_headers_conformance,
-    checks.response_schema_conformance,
+    schema_conformance_or_selected_fields,
 ]
 
 
@@ -265,7 +308,7 @@ async def seeded(stubs: Stubs, http: aiohttp.ClientSession, tenant: str, segment
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-async def test_customer_assignments_conform_to_emporix(
+async def test_operations_conform_to_emporix(
     case: schemathesis.Case,
     gateway: Gateway,
     gateway_loop: asyncio.AbstractEventLoop,
@@ -437,3 +480,16 @@ def test_the_checks_pass_good_responses() -> None:
         (GET_B2C, 404, ERROR_404),  # documented
     ):
         _validate(_fake_response(status, body), operation)
+
+
+def test_the_fields_check_catches_fields_not_asked_for() -> None:
+    path = BASE
+    case = schema[path]["GET"].Case(
+        path_parameters=_path_parameters(path, "acme", "gold"), query={"fields": "customer.id"}
+    )
+    case.validate_response(_fake_response(200, b'[{"customer": {"id": "c1"}}]'), checks=CHECKS)
+    with pytest.raises(FailureGroup):
+        case.validate_response(
+            _fake_response(200, b'[{"customer": {"id": "c1"}, "metadata": {"version": 1}}]'),
+            checks=CHECKS,
+        )

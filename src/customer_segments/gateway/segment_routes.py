@@ -153,7 +153,9 @@ class SegmentRoutes:
             self.client.segments.UpsertSegment,
             _upsert_request(request.match_info["tenant"], request.match_info["segmentId"], upsert),
         )
-        return web.Response(status=201 if answer.created else 204)
+        if answer.created:
+            return web.json_response({"id": answer.segment.id}, status=201)  # as documented
+        return web.Response(status=204)
 
     async def patch_segment(self, request: web.Request) -> web.StreamResponse:
         """JSON Patch (add, remove, replace) on the segment as it is now, written back only if
