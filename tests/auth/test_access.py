@@ -427,10 +427,23 @@ async def test_writes_are_logged_with_tenant_subject_and_request_id_never_the_to
             pb.GetAssignmentRequest(tenant=tenant, segment_id=world, customer_id="c5"),
             metadata=_metadata(bearer(tenant, READ)),
         )
+        # Refused attempts are logged too: a missing scope, another tenant.
+        for token_, target in ((bearer(tenant, READ), tenant), (bearer("intruder"), tenant)):
+            await expect_error(
+                bare_stubs.assignments.RemoveAssignment(
+                    pb.RemoveAssignmentRequest(tenant=target, segment_id=world, customer_id="c5"),
+                    metadata=_metadata(token_),
+                ),
+                grpc.StatusCode.PERMISSION_DENIED,
+            )
     lines = [record.getMessage() for record in caplog.records]
     assert lines == [
         f"write UpsertAssignment tenant={tenant} subject='importer-7' request_id='req-42' "
-        f"segment='{world}' outcome=ok"
+        f"segment='{world}' outcome=ok",
+        f"write RemoveAssignment tenant={tenant} subject=None request_id=None "
+        f"segment='{world}' outcome=PermissionDenied",
+        f"write RemoveAssignment tenant=intruder requested_tenant='{tenant}' subject=None "
+        f"request_id=None segment='{world}' outcome=PermissionDenied",
     ]
     token = authorization.split()[1]
     assert all(token not in line and token[-20:] not in line for line in lines)
@@ -560,3 +573,8 @@ async def test_rest_customer_view(
         assert "c2" not in await response.text()
     async with bare_http.get(base, headers=customer) as response:
         assert [segment["id"] for segment in await response.json()] == [world]
+    other_entity = {"Authorization": bearer(tenant, READ_OWN, sub="c1", legal_entity_id="le3")}
+    async with bare_http.get(f"{base}/{world}/customers", headers=other_entity) as response:
+        assert response.status == 200 and await response.json() == []
+    async with bare_http.get(base, headers=other_entity) as response:
+        assert response.status == 200 and await response.json() == []

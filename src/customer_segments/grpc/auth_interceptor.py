@@ -59,9 +59,8 @@ class AuthInterceptor(WrappingInterceptor):
             return handler
         return self._wrap(handler, operation)
 
-    async def _authenticate(self, context: Context, operation: str) -> Principal:
+    async def _authenticate(self, context: Context) -> Principal:
         principal = await self.verifier.verify(_metadata(context, "authorization"))
-        require_scope(principal, operation)
         _caller.set(principal)
         return principal
 
@@ -74,9 +73,10 @@ class AuthInterceptor(WrappingInterceptor):
             unary_behavior: Any = handler.unary_unary  # grpc-stubs types these as sync
 
             async def unary_unary(request: Any, context: Context) -> Any:
-                principal = await self._authenticate(context, operation)
-                require_tenant(principal, request.tenant)
+                principal = await self._authenticate(context)
                 with _Audit(operation, principal, context, request):
+                    require_scope(principal, operation)
+                    require_tenant(principal, request.tenant)
                     return await unary_behavior(request, context)
 
             return grpc.unary_unary_rpc_method_handler(unary_unary, **codec)
@@ -84,9 +84,10 @@ class AuthInterceptor(WrappingInterceptor):
             streaming_behavior: Any = handler.unary_stream  # grpc-stubs types these as sync
 
             async def unary_stream(request: Any, context: Context) -> AsyncIterator[Any]:
-                principal = await self._authenticate(context, operation)
-                require_tenant(principal, request.tenant)
+                principal = await self._authenticate(context)
                 with _Audit(operation, principal, context, request):
+                    require_scope(principal, operation)
+                    require_tenant(principal, request.tenant)
                     async for response in streaming_behavior(request, context):
                         yield response
 
@@ -97,9 +98,10 @@ class AuthInterceptor(WrappingInterceptor):
             async def stream_stream(
                 requests: AsyncIterable[Any], context: Context
             ) -> AsyncIterator[Any]:
-                principal = await self._authenticate(context, operation)
+                principal = await self._authenticate(context)
                 checked = _tenant_checked(requests, principal)
                 with _Audit(operation, principal, context, None):
+                    require_scope(principal, operation)
                     async for response in bidi_behavior(checked, context):
                         yield response
 
@@ -118,8 +120,9 @@ async def _tenant_checked(requests: AsyncIterable[Any], principal: Principal) ->
 
 
 class _Audit:
-    """Logs a write with who made it (never the token) and how it ended. Values a caller chose
-    are logged with repr(), so that they cannot forge log lines."""
+    """Logs a write, or an attempt refused with PermissionDenied, with who made it (never the
+    token) and how it ended. Values a caller chose are logged with repr(), so that they cannot
+    forge log lines."""
 
     def __init__(
         self, operation: str, principal: Principal, context: Context, request: Any
@@ -132,6 +135,11 @@ class _Audit:
         if segment_id is None and hasattr(request, "segment"):
             segment_id = request.segment.id  # CreateSegment: the id is in the segment
         self.segment_id: str | None = segment_id
+        # Where a token of one tenant tried to write into another.
+        requested = getattr(request, "tenant", principal.tenant)
+        self.other_tenant = (
+            f" requested_tenant={requested!r}" if requested != principal.tenant else ""
+        )
 
     def __enter__(self) -> None:
         return None
@@ -140,9 +148,10 @@ class _Audit:
         if not self.enabled:
             return
         audit_log.info(
-            "write %s tenant=%s subject=%r request_id=%r segment=%r outcome=%s",
+            "write %s tenant=%s%s subject=%r request_id=%r segment=%r outcome=%s",
             self.operation,
             self.principal.tenant,
+            self.other_tenant,
             self.principal.subject,
             _metadata(self.context, "x-request-id"),
             self.segment_id,
