@@ -128,6 +128,8 @@ class _Audit:
         self, operation: str, principal: Principal, context: Context, request: Any
     ) -> None:
         self.enabled = operation in WRITE_OPERATIONS
+        if not self.enabled:
+            return  # reads are the hot path: nothing to prepare
         self.operation = operation
         self.principal = principal
         self.context = context
