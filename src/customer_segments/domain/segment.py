@@ -68,6 +68,8 @@ def segment_fields(
     for language, text in name.items():
         if not language or not text:
             raise InvalidArgument("segment.name", "needs a language code and a text per entry")
+    validation.localized_text(name, "segment.name")
+    validation.localized_text(description, "segment.description")
     if not site_code:
         raise InvalidArgument("segment.site_code", "is required")
     validation.optional_identifier(site_code, "segment.site_code")

@@ -49,6 +49,14 @@ def optional_identifier(value: str, field: str) -> str:
     raise InvalidArgument(field, "must not start or end with whitespace")
 
 
+def localized_text(texts: dict[str, str], field: str) -> dict[str, str]:
+    """Language code -> text: stored as JSON, so no NUL characters (PostgreSQL refuses them)."""
+    for language, text in texts.items():
+        if "\x00" in language or "\x00" in text:
+            raise InvalidArgument(field, "must not contain the NUL character (\\u0000)")
+    return texts
+
+
 def _finite_float(text: str) -> float:
     number = float(text)
     if not math.isfinite(number):
