@@ -98,10 +98,18 @@ class AuthInterceptor(WrappingInterceptor):
             async def stream_stream(
                 requests: AsyncIterable[Any], context: Context
             ) -> AsyncIterator[Any]:
+                # The first message is read before any refusal: a client still writing it when
+                # the call ends sees "Internal error from Core" (INTERNAL) instead of the
+                # refusal. Unary requests are read whole before this point anyway.
+                messages = aiter(requests)
+                first = await anext(messages, None)
                 principal = await self._authenticate(context)
-                checked = _tenant_checked(requests, principal)
-                with _Audit(operation, principal, context, None):
+                with _Audit(operation, principal, context, first):
                     require_scope(principal, operation)
+                    if first is None:
+                        return
+                    require_tenant(principal, first.tenant)
+                    checked = _tenant_checked(first, messages, principal)
                     async for response in bidi_behavior(checked, context):
                         yield response
 
@@ -109,13 +117,14 @@ class AuthInterceptor(WrappingInterceptor):
         raise TypeError(f"{operation}: client-streaming RPCs are not authorized yet")
 
 
-async def _tenant_checked(requests: AsyncIterable[Any], principal: Principal) -> AsyncIterator[Any]:
-    """Every message of a stream names the token's tenant, or (after the first) none."""
-    first = True
-    async for request in requests:
-        if first or request.tenant:
+async def _tenant_checked(
+    first: Any, rest: AsyncIterator[Any], principal: Principal
+) -> AsyncIterator[Any]:
+    """The stream again, each later message naming the token's tenant or none."""
+    yield first
+    async for request in rest:
+        if request.tenant:
             require_tenant(principal, request.tenant)
-        first = False
         yield request
 
 
