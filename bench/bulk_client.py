@@ -4,10 +4,11 @@ counted inside the server's.
 It builds every request before the clock starts, then sends ROWS B2C items over STREAMS
 concurrent calls, once per phase (the phases reuse the same keys: "insert" creates them,
 "update" replaces them). It prints a JSON list: per phase the elapsed seconds, the result
-codes it received, whatever was wrong with the results, and how busy the CPUs were.
+codes it received, whatever was wrong with the results, and how busy the CPUs were. Every call
+carries the bearer token of env BENCH_TOKEN (made by the benchmark, harness.Credentials).
 
-    python bench/bulk_client.py --target 127.0.0.1:50051 --tenant bench --segment-id s1 \
-        --rpc bulk --rows 50000 --items-per-message 1000 --streams 4 --key-prefix k-
+    BENCH_TOKEN=<jwt> python bench/bulk_client.py --target 127.0.0.1:50051 --tenant bench \
+        --segment-id s1 --rpc bulk --rows 50000 --items-per-message 1000 --streams 4 --key-prefix k-
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 from customersegment.v1 import assignment_pb2, assignment_pb2_grpc, common_pb2
-from harness import CpuSample
+from harness import BenchError, CpuSample, token_from_env
 
 if TYPE_CHECKING:  # the async stub class exists only in the .pyi
     from customersegment.v1.assignment_pb2_grpc import CustomerAssignmentServiceAsyncStub as Stub
@@ -34,6 +35,8 @@ if TYPE_CHECKING:  # the async stub class exists only in the .pyi
 # The document the bulk ceiling writes in every row.
 MIXINS_JSON = json.dumps({"segmentAttributes": {"membershipStatus": "PREMIUM"}})
 CALL_TIMEOUT_S = 600.0
+
+Metadata = tuple[tuple[str, str], ...]
 
 
 @dataclass
@@ -91,6 +94,7 @@ def build_messages(
 async def unary_request_calls(
     stubs: Sequence[Stub],
     messages: Sequence[assignment_pb2.BulkUpsertAssignmentsRequest],
+    metadata: Metadata,
 ) -> list[CallOutcome]:
     """BulkUpsertAssignments: `streams` workers take the next request until none is left."""
     queue: asyncio.Queue[assignment_pb2.BulkUpsertAssignmentsRequest] = asyncio.Queue()
@@ -102,7 +106,8 @@ async def unary_request_calls(
         while not queue.empty():
             request = queue.get_nowait()
             results: list[common_pb2.BulkItemResult] = []
-            async for batch in stub.BulkUpsertAssignments(request, timeout=CALL_TIMEOUT_S):
+            calls = stub.BulkUpsertAssignments(request, timeout=CALL_TIMEOUT_S, metadata=metadata)
+            async for batch in calls:
                 results.extend(batch.results)
             outcomes.append(check_call(results, len(request.items)))
 
@@ -126,6 +131,7 @@ def split_for_streams(
 async def streaming_calls(
     stubs: Sequence[Stub],
     shares: Sequence[list[assignment_pb2.BulkUpsertAssignmentsRequest]],
+    metadata: Metadata,
 ) -> list[CallOutcome]:
     """StreamUpsertAssignments: one call per share of the messages, all at once."""
 
@@ -137,7 +143,8 @@ async def streaming_calls(
                 yield message
 
         results: list[common_pb2.BulkItemResult] = []
-        async for batch in stub.StreamUpsertAssignments(requests(), timeout=CALL_TIMEOUT_S):
+        call = stub.StreamUpsertAssignments(requests(), timeout=CALL_TIMEOUT_S, metadata=metadata)
+        async for batch in call:
             results.extend(batch.results)
         return check_call(results, sum(len(message.items) for message in share))
 
@@ -145,6 +152,7 @@ async def streaming_calls(
 
 
 async def run(arguments: argparse.Namespace) -> list[PhaseResult]:
+    metadata = (("authorization", f"Bearer {token_from_env()}"),)
     messages = build_messages(
         arguments.tenant,
         arguments.segment_id,
@@ -154,9 +162,10 @@ async def run(arguments: argparse.Namespace) -> list[PhaseResult]:
     )
     send: Callable[[Sequence[Stub]], Awaitable[list[CallOutcome]]]
     if arguments.rpc == "bulk":
-        send = partial(unary_request_calls, messages=messages)
+        send = partial(unary_request_calls, messages=messages, metadata=metadata)
     else:
-        send = partial(streaming_calls, shares=split_for_streams(messages, arguments.streams))
+        shares = split_for_streams(messages, arguments.streams)
+        send = partial(streaming_calls, shares=shares, metadata=metadata)
     phases = []
     # One channel (one HTTP/2 connection) per stream, as separate importers would have; it
     # also lets the kernel spread them over server processes sharing the port (--workers).
@@ -215,6 +224,8 @@ def main() -> None:
         phases = asyncio.run(run(arguments))
     except grpc.aio.AioRpcError as error:
         sys.exit(f"bulk_client: {error.code().name}: {error.details()}")
+    except BenchError as error:
+        sys.exit(f"bulk_client: {error}")
     print(json.dumps([asdict(phase) for phase in phases]))
 
 

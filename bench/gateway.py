@@ -16,6 +16,10 @@
      with 200-item requests from bench/bulk_client.py, 4 channels, the same number of rows:
      inserts, then updates of the same keys; every item must come back 201, then 204. Both load
      generators are processes of their own and report their own CPU use.
+   Every call, REST or gRPC, carries one bearer token (read and manage scopes, tenant "bench"),
+   signed with a secret made for the run and given to the server in env
+   CUSTOMER_SEGMENTS_JWT_SECRET; a REST GET without it must be answered 401. The REST ceiling
+   takes no token.
 3. A table: REST GET against gRPC GetAssignment (target: REST >= 60%), REST GET against the
    REST ceiling (for information), bulk rows/s REST against gRPC (for information); also written
    to bench/reports/gateway-latest.md. Every server started is stopped and the database dropped,
@@ -41,6 +45,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -57,6 +62,7 @@ from harness import (
     BenchError,
     Child,
     CpuSample,
+    Credentials,
     bench_arguments,
     fetch_value,
     free_port,
@@ -87,6 +93,7 @@ from run import (
     machine_busy_now,
     measure_bulk,
     measure_unary,
+    refused_without_token,
     wait_until_serving,
 )
 
@@ -139,10 +146,11 @@ class WrkResult:
         return found
 
 
-def wrk(url: str) -> WrkResult:
+def wrk(url: str, authorization: str | None = None) -> WrkResult:
     """HTTP/1.1 GETs over keep-alive connections, the way ../shared/ceiling/run.sh drives the
-    REST ceiling."""
-    output = run_command([require_wrk(), *WRK_ARGS, url], timeout=WRK_TIMEOUT_S)
+    REST ceiling; with `authorization`, each request carries it (the ceiling takes none)."""
+    headers = [] if authorization is None else ["-H", f"Authorization: {authorization}"]
+    output = run_command([require_wrk(), *WRK_ARGS, *headers, url], timeout=WRK_TIMEOUT_S)
     rate = re.search(r"Requests/sec:\s+([0-9.]+)", output)
     requests = re.search(r"(\d+) requests in", output)
     if rate is None or requests is None:
@@ -157,13 +165,16 @@ def wrk(url: str) -> WrkResult:
     )
 
 
-def measure_wrk(log: Log, label: str, server: Child, url: str, rounds: int) -> Throughput:
-    """wrk against `url`, `rounds` times (the median counts); every answer must be 2xx."""
+def measure_wrk(
+    log: Log, label: str, server: Child, url: str, rounds: int, authorization: str | None = None
+) -> Throughput:
+    """wrk against `url`, `rounds` times (the median counts); every answer must be 2xx.
+    `authorization`, when given, goes with every request."""
     figures = []
     for _ in range(rounds):
         log.step(f"{label}: wrk {' '.join(WRK_ARGS)} {url}")
         before = CpuSample.take(server.pid)
-        result = wrk(url)
+        result = wrk(url, authorization)
         cpu = before.until(CpuSample.take(server.pid))
         problems = result.problems()
         if problems:
@@ -210,10 +221,11 @@ def listening_sockets(port: int) -> int:
     return count
 
 
-def fetch_assignment(url: str) -> tuple[dict[str, Any], int]:
+def fetch_assignment(url: str, credentials: Credentials) -> tuple[dict[str, Any], int]:
     """One GET through urllib: the assignment it must answer 200 with, and the body's size."""
+    request = urllib.request.Request(url, headers={"Authorization": credentials.authorization})
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             status, body = response.status, response.read()
     except OSError as error:  # urllib.error.HTTPError included: a status of 400 and above
         raise BenchError(f"GET {url}: {error}") from None
@@ -226,10 +238,26 @@ def fetch_assignment(url: str) -> tuple[dict[str, Any], int]:
     return assignment, len(body)
 
 
+def rest_refused_without_token(url: str) -> str:
+    """A GET without a token must be answered 401: the figures are those of the authenticated
+    gateway. The check that held, for the report."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            status = response.status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    except OSError as error:
+        raise BenchError(f"GET {url} without a token: {error}") from None
+    if status != 401:
+        raise BenchError(f"GET {url} without a token: status {status} instead of 401")
+    return "a REST GET without a token is answered 401"
+
+
 def measure_rest_bulk(
-    log: Log, server: Child, http_port: int, rows: int, key_prefix: str
+    log: Log, server: Child, http_port: int, credentials: Credentials, rows: int, key_prefix: str
 ) -> list[Throughput]:
-    """rest_bulk_client.py, inserts then updates; every item must come back 201, then 204."""
+    """rest_bulk_client.py (with the token in its env), inserts then updates; every item must
+    come back 201, then 204."""
     argv = [
         PYTHON,
         str(BENCH_DIR / "rest_bulk_client.py"),
@@ -245,11 +273,19 @@ def measure_rest_bulk(
     ]
     label = "REST PUT .../customers/bulk"
     log.step(f"{label}: {rows:,} rows per phase, {BULK_ITEMS} items per body")
-    return checked_phases(log, label, server, run_command(argv, timeout=1800), rows)
+    output = run_command(argv, timeout=1800, env=credentials.client_env())
+    return checked_phases(log, label, server, output, rows)
 
 
 def measure_service(
-    log: Log, pg_url: str, work: Path, preload: int, bulk_rows: int, rounds: int, workers: int
+    log: Log,
+    pg_url: str,
+    work: Path,
+    preload: int,
+    bulk_rows: int,
+    rounds: int,
+    workers: int,
+    credentials: Credentials,
 ) -> GatewayFigures:
     database = f"cs_gwbench_{secrets.token_hex(4)}"
     database_url = with_database(pg_url, database)
@@ -266,7 +302,7 @@ def measure_service(
         serve += ["--log-level", "WARNING", "--workers", str(workers)]
         serve += os.environ.get("BENCH_SERVE_ARGS", "").split()
         log.step(f"service: {' '.join(serve[1:])}")
-        server = Child(f"customer-segments-{workers}w", serve, work)
+        server = Child(f"customer-segments-{workers}w", serve, work, credentials.server_env())
         stack.callback(server.stop)  # runs before the drop: callbacks run last-in, first-out
 
         def every_worker_listens() -> bool:
@@ -279,11 +315,13 @@ def measure_service(
             tenant=TENANT, segment_id=SEGMENT_ID, customer_id=GET_CUSTOMER
         )
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-            create_segment(channel)
+            log.passed(refused_without_token(channel, request))
+            create_segment(channel, credentials)
             measure_bulk(
                 log,
                 server,
                 grpc_port,
+                credentials,
                 "preload (BulkUpsertAssignments)",
                 rpc="bulk",
                 rows=preload,
@@ -291,30 +329,40 @@ def measure_service(
                 key_prefix="cust-",
                 phases=("insert",),
             )
-            answer = get_assignment(channel, request)
+            answer = get_assignment(channel, request, credentials)
         log.passed(f"GetAssignment({GET_CUSTOMER}) through the Python stub returns it")
 
         path = f"/customer-segment/{TENANT}/segments/{SEGMENT_ID}/customers/{GET_CUSTOMER}"
         rest_url = f"http://127.0.0.1:{http_port}{path}"
-        _, size = fetch_assignment(rest_url)
+        log.passed(rest_refused_without_token(rest_url))
+        _, size = fetch_assignment(rest_url, credentials)
         log.passed(f"GET {path} answers 200 with the assignment ({size} bytes of JSON)")
-        rest_get = measure_wrk(log, "REST GET", server, rest_url, rounds)
+        authorization = credentials.authorization
+        rest_get = measure_wrk(log, "REST GET", server, rest_url, rounds, authorization)
 
         body = work / "get-assignment-request.bin"
         body.write_bytes(grpc_frame(request.SerializeToString()))
         method = "customersegment.v1.CustomerAssignmentService/GetAssignment"
         grpc_url = f"http://127.0.0.1:{grpc_port}/{method}"
         grpc_get = measure_unary(
-            log, "gRPC GetAssignment", server, grpc_url, body, answer.ByteSize(), rounds
+            log,
+            "gRPC GetAssignment",
+            server,
+            grpc_url,
+            body,
+            answer.ByteSize(),
+            rounds,
+            authorization,
         )
 
         rest_insert, rest_update = measure_rest_bulk(
-            log, server, http_port, bulk_rows, key_prefix="rest-bulk-"
+            log, server, http_port, credentials, bulk_rows, key_prefix="rest-bulk-"
         )
         grpc_insert, grpc_update = measure_bulk(
             log,
             server,
             grpc_port,
+            credentials,
             "gRPC BulkUpsertAssignments",
             rpc="bulk",
             rows=bulk_rows,
@@ -412,7 +460,8 @@ def context(
             f"(insert, then update of the same keys), {BULK_ITEMS} items per REST body or gRPC "
             f"request, {BULK_STREAMS} clients of one connection each: REST "
             f"bench/rest_bulk_client.py ({bodies // BULK_STREAMS} bodies per client), gRPC "
-            "bench/bulk_client.py, each a process of its own",
+            "bench/bulk_client.py, each a process of its own. Every call to the service, REST or "
+            "gRPC, carries one HS256 bearer token (the REST ceiling takes none)",
         ),
     ]
 
@@ -436,11 +485,19 @@ def main() -> int:
             raise BenchError(f"no rest_ceiling.py in {ceiling_dir} (set CEILING_DIR)")
         busy_before = machine_busy_now()
         rounds = arguments.rounds
+        credentials = Credentials.for_tenant(TENANT)
         with tempfile.TemporaryDirectory(prefix="cs-gwbench-") as work:
             ceiling = measure_rest_ceiling(log, ceiling_dir.resolve(), Path(work), rounds)
             services = {
                 workers: measure_service(
-                    log, pg_url, Path(work), arguments.preload, arguments.bulk_rows, rounds, workers
+                    log,
+                    pg_url,
+                    Path(work),
+                    arguments.preload,
+                    arguments.bulk_rows,
+                    rounds,
+                    workers,
+                    credentials,
                 )
                 for workers in worker_counts
             }

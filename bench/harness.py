@@ -1,6 +1,7 @@
-"""Plumbing for the benchmark: free ports, child processes, h2load, PostgreSQL administration.
+"""Plumbing for the benchmark: free ports, child processes, h2load, PostgreSQL administration,
+and the bearer token every call of the service needs.
 
-Nothing here knows about customer segments; run.py tells the story.
+Nothing here knows about customer segments but how to get a token; run.py tells the story.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -22,14 +24,65 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from customer_segments.auth.tokens import issue_token
+
 # Exactly the load of ../shared/ceiling/run.sh, so that service and ceiling are comparable.
 H2LOAD_REQUESTS = 30_000
 H2LOAD_ARGS = ("-n", str(H2LOAD_REQUESTS), "-c", "16", "-m", "10", "-t", "1")
 H2LOAD_TIMEOUT_S = 300.0
 
 
+# The service reads its HS256 secret from this variable (never from its command line).
+JWT_SECRET_ENV = "CUSTOMER_SEGMENTS_JWT_SECRET"
+# How a benchmark hands the token to its load generators (bulk_client.py, rest_bulk_client.py).
+TOKEN_ENV = "BENCH_TOKEN"
+TOKEN_SCOPES = ("customersegment.segment_read", "customersegment.segment_manage")
+TOKEN_TTL_S = 4 * 3600  # longer than any run
+
+
 class BenchError(Exception):
     """Something went wrong that makes the figures meaningless: the run stops."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A shared secret made for this run, for the servers, and a token it signs, for every
+    client: one token for all calls, as an internal caller would reuse it."""
+
+    secret: str
+    token: str
+
+    @classmethod
+    def for_tenant(cls, tenant: str) -> Credentials:
+        secret = secrets.token_urlsafe(32)  # 43 characters; the service needs at least 32
+        token = issue_token(
+            secret.encode(), tenant=tenant, scopes=TOKEN_SCOPES, ttl_seconds=TOKEN_TTL_S
+        )
+        return cls(secret, token)
+
+    @property
+    def authorization(self) -> str:
+        """The value of the Authorization header (gRPC metadata key `authorization`)."""
+        return f"Bearer {self.token}"
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """For the `metadata=` of a gRPC stub call."""
+        return (("authorization", self.authorization),)
+
+    def server_env(self) -> dict[str, str]:
+        return {JWT_SECRET_ENV: self.secret}
+
+    def client_env(self) -> dict[str, str]:
+        return {TOKEN_ENV: self.token}
+
+
+def token_from_env() -> str:
+    """The token a load generator was started with (Credentials.client_env)."""
+    token = os.environ.get(TOKEN_ENV, "")
+    if not token:
+        raise BenchError(f"no bearer token: set {TOKEN_ENV}")
+    return token
 
 
 @dataclass(frozen=True)
@@ -224,20 +277,14 @@ def _number(pattern: str, text: str) -> float:
     return float(match.group(1))
 
 
-def h2load(url: str, body: Path) -> H2loadResult:
-    """Unary gRPC calls over h2c, the way ../shared/ceiling/run.sh drives its servers."""
+def h2load(url: str, body: Path, authorization: str | None = None) -> H2loadResult:
+    """Unary gRPC calls over h2c, the way ../shared/ceiling/run.sh drives its servers; with
+    `authorization`, each call carries it (the service's calls; the ceilings take none)."""
+    headers = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+    if authorization is not None:
+        headers += ["-H", f"authorization: {authorization}"]
     output = run_command(
-        [
-            require_h2load(),
-            *H2LOAD_ARGS,
-            "-d",
-            str(body),
-            "-H",
-            "content-type: application/grpc",
-            "-H",
-            "te: trailers",
-            url,
-        ],
+        [require_h2load(), *H2LOAD_ARGS, "-d", str(body), *headers, url],
         timeout=H2LOAD_TIMEOUT_S,
     )
     return H2loadResult(

@@ -7,10 +7,11 @@ session sends its share one body after the other; once per phase (the phases reu
 keys: "insert" creates them, "update" replaces them). The 207 answers are kept as bytes while the
 clock runs and checked afterwards, so that the figure is the server's, not this client's JSON
 decoding. It prints the same JSON list as bulk_client.py: per phase the elapsed seconds, the
-result codes received, whatever was wrong with the answers, and how busy the CPUs were.
+result codes received, whatever was wrong with the answers, and how busy the CPUs were. Every
+request carries the bearer token of env BENCH_TOKEN (made by the benchmark, harness.Credentials).
 
-    python bench/rest_bulk_client.py --base-url http://127.0.0.1:8080 --tenant bench \
-        --segment-id s1 --rows 40000 --items-per-body 200 --clients 4 --key-prefix k-
+    BENCH_TOKEN=<jwt> python bench/rest_bulk_client.py --base-url http://127.0.0.1:8080 \
+        --tenant bench --segment-id s1 --rows 40000 --items-per-body 200 --clients 4 --key-prefix k-
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 
 import aiohttp
 from bulk_client import MIXINS_JSON, CallOutcome, PhaseResult
-from harness import CpuSample
+from harness import BenchError, CpuSample, token_from_env
 
 CALL_TIMEOUT_S = 600.0
 HEADERS = {"Content-Type": "application/json"}
@@ -69,17 +70,18 @@ def check_answer(status: int, payload: bytes, items: int) -> CallOutcome:
 
 
 async def send_share(
-    session: aiohttp.ClientSession, share: Sequence[bytes], url: str
+    session: aiohttp.ClientSession, share: Sequence[bytes], url: str, headers: dict[str, str]
 ) -> list[tuple[int, bytes]]:
     """One client: its bodies one after the other; the answers unread but for their bytes."""
     answers = []
     for body in share:
-        async with session.put(url, data=body, headers=HEADERS) as response:
+        async with session.put(url, data=body, headers=headers) as response:
             answers.append((response.status, await response.read()))
     return answers
 
 
 async def run(arguments: argparse.Namespace) -> list[PhaseResult]:
+    headers = {**HEADERS, "Authorization": f"Bearer {token_from_env()}"}
     bodies = build_bodies(arguments.key_prefix, arguments.rows, arguments.items_per_body)
     sizes = [len(json.loads(body)) for body in bodies]
     shares = [bodies[i :: arguments.clients] for i in range(arguments.clients)]
@@ -101,7 +103,7 @@ async def run(arguments: argparse.Namespace) -> list[PhaseResult]:
             cpu_before = CpuSample.take(arguments.server_pid) if arguments.server_pid else None
             client_before = CpuSample.take(os.getpid())
             started = time.perf_counter()
-            calls = map(partial(send_share, url=url), sessions, shares)
+            calls = map(partial(send_share, url=url, headers=headers), sessions, shares)
             answers = await asyncio.gather(*calls)
             seconds = time.perf_counter() - started
             cpu = cpu_before.until(CpuSample.take(arguments.server_pid)) if cpu_before else None
@@ -149,6 +151,8 @@ def main() -> None:
         phases = asyncio.run(run(arguments))
     except (aiohttp.ClientError, TimeoutError) as error:
         sys.exit(f"rest_bulk_client: {type(error).__name__}: {error}")
+    except BenchError as error:
+        sys.exit(f"rest_bulk_client: {error}")
     print(json.dumps([asdict(phase) for phase in phases]))
 
 

@@ -9,7 +9,10 @@
    `customer-segments migrate`, `customer-segments serve`, one segment and --preload
    assignments; then GetAssignment under the same h2load load as the ceiling, and
    BulkUpsertAssignments / StreamUpsertAssignments (inserts, then updates of the
-   same keys) from bench/bulk_client.py, a process of its own.
+   same keys) from bench/bulk_client.py, a process of its own. Every call to the service
+   carries one bearer token (read and manage scopes, tenant "bench"), signed with a secret made
+   for the run and given to the servers in env CUSTOMER_SEGMENTS_JWT_SECRET; a call without it
+   must be refused. The ceilings take no token.
 3. A table of service / ceiling ratios against the targets, also written to
    bench/reports/latest.md. Every server started is stopped and the database dropped.
 
@@ -49,6 +52,7 @@ from harness import (
     Child,
     CpuSample,
     CpuUse,
+    Credentials,
     bench_arguments,
     fetch_value,
     free_port,
@@ -132,15 +136,22 @@ class Log:
 
 
 def measure_unary(
-    log: Log, label: str, server: Child, url: str, body: Path, response_bytes: int, rounds: int
+    log: Log,
+    label: str,
+    server: Child,
+    url: str,
+    body: Path,
+    response_bytes: int,
+    rounds: int,
+    authorization: str | None = None,
 ) -> Throughput:
     """h2load against `url`, `rounds` times (the median counts); every call must come back with
-    a `response_bytes` message."""
+    a `response_bytes` message. `authorization`, when given, goes with every call."""
     figures = []
     for _ in range(rounds):
         log.step(f"{label}: h2load {' '.join(H2LOAD_ARGS)} {url}")
         before = CpuSample.take(server.pid)
-        result = h2load(url, body)
+        result = h2load(url, body, authorization)
         cpu = before.until(CpuSample.take(server.pid))
         problems = result.problems(response_bytes)
         if problems:
@@ -246,26 +257,45 @@ def wait_until_serving(server: Child, port: int) -> None:
     wait_until(serving, "health SERVING", server, timeout=60)
 
 
-def create_segment(channel: grpc.Channel) -> None:
+def create_segment(channel: grpc.Channel, credentials: Credentials) -> None:
     segment = segment_pb2.Segment(
         id=SEGMENT_ID, name={"en": "Benchmark"}, site_code="main", status=segment_pb2.ACTIVE
     )
     request = segment_pb2.CreateSegmentRequest(tenant=TENANT, segment=segment)
-    segment_pb2_grpc.SegmentServiceStub(channel).CreateSegment(request, timeout=10)
+    stub = segment_pb2_grpc.SegmentServiceStub(channel)
+    stub.CreateSegment(request, timeout=10, metadata=credentials.metadata)
 
 
-def get_assignment(channel: grpc.Channel, request: Any) -> assignment_pb2.Assignment:
+def get_assignment(
+    channel: grpc.Channel, request: Any, credentials: Credentials
+) -> assignment_pb2.Assignment:
     stub = assignment_pb2_grpc.CustomerAssignmentServiceStub(channel)
-    answer = stub.GetAssignment(request, timeout=10)
+    answer = stub.GetAssignment(request, timeout=10, metadata=credentials.metadata)
     if answer.customer.id != request.customer_id or answer.segment_id != request.segment_id:
         raise BenchError(f"GetAssignment returned another assignment: {answer}")
     return answer
+
+
+def refused_without_token(channel: grpc.Channel, request: Any) -> str:
+    """GetAssignment without a token must be refused (UNAUTHENTICATED): the figures are those of
+    the authenticated service. The check that held, for the report."""
+    stub = assignment_pb2_grpc.CustomerAssignmentServiceStub(channel)
+    try:
+        stub.GetAssignment(request, timeout=10)
+    except grpc.RpcError as error:
+        code = error.code() if isinstance(error, grpc.Call) else None
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            return "GetAssignment without a token is refused with UNAUTHENTICATED"
+        message = f"GetAssignment without a token: {code} instead of UNAUTHENTICATED"
+        raise BenchError(message) from None
+    raise BenchError("GetAssignment without a token succeeded: the service checks no token")
 
 
 def measure_bulk(
     log: Log,
     server: Child,
     port: int,
+    credentials: Credentials,
     label: str,
     *,
     rpc: str,
@@ -274,7 +304,8 @@ def measure_bulk(
     key_prefix: str,
     phases: tuple[str, ...] = ("insert", "update"),
 ) -> list[Throughput]:
-    """Runs bulk_client.py; every item must come back 201 on insert and 204 on update."""
+    """Runs bulk_client.py (with the token in its env); every item must come back 201 on insert
+    and 204 on update."""
     argv = [
         PYTHON,
         str(BENCH_DIR / "bulk_client.py"),
@@ -290,7 +321,8 @@ def measure_bulk(
         f"--server-pid={server.pid}",
     ]
     log.step(f"{label}: {rows:,} rows per phase, {items_per_message} items per message")
-    return checked_phases(log, label, server, run_command(argv, timeout=1800), rows)
+    output = run_command(argv, timeout=1800, env=credentials.client_env())
+    return checked_phases(log, label, server, output, rows)
 
 
 def checked_phases(log: Log, label: str, server: Child, output: str, rows: int) -> list[Throughput]:
@@ -312,7 +344,14 @@ def checked_phases(log: Log, label: str, server: Child, output: str, rows: int) 
 
 
 def measure_service(
-    log: Log, pg_url: str, work: Path, preload: int, bulk_rows: int, rounds: int, workers: int
+    log: Log,
+    pg_url: str,
+    work: Path,
+    preload: int,
+    bulk_rows: int,
+    rounds: int,
+    workers: int,
+    credentials: Credentials,
 ) -> ServiceFigures:
     database = f"cs_bench_{secrets.token_hex(4)}"
     database_url = with_database(pg_url, database)
@@ -322,21 +361,24 @@ def measure_service(
         stack.callback(run_sql, pg_url, f'drop database if exists "{database}" with (force)')
         run_command([SERVICE_COMMAND, "migrate", "--database-url", database_url], timeout=120)
 
-        port = free_port()
+        port, http_port = free_port(), free_port()
         serve = [SERVICE_COMMAND, "serve", "--database-url", database_url]
         serve += ["--grpc-host", "127.0.0.1", "--grpc-port", str(port), "--log-level", "WARNING"]
+        # A port of its own for the REST gateway it starts too (not 8080, which may be in use).
+        serve += ["--http-host", "127.0.0.1", "--http-port", str(http_port)]
         serve += ["--workers", str(workers), *os.environ.get("BENCH_SERVE_ARGS", "").split()]
         log.step(f"service: {' '.join(serve[1:])}")
-        server = Child("customer-segments", serve, work)
+        server = Child("customer-segments", serve, work, credentials.server_env())
         stack.callback(server.stop)  # runs before the drop: callbacks run last-in, first-out
         wait_until_serving(server, port)
 
-        bulk = partial(measure_bulk, log, server, port)
+        bulk = partial(measure_bulk, log, server, port, credentials)
         request = assignment_pb2.GetAssignmentRequest(
             tenant=TENANT, segment_id=SEGMENT_ID, customer_id=GET_CUSTOMER
         )
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            create_segment(channel)
+            log.passed(refused_without_token(channel, request))
+            create_segment(channel, credentials)
             (preloaded,) = bulk(
                 "preload (BulkUpsertAssignments)",
                 rpc="bulk",
@@ -345,7 +387,7 @@ def measure_service(
                 key_prefix="cust-",
                 phases=("insert",),
             )
-            answer = get_assignment(channel, request)
+            answer = get_assignment(channel, request, credentials)
         log.passed(f"GetAssignment({GET_CUSTOMER}) through the Python stub returns it")
 
         body = work / "get-assignment-request.bin"
@@ -353,7 +395,8 @@ def measure_service(
         method = "customersegment.v1.CustomerAssignmentService/GetAssignment"
         url = f"http://127.0.0.1:{port}/{method}"
         label = "service GetAssignment"
-        get = measure_unary(log, label, server, url, body, answer.ByteSize(), rounds)
+        size, authorization = answer.ByteSize(), credentials.authorization
+        get = measure_unary(log, label, server, url, body, size, rounds, authorization)
 
         bulk_insert, bulk_update = bulk(
             "BulkUpsertAssignments",
@@ -458,7 +501,8 @@ def context(
             f"calls from bench/bulk_client.py (a process of its own), {bulk_rows:,} rows per "
             "phase, for Bulk = "
             "BulkUpsertAssignments with 1000 items per request, Stream = StreamUpsertAssignments "
-            "with 200 items per message, Preload = Bulk filling the table first",
+            "with 200 items per message, Preload = Bulk filling the table first. Every call to "
+            "the service carries one HS256 bearer token (the ceilings take none)",
         ),
     ]
 
@@ -483,11 +527,19 @@ def main() -> int:
             raise BenchError(f"no ceiling programs in {ceiling_dir} (set CEILING_DIR)")
         busy_before = machine_busy_now()
         rounds = arguments.rounds
+        credentials = Credentials.for_tenant(TENANT)
         with tempfile.TemporaryDirectory(prefix="cs-bench-") as work:
             ceilings = measure_ceilings(log, ceiling_dir.resolve(), pg_url, Path(work), rounds)
             services = {
                 workers: measure_service(
-                    log, pg_url, Path(work), arguments.preload, arguments.bulk_rows, rounds, workers
+                    log,
+                    pg_url,
+                    Path(work),
+                    arguments.preload,
+                    arguments.bulk_rows,
+                    rounds,
+                    workers,
+                    credentials,
                 )
                 for workers in worker_counts
             }
