@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from customer_segments.domain import validation
@@ -15,9 +13,9 @@ from customer_segments.domain.assignment import (
     is_creation,
 )
 from customer_segments.domain.errors import NotFound, VersionConflict
-from customer_segments.domain.listing import Page, parse_sort
-from customer_segments.query.q_parser import parse_q
-from customer_segments.store.assignments import FIELD_NAMES, SEARCHABLE_FIELDS
+from customer_segments.domain.listing import Page
+from customer_segments.services.paging import Listed, cursors, listing, reading
+from customer_segments.store.assignments import SEARCHABLE, SORT_FIELD_NAMES
 from customer_segments.store.database import utc_now
 from customer_segments.store.store import Store
 
@@ -59,11 +57,6 @@ async def remove_assignment(store: Store, key: AssignmentKey) -> None:
         await store.assignments.delete(connection, key)
 
 
-class AssignmentPage(NamedTuple):
-    assignments: list[Assignment]
-    total_count: int | None  # None unless asked for
-
-
 async def list_assignments(
     store: Store,
     tenant: str,
@@ -72,20 +65,22 @@ async def list_assignments(
     q: str = "",
     sort: str = "",
     page: Page,
+    page_token: str = "",
     include_total_count: bool = False,
-) -> AssignmentPage:
+) -> Listed[Assignment]:
+    """A page of a segment's assignments that match q; by page number or by cursor."""
     validation.tenant(tenant)
     validation.identifier(segment_id, "segment_id")
-    conditions = parse_q(q, SEARCHABLE_FIELDS)
-    order = parse_sort(sort, FIELD_NAMES)
-    async with store.read() as connection:
+    scope = ("assignments", tenant, segment_id)
+    request = listing(scope, q, sort, page, page_token, SEARCHABLE, SORT_FIELD_NAMES)
+    async with reading(store, request.query) as connection:
         await require_segment(store, connection, tenant, segment_id)
-        assignments = await store.assignments.list(
-            connection, tenant, segment_id, conditions, order, page
+        found = await store.assignments.list(
+            connection, tenant, segment_id, request.query, request.sort, request.window
         )
         total = (
-            await store.assignments.count(connection, tenant, segment_id, conditions)
-            if include_total_count
+            await store.assignments.count(connection, tenant, segment_id, request.query)
+            if include_total_count and not request.by_cursor
             else None
         )
-    return AssignmentPage(assignments, total)
+    return Listed(found.items, total, cursors(request, found))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from typing import NamedTuple
 
 from customer_segments.domain import validation
 from customer_segments.domain.errors import (
@@ -13,12 +12,12 @@ from customer_segments.domain.errors import (
     NotFound,
     VersionConflict,
 )
-from customer_segments.domain.listing import Page, parse_sort
+from customer_segments.domain.listing import Page
 from customer_segments.domain.segment import Segment, SegmentFields, SegmentUpsertOutcome
-from customer_segments.query.q_parser import parse_q
+from customer_segments.services.paging import Listed, cursors, listing, reading
 from customer_segments.store.database import utc_now
 from customer_segments.store.segments import (
-    SEARCHABLE_FIELD_NAMES,
+    SEARCHABLE,
     SORT_FIELD_NAMES,
     SegmentFilter,
 )
@@ -72,11 +71,6 @@ async def get_segment(store: Store, tenant: str, segment_id: str) -> Segment:
     return segment
 
 
-class SegmentPage(NamedTuple):
-    segments: list[Segment]
-    total_count: int | None
-
-
 async def list_segments(
     store: Store,
     tenant: str,
@@ -86,24 +80,28 @@ async def list_segments(
     legal_entity_id: str = "",
     sort: str = "",
     page: Page,
+    page_token: str = "",
     include_total_count: bool = False,
-) -> SegmentPage:
+) -> Listed[Segment]:
     """The tenant's segments; with `customer_id`, only those the customer is assigned to."""
     validation.tenant(tenant)
     validation.optional_identifier(customer_id, "customer_id")
     validation.optional_identifier(legal_entity_id, "legal_entity_id")
     if legal_entity_id and not customer_id:
         raise InvalidArgument("customer_id", "is required with legal_entity_id")
-    segment_filter = SegmentFilter(parse_q(q, SEARCHABLE_FIELD_NAMES), customer_id, legal_entity_id)
-    order = parse_sort(sort, SORT_FIELD_NAMES)
-    async with store.read() as connection:
-        segments = await store.segments.list(connection, tenant, segment_filter, order, page)
+    scope = ("segments", tenant, customer_id, legal_entity_id)
+    request = listing(scope, q, sort, page, page_token, SEARCHABLE, SORT_FIELD_NAMES)
+    segment_filter = SegmentFilter(request.query, customer_id, legal_entity_id)
+    async with reading(store, request.query) as connection:
+        found = await store.segments.list(
+            connection, tenant, segment_filter, request.sort, request.window
+        )
         total = (
             await store.segments.count(connection, tenant, segment_filter)
-            if include_total_count
+            if include_total_count and not request.by_cursor
             else None
         )
-    return SegmentPage(segments, total)
+    return Listed(found.items, total, cursors(request, found))
 
 
 async def delete_segment(store: Store, tenant: str, segment_id: str, *, force: bool) -> None:
