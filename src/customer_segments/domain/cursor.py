@@ -68,6 +68,9 @@ def decode(token: str, query_fingerprint: str) -> Boundary:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
         raise _invalid() from None
+    # The decoder skips stray characters and unused low bits: only the exact text counts.
+    if base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=") != token:
+        raise _invalid()
     checksum, payload = raw[:_CHECKSUM_SIZE], raw[_CHECKSUM_SIZE:]
     expected = hmac.new(_CHECKSUM_KEY, payload, hashlib.sha256).digest()[:_CHECKSUM_SIZE]
     if not hmac.compare_digest(checksum, expected):
