@@ -587,3 +587,16 @@ async def test_postgresql_cancels_a_read_that_runs_too_long(store: Store) -> Non
             await connection.exec_driver_sql("SELECT pg_sleep(2)")
     async with store.read() as connection:  # the pooled connection is back to no limit
         await connection.exec_driver_sql("SELECT pg_sleep(0.05)")
+
+
+async def test_long_queries_stay_within_what_the_databases_take(loaded: tuple[Store, str]) -> None:
+    store, tenant = loaded
+    # 993 values: one OR per value used to nest deeper than SQLite's limit of 1,000.
+    many_values = ",".join([*(str(n) for n in range(990)), "gold", "x", "true"])
+    page = await list_assignments(
+        store, tenant, SEGMENT, q=f"mixins.score:({many_values})", page=Page(1, 1000)
+    )
+    expected = evaluate(parse_q(f"mixins.score:({many_values})", SEARCHABLE), "")
+    assert keys(page) == expected and expected
+    q = " ".join(["mixins.tier:gold"] * 230)  # as many mixins conditions as fit in q
+    await list_assignments(store, tenant, SEGMENT, q=q, page=Page(1, 5))

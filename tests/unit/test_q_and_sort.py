@@ -128,6 +128,13 @@ def test_regex_is_written_for_each_engine(source: str, postgresql: str, re2: str
     assert (regex.postgresql, regex.re2) == (postgresql, re2)
 
 
+def test_conditions_are_limited() -> None:
+    short = Searchable({"id": FieldKind.TEXT}, frozenset())
+    assert len(parse_q(" ".join(["id:a"] * 500), short).conditions) == 500
+    with pytest.raises(InvalidArgument, match="position 2501: at most 500 conditions"):
+        parse_q(" ".join(["id:a"] * 501), short)
+
+
 def test_sort() -> None:
     assert parse_sort("customerId:DESC, legalEntityId", SORTABLE) == [
         SortField("customerId", True),

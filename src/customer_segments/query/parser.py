@@ -38,6 +38,8 @@ from customer_segments.query.syntax import (
 
 MAX_LENGTH = 4000
 MAX_VALUES = 1000
+# SQLite refuses expressions nested more than 1,000 deep; ANDed conditions nest one level each.
+MAX_CONDITIONS = 500
 MAX_PATH_DEPTH = 8
 _PATH_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 _FIELD_CHARS = re.compile(r"[A-Za-z0-9_.-]*")
@@ -97,6 +99,8 @@ class _Parser:
         found: list[Condition] = []
         self._skip_spaces()
         while self.position < len(self.text):
+            if len(found) >= MAX_CONDITIONS:
+                raise fail(self.position, f"at most {MAX_CONDITIONS} conditions")
             found += self._condition()
             if not self._at_boundary():
                 raise fail(self.position, "expected a space between conditions")

@@ -56,6 +56,8 @@ _COMPARISONS: dict[Operator, Callable[[Any, Any], ColumnElement[bool]]] = {
     Operator.LE: operator.le,
 }
 _INT64 = 2**63
+# Up to this many values, `mixins.x:(a,b,...)` also gets containment tests (GIN-indexable).
+_CONTAINMENT_HINTS = 20
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ def _json_condition(
     if isinstance(condition, Matches):
         return regex_search(json_string(document, at), _pattern(condition.pattern))
     if isinstance(condition, AnyOf):
-        return or_(*(_json_compare(document, at, path, Operator.EQ, v) for v in condition.values))
+        return _json_any_of(document, at, path, condition.values)
     return _json_compare(document, at, path, condition.operator, condition.value)
 
 
@@ -137,10 +139,38 @@ def _json_compare(
     if comparison is not Operator.EQ:
         return expression
     # The exact test above decides; containment lets PostgreSQL use the GIN index first.
+    return and_(json_contains(document, _fragment(path, value)), expression)
+
+
+def _json_any_of(
+    document: ColumnElement[Any], at: Any, path: tuple[str, ...], values: tuple[Scalar, ...]
+) -> ColumnElement[bool]:
+    """One IN per JSON type, not an OR per value: SQLite refuses expressions nested more than
+    1,000 deep, and a long OR chain is that."""
+    texts = [value for value in values if isinstance(value, str)]
+    numbers = [v for v in values if isinstance(v, int | Decimal) and not isinstance(v, bool)]
+    booleans = ["true" if value else "false" for value in values if isinstance(value, bool)]
+    tests: list[ColumnElement[bool]] = []
+    if texts:
+        tests.append(json_string(document, at).in_(texts))
+    if numbers:
+        numbers_bound = bindparam(None, numbers, type_=_JsonNumber(), expanding=True)
+        tests.append(json_number(document, at).in_(numbers_bound))
+    if booleans:
+        tests.append(json_boolean(document, at).in_(booleans))
+    exact = or_(*tests)
+    if len(values) > _CONTAINMENT_HINTS:
+        return exact
+    hints = or_(*(json_contains(document, _fragment(path, value)) for value in values))
+    return and_(hints, exact)
+
+
+def _fragment(path: tuple[str, ...], value: Scalar) -> str:
+    """The JSON document {path: value} for a containment test."""
     fragment = json.dumps(value) if isinstance(value, bool | str) else str(value)
     for key in reversed(path):
         fragment = f"{{{json.dumps(key)}:{fragment}}}"
-    return and_(json_contains(document, fragment), expression)
+    return fragment
 
 
 def _pattern(regex: Regex) -> Any:
