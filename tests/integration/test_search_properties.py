@@ -18,9 +18,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import grpc
 import pytest
 import pytest_asyncio
 import re2
+from customersegment.v1 import assignment_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert
@@ -50,6 +52,7 @@ from customer_segments.store.tables import (
     legal_entities,
     segments,
 )
+from tests.conftest import Stubs
 
 SEGMENT = "big"
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -600,3 +603,26 @@ async def test_long_queries_stay_within_what_the_databases_take(loaded: tuple[St
     assert keys(page) == expected and expected
     q = " ".join(["mixins.tier:gold"] * 230)  # as many mixins conditions as fit in q
     await list_assignments(store, tenant, SEGMENT, q=q, page=Page(1, 5))
+
+
+@settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    q=st.one_of(st.text(st.characters(exclude_categories=["Cs"]), max_size=60), queries),
+    sort=st.one_of(st.just(""), st.text(st.characters(exclude_categories=["Cs"]), max_size=20)),
+    token=st.one_of(st.just(""), st.text(st.characters(exclude_categories=["Cs"]), max_size=30)),
+)
+async def test_over_grpc_a_list_is_answered_or_invalid_argument(
+    loaded: tuple[Store, str], stubs: Stubs, q: str, sort: str, token: str
+) -> None:
+    _, tenant = loaded
+    request = assignment_pb2.ListAssignmentsRequest(
+        tenant=tenant, segment_id=SEGMENT, q=q, sort=sort, page_token=token, page_size=5
+    )
+    try:
+        await stubs.assignments.ListAssignments(request)
+    except grpc.aio.AioRpcError as error:
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
