@@ -43,8 +43,11 @@ from customer_segments.query.syntax import (
     Scalar,
 )
 from customer_segments.services.assignments import list_assignments
+from customer_segments.services.segments import list_segments
 from customer_segments.store.assignments import SEARCHABLE, SORT_FIELD_NAMES
 from customer_segments.store.database import StatementTimedOut
+from customer_segments.store.segments import SEARCHABLE as SEGMENT_SEARCHABLE
+from customer_segments.store.segments import SORT_FIELD_NAMES as SEGMENT_SORT_FIELD_NAMES
 from customer_segments.store.store import Store
 from customer_segments.store.tables import (
     customer_assignments,
@@ -260,9 +263,26 @@ def _json_matches(value: Any, operator: Operator, wanted: Scalar) -> bool:
     return isinstance(value, str) and OPERATORS[operator](value, wanted)
 
 
-def _holds(condition: Condition, row: Row) -> bool:
+@dataclass(frozen=True)
+class Model:
+    """Rows of one resource and how the evaluation reads their fields."""
+
+    rows: list[Any]
+    plain: dict[str, Callable[[Any], Any]]  # what q sees (None when absent)
+    sorted: dict[str, Callable[[Any], Any]]  # what sort sees
+    sortable: frozenset[str]
+    ties: tuple[str, ...]  # the key, which breaks ties
+    key: Callable[[Any], Any]
+
+
+ASSIGNMENTS = Model(
+    ROWS, PLAIN, SORTED, SORT_FIELD_NAMES, ("customerId", "legalEntityId"), lambda row: row.key
+)
+
+
+def _holds(condition: Condition, row: Any, plain: dict[str, Callable[[Any], Any]]) -> bool:
     field: Field = condition.field
-    value = _json_at(row.mixins, field.path) if field.document else PLAIN[field.name](row)
+    value = _json_at(row.mixins, field.path) if field.document else plain[field.name](row)
     if isinstance(condition, IsNull):
         return value is None or value is ABSENT
     if isinstance(condition, Presence):
@@ -282,21 +302,23 @@ def _holds(condition: Condition, row: Row) -> bool:
     return OPERATORS[condition.operator](value, condition.value)
 
 
-def evaluate(query: Query, sort: str) -> list[tuple[str, str]]:
-    matching = [row for row in ROWS if all(_holds(c, row) for c in query.conditions)]
+def evaluate(query: Query, sort: str, model: Model = ASSIGNMENTS) -> list[Any]:
+    matching = [
+        row for row in model.rows if all(_holds(c, row, model.plain) for c in query.conditions)
+    ]
     fields: list[tuple[str, bool]] = []
-    for field in parse_sort(sort, SORT_FIELD_NAMES):
+    for field in parse_sort(sort, model.sortable):
         name = CANONICAL.get(field.field, field.field)
         if name not in [f for f, _ in fields]:
             fields.append((name, field.descending))
     tie_descending = fields[-1][1] if fields else False
-    for name in ("customerId", "legalEntityId"):
+    for name in model.ties:
         if name not in [f for f, _ in fields]:
             fields.append((name, tie_descending))
 
-    def compare(a: Row, b: Row) -> int:
+    def compare(a: Any, b: Any) -> int:
         for name, descending in fields:
-            x, y = SORTED[name](a), SORTED[name](b)
+            x, y = model.sorted[name](a), model.sorted[name](b)
             if x == y:
                 continue
             # Nulls first ascending, last descending.
@@ -304,7 +326,7 @@ def evaluate(query: Query, sort: str) -> list[tuple[str, str]]:
             return (-1 if before else 1) * (-1 if descending else 1)
         return 0
 
-    return [row.key for row in sorted(matching, key=functools.cmp_to_key(compare))]
+    return [model.key(row) for row in sorted(matching, key=functools.cmp_to_key(compare))]
 
 
 # --- random valid queries ---
@@ -361,8 +383,8 @@ def _quoted(text: str) -> str:
 
 
 @st.composite
-def text_values(draw: st.DrawFn) -> str:
-    text = draw(st.sampled_from(TEXT_VALUES))
+def text_values(draw: st.DrawFn, pool: list[str]) -> str:
+    text = draw(st.sampled_from(pool))
     return _quoted(text) if not text or draw(st.booleans()) else text
 
 
@@ -373,8 +395,8 @@ def json_values(draw: st.DrawFn) -> str:
 
 
 @st.composite
-def instants(draw: st.DrawFn) -> str:
-    moment = draw(st.sampled_from(INSTANTS)) + timedelta(
+def instants(draw: st.DrawFn, pool: list[datetime]) -> str:
+    moment = draw(st.sampled_from(pool)) + timedelta(
         milliseconds=draw(st.sampled_from([0, 0, 1, -1]))
     )
     return _quoted(moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
@@ -424,16 +446,31 @@ def regexes(draw: st.DrawFn) -> str:
     return pattern
 
 
+@dataclass(frozen=True)
+class Vocabulary:
+    """What random queries of one resource are made of."""
+
+    text_fields: list[str]
+    texts: list[str]
+    instant_fields: list[str]
+    instants: list[datetime]
+
+
+ASSIGNMENT_WORDS = Vocabulary(
+    TEXT_FIELDS, TEXT_VALUES, ["metadata.createdAt", "metadata.modifiedAt"], INSTANTS
+)
+
+
 @st.composite
-def conditions(draw: st.DrawFn) -> str:
+def conditions(draw: st.DrawFn, words: Vocabulary = ASSIGNMENT_WORDS) -> str:
     kind = draw(st.sampled_from(["text", "text", "json", "json", "instant", "version"]))
     if kind == "text":
-        field, values = draw(st.sampled_from(TEXT_FIELDS)), text_values()
+        field, values = draw(st.sampled_from(words.text_fields)), text_values(words.texts)
     elif kind == "json":
         field, values = draw(st.sampled_from(JSON_FIELDS)), json_values()
     elif kind == "instant":
-        field = draw(st.sampled_from(["metadata.createdAt", "metadata.modifiedAt"]))
-        values = instants()
+        field = draw(st.sampled_from(words.instant_fields))
+        values = instants(words.instants)
     else:
         field, values = "metadata.version", st.integers(0, 5).map(str)
     form = draw(st.sampled_from(["eq", "eq", "any", "cmp", "range", "regex", "word"]))
@@ -626,3 +663,139 @@ async def test_over_grpc_a_list_is_answered_or_invalid_argument(
         await stubs.assignments.ListAssignments(request)
     except grpc.aio.AioRpcError as error:
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+
+
+# --- segments: the same machinery on the other resource ---
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    id: str
+    site_code: str
+    status: str
+    validity_from: datetime | None
+    validity_to: datetime | None
+    mixins: dict[str, Any]
+    version: int
+    created_at: datetime
+    modified_at: datetime
+
+
+def make_segments(seed: int = 7) -> list[SegmentRow]:
+    rng = random.Random(seed)
+    rows = []
+    for n in range(45):
+        created = START + timedelta(hours=rng.randint(0, 30))
+        starts = rng.choice([None, START + timedelta(days=rng.randint(0, 9))])
+        rows.append(
+            SegmentRow(
+                rng.choice(["s", "S", "seg-"]) + f"{n:02d}",
+                rng.choice(["main", "b2b", "Main"]),
+                rng.choice(["ACTIVE", "INACTIVE"]),
+                starts,
+                rng.choice([None, START + timedelta(days=rng.randint(5, 20))]),
+                _mixins(rng),
+                rng.randint(1, 3),
+                created,
+                created + timedelta(hours=rng.choice([0, 1, 5])),
+            )
+        )
+    return rows
+
+
+SEGMENT_ROWS = make_segments()
+SEGMENT_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "id": lambda row: row.id,
+    "siteCode": lambda row: row.site_code,
+    "status": lambda row: row.status,
+    "validity.from": lambda row: row.validity_from,
+    "validity.to": lambda row: row.validity_to,
+    "metadata.createdAt": lambda row: row.created_at,
+    "metadata.modifiedAt": lambda row: row.modified_at,
+    "metadata.version": lambda row: row.version,
+}
+SEGMENTS = Model(
+    SEGMENT_ROWS,
+    SEGMENT_FIELDS,
+    SEGMENT_FIELDS,
+    SEGMENT_SORT_FIELD_NAMES,
+    ("id",),
+    lambda row: row.id,
+)
+INSTANT_FIELDS = ["validity.from", "validity.to", "metadata.createdAt", "metadata.modifiedAt"]
+SEGMENT_WORDS = Vocabulary(
+    ["id", "siteCode", "status"],
+    sorted({row.id for row in SEGMENT_ROWS} | {"main", "b2b", "ACTIVE", "INACTIVE", "s1", ""}),
+    INSTANT_FIELDS,
+    sorted(
+        {getter(row) for row in SEGMENT_ROWS for getter in map(SEGMENT_FIELDS.get, INSTANT_FIELDS)}
+        - {None}
+    ),
+)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def segments_loaded(store: Store) -> tuple[Store, str]:
+    tenant = "q" + secrets.token_hex(6)
+    async with store.write() as connection:
+        await connection.execute(
+            insert(segments),
+            [
+                {
+                    "tenant": tenant,
+                    "id": row.id,
+                    "name": {"en": row.id},
+                    "description": {},
+                    "validity_from": row.validity_from,
+                    "validity_to": row.validity_to,
+                    "status": row.status,
+                    "site_code": row.site_code,
+                    "mixins": row.mixins,
+                    "metadata_mixins": {},
+                    "version": row.version,
+                    "created_at": row.created_at,
+                    "modified_at": row.modified_at,
+                }
+                for row in SEGMENT_ROWS
+            ],
+        )
+    return store, tenant
+
+
+segment_sorts = st.lists(
+    st.tuples(st.sampled_from(sorted(SEGMENT_SORT_FIELD_NAMES)), st.sampled_from(["", ":desc"])),
+    max_size=2,
+    unique_by=lambda pair: pair[0],
+).map(lambda fields: ",".join(name + direction for name, direction in fields))
+
+
+@SETTINGS
+@given(
+    q=st.lists(conditions(SEGMENT_WORDS), max_size=3).map(" ".join),
+    sort=segment_sorts,
+    size=st.integers(4, 20),
+)
+async def test_segments_answer_like_the_evaluation(
+    segments_loaded: tuple[Store, str], q: str, sort: str, size: int
+) -> None:
+    store, tenant = segments_loaded
+    expected = evaluate(parse_q(q, SEGMENT_SEARCHABLE), sort, SEGMENTS)
+
+    async def listed(page: Page, token: str = "") -> Any:
+        return await list_segments(
+            store, tenant, q=q, sort=sort, page=page, page_token=token, include_total_count=True
+        )
+
+    first = await listed(Page(2, size))
+    assert [segment.id for segment in first.items] == expected[size : 2 * size], (q, sort)
+    assert first.total_count == len(expected)
+    pages = [await listed(Page(1, size))]
+    while pages[-1].cursors.next:
+        pages.append(await listed(Page(1, size), pages[-1].cursors.next))
+    assert [segment.id for page in pages for segment in page.items] == expected, (q, sort)
+    back = pages[-1]
+    walked = [segment.id for segment in back.items]
+    while back.cursors.previous:
+        back = await listed(Page(1, size), back.cursors.previous)
+        walked[:0] = [segment.id for segment in back.items]
+    assert walked == expected, (q, sort)
