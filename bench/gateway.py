@@ -39,7 +39,6 @@ import datetime
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -70,9 +69,7 @@ from harness import (
     port_accepts,
     require_h2load,
     run_command,
-    run_sql,
     wait_until,
-    with_database,
 )
 from report import Comparison, markdown, text_table
 from run import (
@@ -93,6 +90,7 @@ from run import (
     machine_busy_now,
     measure_bulk,
     measure_unary,
+    migrated_database,
     refused_without_token,
     wait_until_serving,
 )
@@ -287,14 +285,8 @@ def measure_service(
     workers: int,
     credentials: Credentials,
 ) -> GatewayFigures:
-    database = f"cs_gwbench_{secrets.token_hex(4)}"
-    database_url = with_database(pg_url, database)
     with ExitStack() as stack:
-        log.step(f"service: creating database {database}")
-        run_sql(pg_url, f'create database "{database}"')
-        stack.callback(run_sql, pg_url, f'drop database if exists "{database}" with (force)')
-        run_command([SERVICE_COMMAND, "migrate", "--database-url", database_url], timeout=120)
-
+        database_url = migrated_database(stack, pg_url, "cs_gwbench", log)
         grpc_port, http_port = free_port(), free_port()
         serve = [SERVICE_COMMAND, "serve", "--database-url", database_url]
         serve += ["--grpc-host", "127.0.0.1", "--grpc-port", str(grpc_port)]

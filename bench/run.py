@@ -243,6 +243,18 @@ def measure_schema_ceiling(log: Log, pg_url: str) -> tuple[Throughput, Throughpu
 # --- 2. the service -------------------------------------------------------------------------
 
 
+def migrated_database(stack: ExitStack, pg_url: str, prefix: str, log: Log) -> str:
+    """A new database `<prefix>_<random>` migrated by the service, dropped when `stack`
+    closes; its URL."""
+    database = f"{prefix}_{secrets.token_hex(4)}"
+    log.step(f"service: creating database {database}")
+    run_sql(pg_url, f'create database "{database}"')
+    stack.callback(run_sql, pg_url, f'drop database if exists "{database}" with (force)')
+    database_url = with_database(pg_url, database)
+    run_command([SERVICE_COMMAND, "migrate", "--database-url", database_url], timeout=120)
+    return database_url
+
+
 def wait_until_serving(server: Child, port: int) -> None:
     def serving() -> bool:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -353,14 +365,8 @@ def measure_service(
     workers: int,
     credentials: Credentials,
 ) -> ServiceFigures:
-    database = f"cs_bench_{secrets.token_hex(4)}"
-    database_url = with_database(pg_url, database)
     with ExitStack() as stack:
-        log.step(f"service: creating database {database}")
-        run_sql(pg_url, f'create database "{database}"')
-        stack.callback(run_sql, pg_url, f'drop database if exists "{database}" with (force)')
-        run_command([SERVICE_COMMAND, "migrate", "--database-url", database_url], timeout=120)
-
+        database_url = migrated_database(stack, pg_url, "cs_bench", log)
         port, http_port = free_port(), free_port()
         serve = [SERVICE_COMMAND, "serve", "--database-url", database_url]
         serve += ["--grpc-host", "127.0.0.1", "--grpc-port", str(port), "--log-level", "WARNING"]

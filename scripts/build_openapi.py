@@ -37,6 +37,44 @@ REQUEST_ID = {
     "description": "Echoed in the response (made when absent) and passed on to the service.",
 }
 
+# Beyond Emporix: keyset (cursor) paging on the list and search operations.
+PAGED = {"$ref": "#/components/parameters/pageNumber"}
+CURSOR_PARAMETERS = [
+    {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": f"Beyond Emporix: the X-{header}-Cursor of an earlier answer to the same "
+        "request (same q and sort); the page that follows it. pageNumber and X-Total-Count are "
+        "ignored with it; next and prev together are a 400.",
+    }
+    for name, header in (("next", "Next"), ("prev", "Prev"))
+]
+CURSOR_HEADERS = {
+    f"X-{header}-Cursor": {
+        "description": f"Beyond Emporix: an opaque cursor of the {page} page, for the "
+        f"{name} parameter; absent when there is none.",
+        "schema": {"type": "string"},
+    }
+    for header, page, name in (("Next", "following", "next"), ("Prev", "preceding", "prev"))
+}
+TOTAL_HEADER = {
+    "X-Total-Count": {
+        "description": "The number of all matches, when the request asked with "
+        "X-Total-Count: true (not in cursor mode).",
+        "schema": {"type": "integer"},
+    }
+}
+
+
+def _add_cursor_paging(operation: dict[str, Any]) -> None:
+    if PAGED not in operation.get("parameters", []):
+        return
+    operation["parameters"] += copy.deepcopy(CURSOR_PARAMETERS)
+    headers = operation["responses"]["200"].setdefault("headers", {})
+    headers.update(copy.deepcopy({**TOTAL_HEADER, **CURSOR_HEADERS}))
+
 
 def build(emporix: dict[str, Any]) -> dict[str, Any]:
     served = copy.deepcopy(emporix)
@@ -62,6 +100,7 @@ def build(emporix: dict[str, Any]) -> dict[str, Any]:
             for code, response in ADDED_RESPONSES.items():
                 responses.setdefault(code, response)
             operation.setdefault("parameters", []).append(REQUEST_ID)
+            _add_cursor_paging(operation)
             kept[method] = operation
         paths[path] = kept
     served["paths"] = paths

@@ -61,7 +61,9 @@ LISTS: list[tuple[dict[str, Any], str]] = [
     ({"q": "nosuchfield:1"}, "q"),
     ({"q": "customerId"}, "q"),
     ({"q": 'customerId:"unterminated'}, "q"),
-    ({"q": "customerId:(a,b)"}, "q"),
+    ({"q": "customerId:(a,b"}, "q"),
+    ({"q": "customerId:~(a"}, "q"),
+    ({"page_token": "not-a-cursor"}, "page_token"),
     ({"fields": FieldMask(paths=["customer.nosuch"])}, "fields"),
 ]
 

@@ -31,3 +31,19 @@ async def test_described_operations_are_the_routed_ones() -> None:
     }
     assert routed == described
     assert {tag["name"] for tag in document["tags"]} == {"Customers Assignments", "Segments"}
+
+
+def test_list_operations_describe_cursor_paging() -> None:
+    document = yaml.safe_load(OPENAPI.read_text())
+    listed = [
+        ("/customer-segment/{tenant}/segments/{segmentId}/customers", "get"),
+        ("/customer-segment/{tenant}/segments/{segmentId}/customers/search", "post"),
+        ("/customer-segment/{tenant}/segments", "get"),
+        ("/customer-segment/{tenant}/segments/search", "post"),
+    ]
+    for path, method in listed:
+        operation = document["paths"][path][method]
+        names = {parameter.get("name") for parameter in operation["parameters"]}
+        assert {"next", "prev"} <= names, path
+        headers = operation["responses"]["200"]["headers"]
+        assert {"X-Next-Cursor", "X-Prev-Cursor", "X-Total-Count"} <= set(headers), path

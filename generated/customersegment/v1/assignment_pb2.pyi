@@ -304,10 +304,14 @@ class ListAssignmentsRequest(_message.Message):
     SORT_FIELD_NUMBER: _builtins.int
     FIELDS_FIELD_NUMBER: _builtins.int
     INCLUDE_TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     segment_id: _builtins.str
     q: _builtins.str
-    """Emporix query syntax, e.g. `legalEntityId:660af2af69babe3cf6e40771 assignmentType:MANUAL`."""
+    """Emporix query syntax, e.g. `legalEntityId:660af2af69babe3cf6e40771 assignmentType:MANUAL`
+    (equality, any-of, comparisons, ranges, regular expressions, null/exists/missing; see
+    README "Search").
+    """
     page_size: _builtins.int
     """Default 60, at most 1000."""
     page_number: _builtins.int
@@ -315,7 +319,12 @@ class ListAssignmentsRequest(_message.Message):
     sort: _builtins.str
     """Comma-separated `field[:asc|:desc]`; ties are broken by the key."""
     include_total_count: _builtins.bool
-    """Fill `total_count` (costs a count of all matches)."""
+    """Fill `total_count` (costs a count of all matches). Ignored with a page_token."""
+    page_token: _builtins.str
+    """A `next_page_token` or `previous_page_token` of an earlier answer to the same request
+    (same tenant, segment, q and sort): keyset paging, as cheap deep in a segment as on its
+    first page. `page_number` is ignored when it is set.
+    """
     @_builtins.property
     def fields(self) -> _field_mask_pb2.FieldMask:
         """Paths of the Assignment message to return (e.g. `customer.id,metadata.version`); empty
@@ -333,10 +342,11 @@ class ListAssignmentsRequest(_message.Message):
         sort: _builtins.str = ...,
         fields: _field_mask_pb2.FieldMask | None = ...,
         include_total_count: _builtins.bool = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields", "include_total_count", b"include_total_count", "page_number", b"page_number", "page_size", b"page_size", "q", b"q", "segment_id", b"segment_id", "sort", b"sort", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields", "include_total_count", b"include_total_count", "page_number", b"page_number", "page_size", b"page_size", "page_token", b"page_token", "q", b"q", "segment_id", b"segment_id", "sort", b"sort", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -348,8 +358,15 @@ class ListAssignmentsResponse(_message.Message):
 
     ASSIGNMENTS_FIELD_NUMBER: _builtins.int
     TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    PREVIOUS_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     total_count: _builtins.int
-    """Number of all matches; set only when `include_total_count` was requested."""
+    """Number of all matches; set only when `include_total_count` was requested, never with a
+    page_token.
+    """
+    next_page_token: _builtins.str
+    """Opaque cursors of the following and the preceding page; empty when there is none."""
+    previous_page_token: _builtins.str
     @_builtins.property
     def assignments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Assignment]: ...
     def __init__(
@@ -357,10 +374,12 @@ class ListAssignmentsResponse(_message.Message):
         *,
         assignments: _abc.Iterable[Global___Assignment] | None = ...,
         total_count: _builtins.int = ...,
+        next_page_token: _builtins.str = ...,
+        previous_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments", "total_count", b"total_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments", "next_page_token", b"next_page_token", "previous_page_token", b"previous_page_token", "total_count", b"total_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

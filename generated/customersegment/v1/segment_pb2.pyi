@@ -299,6 +299,7 @@ class ListSegmentsRequest(_message.Message):
     Q_FIELD_NUMBER: _builtins.int
     CUSTOMER_ID_FIELD_NUMBER: _builtins.int
     LEGAL_ENTITY_ID_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     page_size: _builtins.int
     """Default 60, at most 1000."""
@@ -310,12 +311,18 @@ class ListSegmentsRequest(_message.Message):
     """
     include_total_count: _builtins.bool
     q: _builtins.str
-    """Emporix query syntax (equality on id, siteCode, status), e.g. `status:ACTIVE siteCode:main`."""
+    """Emporix query syntax on id, siteCode, status, metadata.createdAt, metadata.modifiedAt,
+    metadata.version and mixins.<path>, e.g. `status:ACTIVE siteCode:(main,b2b)`.
+    """
     customer_id: _builtins.str
     """Only the segments this customer is assigned to ("which segments is this customer in?");
     with legal_entity_id, only its assignments for that legal entity.
     """
     legal_entity_id: _builtins.str
+    page_token: _builtins.str
+    """A `next_page_token` or `previous_page_token` of an earlier answer to the same request:
+    keyset paging; `page_number` and `include_total_count` are ignored when it is set.
+    """
     def __init__(
         self,
         *,
@@ -327,10 +334,11 @@ class ListSegmentsRequest(_message.Message):
         q: _builtins.str = ...,
         customer_id: _builtins.str = ...,
         legal_entity_id: _builtins.str = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "include_total_count", b"include_total_count", "legal_entity_id", b"legal_entity_id", "page_number", b"page_number", "page_size", b"page_size", "q", b"q", "sort", b"sort", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "include_total_count", b"include_total_count", "legal_entity_id", b"legal_entity_id", "page_number", b"page_number", "page_size", b"page_size", "page_token", b"page_token", "q", b"q", "sort", b"sort", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -342,8 +350,13 @@ class ListSegmentsResponse(_message.Message):
 
     SEGMENTS_FIELD_NUMBER: _builtins.int
     TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    PREVIOUS_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     total_count: _builtins.int
-    """Set only when `include_total_count` was requested."""
+    """Set only when `include_total_count` was requested (never with a page_token)."""
+    next_page_token: _builtins.str
+    """Opaque cursors of the following and the preceding page; empty when there is none."""
+    previous_page_token: _builtins.str
     @_builtins.property
     def segments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Segment]: ...
     def __init__(
@@ -351,10 +364,12 @@ class ListSegmentsResponse(_message.Message):
         *,
         segments: _abc.Iterable[Global___Segment] | None = ...,
         total_count: _builtins.int = ...,
+        next_page_token: _builtins.str = ...,
+        previous_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["segments", b"segments", "total_count", b"total_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "previous_page_token", b"previous_page_token", "segments", b"segments", "total_count", b"total_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Generic, NamedTuple, TypeVar
 
 from customer_segments.domain.errors import InvalidArgument
 
@@ -51,3 +52,34 @@ def parse_sort(text: str, allowed: frozenset[str], field: str = "sort") -> list[
             raise InvalidArgument(field, f"direction of '{name}' must be asc or desc")
         result.append(SortField(name, direction == "desc"))
     return result
+
+
+class Boundary(NamedTuple):
+    """Where a cursor page starts: right after the row whose sort-key values these are, or,
+    going backwards, right before it."""
+
+    values: tuple[object, ...]
+    backwards: bool
+
+
+class Window(NamedTuple):
+    """What to read: `size` rows from `offset`, or after `boundary` (cursor mode)."""
+
+    size: int
+    offset: int
+    boundary: Boundary | None
+
+
+Item = TypeVar("Item")
+
+
+@dataclass(frozen=True)
+class Slice(Generic[Item]):
+    """One page as the store read it, in the order asked for."""
+
+    items: list[Item]
+    # Whether more rows lie beyond the page in the direction it was read.
+    more: bool
+    # Sort-key values of the first and last item (for cursors); empty when no items.
+    first_key: tuple[object, ...] = ()
+    last_key: tuple[object, ...] = ()

@@ -40,7 +40,9 @@ async def emporix_answers(request: web.Request, handler: Handler) -> web.StreamR
     except BadRequest as error:
         response = error.response()
     except RpcFailed as failure:
-        response = from_rpc_error(failure.error)
+        # A refused cursor is named by the parameter that carried it (next or prev).
+        cursor = (request.query.get("next") and "next") or (request.query.get("prev") and "prev")
+        response = from_rpc_error(failure.error, {"page_token": cursor or "pageToken"})
     except web.HTTPException as error:
         message = _HTTP_MESSAGES.get(error.status, error.reason)
         response = error_response(error.status, message)

@@ -20,10 +20,9 @@ from customer_segments.gateway.requests import (
     json_body,
     listing,
     mixins_json,
-    page_parameter,
+    paging_fields,
     parse_items,
     parsed,
-    wants_total,
 )
 
 BASE = "/customer-segment/{tenant}/segments/{segmentId}/customers"
@@ -124,14 +123,11 @@ class AssignmentRoutes:
                 tenant=request.match_info["tenant"],
                 segment_id=request.match_info["segmentId"],
                 q=q,
-                page_size=page_parameter(request, "pageSize"),
-                page_number=page_parameter(request, "pageNumber"),
-                sort=request.query.get("sort", ""),
-                include_total_count=wants_total(request),
+                **paging_fields(request),
             ),
         )
         bodies = [render.assignment(item) for item in answer.assignments]
-        return listing(request, bodies, answer.total_count)
+        return listing(request, bodies, answer)
 
     async def bulk_upsert(self, request: web.Request) -> web.StreamResponse:
         valid, results = parse_items(await json_body(request), CustomerAssignmentUpsertBulk)

@@ -72,7 +72,9 @@ def error_response(code: int, message: str, **details: str | None) -> web.Respon
     return web.json_response(error_body(code, message, **details), status=code)
 
 
-def from_rpc_error(error: grpc.aio.AioRpcError) -> web.Response:
+def from_rpc_error(
+    error: grpc.aio.AioRpcError, rest_names: dict[str, str] | None = None
+) -> web.Response:
     """The REST answer to a failed gRPC call, with the field and resource it names."""
     code = HTTP_STATUS_OF.get(error.code(), 500)
     message = error.details() or HTTPStatus(code if code != 499 else 400).phrase
@@ -90,7 +92,7 @@ def from_rpc_error(error: grpc.aio.AioRpcError) -> web.Response:
             detail.Unpack(bad_request)
             if bad_request.field_violations:
                 violation = bad_request.field_violations[0]
-                field = rest_field(violation.field)
+                field = (rest_names or {}).get(violation.field) or rest_field(violation.field)
                 problem = f"{field}: {violation.description}"
                 message = problem
     return error_response(code, message, resource_id=resource_id, field=field, problem=problem)

@@ -120,10 +120,41 @@ def wants_total(request: web.Request) -> bool:
     return request.headers.get("X-Total-Count", "").lower() == "true"
 
 
-def listing(request: web.Request, bodies: list[dict[str, Any]], total_count: int) -> web.Response:
-    """A page as documented: the `fields` asked for, and X-Total-Count when it was asked for."""
+def cursor_parameter(request: web.Request) -> str | None:
+    """Which of the cursor parameters (beyond Emporix) the request uses, if any."""
+    given = [name for name in ("next", "prev") if name in request.query]
+    if len(given) > 1:
+        raise BadRequest("next", "next and prev cannot be used together")
+    return given[0] if given else None
+
+
+def paging_fields(request: web.Request) -> dict[str, Any]:
+    """The paging, sorting and total fields of a List request from the query parameters and
+    headers. With a cursor, the page number and X-Total-Count do not apply."""
+    cursor = cursor_parameter(request)
+    page_token = request.query[cursor] if cursor else ""
+    if cursor and not page_token:
+        raise BadRequest(cursor, "must not be empty")
+    return {
+        "page_size": page_parameter(request, "pageSize"),
+        "page_number": 0 if cursor else page_parameter(request, "pageNumber"),
+        "sort": request.query.get("sort", ""),
+        "include_total_count": wants_total(request) and not cursor,
+        "page_token": page_token,
+    }
+
+
+def listing(request: web.Request, bodies: list[dict[str, Any]], answer: Any) -> web.Response:
+    """A page as documented: the `fields` asked for, X-Total-Count when it was asked for (not
+    with a cursor), and the cursors of the neighbouring pages."""
     paths = fields_of(request)
     if paths:
         bodies = [select(body, paths) for body in bodies]
-    headers = {"X-Total-Count": str(total_count)} if wants_total(request) else None
+    headers: dict[str, str] = {}
+    if wants_total(request) and cursor_parameter(request) is None:
+        headers["X-Total-Count"] = str(answer.total_count)
+    if answer.next_page_token:
+        headers["X-Next-Cursor"] = answer.next_page_token
+    if answer.previous_page_token:
+        headers["X-Prev-Cursor"] = answer.previous_page_token
     return web.json_response(bodies, headers=headers)

@@ -28,10 +28,9 @@ from customer_segments.gateway.requests import (
     json_body,
     listing,
     mixins_json,
-    page_parameter,
+    paging_fields,
     parse_items,
     parsed,
-    wants_total,
 )
 
 BASE = "/customer-segment/{tenant}/segments"
@@ -206,14 +205,11 @@ class SegmentRoutes:
                 q=q,
                 customer_id=request.query.get("customerId", ""),
                 legal_entity_id=request.query.get("legalEntityId", ""),
-                page_size=page_parameter(request, "pageSize"),
-                page_number=page_parameter(request, "pageNumber"),
-                sort=request.query.get("sort", ""),
-                include_total_count=wants_total(request),
+                **paging_fields(request),
             ),
         )
         bodies = [render.segment(segment) for segment in answer.segments]
-        return listing(request, bodies, answer.total_count)
+        return listing(request, bodies, answer)
 
     # Bulk: each item is its own call, so each is decided (and reported) on its own.
 

@@ -129,10 +129,15 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
             q=request.q,
             sort=request.sort,
             page=Page.parse(request.page_number, request.page_size),
+            page_token=request.page_token,
             include_total_count=request.include_total_count,
         )
-        response = assignment_pb2.ListAssignmentsResponse(total_count=page.total_count or 0)
-        for assignment in page.assignments:
+        response = assignment_pb2.ListAssignmentsResponse(
+            total_count=page.total_count or 0,
+            next_page_token=page.cursors.next,
+            previous_page_token=page.cursors.previous,
+        )
+        for assignment in page.items:
             full = assignment_to_proto(assignment)
             if mask is None:
                 response.assignments.append(full)

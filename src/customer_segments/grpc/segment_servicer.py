@@ -79,11 +79,14 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
             legal_entity_id=request.legal_entity_id,
             sort=request.sort,
             page=Page.parse(request.page_number, request.page_size),
+            page_token=request.page_token,
             include_total_count=request.include_total_count,
         )
         return segment_pb2.ListSegmentsResponse(
-            segments=[segment_to_proto(segment) for segment in page.segments],
+            segments=[segment_to_proto(segment) for segment in page.items],
             total_count=page.total_count or 0,
+            next_page_token=page.cursors.next,
+            previous_page_token=page.cursors.previous,
         )
 
     async def DeleteSegment(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from customer_segments.domain import validation
@@ -15,12 +13,13 @@ from customer_segments.domain.assignment import (
     is_creation,
 )
 from customer_segments.domain.errors import NotFound, PermissionDenied, VersionConflict
-from customer_segments.domain.listing import Page, parse_sort
+from customer_segments.domain.listing import Page
 from customer_segments.domain.principal import Principal
 from customer_segments.domain.segment import SegmentStatus
-from customer_segments.query.q_parser import Equals, parse_q
+from customer_segments.query.syntax import Compare, Condition, Field, FieldKind, IsNull, Operator
 from customer_segments.services.authorization import require_customer
-from customer_segments.store.assignments import FIELD_NAMES, SEARCHABLE_FIELDS
+from customer_segments.services.paging import Listed, cursors, listing, reading
+from customer_segments.store.assignments import SEARCHABLE, SORT_FIELD_NAMES
 from customer_segments.store.database import utc_now
 from customer_segments.store.store import Store
 
@@ -62,11 +61,6 @@ async def remove_assignment(store: Store, key: AssignmentKey) -> None:
         await store.assignments.delete(connection, key)
 
 
-class AssignmentPage(NamedTuple):
-    assignments: list[Assignment]
-    total_count: int | None  # None unless asked for
-
-
 async def list_assignments(
     store: Store,
     viewer: Principal,
@@ -76,31 +70,35 @@ async def list_assignments(
     q: str = "",
     sort: str = "",
     page: Page,
+    page_token: str = "",
     include_total_count: bool = False,
-) -> AssignmentPage:
+) -> Listed[Assignment]:
+    """A page of a segment's assignments that match q; by page number or by cursor."""
     validation.tenant(tenant)
     validation.identifier(segment_id, "segment_id")
-    conditions = parse_q(q, SEARCHABLE_FIELDS)
-    order = parse_sort(sort, FIELD_NAMES)
-    async with store.read() as connection:
+    scope = ("assignments", tenant, segment_id)
+    request = listing(scope, q, sort, page, page_token, SEARCHABLE, SORT_FIELD_NAMES)
+    query = request.query
+    async with reading(store, query) as connection:
         if viewer.sees_only_own:
-            conditions += await _own_assignments(store, connection, viewer, tenant, segment_id)
+            own = await _own_assignments(store, connection, viewer, tenant, segment_id)
+            query = query.restricted_to(*own)
         else:
             await require_segment(store, connection, tenant, segment_id)
-        assignments = await store.assignments.list(
-            connection, tenant, segment_id, conditions, order, page
+        found = await store.assignments.list(
+            connection, tenant, segment_id, query, request.sort, request.window
         )
         total = (
-            await store.assignments.count(connection, tenant, segment_id, conditions)
-            if include_total_count
+            await store.assignments.count(connection, tenant, segment_id, query)
+            if include_total_count and not request.by_cursor
             else None
         )
-    return AssignmentPage(assignments, total)
+    return Listed(found.items, total, cursors(request, found))
 
 
 async def _own_assignments(
     store: Store, connection: AsyncConnection, viewer: Principal, tenant: str, segment_id: str
-) -> list[Equals]:
+) -> tuple[Condition, ...]:
     """A customer's own view: their assignments (for their legal entity; a B2C token: the B2C
     ones), in a segment that is active now. Any other segment, even a missing one, is
     PermissionDenied, so that a customer cannot tell which inactive segments exist."""
@@ -111,7 +109,10 @@ async def _own_assignments(
         raise PermissionDenied(
             "A customer access token reads only segments that are active and valid now."
         )
-    return [
-        Equals("customerId", customer_id),
-        Equals("legalEntityId", viewer.legal_entity_id or ""),
-    ]
+    legal_entity = Field("legalEntityId", FieldKind.TEXT)
+    return (
+        Compare(Field("customerId", FieldKind.TEXT), Operator.EQ, customer_id),
+        Compare(legal_entity, Operator.EQ, viewer.legal_entity_id)
+        if viewer.legal_entity_id
+        else IsNull(legal_entity),  # a B2C token: B2C assignments only
+    )

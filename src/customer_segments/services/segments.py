@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from typing import NamedTuple
 
 from customer_segments.domain import validation
 from customer_segments.domain.errors import (
@@ -14,14 +13,15 @@ from customer_segments.domain.errors import (
     PermissionDenied,
     VersionConflict,
 )
-from customer_segments.domain.listing import Page, parse_sort
+from customer_segments.domain.listing import Page, Window
 from customer_segments.domain.principal import Principal
 from customer_segments.domain.segment import Segment, SegmentFields, SegmentUpsertOutcome
-from customer_segments.query.q_parser import Equals, parse_q
+from customer_segments.query.syntax import Compare, Field, FieldKind, Operator, Query
 from customer_segments.services.authorization import require_customer
+from customer_segments.services.paging import Listed, cursors, listing, reading
 from customer_segments.store.database import utc_now
 from customer_segments.store.segments import (
-    SEARCHABLE_FIELD_NAMES,
+    SEARCHABLE,
     SORT_FIELD_NAMES,
     SegmentFilter,
 )
@@ -70,20 +70,16 @@ async def get_segment(store: Store, viewer: Principal, tenant: str, segment_id: 
     validation.identifier(segment_id, "segment_id")
     async with store.read() as connection:
         if viewer.sees_only_own:
-            own = _own_segments(viewer, [Equals("id", segment_id)])
-            found = await store.segments.list(connection, tenant, own, [], Page(1, 1))
-            if not found:
+            by_id = Compare(Field("id", FieldKind.TEXT), Operator.EQ, segment_id)
+            own = _own_segments(viewer, Query((by_id,)))
+            found = await store.segments.list(connection, tenant, own, [], Window(1, 0, None))
+            if not found.items:
                 raise PermissionDenied(OWN_SEGMENTS_ONLY)
-            return found[0]
+            return found.items[0]
         segment = await store.segments.get(connection, tenant, segment_id)
     if segment is None:
         raise NotFound("segment", segment_id)
     return segment
-
-
-class SegmentPage(NamedTuple):
-    segments: list[Segment]
-    total_count: int | None
 
 
 async def list_segments(
@@ -96,8 +92,9 @@ async def list_segments(
     legal_entity_id: str = "",
     sort: str = "",
     page: Page,
+    page_token: str = "",
     include_total_count: bool = False,
-) -> SegmentPage:
+) -> Listed[Segment]:
     """The tenant's segments; with `customer_id`, only those the customer is assigned to.
     A customer token sees only the active segments it is assigned to."""
     validation.tenant(tenant)
@@ -105,25 +102,27 @@ async def list_segments(
     validation.optional_identifier(legal_entity_id, "legal_entity_id")
     if legal_entity_id and not customer_id:
         raise InvalidArgument("customer_id", "is required with legal_entity_id")
-    conditions = parse_q(q, SEARCHABLE_FIELD_NAMES)
+    scope = ("segments", tenant, customer_id, legal_entity_id)
+    request = listing(scope, q, sort, page, page_token, SEARCHABLE, SORT_FIELD_NAMES)
     if viewer.sees_only_own:
-        segment_filter = _own_segments(viewer, conditions)
+        segment_filter = _own_segments(viewer, request.query)
         if customer_id not in ("", segment_filter.customer_id) or legal_entity_id not in (
             "",
             segment_filter.legal_entity_id,
         ):
             raise PermissionDenied(OWN_SEGMENTS_ONLY)
     else:
-        segment_filter = SegmentFilter(conditions, customer_id, legal_entity_id or None)
-    order = parse_sort(sort, SORT_FIELD_NAMES)
-    async with store.read() as connection:
-        segments = await store.segments.list(connection, tenant, segment_filter, order, page)
+        segment_filter = SegmentFilter(request.query, customer_id, legal_entity_id or None)
+    async with reading(store, request.query) as connection:
+        found = await store.segments.list(
+            connection, tenant, segment_filter, request.sort, request.window
+        )
         total = (
             await store.segments.count(connection, tenant, segment_filter)
-            if include_total_count
+            if include_total_count and not request.by_cursor
             else None
         )
-    return SegmentPage(segments, total)
+    return Listed(found.items, total, cursors(request, found))
 
 
 OWN_SEGMENTS_ONLY = (
@@ -131,11 +130,11 @@ OWN_SEGMENTS_ONLY = (
 )
 
 
-def _own_segments(viewer: Principal, conditions: list[Equals]) -> SegmentFilter:
+def _own_segments(viewer: Principal, query: Query) -> SegmentFilter:
     """A customer's own view: the active segments they are assigned to (for their legal
     entity; a B2C token: by a B2C assignment)."""
     return SegmentFilter(
-        conditions,
+        query,
         customer_id=require_customer(viewer),
         legal_entity_id=viewer.legal_entity_id or "",
         active_at=utc_now(),

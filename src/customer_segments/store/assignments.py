@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
@@ -31,9 +31,12 @@ from customer_segments.domain.assignment import (
     CustomerInfo,
     LegalEntityInfo,
 )
-from customer_segments.domain.listing import Page, SortField
-from customer_segments.query.q_parser import Equals
+from customer_segments.domain.listing import Slice, SortField, Window
+from customer_segments.query.parser import Searchable
+from customer_segments.query.sql import SqlField, SqlFields, where
+from customer_segments.query.syntax import FieldKind, Query
 from customer_segments.store.database import Database
+from customer_segments.store.listing import SortColumn, read_slice, sort_keys
 from customer_segments.store.tables import (
     UtcDateTime,
     customer_assignments,
@@ -76,22 +79,42 @@ _ENRICHED: Select[Any] = (
     )
 )
 
-# API names (as in q, sort and the REST body) -> columns.
-FIELDS: dict[str, ColumnElement[Any]] = {
-    "customerId": ca.c.customer_id,
-    "customer.id": ca.c.customer_id,
-    "legalEntityId": ca.c.legal_entity_id,
-    "legalEntity.id": ca.c.legal_entity_id,
-    "assignmentType": ca.c.assignment_type,
-    "customer.firstName": customers.c.first_name,
-    "customer.lastName": customers.c.last_name,
-    "customer.email": customers.c.email,
-    "legalEntity.name": legal_entities.c.name,
-    "metadata.createdAt": ca.c.created_at,
-    "metadata.modifiedAt": ca.c.modified_at,
-    "metadata.version": ca.c.version,
+
+class _Field(NamedTuple):
+    column: ColumnElement[Any]
+    kind: FieldKind
+    nullable: bool = False
+    absent: str | None = None
+
+
+# API names (as in q, sort and the REST body) -> where they live.
+_FIELDS: dict[str, _Field] = {
+    "customerId": _Field(ca.c.customer_id, FieldKind.TEXT),
+    "customer.id": _Field(ca.c.customer_id, FieldKind.TEXT),
+    "legalEntityId": _Field(ca.c.legal_entity_id, FieldKind.TEXT, absent=""),
+    "legalEntity.id": _Field(ca.c.legal_entity_id, FieldKind.TEXT, absent=""),
+    "assignmentType": _Field(ca.c.assignment_type, FieldKind.TEXT),
+    "customer.firstName": _Field(customers.c.first_name, FieldKind.TEXT, nullable=True),
+    "customer.lastName": _Field(customers.c.last_name, FieldKind.TEXT, nullable=True),
+    "customer.email": _Field(customers.c.email, FieldKind.TEXT, nullable=True),
+    "legalEntity.name": _Field(legal_entities.c.name, FieldKind.TEXT, nullable=True),
+    "metadata.createdAt": _Field(ca.c.created_at, FieldKind.INSTANT),
+    "metadata.modifiedAt": _Field(ca.c.modified_at, FieldKind.INSTANT),
+    "metadata.version": _Field(ca.c.version, FieldKind.INTEGER),
 }
-FIELD_NAMES = frozenset(FIELDS)
+SORT_FIELD_NAMES = frozenset(_FIELDS)
+SEARCHABLE = Searchable(
+    {name: field.kind for name, field in _FIELDS.items()}, documents=frozenset({"mixins"})
+)
+_SQL_FIELDS = SqlFields(
+    {name: SqlField(field.column, field.nullable, field.absent) for name, field in _FIELDS.items()},
+    {"mixins": ca.c.mixins},
+)
+_SORT_COLUMNS = {
+    name: SortColumn(field.column, field.kind, field.nullable) for name, field in _FIELDS.items()
+}
+# The key: ties are broken by it, so that pages are stable.
+_TIE_BREAKERS = (_SORT_COLUMNS["customerId"], _SORT_COLUMNS["legalEntityId"])
 
 
 # The same multi-row upsert as `_upsert` with many parameter sets, for PostgreSQL: one
@@ -125,7 +148,7 @@ _UPSERT_MANY_POSTGRESQL = text(
 ).bindparams(bindparam("now", type_=UtcDateTime))
 
 
-def to_assignment(row: Mapping[str, Any]) -> Assignment:
+def to_assignment(row: Mapping[Any, Any]) -> Assignment:
     legal_entity_id: str = row["legal_entity_id"]
     return Assignment.model_construct(
         segment_id=row["segment_id"],
@@ -276,53 +299,26 @@ class AssignmentRepository:
         connection: AsyncConnection,
         tenant: str,
         segment_id: str,
-        conditions: Sequence[Equals],
+        query: Query,
         sort: Sequence[SortField],
-        page: Page,
-    ) -> list[Assignment]:
-        order: list[ColumnElement[Any]] = []
-        for field in sort:
-            column = FIELDS[field.field]
-            order.append(
-                column.desc().nulls_last() if field.descending else column.asc().nulls_first()
-            )
-        # Ties broken by the key, so that pages are stable.
-        order += [ca.c.customer_id.asc(), ca.c.legal_entity_id.asc()]
-        statement = (
-            _ENRICHED.where(*_filters(tenant, segment_id, conditions))
-            .order_by(*order)
-            .limit(page.size)
-            .offset(page.offset)
+        window: Window,
+    ) -> Slice[Assignment]:
+        return await read_slice(
+            connection,
+            _ENRICHED.where(*_filters(tenant, segment_id, query)),
+            sort_keys(sort, _SORT_COLUMNS, _TIE_BREAKERS),
+            window,
+            lambda row: to_assignment(row._mapping),
         )
-        return [to_assignment(row._mapping) for row in await connection.execute(statement)]
 
     async def count(
-        self,
-        connection: AsyncConnection,
-        tenant: str,
-        segment_id: str,
-        conditions: Sequence[Equals],
+        self, connection: AsyncConnection, tenant: str, segment_id: str, query: Query
     ) -> int:
-        statement = select(func.count()).select_from(
-            _ENRICHED.where(*_filters(tenant, segment_id, conditions)).subquery()
+        statement = _ENRICHED.with_only_columns(func.count()).where(
+            *_filters(tenant, segment_id, query)
         )
         return int((await connection.execute(statement)).scalar_one())
 
 
-def _filters(
-    tenant: str, segment_id: str, conditions: Sequence[Equals]
-) -> list[ColumnElement[bool]]:
-    filters: list[ColumnElement[bool]] = [ca.c.tenant == tenant, ca.c.segment_id == segment_id]
-    for condition in conditions:
-        column = FIELDS[condition.field]
-        value: Any = condition.value
-        if column is ca.c.version:
-            value = (
-                int(value) if value.isascii() and value.isdigit() else -1
-            )  # a non-number matches no version
-        filters.append(column == value)
-    return filters
-
-
-# Dates need the typed comparisons of the full query language; until then they only sort.
-SEARCHABLE_FIELDS = FIELD_NAMES - {"metadata.createdAt", "metadata.modifiedAt"}
+def _filters(tenant: str, segment_id: str, query: Query) -> list[ColumnElement[bool]]:
+    return [ca.c.tenant == tenant, ca.c.segment_id == segment_id, *where(query, _SQL_FIELDS)]

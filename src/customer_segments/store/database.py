@@ -12,13 +12,15 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import asyncpg
+import re2
 from sqlalchemy import Select, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -98,9 +100,27 @@ class Database:
         )
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self._reader.connect() as connection:
-            yield connection
+    async def read(
+        self, *, statement_timeout_ms: int | None = None
+    ) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads. With a timeout, PostgreSQL cancels any statement that runs
+        longer (StatementTimedOut); SQLite has no such limit and needs none for the reads that
+        ask for one (RE2 matches in linear time)."""
+        if statement_timeout_ms is None or self.dialect != "postgresql":
+            async with self._reader.connect() as connection:
+                yield connection
+            return
+        # SET LOCAL ends with the transaction, so the pooled connection comes back unchanged.
+        async with self.engine.begin() as connection:
+            await connection.exec_driver_sql(
+                f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}"
+            )
+            try:
+                yield connection
+            except DBAPIError as error:
+                if _sqlstate(error) == "57014":  # query_canceled
+                    raise StatementTimedOut(statement_timeout_ms) from None
+                raise
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -126,6 +146,21 @@ class Database:
         await self.engine.dispose()
         if self._autocommit_engine is not None:
             await self._autocommit_engine.dispose()
+
+
+class StatementTimedOut(Exception):
+    def __init__(self, timeout_ms: int) -> None:
+        super().__init__(f"statement took longer than {timeout_ms} ms")
+        self.timeout_ms = timeout_ms
+
+
+def _sqlstate(error: DBAPIError) -> str | None:
+    original = error.orig
+    for candidate in (original, getattr(original, "__cause__", None)):
+        sqlstate = getattr(candidate, "sqlstate", None)
+        if isinstance(sqlstate, str):
+            return sqlstate
+    return None
 
 
 class FastRead:
@@ -178,11 +213,29 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        dbapi_connection.create_function("re2_search", 2, re2_search, deterministic=True)
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.max_mem = 8 << 20  # bounds the memory of one compiled pattern
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> Any:
+    return re2.compile(pattern, _RE2_OPTIONS)
+
+
+def re2_search(pattern: str | None, value: str | None) -> bool | None:
+    """SQLite's side of `regex_search` (query/sql.py): RE2 runs in time linear in the value,
+    whatever the pattern."""
+    if pattern is None or value is None:
+        return None
+    return _compiled(pattern).search(value) is not None
 
 
 def describe(url: str) -> str:

@@ -9,35 +9,45 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, Row, and_, bindparam, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from customer_segments.domain.listing import Page, SortField
+from customer_segments.domain.listing import Slice, SortField, Window
 from customer_segments.domain.segment import Segment, SegmentFields, SegmentStatus
-from customer_segments.query.q_parser import Equals
+from customer_segments.query.parser import Searchable
+from customer_segments.query.sql import SqlField, SqlFields, where
+from customer_segments.query.syntax import FieldKind, Query
 from customer_segments.store.database import DialectInsert
+from customer_segments.store.listing import SortColumn, read_slice, sort_keys
 from customer_segments.store.tables import customer_assignments, segments
 
 sg = segments
 
-SORT_FIELDS: dict[str, ColumnElement[Any]] = {
-    "id": sg.c.id,
-    "siteCode": sg.c.site_code,
-    "status": sg.c.status,
-    "validity.from": sg.c.validity_from,
-    "validity.to": sg.c.validity_to,
-    "metadata.createdAt": sg.c.created_at,
-    "metadata.modifiedAt": sg.c.modified_at,
-    "metadata.version": sg.c.version,
+_TEXT, _INSTANT, _INTEGER = FieldKind.TEXT, FieldKind.INSTANT, FieldKind.INTEGER
+_SORT_COLUMNS: dict[str, SortColumn] = {
+    "id": SortColumn(sg.c.id, _TEXT),
+    "siteCode": SortColumn(sg.c.site_code, _TEXT),
+    "status": SortColumn(sg.c.status, _TEXT),
+    "validity.from": SortColumn(sg.c.validity_from, _INSTANT, nullable=True),
+    "validity.to": SortColumn(sg.c.validity_to, _INSTANT, nullable=True),
+    "metadata.createdAt": SortColumn(sg.c.created_at, _INSTANT),
+    "metadata.modifiedAt": SortColumn(sg.c.modified_at, _INSTANT),
+    "metadata.version": SortColumn(sg.c.version, _INTEGER),
 }
-SORT_FIELD_NAMES = frozenset(SORT_FIELDS)
-SEARCHABLE_FIELDS: dict[str, ColumnElement[Any]] = {
-    "id": sg.c.id,
-    "siteCode": sg.c.site_code,
-    "status": sg.c.status,
-}
-SEARCHABLE_FIELD_NAMES = frozenset(SEARCHABLE_FIELDS)
+SORT_FIELD_NAMES = frozenset(_SORT_COLUMNS)
+_TIE_BREAKERS = (_SORT_COLUMNS["id"],)
+# Searchable: the sort fields, and mixins.<path>.
+SEARCHABLE = Searchable(
+    {name: column.kind for name, column in _SORT_COLUMNS.items()}, frozenset({"mixins"})
+)
+_SQL_FIELDS = SqlFields(
+    {
+        name: SqlField(column.column, nullable=column.nullable)
+        for name, column in _SORT_COLUMNS.items()
+    },
+    {"mixins": sg.c.mixins},
+)
 
 
 class SegmentFilter(NamedTuple):
-    conditions: Sequence[Equals]
+    query: Query
     # Only segments this customer is assigned to: for this legal entity when given, B2C only
     # when "", with or without a legal entity when None.
     customer_id: str = ""
@@ -48,7 +58,7 @@ class SegmentFilter(NamedTuple):
 
 def _filters(tenant: str, segment_filter: SegmentFilter) -> list[ColumnElement[bool]]:
     filters: list[ColumnElement[bool]] = [sg.c.tenant == tenant]
-    filters += [SEARCHABLE_FIELDS[c.field] == c.value for c in segment_filter.conditions]
+    filters += where(segment_filter.query, _SQL_FIELDS)
     moment = segment_filter.active_at
     if moment is not None:
         filters += [
@@ -188,23 +198,15 @@ class SegmentRepository:
         tenant: str,
         segment_filter: SegmentFilter,
         sort: Sequence[SortField],
-        page: Page,
-    ) -> list[Segment]:
-        order: list[ColumnElement[Any]] = []
-        for field in sort:
-            column = SORT_FIELDS[field.field]
-            order.append(
-                column.desc().nulls_last() if field.descending else column.asc().nulls_first()
-            )
-        order.append(sg.c.id.asc())
-        statement = (
-            select(sg)
-            .where(*_filters(tenant, segment_filter))
-            .order_by(*order)
-            .limit(page.size)
-            .offset(page.offset)
+        window: Window,
+    ) -> Slice[Segment]:
+        return await read_slice(
+            connection,
+            select(sg).where(*_filters(tenant, segment_filter)),
+            sort_keys(sort, _SORT_COLUMNS, _TIE_BREAKERS),
+            window,
+            _to_segment,
         )
-        return [_to_segment(row) for row in await connection.execute(statement)]
 
     async def count(
         self, connection: AsyncConnection, tenant: str, segment_filter: SegmentFilter
