@@ -363,6 +363,11 @@ RARE_REQUESTS = [
     pytest.param(DELETE_BULK, None, [{"customerId": LONE_SURROGATE}], id="DELETE-bulk-customerId"),
     pytest.param(SEARCH, None, {"q": f"customerId:{LONE_SURROGATE}"}, id="POST-search-q"),
     pytest.param(LIST, {"pageNumber": SUPERSCRIPT_ONE}, None, id="GET-list-pageNumber"),
+    # Beyond the gRPC int32 of the page number (found by schemathesis as a 500).
+    pytest.param(LIST, {"pageNumber": "2200000000"}, None, id="GET-list-pageNumber-int32"),
+    pytest.param(
+        SEARCH_SEGMENTS, {"pageSize": "4294967296"}, {}, id="POST-segments-search-pageSize-int32"
+    ),
     pytest.param(SEARCH, {"pageSize": SUPERSCRIPT_ONE}, {}, id="POST-search-pageSize"),
     pytest.param(LIST, {"q": f"metadata.version:{SUPERSCRIPT_ONE}"}, None, id="GET-list-q-version"),
 ]

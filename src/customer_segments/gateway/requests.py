@@ -62,12 +62,17 @@ def parsed(model: type[Model], value: Any, prefix: str = "") -> Model:
         ) from None
 
 
+MAX_INT32 = 2**31 - 1
+
+
 def page_parameter(request: web.Request, name: str) -> int:
     text = request.query.get(name)
     if text is None:
         return 0  # not given: the service's default
     if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise BadRequest(name, "must be a whole number of at least 1")
+    if int(text) > MAX_INT32:  # the gRPC field is an int32
+        raise BadRequest(name, f"must be at most {MAX_INT32}")
     return int(text)
 
 
