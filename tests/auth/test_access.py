@@ -321,16 +321,26 @@ async def test_a_customer_lists_only_their_own_assignments(
     assert await _own_keys(bare_stubs, tenant, world, sub="c3") == []
 
 
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        ("customerId:c2", []),
+        ("customerId:(c1,c2)", [("c1", "")]),
+        ("customerId:~.*", [("c1", "")]),
+        ("legalEntityId:exists", []),  # a B2C token never sees B2B assignments
+        ('mixins.secret:"of c2"', []),
+        ('mixins.secret:"of c1"', [("c1", "")]),
+    ],
+)
 async def test_a_customer_query_cannot_widen_the_view(
-    bare_stubs: Stubs, tenant: str, world: str
+    bare_stubs: Stubs, tenant: str, world: str, q: str, expected: list[tuple[str, str]]
 ) -> None:
     listed = await bare_stubs.assignments.ListAssignments(
-        pb.ListAssignmentsRequest(
-            tenant=tenant, segment_id=world, q="customerId:c2", include_total_count=True
-        ),
+        pb.ListAssignmentsRequest(tenant=tenant, segment_id=world, q=q, include_total_count=True),
         metadata=_metadata(bearer(tenant, READ_OWN, sub="c1")),
     )
-    assert list(listed.assignments) == [] and listed.total_count == 0
+    keys = [(a.customer.id, a.legal_entity.id) for a in listed.assignments]
+    assert keys == expected and listed.total_count == len(expected)
 
 
 @pytest.mark.parametrize("segment", ["inactive", "expired", "future", "nosuch"])
