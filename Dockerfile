@@ -4,6 +4,10 @@
 # Run:   docker run -p 50051:50051 -v cs-data:/data customer-segments
 #        (PostgreSQL: -e CUSTOMER_SEGMENTS_DATABASE_URL=postgresql://user@host:5432/db, after
 #         `docker run ... customer-segments migrate`)
+# Tokens: production sets -e CUSTOMER_SEGMENTS_JWKS=https://idp.example/.well-known/jwks.json;
+#         otherwise a development secret is made in /data, and
+#         `docker run --rm -v cs-data:/data customer-segments token --tenant T --scope "..."`
+#         prints a token signed with it.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
