@@ -157,3 +157,14 @@ async def test_unknown_kids_reload_the_jwks_at_most_once_per_interval(tmp_path: 
         with pytest.raises(Unauthenticated):
             await verifier.verify(f"Bearer {RSA.sign(claims('a1'), kid=f'made-up-{n}')}")
     assert keys._attempted_at == loaded_at
+
+
+def test_a_jwks_url_must_use_https_except_on_loopback() -> None:
+    with pytest.raises(ValueError, match="must use https"):
+        JwksKeys("http://idp.example/.well-known/jwks.json")
+    for url in (
+        "https://idp.example/.well-known/jwks.json",
+        "http://127.0.0.1:8081/jwks.json",
+        "http://localhost/jwks.json",
+    ):
+        assert JwksKeys(url).is_url

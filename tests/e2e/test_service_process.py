@@ -281,7 +281,11 @@ def test_postgres_needs_migrate_then_serves(tmp_path: Path, empty_postgres_datab
 
 
 def test_bad_settings_are_refused_without_traceback(tmp_path: Path) -> None:
-    for arguments in (["--grpc-port", "http"], ["--database-url", "mysql://x@y/z"]):
+    for arguments in (
+        ["--grpc-port", "http"],
+        ["--database-url", "mysql://x@y/z"],
+        ["--jwks", "http://idp.example/.well-known/jwks.json"],
+    ):
         result = subprocess.run(
             [CLI, "serve", "--data-dir", str(tmp_path), *arguments],
             capture_output=True,

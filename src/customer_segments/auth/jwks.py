@@ -14,6 +14,7 @@ import logging
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import jwt
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 # key from a JWKS ever verifies an HS256 one (that would be the classic algorithm confusion).
 KEY_TYPE_OF_ALGORITHM = {"RS256": "RSA", "ES256": "EC"}
 FETCH_TIMEOUT_SECONDS = 5.0
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def _usable_keys(document: Any) -> dict[str | None, list[jwt.PyJWK]]:
@@ -55,6 +57,9 @@ class JwksKeys:
         max_age_seconds: float = 300.0,
         min_reload_seconds: float = 1.0,
     ) -> None:
+        if source.startswith("http://") and urlsplit(source).hostname not in _LOOPBACK:
+            # Keys fetched in clear text could be swapped by anyone on the path.
+            raise ValueError(f"the JWKS URL {source} must use https (http only on loopback)")
         self.source = source
         self.max_age_seconds = max_age_seconds
         self.min_reload_seconds = min_reload_seconds
