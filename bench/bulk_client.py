@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 from customersegment.v1 import assignment_pb2, assignment_pb2_grpc, common_pb2
-from harness import BenchError, CpuSample, token_from_env
+from harness import BenchError, CpuSample, CpuUse, token_from_env
 
 if TYPE_CHECKING:  # the async stub class exists only in the .pyi
     from customersegment.v1.assignment_pb2_grpc import CustomerAssignmentServiceAsyncStub as Stub
@@ -50,6 +50,31 @@ class PhaseResult:
     server_cores: float | None = None
     machine_cores: float | None = None
     client_cores: float | None = None  # this load generator itself
+
+    @classmethod
+    def of(
+        cls,
+        phase: str,
+        seconds: float,
+        outcomes: Sequence[CallOutcome],
+        server: CpuUse | None,
+        client: CpuUse,
+    ) -> PhaseResult:
+        """What the calls of one phase answered, and the CPU it took."""
+        codes: Counter[int] = Counter()
+        for outcome in outcomes:
+            codes.update(outcome.codes)
+        problems = [problem for outcome in outcomes for problem in outcome.problems]
+        return cls(
+            phase=phase,
+            rows=codes.total(),
+            seconds=seconds,
+            codes={str(code): count for code, count in sorted(codes.items())},
+            problems=problems[:5],
+            server_cores=server.process if server else None,
+            machine_cores=server.machine if server else None,
+            client_cores=client.process,
+        )
 
 
 @dataclass
@@ -185,25 +210,10 @@ async def run(arguments: argparse.Namespace) -> list[PhaseResult]:
             seconds = time.perf_counter() - started
             cpu = cpu_before.until(CpuSample.take(arguments.server_pid)) if cpu_before else None
             client = client_before.until(CpuSample.take(os.getpid()))
-            codes: Counter[int] = Counter()
-            for outcome in outcomes:
-                codes.update(outcome.codes)
-            problems = [problem for outcome in outcomes for problem in outcome.problems]
-            phases.append(
-                PhaseResult(
-                    phase=phase,
-                    rows=codes.total(),
-                    seconds=seconds,
-                    codes={str(code): count for code, count in sorted(codes.items())},
-                    problems=problems[:5],
-                    server_cores=cpu.process if cpu else None,
-                    machine_cores=cpu.machine if cpu else None,
-                    client_cores=client.process,
-                )
-            )
+            phases.append(PhaseResult.of(phase, seconds, outcomes, cpu, client))
     finally:
         for channel in channels:
-            await channel.close()
+            await channel.close(None)
     return phases
 
 

@@ -39,7 +39,6 @@ import datetime
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -68,6 +67,7 @@ from harness import (
     grpc_frame,
     port_accepts,
     require_h2load,
+    require_tool,
     run_command,
     wait_until,
 )
@@ -80,7 +80,6 @@ from run import (
     PYTHON,
     REPO,
     SEGMENT_ID,
-    SERVICE_COMMAND,
     TENANT,
     Log,
     Throughput,
@@ -90,8 +89,8 @@ from run import (
     machine_busy_now,
     measure_bulk,
     measure_unary,
-    migrated_database,
     refused_without_token,
+    start_service,
     wait_until_serving,
 )
 
@@ -120,10 +119,7 @@ class GatewayFigures:
 
 
 def require_wrk() -> str:
-    path = shutil.which("wrk")
-    if path is None:
-        raise BenchError("wrk not found; install it: apt-get install wrk")
-    return path
+    return require_tool("wrk", "wrk")
 
 
 @dataclass(frozen=True)
@@ -286,16 +282,8 @@ def measure_service(
     credentials: Credentials,
 ) -> GatewayFigures:
     with ExitStack() as stack:
-        database_url = migrated_database(stack, pg_url, "cs_gwbench", log)
-        grpc_port, http_port = free_port(), free_port()
-        serve = [SERVICE_COMMAND, "serve", "--database-url", database_url]
-        serve += ["--grpc-host", "127.0.0.1", "--grpc-port", str(grpc_port)]
-        serve += ["--http-host", "127.0.0.1", "--http-port", str(http_port)]
-        serve += ["--log-level", "WARNING", "--workers", str(workers)]
-        serve += os.environ.get("BENCH_SERVE_ARGS", "").split()
-        log.step(f"service: {' '.join(serve[1:])}")
-        server = Child(f"customer-segments-{workers}w", serve, work, credentials.server_env())
-        stack.callback(server.stop)  # runs before the drop: callbacks run last-in, first-out
+        service = start_service(stack, log, pg_url, "cs_gwbench", work, workers, credentials)
+        server, grpc_port, http_port = service.server, service.grpc_port, service.http_port
 
         def every_worker_listens() -> bool:
             return min(listening_sockets(grpc_port), listening_sockets(http_port)) >= workers

@@ -235,11 +235,16 @@ def run_command(argv: Sequence[str], timeout: float, env: Mapping[str, str] | No
     return done.stdout
 
 
-def require_h2load() -> str:
-    path = shutil.which("h2load")
+def require_tool(name: str, debian_package: str) -> str:
+    """The path of a load generator, or a BenchError that says how to install it."""
+    path = shutil.which(name)
     if path is None:
-        raise BenchError("h2load not found; install h2load: apt-get install nghttp2-client")
+        raise BenchError(f"{name} not found; install it: apt-get install {debian_package}")
     return path
+
+
+def require_h2load() -> str:
+    return require_tool("h2load", "nghttp2-client")
 
 
 @dataclass(frozen=True)

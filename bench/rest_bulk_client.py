@@ -113,22 +113,7 @@ async def run(arguments: argparse.Namespace) -> list[PhaseResult]:
                 for client_answers, items_of in zip(answers, share_sizes, strict=True)
                 for (status, payload), items in zip(client_answers, items_of, strict=True)
             ]
-            codes: Counter[int] = Counter()
-            for outcome in outcomes:
-                codes.update(outcome.codes)
-            problems = [problem for outcome in outcomes for problem in outcome.problems]
-            phases.append(
-                PhaseResult(
-                    phase=phase,
-                    rows=codes.total(),
-                    seconds=seconds,
-                    codes={str(code): count for code, count in sorted(codes.items())},
-                    problems=problems[:5],
-                    server_cores=cpu.process if cpu else None,
-                    machine_cores=cpu.machine if cpu else None,
-                    client_cores=client.process,
-                )
-            )
+            phases.append(PhaseResult.of(phase, seconds, outcomes, cpu, client))
     finally:
         for session in sessions:
             await session.close()

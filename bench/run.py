@@ -255,6 +255,40 @@ def migrated_database(stack: ExitStack, pg_url: str, prefix: str, log: Log) -> s
     return database_url
 
 
+@dataclass(frozen=True)
+class StartedService:
+    server: Child
+    database_url: str
+    grpc_port: int
+    http_port: int
+
+
+def start_service(
+    stack: ExitStack,
+    log: Log,
+    pg_url: str,
+    prefix: str,
+    work: Path,
+    workers: int,
+    credentials: Credentials,
+) -> StartedService:
+    """`customer-segments serve` on a new migrated database (see migrated_database), with gRPC
+    and REST on free loopback ports (never 8080, which may be in use) and the run's secret;
+    stopped, then its database dropped, when `stack` closes. Extra flags: env BENCH_SERVE_ARGS.
+    The caller waits for it to serve, its own way."""
+    database_url = migrated_database(stack, pg_url, prefix, log)
+    grpc_port, http_port = free_port(), free_port()
+    serve = [SERVICE_COMMAND, "serve", "--database-url", database_url]
+    serve += ["--grpc-host", "127.0.0.1", "--grpc-port", str(grpc_port)]
+    serve += ["--http-host", "127.0.0.1", "--http-port", str(http_port)]
+    serve += ["--log-level", "WARNING", "--workers", str(workers)]
+    serve += os.environ.get("BENCH_SERVE_ARGS", "").split()
+    log.step(f"service: {' '.join(serve[1:])}")
+    server = Child(f"customer-segments-{workers}w", serve, work, credentials.server_env())
+    stack.callback(server.stop)  # runs before the drop: callbacks run last-in, first-out
+    return StartedService(server, database_url, grpc_port, http_port)
+
+
 def wait_until_serving(server: Child, port: int) -> None:
     def serving() -> bool:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -366,16 +400,8 @@ def measure_service(
     credentials: Credentials,
 ) -> ServiceFigures:
     with ExitStack() as stack:
-        database_url = migrated_database(stack, pg_url, "cs_bench", log)
-        port, http_port = free_port(), free_port()
-        serve = [SERVICE_COMMAND, "serve", "--database-url", database_url]
-        serve += ["--grpc-host", "127.0.0.1", "--grpc-port", str(port), "--log-level", "WARNING"]
-        # A port of its own for the REST gateway it starts too (not 8080, which may be in use).
-        serve += ["--http-host", "127.0.0.1", "--http-port", str(http_port)]
-        serve += ["--workers", str(workers), *os.environ.get("BENCH_SERVE_ARGS", "").split()]
-        log.step(f"service: {' '.join(serve[1:])}")
-        server = Child("customer-segments", serve, work, credentials.server_env())
-        stack.callback(server.stop)  # runs before the drop: callbacks run last-in, first-out
+        service = start_service(stack, log, pg_url, "cs_bench", work, workers, credentials)
+        server, port = service.server, service.grpc_port
         wait_until_serving(server, port)
 
         bulk = partial(measure_bulk, log, server, port, credentials)

@@ -41,15 +41,14 @@ from typing import Any
 
 import grpc
 from customersegment.v1 import assignment_pb2, assignment_pb2_grpc
-from harness import Child, Credentials, free_port, run_sql
+from harness import Credentials, run_sql
 from run import (
     DEFAULT_PGURL,
     SEGMENT_ID,
-    SERVICE_COMMAND,
     TENANT,
     Log,
     create_segment,
-    migrated_database,
+    start_service,
     wait_until_serving,
 )
 from sqlalchemy import event
@@ -221,15 +220,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="search-bench-"))  # the server's log
     log = Log()
     with ExitStack() as stack:
-        database_url = migrated_database(stack, pg_url, "cs_searchbench", log)
-        grpc_port, http_port = free_port(), free_port()
-        serve = [SERVICE_COMMAND, "serve", "--database-url", database_url]
-        serve += ["--grpc-host", "127.0.0.1", "--grpc-port", str(grpc_port)]
-        serve += ["--http-host", "127.0.0.1", "--http-port", str(http_port)]
-        serve += ["--log-level", "WARNING", "--workers", "1"]
         credentials = Credentials.for_tenant(TENANT)
-        server = Child("search-service", serve, work, credentials.server_env())
-        stack.callback(server.stop)
+        service = start_service(stack, log, pg_url, "cs_searchbench", work, 1, credentials)
+        server, grpc_port, database_url = service.server, service.grpc_port, service.database_url
         wait_until_serving(server, grpc_port)
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             create_segment(channel, credentials)
