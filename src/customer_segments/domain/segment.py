@@ -38,9 +38,12 @@ class Segment(SegmentFields):
     created_at: datetime
     modified_at: datetime
 
-    def is_valid_at(self, moment: datetime) -> bool:
-        return (self.validity_from is None or self.validity_from <= moment) and (
-            self.validity_to is None or moment <= self.validity_to
+    def is_active_at(self, moment: datetime) -> bool:
+        """ACTIVE and within its validity (the store's SegmentFilter.active_at, in SQL)."""
+        return (
+            self.status == SegmentStatus.ACTIVE
+            and (self.validity_from is None or self.validity_from <= moment)
+            and (self.validity_to is None or moment <= self.validity_to)
         )
 
 

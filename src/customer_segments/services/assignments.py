@@ -15,7 +15,6 @@ from customer_segments.domain.assignment import (
 from customer_segments.domain.errors import NotFound, PermissionDenied, VersionConflict
 from customer_segments.domain.listing import Page
 from customer_segments.domain.principal import Principal
-from customer_segments.domain.segment import SegmentStatus
 from customer_segments.query.syntax import Compare, Condition, Field, FieldKind, IsNull, Operator
 from customer_segments.services.authorization import require_customer
 from customer_segments.services.paging import Listed, cursors, listing, reading
@@ -104,8 +103,7 @@ async def _own_assignments(
     PermissionDenied, so that a customer cannot tell which inactive segments exist."""
     customer_id = require_customer(viewer)
     segment = await store.segments.get(connection, tenant, segment_id)
-    now = utc_now()
-    if segment is None or segment.status != SegmentStatus.ACTIVE or not segment.is_valid_at(now):
+    if segment is None or not segment.is_active_at(utc_now()):
         raise PermissionDenied(
             "A customer access token reads only segments that are active and valid now."
         )

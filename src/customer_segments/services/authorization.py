@@ -35,11 +35,6 @@ WRITE_OPERATIONS = frozenset(
 )
 
 
-def authorize(principal: Principal, operation: str, tenant: str) -> None:
-    require_scope(principal, operation)
-    require_tenant(principal, tenant)
-
-
 def require_scope(principal: Principal, operation: str) -> None:
     """PermissionDenied unless the token holds a scope of `operation`. An operation missing
     from the table is denied: a new RPC stays closed until it is listed."""
