@@ -12,7 +12,7 @@ import tempfile
 
 from customer_segments.auth.setup import shared_secret, token_verifier
 from customer_segments.config import Settings
-from customer_segments.gateway.app import start_gateway
+from customer_segments.gateway.process import GatewayOptions, start_gateway_process
 from customer_segments.grpc.server import start_grpc_server, stop_requested
 from customer_segments.store.database import Database
 from customer_segments.store.migrate import require_current_schema, upgrade_to_head
@@ -44,8 +44,9 @@ async def serve(settings: Settings, *, migrate_embedded: bool = True) -> None:
     stop = stop_requested()
     store = await open_store(settings, migrate_embedded=migrate_embedded)
     # The gateway calls this process's own gRPC server, through the stubs like any client,
-    # but on a Unix socket of its own: cheaper than TCP, and with --workers each worker's
-    # gateway reaches its own server rather than whichever one the kernel picks.
+    # from a process of its own (see gateway/process.py) and on a Unix socket: cheaper than
+    # TCP, and with --workers each worker's gateway reaches its own server rather than
+    # whichever one the kernel picks.
     socket_dir = tempfile.mkdtemp(prefix="customer-segments-")
     local_socket = os.path.join(socket_dir, "grpc.sock")
     try:
@@ -58,24 +59,36 @@ async def serve(settings: Settings, *, migrate_embedded: bool = True) -> None:
             share_port=share_port,
             local_socket=local_socket,
         )
-        gateway = await start_gateway(
-            f"unix:{local_socket}",
-            settings.http_host,
-            settings.http_port,
-            settings.shutdown_grace_seconds,
-            share_port=share_port,
-        )
+        try:
+            gateway = await start_gateway_process(
+                GatewayOptions(
+                    f"unix:{local_socket}",
+                    settings.http_host,
+                    settings.http_port,
+                    settings.shutdown_grace_seconds,
+                    share_port,
+                    settings.log_level,
+                ),
+                on_exit=stop.set,
+            )
+        except BaseException:
+            await grpc_server.stop(0)
+            raise
         await stop.wait()
+        if gateway.died:
+            log.error("the REST gateway process died; stopping")
         log.info(
             "stopping: REST requests drain, then health NOT_SERVING and in-flight gRPC calls "
             "get %ss",
             settings.shutdown_grace_seconds,
         )
-        await gateway.stop()
+        await gateway.stop(settings.shutdown_grace_seconds)
         await grpc_server.stop(settings.shutdown_grace_seconds)
     finally:
         await store.close()
         shutil.rmtree(socket_dir, ignore_errors=True)
+    if gateway.died:
+        raise OSError("the REST gateway process died")
     log.info("stopped")
 
 

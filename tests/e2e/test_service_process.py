@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +85,48 @@ class Service:
         return [("authorization", f"Bearer {self.admin_token}")]
 
 
+def wait_for_port(port: int, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def spawned_children(pid: int) -> list[int]:
+    """The processes `pid` spawned with multiprocessing (workers, gateways), not its other
+    children (multiprocessing's resource tracker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    try:
+        listed = children.read_text().split()
+    except FileNotFoundError:
+        return []
+    spawned = []
+    for child in listed:
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                spawned.append(int(child))
+        except FileNotFoundError:
+            continue  # exited since the listing
+    return spawned
+
+
+def wait_until_gone(pid: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            # A zombie has exited; only its parent's wait is missing.
+            if Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z":
+                return
+        except FileNotFoundError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"process {pid} is still running")
+
+
 def start(tmp_path: Path, *extra: str) -> Service:
     port, http_port = free_port(), free_port()
     process = subprocess.Popen(
@@ -106,16 +149,13 @@ def start(tmp_path: Path, *extra: str) -> Service:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"serve exited: {process.stdout.read() if process.stdout else ''}")
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return Service(process, port, http_port, tmp_path / "data")
-        time.sleep(0.1)
-    process.kill()
-    raise AssertionError("serve did not start listening")
+    try:
+        wait_for_port(port, process)
+        wait_for_port(http_port, process)
+    except AssertionError:
+        process.kill()
+        raise
+    return Service(process, port, http_port, tmp_path / "data")
 
 
 @pytest.fixture
@@ -299,21 +339,14 @@ def test_bad_settings_are_refused_without_traceback(tmp_path: Path) -> None:
 def test_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
     service = start(tmp_path, "--workers", "2")
     try:
-        children = Path(f"/proc/{service.process.pid}/task/{service.process.pid}/children")
-
-        def worker_pids() -> list[str]:
-            # Spawned workers, not multiprocessing's resource tracker.
-            return [
-                pid
-                for pid in children.read_text().split()
-                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
-            ]
-
         deadline = time.monotonic() + 20
-        while len(worker_pids()) < 2 and time.monotonic() < deadline:
+        while len(spawned_children(service.process.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
-        workers = worker_pids()
+        workers = spawned_children(service.process.pid)
         assert len(workers) == 2
+        # Each worker has its gateway process.
+        gateways = [gateway for worker in workers for gateway in spawned_children(worker)]
+        assert len(gateways) == 2
         service.grpcurl(
             "customersegment.v1.SegmentService/CreateSegment",
             data={
@@ -337,8 +370,8 @@ def test_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
     finally:
         service.process.send_signal(signal.SIGTERM)
     assert service.process.wait(timeout=30) == 0
-    for worker in workers:
-        assert not Path(f"/proc/{worker}").exists()
+    for pid in workers + gateways:
+        assert not Path(f"/proc/{pid}").exists()
 
 
 def test_workers_need_a_fixed_port(tmp_path: Path) -> None:
@@ -349,17 +382,6 @@ def test_workers_need_a_fixed_port(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode != 0 and "--workers needs a fixed --grpc-port" in result.stderr
-
-
-def wait_for_port(port: int, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read() if process.stdout else ""
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port}")
 
 
 def test_rest_gateway_in_serve_and_on_its_own(embedded: Service) -> None:
@@ -433,3 +455,66 @@ def test_tokens_from_the_token_command_and_what_the_service_refuses(embedded: Se
     log = embedded.process.stdout.read() if embedded.process.stdout else ""
     assert "write CreateSegment tenant=acme" in log
     assert embedded.admin_token not in log and other_tenant not in log and reader not in log
+
+
+def the_gateway_of(service: Service) -> int:
+    gateways = spawned_children(service.process.pid)
+    assert len(gateways) == 1, gateways
+    return gateways[0]
+
+
+def rest_get_status(service: Service, path: str) -> int:
+    request = urllib.request.Request(
+        f"{service.http}{path}", headers={"Authorization": f"Bearer {service.admin_token}"}
+    )
+    try:
+        return int(urllib.request.urlopen(request, timeout=10).status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_the_gateway_runs_in_a_process_of_its_own_and_dies_with_the_server(
+    embedded: Service,
+) -> None:
+    gateway = the_gateway_of(embedded)
+    assert rest_get_status(embedded, "/customer-segment/acme/segments/none") == 404
+    # SIGKILL: the server gets no chance to stop the gateway; the pipe closing does.
+    embedded.process.kill()
+    embedded.process.wait(timeout=10)
+    wait_until_gone(gateway)
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", int(embedded.http.rsplit(":", 1)[1]))) != 0
+
+
+def test_the_server_stops_with_an_error_when_its_gateway_dies(embedded: Service) -> None:
+    os.kill(the_gateway_of(embedded), signal.SIGKILL)
+    assert embedded.process.wait(timeout=30) != 0
+    output = embedded.process.stdout.read() if embedded.process.stdout else ""
+    assert "the REST gateway process died" in output
+    assert "Traceback" not in output
+
+
+def test_a_taken_http_port_is_refused_without_traceback(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = subprocess.run(
+            [
+                CLI,
+                "serve",
+                "--grpc-port",
+                str(free_port()),
+                "--http-host",
+                "127.0.0.1",
+                "--http-port",
+                str(taken.getsockname()[1]),
+                "--data-dir",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode != 0
+    assert "customer-segments: the REST gateway cannot start" in result.stderr
+    assert "Traceback" not in result.stderr
