@@ -2,7 +2,8 @@
 
 1. The REST ceiling: ../shared/ceiling/rest_ceiling.py (env CEILING_DIR), an aiohttp handler
    returning a canned assignment, driven with wrk exactly as its run.sh does (wrk -t1 -c32 -d5s).
-2. The service, with `serve --workers` 1 and then 2 (--workers): a fresh database
+2. The service, with `serve --workers` 1 and then 2 (each worker is a gRPC server process and
+   its REST gateway process; "server processes" CPU counts both): a fresh database
    cs_gwbench_<random>, `customer-segments migrate`, `customer-segments serve` with gRPC and
    REST ports, one segment (CreateSegment) and --preload assignments (BulkUpsertAssignments).
    Then, on that one server:
@@ -365,7 +366,7 @@ def comparisons(figures: GatewayFigures, ceiling: Throughput, workers: int) -> l
         target: float | None,
         unit: str,
     ) -> Comparison:
-        label = f"{measure} ({workers} proc)"
+        label = f"{measure} (--workers {workers})"
         return Comparison(label, unit, rest.per_second, other_name, other.per_second, target)
 
     f = figures
@@ -380,7 +381,7 @@ def comparisons(figures: GatewayFigures, ceiling: Throughput, workers: int) -> l
 def cpu_notes(services: dict[int, GatewayFigures], ceiling: Throughput) -> list[str]:
     measured = [("REST ceiling (wrk)", ceiling)]
     for workers, service in services.items():
-        label = f"service ({workers} proc)"
+        label = f"service (--workers {workers})"
         measured += [
             (f"{label} REST GET (wrk)", service.rest_get),
             (f"{label} gRPC GetAssignment (h2load)", service.grpc_get),

@@ -456,7 +456,7 @@ def comparisons(service: ServiceFigures, ceilings: Ceilings, workers: int) -> li
         measure: str, figure: Throughput, name: str, ceiling: Throughput, target: float | None
     ) -> Comparison:
         unit = "req/s" if measure.startswith("Get") else "rows/s"
-        measure += f" ({workers} proc)"
+        measure += f" (--workers {workers})"
         return Comparison(measure, unit, figure.per_second, name, ceiling.per_second, target)
 
     s, c = service, ceilings
@@ -481,7 +481,7 @@ def cpu_notes(services: dict[int, ServiceFigures], ceilings: Ceilings) -> list[s
         ("gRPC+PostgreSQL ceiling", ceilings.grpc_pg),
     ]
     for workers, service in services.items():
-        label = f"service ({workers} proc)"
+        label = f"service (--workers {workers})"
         measured += [
             (f"{label} GetAssignment", service.get_assignment),
             (f"{label} preload", service.preload),
