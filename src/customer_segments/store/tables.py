@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -54,6 +55,9 @@ class UtcDateTime(TypeDecorator[datetime]):
 JsonDocument: Any = JSON().with_variant(JSONB(), "postgresql")
 
 ID = 255
+# The predicates of the partial indexes (migration 0003 writes the same).
+NOT_MANUAL = "assignment_type <> 'MANUAL'"
+B2B = "legal_entity_id <> ''"
 
 segments = Table(
     "segments",
@@ -101,7 +105,11 @@ customer_assignments = Table(
         "customer_id",
         "legal_entity_id",
     ),
-    # A segment's assignments of one type, or of one legal entity, in key order.
+    # A segment's assignments of one type, or of one legal entity, in key order. Partial:
+    # MANUAL and B2C rows, the common ones, are left out, so most writes skip both indexes
+    # (measured: +10-35% bulk rows/s on the bare statement). A query for MANUAL rows gains
+    # nothing from an index anyway (nearly every row matches); one for a legal entity, or for
+    # another type, implies the predicate, and the planner proves it from the query's values.
     Index(
         "ix_customer_assignments_by_type",
         "tenant",
@@ -109,6 +117,8 @@ customer_assignments = Table(
         "assignment_type",
         "customer_id",
         "legal_entity_id",
+        postgresql_where=text(NOT_MANUAL),
+        sqlite_where=text(NOT_MANUAL),
     ),
     Index(
         "ix_customer_assignments_by_legal_entity",
@@ -116,6 +126,8 @@ customer_assignments = Table(
         "segment_id",
         "legal_entity_id",
         "customer_id",
+        postgresql_where=text(B2B),
+        sqlite_where=text(B2B),
     ),
 )
 
