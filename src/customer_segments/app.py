@@ -69,7 +69,7 @@ async def serve(settings: Settings, *, migrate_embedded: bool = True) -> None:
                     share_port,
                     settings.log_level,
                 ),
-                on_exit=stop.set,
+                stop,
             )
         except BaseException:
             await grpc_server.stop(0)

@@ -148,6 +148,7 @@ def start(tmp_path: Path, *extra: str) -> Service:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # a process group of its own, as in a terminal
     )
     try:
         wait_for_port(port, process)
@@ -518,3 +519,13 @@ def test_a_taken_http_port_is_refused_without_traceback(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "customer-segments: the REST gateway cannot start" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_stops_server_and_gateway_cleanly(embedded: Service) -> None:
+    gateway = the_gateway_of(embedded)
+    # A terminal's Ctrl-C: SIGINT to the whole process group, the gateway included.
+    os.killpg(embedded.process.pid, signal.SIGINT)
+    assert embedded.process.wait(timeout=30) == 0
+    output = embedded.process.stdout.read() if embedded.process.stdout else ""
+    assert "died" not in output and "Traceback" not in output
+    wait_until_gone(gateway)

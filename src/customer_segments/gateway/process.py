@@ -16,7 +16,6 @@ import asyncio
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import NamedTuple
 
@@ -38,15 +37,15 @@ class GatewayOptions(NamedTuple):
 
 
 class GatewayProcess:
-    """A started gateway process; `port` is the bound one. `died` turns true, and `on_exit`
-    is called, when it exits without being asked to."""
+    """A started gateway process; `port` is the bound one. If it exits while `stop` is not
+    set, `died` turns true and `stop` is set."""
 
     def __init__(
         self,
         process: multiprocessing.process.BaseProcess,
         pipe: Connection,
         port: int,
-        on_exit: Callable[[], None],
+        stop: asyncio.Event,
     ) -> None:
         self._process = process
         self._pipe = pipe
@@ -55,8 +54,10 @@ class GatewayProcess:
 
         def exited() -> None:
             asyncio.get_running_loop().remove_reader(pipe.fileno())
-            self.died = True
-            on_exit()
+            # Ctrl-C reaches both processes: a gateway that stops for it has not died.
+            if not stop.is_set():
+                self.died = True
+                stop.set()
 
         asyncio.get_running_loop().add_reader(pipe.fileno(), exited)
 
@@ -72,9 +73,7 @@ class GatewayProcess:
             await asyncio.to_thread(self._process.join)
 
 
-async def start_gateway_process(
-    options: GatewayOptions, on_exit: Callable[[], None]
-) -> GatewayProcess:
+async def start_gateway_process(options: GatewayOptions, stop: asyncio.Event) -> GatewayProcess:
     """Returns once the gateway listens; raises OSError when it cannot (port taken...)."""
     # Spawned, not forked: a forked child would inherit gRPC's threads in an unknown state.
     context = multiprocessing.get_context("spawn")
@@ -99,7 +98,7 @@ async def start_gateway_process(
         ours.close()
         await asyncio.to_thread(process.join)
         raise OSError(f"the REST gateway cannot start: {detail}")
-    return GatewayProcess(process, ours, int(detail), on_exit)
+    return GatewayProcess(process, ours, int(detail), stop)
 
 
 def _gateway_main(options: GatewayOptions, pipe: Connection) -> None:
