@@ -123,12 +123,6 @@ DELIBERATE_DIFFERENCES: tuple[Difference, ...] = (
         "assignments without forceDelete=true is a 400 too (FAILED_PRECONDITION).",
     ),
     Difference(
-        409,
-        frozenset({PATCH_SEGMENT}),
-        "A PATCH is applied to the segment as read and written back under its version: a "
-        "change in between is 409, as for any stale write, never a lost update.",
-    ),
-    Difference(
         405,
         ALL_OPERATIONS,
         "A method the path does not have is 405 with an Allow header and the Error body; the "

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 from customersegment.v1 import assignment_pb2 as apb
 from customersegment.v1 import segment_pb2 as pb
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tests.conftest import Stubs
-from tests.helpers import expect_error, loads
+from tests.helpers import expect_error, field_violations, loads
 
 
 def segment(**fields: object) -> pb.Segment:
@@ -181,3 +183,120 @@ async def test_list_by_q_and_by_customer(stubs: Stubs, tenant: str) -> None:
         grpc.StatusCode.INVALID_ARGUMENT,
         "q",
     )
+
+
+def patch(
+    tenant: str, segment_id: str, *operations: tuple[str, str, str]
+) -> pb.PatchSegmentRequest:
+    return pb.PatchSegmentRequest(
+        tenant=tenant,
+        segment_id=segment_id,
+        operations=[
+            pb.JsonPatchOperation(op=op, path=path, value_json=value)
+            for op, path, value in operations
+        ],
+    )
+
+
+async def test_patch_applies_every_operation_in_order_and_bumps_the_version(
+    stubs: Stubs, tenant: str
+) -> None:
+    await stubs.segments.CreateSegment(
+        pb.CreateSegmentRequest(
+            tenant=tenant,
+            segment=segment(
+                id="s1",
+                description={"en": "Old"},
+                mixins_json='{"tier":3,"big":12345678901234567890}',
+            ),
+        )
+    )
+    patched = await stubs.segments.PatchSegment(
+        patch(
+            tenant,
+            "s1",
+            ("replace", "/status", '"ACTIVE"'),
+            ("add", "/name/fr", '"Segment doré"'),
+            ("remove", "/name/de", ""),
+            ("remove", "/description", ""),
+            ("add", "/mixins/attributes/price", "10"),
+            ("replace", "/mixins/attributes/price", "15"),
+            ("add", "/metadata/mixins/attributes", '"https://example.com/schema.json"'),
+            ("add", "/validity/to", '"2030-01-01T00:00:00Z"'),
+        )
+    )
+    assert patched.status == pb.ACTIVE
+    assert dict(patched.name) == {"en": "Golden Segment", "fr": "Segment doré"}
+    assert dict(patched.description) == {}
+    # Untouched values come back exactly: the big integer keeps every digit.
+    assert loads(patched.mixins_json) == {
+        "tier": 3,
+        "big": 12345678901234567890,
+        "attributes": {"price": 15},
+    }
+    assert loads(patched.metadata.mixins_json) == {"attributes": "https://example.com/schema.json"}
+    assert patched.validity.to.seconds == 1893456000
+    assert patched.metadata.version == 2
+    got = await stubs.segments.GetSegment(pb.GetSegmentRequest(tenant=tenant, segment_id="s1"))
+    assert got == patched
+
+
+async def test_patch_is_all_or_nothing_and_names_the_operation(stubs: Stubs, tenant: str) -> None:
+    created = await stubs.segments.CreateSegment(
+        pb.CreateSegmentRequest(tenant=tenant, segment=segment(id="s1"))
+    )
+    cases = [
+        # (operations, field named, message fragment)
+        (
+            [("replace", "/status", '"ACTIVE"'), ("replace", "/no/such", "1")],
+            "operations[2].path",
+            "does not exist",
+        ),
+        ([("move", "/status", '"ACTIVE"')], "operations[1].op", "add, remove, replace"),
+        ([("replace", "/id", '"other"')], "operations[1].path", "cannot patch"),
+        ([("replace", "/metadata", "{}")], "operations[1].path", "cannot patch"),
+        ([("add", "/mixins/x", "{not json")], "operations[1].value_json", "not valid JSON"),
+        ([("add", "/mixins/x", "NaN")], "operations[1].value_json", "not valid JSON"),
+        ([("remove", "/name", "")], "name", "required"),
+        ([("replace", "/status", '"SOMETIMES"')], "status", ""),
+        ([("replace", "/siteCode", "7")], "siteCode", ""),
+        (
+            [
+                ("add", "/validity/from", '"2031-01-01T00:00:00Z"'),
+                ("add", "/validity/to", '"2030-01-01T00:00:00Z"'),
+            ],
+            "segment.validity",
+            "from must not be after to",
+        ),
+    ]
+    for operations, field, fragment in cases:
+        error = await expect_error(
+            stubs.segments.PatchSegment(patch(tenant, "s1", *operations)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            fragment,
+        )
+        assert field_violations(error) == [field], operations
+    got = await stubs.segments.GetSegment(pb.GetSegmentRequest(tenant=tenant, segment_id="s1"))
+    assert got == created  # nothing was written
+
+
+async def test_patch_of_a_missing_segment_is_not_found(stubs: Stubs, tenant: str) -> None:
+    await expect_error(
+        stubs.segments.PatchSegment(patch(tenant, "nosuch", ("replace", "/status", '"ACTIVE"'))),
+        grpc.StatusCode.NOT_FOUND,
+        "nosuch",
+    )
+
+
+async def test_concurrent_patches_all_apply_one_after_the_other(stubs: Stubs, tenant: str) -> None:
+    await stubs.segments.CreateSegment(
+        pb.CreateSegmentRequest(tenant=tenant, segment=segment(id="s1"))
+    )
+    patches = [
+        stubs.segments.PatchSegment(patch(tenant, "s1", ("add", f"/mixins/k{n}", str(n))))
+        for n in range(8)
+    ]
+    await asyncio.gather(*patches)  # no ABORTED: none is lost, none is refused
+    got = await stubs.segments.GetSegment(pb.GetSegmentRequest(tenant=tenant, segment_id="s1"))
+    assert loads(got.mixins_json) == {f"k{n}": n for n in range(8)}
+    assert got.metadata.version == 1 + 8

@@ -266,6 +266,65 @@ class UpsertSegmentResponse(_message.Message):
 Global___UpsertSegmentResponse: _TypeAlias = UpsertSegmentResponse  # noqa: Y015
 
 @_typing.final
+class PatchSegmentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    SEGMENT_ID_FIELD_NUMBER: _builtins.int
+    OPERATIONS_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    segment_id: _builtins.str
+    @_builtins.property
+    def operations(self) -> _containers.RepeatedCompositeFieldContainer[Global___JsonPatchOperation]:
+        """Applied in order to the segment's document as the REST API shows it: /name, /description,
+        /validity/from, /validity/to, /status, /siteCode, /mixins/..., /metadata/mixins/... (not
+        /id, nor the output-only metadata). All apply, or none does.
+        """
+
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        segment_id: _builtins.str = ...,
+        operations: _abc.Iterable[Global___JsonPatchOperation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["operations", b"operations", "segment_id", b"segment_id", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PatchSegmentRequest: _TypeAlias = PatchSegmentRequest  # noqa: Y015
+
+@_typing.final
+class JsonPatchOperation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OP_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    VALUE_JSON_FIELD_NUMBER: _builtins.int
+    op: _builtins.str
+    """add, remove or replace."""
+    path: _builtins.str
+    """A JSON Pointer (RFC 6901), e.g. /name/de or /mixins/tier."""
+    value_json: _builtins.str
+    """The value as JSON text, for add and replace; ignored for remove."""
+    def __init__(
+        self,
+        *,
+        op: _builtins.str = ...,
+        path: _builtins.str = ...,
+        value_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["op", b"op", "path", b"path", "value_json", b"value_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JsonPatchOperation: _TypeAlias = JsonPatchOperation  # noqa: Y015
+
+@_typing.final
 class GetSegmentRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -46,6 +46,11 @@ class SegmentServiceStub:
                 request_serializer=customersegment_dot_v1_dot_segment__pb2.UpsertSegmentRequest.SerializeToString,
                 response_deserializer=customersegment_dot_v1_dot_segment__pb2.UpsertSegmentResponse.FromString,
                 _registered_method=True)
+        self.PatchSegment = channel.unary_unary(
+                '/customersegment.v1.SegmentService/PatchSegment',
+                request_serializer=customersegment_dot_v1_dot_segment__pb2.PatchSegmentRequest.SerializeToString,
+                response_deserializer=customersegment_dot_v1_dot_segment__pb2.Segment.FromString,
+                _registered_method=True)
         self.GetSegment = channel.unary_unary(
                 '/customersegment.v1.SegmentService/GetSegment',
                 request_serializer=customersegment_dot_v1_dot_segment__pb2.GetSegmentRequest.SerializeToString,
@@ -76,6 +81,14 @@ class SegmentServiceServicer:
 
     def UpsertSegment(self, request, context):
         """Creates or replaces a segment (PUT semantics, optimistic locking through `version`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PatchSegment(self, request, context):
+        """Applies a JSON Patch (RFC 6902: add, remove, replace) to the segment and writes it, in one
+        transaction; the REST PATCH path. Needs only the write scope, unlike a read then an upsert.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -113,6 +126,11 @@ def add_SegmentServiceServicer_to_server(servicer, server):
                     servicer.UpsertSegment,
                     request_deserializer=customersegment_dot_v1_dot_segment__pb2.UpsertSegmentRequest.FromString,
                     response_serializer=customersegment_dot_v1_dot_segment__pb2.UpsertSegmentResponse.SerializeToString,
+            ),
+            'PatchSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.PatchSegment,
+                    request_deserializer=customersegment_dot_v1_dot_segment__pb2.PatchSegmentRequest.FromString,
+                    response_serializer=customersegment_dot_v1_dot_segment__pb2.Segment.SerializeToString,
             ),
             'GetSegment': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSegment,
@@ -185,6 +203,33 @@ class SegmentService:
             '/customersegment.v1.SegmentService/UpsertSegment',
             customersegment_dot_v1_dot_segment__pb2.UpsertSegmentRequest.SerializeToString,
             customersegment_dot_v1_dot_segment__pb2.UpsertSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PatchSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/customersegment.v1.SegmentService/PatchSegment',
+            customersegment_dot_v1_dot_segment__pb2.PatchSegmentRequest.SerializeToString,
+            customersegment_dot_v1_dot_segment__pb2.Segment.FromString,
             options,
             channel_credentials,
             insecure,

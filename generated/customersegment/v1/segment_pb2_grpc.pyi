@@ -38,6 +38,10 @@ class SegmentServiceStub:
     """Creates a segment; ALREADY_EXISTS if the id is taken. An empty id gets a generated one."""
     UpsertSegment: _grpc.UnaryUnaryMultiCallable[_segment_pb2.UpsertSegmentRequest, _segment_pb2.UpsertSegmentResponse]
     """Creates or replaces a segment (PUT semantics, optimistic locking through `version`)."""
+    PatchSegment: _grpc.UnaryUnaryMultiCallable[_segment_pb2.PatchSegmentRequest, _segment_pb2.Segment]
+    """Applies a JSON Patch (RFC 6902: add, remove, replace) to the segment and writes it, in one
+    transaction; the REST PATCH path. Needs only the write scope, unlike a read then an upsert.
+    """
     GetSegment: _grpc.UnaryUnaryMultiCallable[_segment_pb2.GetSegmentRequest, _segment_pb2.Segment]
     ListSegments: _grpc.UnaryUnaryMultiCallable[_segment_pb2.ListSegmentsRequest, _segment_pb2.ListSegmentsResponse]
     DeleteSegment: _grpc.UnaryUnaryMultiCallable[_segment_pb2.DeleteSegmentRequest, _empty_pb2.Empty]
@@ -54,6 +58,10 @@ class SegmentServiceAsyncStub(SegmentServiceStub):
     """Creates a segment; ALREADY_EXISTS if the id is taken. An empty id gets a generated one."""
     UpsertSegment: _aio.UnaryUnaryMultiCallable[_segment_pb2.UpsertSegmentRequest, _segment_pb2.UpsertSegmentResponse]  # type: ignore[assignment]
     """Creates or replaces a segment (PUT semantics, optimistic locking through `version`)."""
+    PatchSegment: _aio.UnaryUnaryMultiCallable[_segment_pb2.PatchSegmentRequest, _segment_pb2.Segment]  # type: ignore[assignment]
+    """Applies a JSON Patch (RFC 6902: add, remove, replace) to the segment and writes it, in one
+    transaction; the REST PATCH path. Needs only the write scope, unlike a read then an upsert.
+    """
     GetSegment: _aio.UnaryUnaryMultiCallable[_segment_pb2.GetSegmentRequest, _segment_pb2.Segment]  # type: ignore[assignment]
     ListSegments: _aio.UnaryUnaryMultiCallable[_segment_pb2.ListSegmentsRequest, _segment_pb2.ListSegmentsResponse]  # type: ignore[assignment]
     DeleteSegment: _aio.UnaryUnaryMultiCallable[_segment_pb2.DeleteSegmentRequest, _empty_pb2.Empty]  # type: ignore[assignment]
@@ -79,6 +87,16 @@ class SegmentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_segment_pb2.UpsertSegmentResponse, _abc.Awaitable[_segment_pb2.UpsertSegmentResponse]]:
         """Creates or replaces a segment (PUT semantics, optimistic locking through `version`)."""
+
+    @_abc_1.abstractmethod
+    def PatchSegment(
+        self,
+        request: _segment_pb2.PatchSegmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_segment_pb2.Segment, _abc.Awaitable[_segment_pb2.Segment]]:
+        """Applies a JSON Patch (RFC 6902: add, remove, replace) to the segment and writes it, in one
+        transaction; the REST PATCH path. Needs only the write scope, unlike a read then an upsert.
+        """
 
     @_abc_1.abstractmethod
     def GetSegment(

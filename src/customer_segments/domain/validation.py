@@ -80,12 +80,18 @@ def json_object(text: str, field: str) -> dict[str, Any]:
     """
     if not text:
         return {}
+    value = json_value(text, field)
+    if not isinstance(value, dict):
+        raise InvalidArgument(field, "must be a JSON object")
+    return value
+
+
+def json_value(text: str, field: str) -> Any:
+    """Any JSON value, parsed and checked as json_object does."""
     try:
         value = _DECODER.decode(text)
     except (ValueError, RecursionError) as error:
         raise InvalidArgument(field, f"is not valid JSON ({error})") from None
-    if not isinstance(value, dict):
-        raise InvalidArgument(field, "must be a JSON object")
     lowered = text.lower()
     if "\\u0000" in lowered:
         raise InvalidArgument(field, "must not contain the NUL character (\\u0000)")

@@ -41,8 +41,9 @@ _REST_FIELD_NAMES = {"mixins_json": "mixins", "metadata_mixins_json": "metadata.
 
 
 def rest_field(field: str) -> str:
-    """`items[3].customer_id` -> `customerId`-style names of the REST body."""
-    renamed = _REST_FIELD_NAMES.get(field, field)
+    """`items[3].customer_id` -> `customerId`-style names of the REST body; the patch
+    operations of PatchSegment (`operations[2].path`) are the REST body itself (`[2].path`)."""
+    renamed = _REST_FIELD_NAMES.get(field, field).removeprefix("operations")
     return re.sub(r"_([a-z])", lambda match: match.group(1).upper(), renamed)
 
 

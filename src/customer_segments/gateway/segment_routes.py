@@ -11,15 +11,11 @@ from aiohttp import web
 from customersegment.v1 import segment_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from customer_segments.domain.segment_document import SegmentDocument
 from customer_segments.gateway import render
 from customer_segments.gateway.errors import HTTP_STATUS_OF
 from customer_segments.gateway.grpc_client import GrpcClient, RpcFailed
-from customer_segments.gateway.models import (
-    PatchOperation,
-    Search,
-    SegmentCreation,
-    SegmentUpsert,
-)
+from customer_segments.gateway.models import PatchOperation, Search, SegmentCreation
 from customer_segments.gateway.render import rest_message
 from customer_segments.gateway.requests import (
     BadRequest,
@@ -37,7 +33,7 @@ BASE = "/customer-segment/{tenant}/segments"
 SEGMENT = "{segmentId:(?!(?:search|bulk)$)[^/]+}"
 
 
-def _segment(upsert: SegmentUpsert, segment_id: str = "") -> segment_pb2.Segment:
+def _segment(upsert: SegmentDocument, segment_id: str = "") -> segment_pb2.Segment:
     message = segment_pb2.Segment(
         id=segment_id,
         name=upsert.name,
@@ -62,7 +58,7 @@ def _segment(upsert: SegmentUpsert, segment_id: str = "") -> segment_pb2.Segment
 
 
 def _upsert_request(
-    tenant: str, segment_id: str, upsert: SegmentUpsert
+    tenant: str, segment_id: str, upsert: SegmentDocument
 ) -> segment_pb2.UpsertSegmentRequest:
     request = segment_pb2.UpsertSegmentRequest(
         tenant=tenant, segment_id=segment_id, segment=_segment(upsert, segment_id)
@@ -146,7 +142,7 @@ class SegmentRoutes:
         )
 
     async def upsert_segment(self, request: web.Request) -> web.StreamResponse:
-        upsert = parsed(SegmentUpsert, await json_body(request))
+        upsert = parsed(SegmentDocument, await json_body(request))
         answer = await self.client.call(
             request,
             self.client.segments.UpsertSegment,
@@ -157,23 +153,24 @@ class SegmentRoutes:
         return web.Response(status=204)
 
     async def patch_segment(self, request: web.Request) -> web.StreamResponse:
-        """JSON Patch (add, remove, replace) on the segment as it is now, written back only if
-        nobody changed it meanwhile (its version): 409 otherwise, as for any stale write."""
+        """JSON Patch (add, remove, replace), applied and written by the service."""
         body = await json_body(request)
         if not isinstance(body, list):
             raise BadRequest("body", "must be a JSON array of patch operations")
         operations = [parsed(PatchOperation, raw, f"[{n}].") for n, raw in enumerate(body, 1)]
-        segment_id = request.match_info["segmentId"]
-        document = render.segment(await self._get(request, segment_id))
-        version = document["metadata"]["version"]
-        for number, operation in enumerate(operations, start=1):
-            _apply(document, operation, f"[{number}]")
-        document.setdefault("metadata", {})["version"] = version
-        upsert = parsed(SegmentUpsert, document)
         await self.client.call(
             request,
-            self.client.segments.UpsertSegment,
-            _upsert_request(request.match_info["tenant"], segment_id, upsert),
+            self.client.segments.PatchSegment,
+            segment_pb2.PatchSegmentRequest(
+                tenant=request.match_info["tenant"],
+                segment_id=request.match_info["segmentId"],
+                operations=[
+                    segment_pb2.JsonPatchOperation(
+                        op=operation.op, path=operation.path, value_json=json.dumps(operation.value)
+                    )
+                    for operation in operations
+                ],
+            ),
         )
         return web.Response(status=204)
 
@@ -278,22 +275,3 @@ class SegmentRoutes:
 
 def _multi_status(results: dict[int, dict[str, Any]]) -> web.Response:
     return web.json_response([results[index] for index in sorted(results)], status=207)
-
-
-def _apply(document: dict[str, Any], operation: PatchOperation, where: str) -> None:
-    """One JSON Patch operation (RFC 6902: add, remove, replace) on the segment's body."""
-    if not operation.path.startswith("/") or operation.path in ("/", "/id", "/metadata"):
-        raise BadRequest(f"{where}.path", f"cannot patch '{operation.path}'")
-    parts = [part.replace("~1", "/").replace("~0", "~") for part in operation.path[1:].split("/")]
-    parent: Any = document
-    for part in parts[:-1]:
-        if not isinstance(parent, dict):
-            raise BadRequest(f"{where}.path", f"'{operation.path}' does not exist")
-        parent = parent.setdefault(part, {}) if operation.op == "add" else parent.get(part)
-    last = parts[-1]
-    if not isinstance(parent, dict) or (operation.op != "add" and last not in parent):
-        raise BadRequest(f"{where}.path", f"'{operation.path}' does not exist")
-    if operation.op == "remove":
-        del parent[last]
-    else:
-        parent[last] = json.loads(json.dumps(operation.value))

@@ -8,8 +8,10 @@ from customersegment.v1 import segment_pb2, segment_pb2_grpc
 from google.protobuf import empty_pb2
 from grpc import aio
 
+from customer_segments.domain import validation
 from customer_segments.domain.listing import Page
 from customer_segments.domain.segment import SegmentFields, segment_fields
+from customer_segments.domain.segment_document import PatchOperation
 from customer_segments.grpc.auth_interceptor import caller
 from customer_segments.grpc.convert import SEGMENT_STATUS_FROM_PROTO, moment, segment_to_proto
 from customer_segments.services import segments
@@ -58,6 +60,23 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
         )
         return segment_pb2.UpsertSegmentResponse(
             created=outcome.created, segment=segment_to_proto(outcome.segment)
+        )
+
+    async def PatchSegment(
+        self, request: segment_pb2.PatchSegmentRequest, context: Context
+    ) -> segment_pb2.Segment:
+        operations = [
+            PatchOperation(
+                operation.op,
+                operation.path,
+                validation.json_value(operation.value_json, f"operations[{n}].value_json")
+                if operation.op != "remove"
+                else None,
+            )
+            for n, operation in enumerate(request.operations, start=1)
+        ]
+        return segment_to_proto(
+            await segments.patch_segment(self.store, request.tenant, request.segment_id, operations)
         )
 
     async def GetSegment(

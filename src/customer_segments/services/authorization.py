@@ -23,6 +23,7 @@ OPERATION_SCOPES: dict[str, frozenset[Scope]] = {
     "StreamRemoveAssignments": _MANAGE,
     "CreateSegment": _MANAGE,
     "UpsertSegment": _MANAGE,
+    "PatchSegment": _MANAGE,
     "GetSegment": _READ_OR_OWN,
     "ListSegments": _READ_OR_OWN,
     "DeleteSegment": _MANAGE,

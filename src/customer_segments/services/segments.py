@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 
 from customer_segments.domain import validation
 from customer_segments.domain.errors import (
@@ -16,6 +17,7 @@ from customer_segments.domain.errors import (
 from customer_segments.domain.listing import Page, Window
 from customer_segments.domain.principal import Principal
 from customer_segments.domain.segment import Segment, SegmentFields, SegmentUpsertOutcome
+from customer_segments.domain.segment_document import PatchOperation, patched_fields
 from customer_segments.query.syntax import Compare, Field, FieldKind, Operator, Query
 from customer_segments.services.authorization import require_customer
 from customer_segments.services.paging import Listed, cursors, listing, reading
@@ -63,6 +65,27 @@ async def upsert_segment(
     if segment is None:
         raise VersionConflict(segment_id)
     return SegmentUpsertOutcome(created=segment.version == 1, segment=segment)
+
+
+async def patch_segment(
+    store: Store, tenant: str, segment_id: str, operations: Sequence[PatchOperation]
+) -> Segment:
+    """Applies the JSON Patch to the segment as stored and writes the result, in one
+    transaction that holds the segment: concurrent patches apply one after the other, each to
+    what the previous one wrote."""
+    validation.tenant(tenant)
+    validation.identifier(segment_id, "segment_id")
+    async with store.write() as connection:
+        current = await store.segments.get(connection, tenant, segment_id, lock=True)
+        if current is None:
+            raise NotFound("segment", segment_id)
+        fields = patched_fields(current, operations)
+        segment = await store.segments.upsert(
+            connection, tenant, segment_id, fields, current.version, utc_now()
+        )
+    if segment is None:
+        raise VersionConflict(segment_id)
+    return segment
 
 
 async def get_segment(store: Store, viewer: Principal, tenant: str, segment_id: str) -> Segment:

@@ -118,6 +118,8 @@ class SegmentRepository:
     def __init__(self, insert: DialectInsert) -> None:
         by_key = and_(sg.c.tenant == bindparam("tenant"), sg.c.id == bindparam("id"))
         self._get = select(sg).where(by_key)
+        # SELECT ... FOR UPDATE on PostgreSQL; SQLite has one writer at a time anyway.
+        self._get_locked = self._get.with_for_update()
         self._exists = select(sg.c.status).where(by_key)
         self._delete = delete(sg).where(by_key)
         statement = insert(sg)
@@ -149,9 +151,11 @@ class SegmentRepository:
         ).returning(*sg.c)
 
     async def get(
-        self, connection: AsyncConnection, tenant: str, segment_id: str
+        self, connection: AsyncConnection, tenant: str, segment_id: str, *, lock: bool = False
     ) -> Segment | None:
-        row = (await connection.execute(self._get, {"tenant": tenant, "id": segment_id})).first()
+        """`lock`: until the transaction ends, no other write to the segment gets in."""
+        statement = self._get_locked if lock else self._get
+        row = (await connection.execute(statement, {"tenant": tenant, "id": segment_id})).first()
         return None if row is None else _to_segment(row)
 
     async def exists(self, connection: AsyncConnection, tenant: str, segment_id: str) -> bool:
