@@ -13,7 +13,8 @@ import tempfile
 from customer_segments.auth.setup import shared_secret, token_verifier
 from customer_segments.config import Settings
 from customer_segments.gateway.process import GatewayOptions, start_gateway_process
-from customer_segments.grpc.server import start_grpc_server, stop_requested
+from customer_segments.grpc.server import start_grpc_server
+from customer_segments.shutdown import stop_requested
 from customer_segments.store.database import Database
 from customer_segments.store.migrate import require_current_schema, upgrade_to_head
 from customer_segments.store.store import Store

@@ -96,22 +96,29 @@ def wait_for_port(port: int, process: subprocess.Popen[str]) -> None:
     raise AssertionError(f"nothing listens on {port}")
 
 
-def spawned_children(pid: int) -> list[int]:
-    """The processes `pid` spawned with multiprocessing (workers, gateways), not its other
-    children (multiprocessing's resource tracker)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children")
+def children(pid: int, marker: bytes) -> list[int]:
+    """The child processes of `pid` whose command line contains `marker`."""
     try:
-        listed = children.read_text().split()
+        listed = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except FileNotFoundError:
         return []
-    spawned = []
+    found = []
     for child in listed:
         try:
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                spawned.append(int(child))
+            if marker in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(int(child))
         except FileNotFoundError:
             continue  # exited since the listing
-    return spawned
+    return found
+
+
+def workers_of(pid: int) -> list[int]:
+    """Spawned workers, not multiprocessing's resource tracker."""
+    return children(pid, b"spawn_main")
+
+
+def gateways_of(pid: int) -> list[int]:
+    return children(pid, b"customer_segments.gateway.process")
 
 
 def wait_until_gone(pid: int, timeout: float = 30) -> None:
@@ -341,12 +348,12 @@ def test_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
     service = start(tmp_path, "--workers", "2")
     try:
         deadline = time.monotonic() + 20
-        while len(spawned_children(service.process.pid)) < 2 and time.monotonic() < deadline:
+        while len(workers_of(service.process.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
-        workers = spawned_children(service.process.pid)
+        workers = workers_of(service.process.pid)
         assert len(workers) == 2
         # Each worker has its gateway process.
-        gateways = [gateway for worker in workers for gateway in spawned_children(worker)]
+        gateways = [gateway for worker in workers for gateway in gateways_of(worker)]
         assert len(gateways) == 2
         service.grpcurl(
             "customersegment.v1.SegmentService/CreateSegment",
@@ -459,7 +466,7 @@ def test_tokens_from_the_token_command_and_what_the_service_refuses(embedded: Se
 
 
 def the_gateway_of(service: Service) -> int:
-    gateways = spawned_children(service.process.pid)
+    gateways = gateways_of(service.process.pid)
     assert len(gateways) == 1, gateways
     return gateways[0]
 

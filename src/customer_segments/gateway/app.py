@@ -15,7 +15,7 @@ from customer_segments.gateway.errors import error_response, from_rpc_error
 from customer_segments.gateway.grpc_client import REQUEST_ID, GrpcClient, RpcFailed
 from customer_segments.gateway.requests import BadRequest
 from customer_segments.gateway.segment_routes import SegmentRoutes
-from customer_segments.grpc.server import stop_requested
+from customer_segments.shutdown import stop_requested
 
 log = logging.getLogger(__name__)
 

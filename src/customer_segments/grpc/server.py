@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from typing import Any
 
 from customersegment.v1 import (
@@ -93,12 +91,3 @@ async def start_grpc_server(
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("gRPC listening on %s:%d", host, bound)
     return GrpcServer(server, health_servicer, bound)
-
-
-def stop_requested() -> asyncio.Event:
-    """An event set by SIGTERM or SIGINT."""
-    event = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, event.set)
-    return event
