@@ -59,7 +59,7 @@ class PatchOperation(NamedTuple):
 
 PATCH_OPERATIONS = ("add", "remove", "replace")
 # The document as a whole, its id and its output-only metadata are not the caller's to patch.
-_UNPATCHABLE = ("", "/", "/id", "/metadata")
+_UNPATCHABLE = ("/", "/id", "/metadata")
 
 
 def patched_fields(segment: Segment, operations: Sequence[PatchOperation]) -> SegmentFields:
