@@ -128,18 +128,16 @@ class SegmentRoutes:
         )
 
     async def get_segment(self, request: web.Request) -> web.StreamResponse:
-        body = render.segment(await self._get(request, request.match_info["segmentId"]))
-        paths = fields_of(request)
-        return web.json_response(render.select(body, paths) if paths else body)
-
-    async def _get(self, request: web.Request, segment_id: str) -> Any:
-        return await self.client.call(
+        segment = await self.client.call(
             request,
             self.client.segments.GetSegment,
             segment_pb2.GetSegmentRequest(
-                tenant=request.match_info["tenant"], segment_id=segment_id
+                tenant=request.match_info["tenant"], segment_id=request.match_info["segmentId"]
             ),
         )
+        body = render.segment(segment)
+        paths = fields_of(request)
+        return web.json_response(render.select(body, paths) if paths else body)
 
     async def upsert_segment(self, request: web.Request) -> web.StreamResponse:
         upsert = parsed(SegmentDocument, await json_body(request))
