@@ -27,7 +27,7 @@ test: $(STAMP)
 protos: $(STAMP)
 	$(BIN)/python scripts/generate_protos.py
 
-## Rebuilds the gateway's openapi.yaml from ../shared/emporix/customer-segment-api.yml.
+## Rebuilds the gateway's openapi.yaml from the Emporix file (tests/contract/emporix-customer-segment-api.yml).
 openapi: $(STAMP)
 	$(BIN)/python scripts/build_openapi.py
 

@@ -1,6 +1,6 @@
 """The REST gateway beside the same calls over gRPC and the REST ceiling, measured in one run.
 
-1. The REST ceiling: ../shared/ceiling/rest_ceiling.py (env CEILING_DIR), an aiohttp handler
+1. The REST ceiling: bench/ceiling/rest_ceiling.py (env CEILING_DIR), an aiohttp handler
    returning a canned assignment, driven with wrk exactly as its run.sh does (wrk -t1 -c32 -d5s;
    with --timeout 10s, so that a stalled answer counts as slow rather than as an error).
 2. The service, with `serve --workers` 1 and then 2 (each worker is a gRPC server process and
@@ -99,7 +99,7 @@ from run import (
 BENCH_DIR = Path(__file__).resolve().parent
 REPORT_PATH = BENCH_DIR / "reports" / "gateway-latest.md"
 
-WRK_ARGS = ("-t1", "-c32", "-d5s")  # exactly ../shared/ceiling/run.sh's REST load
+WRK_ARGS = ("-t1", "-c32", "-d5s")  # exactly bench/ceiling/run.sh's REST load
 # wrk counts an answer slower than 2 s (its default) as a socket error. On a 2-core machine
 # running PostgreSQL, wrk and --workers 2, a few calls stall that long (gRPC ones too): they are
 # slow answers, not failures, so they count in the figure and the slowest one is reported.
@@ -148,7 +148,7 @@ class WrkResult:
 
 
 def wrk(url: str, authorization: str | None = None) -> WrkResult:
-    """HTTP/1.1 GETs over keep-alive connections, the way ../shared/ceiling/run.sh drives the
+    """HTTP/1.1 GETs over keep-alive connections, the way bench/ceiling/run.sh drives the
     REST ceiling; with `authorization`, each request carries it (the ceiling takes none)."""
     headers = [] if authorization is None else ["-H", f"Authorization: {authorization}"]
     argv = [require_wrk(), *WRK_ARGS, *WRK_ANSWER_TIMEOUT, *headers, url]
@@ -464,7 +464,7 @@ def main() -> int:
     )
     if arguments.preload < int(GET_CUSTOMER.removeprefix("cust-")):
         parser.error(f"--preload must reach {GET_CUSTOMER}, the customer read")
-    ceiling_dir = Path(os.environ.get("CEILING_DIR", REPO.parent / "shared" / "ceiling"))
+    ceiling_dir = Path(os.environ.get("CEILING_DIR", REPO / "bench" / "ceiling"))
     pg_url = os.environ.get("PGURL", DEFAULT_PGURL)
     log = Log()
     # A SIGTERM (a timeout, a CI runner giving up) unwinds like an error: servers are stopped

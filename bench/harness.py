@@ -26,7 +26,7 @@ import asyncpg
 
 from customer_segments.auth.tokens import issue_token
 
-# Exactly the load of ../shared/ceiling/run.sh, so that service and ceiling are comparable.
+# Exactly the load of bench/ceiling/run.sh, so that service and ceiling are comparable.
 H2LOAD_REQUESTS = 30_000
 H2LOAD_ARGS = ("-n", str(H2LOAD_REQUESTS), "-c", "16", "-m", "10", "-t", "1")
 H2LOAD_TIMEOUT_S = 300.0
@@ -283,7 +283,7 @@ def _number(pattern: str, text: str) -> float:
 
 
 def h2load(url: str, body: Path, authorization: str | None = None) -> H2loadResult:
-    """Unary gRPC calls over h2c, the way ../shared/ceiling/run.sh drives its servers; with
+    """Unary gRPC calls over h2c, the way bench/ceiling/run.sh drives its servers; with
     `authorization`, each call carries it (the service's calls; the ceilings take none)."""
     headers = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
     if authorization is not None:

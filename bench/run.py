@@ -1,6 +1,6 @@
 """The service on PostgreSQL beside this machine's ceilings, measured in one run.
 
-1. Ceilings, from the programs in ../shared/ceiling (env CEILING_DIR): a grpc.aio server that
+1. Ceilings, from the programs in bench/ceiling (env CEILING_DIR): a grpc.aio server that
    answers from memory, the same with one asyncpg read per call (both driven by h2load exactly
    as its run.sh does), and bulk upserts straight through asyncpg (bulk_ceiling.py 250 4).
    Beside them, for context: the service's own upsert statement on its own schema, driven the
@@ -81,7 +81,7 @@ GET_ASSIGNMENT_TARGET = 0.70
 BULK_TARGET = 0.50
 BULK_STREAMS = 4  # as many as the bulk ceiling's connections
 BUSY_BEFORE = 0.3  # cores busy in the second before the run; above it the figures are suspect
-# From ../shared/ceiling/run.sh: fills ceiling_assignments for the gRPC + PostgreSQL ceiling.
+# From bench/ceiling/run.sh: fills ceiling_assignments for the gRPC + PostgreSQL ceiling.
 CEILING_FILL_SQL = (
     "create table if not exists ceiling_assignments(tenant text, segment_id text, "
     "customer_id text, assignment_type text, version int, "
@@ -550,7 +550,7 @@ def main() -> int:
     _, arguments, worker_counts = bench_arguments(
         __doc__.splitlines()[0], 100_000, 50_000, "h2load runs per server, the median counts"
     )
-    ceiling_dir = Path(os.environ.get("CEILING_DIR", REPO.parent / "shared" / "ceiling"))
+    ceiling_dir = Path(os.environ.get("CEILING_DIR", REPO / "bench" / "ceiling"))
     pg_url = os.environ.get("PGURL", DEFAULT_PGURL)
     log = Log()
     try:

@@ -2,7 +2,7 @@
 serves, from the official Emporix file: its Customers Assignments and Segments operations, plus
 the answers this service adds to them.
 
-Usage: python scripts/build_openapi.py [EMPORIX_FILE]   (default ../shared/emporix/...)
+Usage: python scripts/build_openapi.py [EMPORIX_FILE]   (default: the copy in tests/contract/)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-EMPORIX = ROOT.parent / "shared" / "emporix" / "customer-segment-api.yml"
+EMPORIX = ROOT / "tests" / "contract" / "emporix-customer-segment-api.yml"
 OUTPUT = ROOT / "src" / "customer_segments" / "gateway" / "openapi.yaml"
 SERVED_TAGS = {"Customers Assignments", "Segments"}
 METHODS = {"get", "put", "post", "patch", "delete"}
