@@ -295,6 +295,34 @@ async def test_grpc_token_of_another_tenant_is_denied(
     )
 
 
+@pytest.mark.parametrize("rpc", ["StreamUpsertAssignments", "StreamRemoveAssignments"])
+async def test_grpc_a_later_stream_message_of_another_tenant_is_denied(
+    bare_stubs: Stubs, tenant: str, world: str, rpc: str
+) -> None:
+    """Every message of a client stream is checked, not only the first one."""
+    upsert = rpc == "StreamUpsertAssignments"
+    message = pb.BulkUpsertAssignmentsRequest if upsert else pb.BulkRemoveAssignmentsRequest
+    item = pb.BulkUpsertItem if upsert else pb.BulkRemoveItem
+
+    async def messages() -> Any:
+        yield message(tenant=tenant, segment_id=world)
+        yield message(tenant="another", segment_id=world, items=[item(customer_id=customer)])
+
+    # c9 is not in the segment (an upsert would add it), c1 is (a remove would take it out).
+    customer = "c9" if upsert else "c1"
+    call = getattr(bare_stubs.assignments, rpc)
+    await expect_error(
+        _drain(call(messages(), metadata=_metadata(bearer(tenant, MANAGE)))),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "not valid for tenant 'another'",
+    )
+    listed = await bare_stubs.assignments.ListAssignments(
+        pb.ListAssignmentsRequest(tenant=tenant, segment_id=world, q=f"customerId:{customer}"),
+        metadata=_metadata(bearer(tenant, READ)),
+    )
+    assert len(listed.assignments) == (0 if upsert else 3)  # c1: B2C, le1, le2
+
+
 @pytest.mark.parametrize("scope", [READ, READ_OWN, MANAGE, "customersegment.other"])
 @pytest.mark.parametrize("operation", GRPC_OPERATIONS)
 async def test_grpc_each_scope_against_each_operation(
