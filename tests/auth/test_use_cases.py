@@ -40,9 +40,9 @@ def admin(tenant: str) -> Principal:
     return Principal(tenant, ALL, subject="admin")
 
 
-def customer(tenant: str, scope: str = READ_OWN) -> Principal:
+def customer(tenant: str, scope: str = READ_OWN, legal_entity_id: str | None = None) -> Principal:
     """A token of customer c1 (by default a customer token; any one scope)."""
-    return Principal(tenant, frozenset({scope}), subject="c1")
+    return Principal(tenant, frozenset({scope}), subject="c1", legal_entity_id=legal_entity_id)
 
 
 def _segment(status: SegmentStatus = SegmentStatus.ACTIVE) -> SegmentInput:
@@ -284,6 +284,40 @@ async def test_customer_tokens_are_refused_outside_their_own_view(
         await assignments.list_assignments(world, no_sub, tenant, "gold", page=Page(1, 10))
     listed = await assignments.list_assignments(world, c1, tenant, "gold", page=Page(1, 10))
     assert [(a.customer.id, a.legal_entity) for a in listed.items] == [("c1", None)]
+
+
+async def test_a_customer_gets_one_answer_for_every_segment_outside_their_view(
+    world: Store, tenant: str
+) -> None:
+    """A segment that does not exist, an inactive one, an active one without the customer, and
+    one with the customer for another legal entity: the same refusal, so nothing to probe."""
+    await segments.create_segment(world, admin(tenant), tenant, "silver", _segment())
+    messages = set()
+    for segment_id, legal_entity_id in (
+        ("nosuch", None),
+        ("inactive", None),
+        ("silver", None),
+        ("gold", "le3"),
+    ):
+        principal = customer(tenant, legal_entity_id=legal_entity_id)
+        for call in (
+            assignments.list_assignments(world, principal, tenant, segment_id, page=Page(1, 10)),
+            segments.get_segment(world, principal, tenant, segment_id),
+        ):
+            with pytest.raises(PermissionDenied) as refused:
+                await call
+            messages.add(refused.value.message)
+        listed = await segments.list_segments(
+            world, principal, tenant, q=f"id:{segment_id}", page=Page(1, 10)
+        )
+        assert listed.items == []
+    assert len(messages) == 1, messages
+    own = await assignments.list_assignments(
+        world, customer(tenant, legal_entity_id="le1"), tenant, "gold", page=Page(1, 10)
+    )
+    assert [(a.customer.id, a.legal_entity and a.legal_entity.id) for a in own.items] == [
+        ("c1", "le1")
+    ]
 
 
 async def test_a_later_batch_of_another_tenant_is_refused(world: Store, tenant: str) -> None:

@@ -18,6 +18,7 @@ from customer_segments.domain.principal import Principal
 from customer_segments.query.syntax import Compare, Condition, Field, FieldKind, IsNull, Operator
 from customer_segments.services.audit import authorized_write
 from customer_segments.services.authorization import (
+    OWN_VIEW_ONLY,
     UseCase,
     authorize,
     require_customer,
@@ -179,15 +180,19 @@ async def _list(
 async def _own_assignments(
     store: Store, connection: AsyncConnection, viewer: Principal, tenant: str, segment_id: str
 ) -> tuple[Condition, ...]:
-    """A customer's own view: their assignments (for their legal entity; a B2C token: the B2C
-    ones), in a segment that is active now. Any other segment, even a missing one, is
-    PermissionDenied, so that a customer cannot tell which inactive segments exist."""
+    """A customer's own view: their assignment (for their legal entity; a B2C token: the B2C
+    one) in a segment that is active now. Any other segment is PermissionDenied with one
+    message, whether it does not exist, is not active now or has no assignment of theirs, so
+    that a customer cannot tell which segments exist."""
     customer_id = require_customer(viewer)
+    own = AssignmentKey(tenant, segment_id, customer_id, viewer.legal_entity_id or "")
     segment = await store.segments.get(connection, tenant, segment_id)
-    if segment is None or not segment.is_active_at(utc_now()):
-        raise PermissionDenied(
-            "A customer access token reads only segments that are active and valid now."
-        )
+    if (
+        segment is None
+        or not segment.is_active_at(utc_now())
+        or await store.assignments.get(connection, own) is None
+    ):
+        raise PermissionDenied(OWN_VIEW_ONLY)
     legal_entity = Field("legalEntityId", FieldKind.TEXT)
     return (
         Compare(Field("customerId", FieldKind.TEXT), Operator.EQ, customer_id),
