@@ -323,6 +323,53 @@ async def test_grpc_a_later_stream_message_of_another_tenant_is_denied(
     assert len(listed.assignments) == (0 if upsert else 3)  # c1: B2C, le1, le2
 
 
+MALFORMED: dict[str, GrpcCall] = {
+    "GetAssignment": lambda s, t, g, m: s.assignments.GetAssignment(
+        pb.GetAssignmentRequest(tenant=t, segment_id=g), metadata=m
+    ),
+    "ListAssignments": lambda s, t, g, m: s.assignments.ListAssignments(
+        pb.ListAssignmentsRequest(tenant=t, segment_id=g, page_size=5000), metadata=m
+    ),
+    "UpsertAssignment": lambda s, t, g, m: s.assignments.UpsertAssignment(
+        pb.UpsertAssignmentRequest(tenant=t, segment_id=g, customer_id="c1", mixins_json="["),
+        metadata=m,
+    ),
+    "UpsertSegment": lambda s, t, g, m: s.segments.UpsertSegment(
+        segment_pb2.UpsertSegmentRequest(tenant=t, segment_id=g, segment=segment_pb2.Segment()),
+        metadata=m,
+    ),
+    "PatchSegment": lambda s, t, g, m: s.segments.PatchSegment(
+        segment_pb2.PatchSegmentRequest(
+            tenant=t,
+            segment_id=g,
+            operations=[segment_pb2.JsonPatchOperation(op="add", path="/x", value_json="{")],
+        ),
+        metadata=m,
+    ),
+    "ListSegments": lambda s, t, g, m: s.segments.ListSegments(
+        segment_pb2.ListSegmentsRequest(tenant=t, page_number=-1), metadata=m
+    ),
+}
+
+
+@pytest.mark.parametrize("operation", MALFORMED)
+async def test_grpc_a_refused_caller_is_refused_whatever_it_sent(
+    bare_stubs: Stubs, tenant: str, world: str, operation: str
+) -> None:
+    """The caller is checked before the request is: a refused caller learns nothing from
+    validation, and gets the same answer as with a valid request."""
+    call = MALFORMED[operation]
+    await expect_error(
+        call(bare_stubs, tenant, world, _metadata(bearer("another"))),
+        grpc.StatusCode.PERMISSION_DENIED,
+        f"not valid for tenant '{tenant}'",
+    )
+    await expect_error(
+        call(bare_stubs, tenant, world, _metadata(bearer(tenant))),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+
+
 @pytest.mark.parametrize("scope", [READ, READ_OWN, MANAGE, "customersegment.other"])
 @pytest.mark.parametrize("operation", GRPC_OPERATIONS)
 async def test_grpc_each_scope_against_each_operation(

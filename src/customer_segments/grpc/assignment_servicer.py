@@ -127,7 +127,7 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
             request.segment_id,
             q=request.q,
             sort=request.sort,
-            page=Page.parse(request.page_number, request.page_size),
+            page=Page(request.page_number, request.page_size),
             page_token=request.page_token,
             include_total_count=request.include_total_count,
         )

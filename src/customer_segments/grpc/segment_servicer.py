@@ -92,7 +92,7 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
             customer_id=request.customer_id,
             legal_entity_id=request.legal_entity_id,
             sort=request.sort,
-            page=Page.parse(request.page_number, request.page_size),
+            page=Page(request.page_number, request.page_size),
             page_token=request.page_token,
             include_total_count=request.include_total_count,
         )

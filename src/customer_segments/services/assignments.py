@@ -116,8 +116,9 @@ async def list_assignments(
     page_token: str = "",
     include_total_count: bool = False,
 ) -> Listed[Assignment]:
-    """A page of a segment's assignments that match q; by page number or by cursor. A
-    customer token gets its own view (see `_own_assignments`)."""
+    """A page of a segment's assignments that match q; by page number or by cursor (`page` as
+    the caller gave it, 0: not given). A customer token gets its own view (see
+    `_own_assignments`)."""
     authorize(principal, UseCase.LIST_ASSIGNMENTS, tenant)
     return await _list(
         store, principal, tenant, segment_id, q, sort, page, page_token, include_total_count
@@ -155,6 +156,7 @@ async def _list(
     page_token: str,
     include_total_count: bool,
 ) -> Listed[Assignment]:
+    page = Page.parse(*page)  # as the caller gave it (0: not given), checked once it may ask
     validation.tenant(tenant)
     validation.identifier(segment_id, "segment_id")
     scope = ("assignments", tenant, segment_id)

@@ -143,6 +143,7 @@ async def list_segments(
     """The tenant's segments; with `customer_id`, only those the customer is assigned to.
     A customer token sees only the active segments it is assigned to."""
     authorize(principal, UseCase.LIST_SEGMENTS, tenant)
+    page = Page.parse(*page)  # as the caller gave it (0: not given), checked once it may ask
     validation.tenant(tenant)
     validation.optional_identifier(customer_id, "customer_id")
     validation.optional_identifier(legal_entity_id, "legal_entity_id")
