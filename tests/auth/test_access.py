@@ -295,6 +295,81 @@ async def test_grpc_token_of_another_tenant_is_denied(
     )
 
 
+@pytest.mark.parametrize("rpc", ["StreamUpsertAssignments", "StreamRemoveAssignments"])
+async def test_grpc_a_later_stream_message_of_another_tenant_is_denied(
+    bare_stubs: Stubs, tenant: str, world: str, rpc: str
+) -> None:
+    """Every message of a client stream is checked, not only the first one."""
+    upsert = rpc == "StreamUpsertAssignments"
+    message = pb.BulkUpsertAssignmentsRequest if upsert else pb.BulkRemoveAssignmentsRequest
+    item = pb.BulkUpsertItem if upsert else pb.BulkRemoveItem
+
+    async def messages() -> Any:
+        yield message(tenant=tenant, segment_id=world)
+        yield message(tenant="another", segment_id=world, items=[item(customer_id=customer)])
+
+    # c9 is not in the segment (an upsert would add it), c1 is (a remove would take it out).
+    customer = "c9" if upsert else "c1"
+    call = getattr(bare_stubs.assignments, rpc)
+    await expect_error(
+        _drain(call(messages(), metadata=_metadata(bearer(tenant, MANAGE)))),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "not valid for tenant 'another'",
+    )
+    listed = await bare_stubs.assignments.ListAssignments(
+        pb.ListAssignmentsRequest(tenant=tenant, segment_id=world, q=f"customerId:{customer}"),
+        metadata=_metadata(bearer(tenant, READ)),
+    )
+    assert len(listed.assignments) == (0 if upsert else 3)  # c1: B2C, le1, le2
+
+
+MALFORMED: dict[str, GrpcCall] = {
+    "GetAssignment": lambda s, t, g, m: s.assignments.GetAssignment(
+        pb.GetAssignmentRequest(tenant=t, segment_id=g), metadata=m
+    ),
+    "ListAssignments": lambda s, t, g, m: s.assignments.ListAssignments(
+        pb.ListAssignmentsRequest(tenant=t, segment_id=g, page_size=5000), metadata=m
+    ),
+    "UpsertAssignment": lambda s, t, g, m: s.assignments.UpsertAssignment(
+        pb.UpsertAssignmentRequest(tenant=t, segment_id=g, customer_id="c1", mixins_json="["),
+        metadata=m,
+    ),
+    "UpsertSegment": lambda s, t, g, m: s.segments.UpsertSegment(
+        segment_pb2.UpsertSegmentRequest(tenant=t, segment_id=g, segment=segment_pb2.Segment()),
+        metadata=m,
+    ),
+    "PatchSegment": lambda s, t, g, m: s.segments.PatchSegment(
+        segment_pb2.PatchSegmentRequest(
+            tenant=t,
+            segment_id=g,
+            operations=[segment_pb2.JsonPatchOperation(op="add", path="/x", value_json="{")],
+        ),
+        metadata=m,
+    ),
+    "ListSegments": lambda s, t, g, m: s.segments.ListSegments(
+        segment_pb2.ListSegmentsRequest(tenant=t, page_number=-1), metadata=m
+    ),
+}
+
+
+@pytest.mark.parametrize("operation", MALFORMED)
+async def test_grpc_a_refused_caller_is_refused_whatever_it_sent(
+    bare_stubs: Stubs, tenant: str, world: str, operation: str
+) -> None:
+    """The caller is checked before the request is: a refused caller learns nothing from
+    validation, and gets the same answer as with a valid request."""
+    call = MALFORMED[operation]
+    await expect_error(
+        call(bare_stubs, tenant, world, _metadata(bearer("another"))),
+        grpc.StatusCode.PERMISSION_DENIED,
+        f"not valid for tenant '{tenant}'",
+    )
+    await expect_error(
+        call(bare_stubs, tenant, world, _metadata(bearer(tenant))),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+
+
 @pytest.mark.parametrize("scope", [READ, READ_OWN, MANAGE, "customersegment.other"])
 @pytest.mark.parametrize("operation", GRPC_OPERATIONS)
 async def test_grpc_each_scope_against_each_operation(
@@ -331,9 +406,12 @@ async def test_a_customer_lists_only_their_own_assignments(
     assert await _own_keys(bare_stubs, tenant, world, sub="c1", legal_entity_id="le2") == [
         ("c1", "le2")
     ]
-    # A B2B token of another legal entity, and a customer with no assignment: nothing.
-    assert await _own_keys(bare_stubs, tenant, world, sub="c1", legal_entity_id="le3") == []
-    assert await _own_keys(bare_stubs, tenant, world, sub="c3") == []
+    # A B2B token of another legal entity, and a customer with no assignment: the segment is
+    # not in their view (see the next tests).
+    for claims_ in ({"sub": "c1", "legal_entity_id": "le3"}, {"sub": "c3"}):
+        await expect_error(
+            _own_keys(bare_stubs, tenant, world, **claims_), grpc.StatusCode.PERMISSION_DENIED
+        )
 
 
 @pytest.mark.parametrize(
@@ -358,23 +436,55 @@ async def test_a_customer_query_cannot_widen_the_view(
     assert keys == expected and listed.total_count == len(expected)
 
 
-@pytest.mark.parametrize("segment", ["inactive", "expired", "future", "nosuch"])
-async def test_a_customer_reads_nothing_of_a_segment_not_active_now(
-    bare_stubs: Stubs, tenant: str, world: str, segment: str
+# Outside a customer's view: a segment that does not exist, one not active now, an active one
+# the customer is not in (silver), and one they are in only for another legal entity (gold
+# for a token of le3).
+OUTSIDE_THE_VIEW = [
+    ("nosuch", None),
+    ("inactive", None),
+    ("expired", None),
+    ("future", None),
+    ("silver", None),
+    ("gold", "le3"),
+]
+
+
+async def test_a_customer_gets_one_answer_for_every_segment_outside_their_view(
+    bare_stubs: Stubs, tenant: str, world: str
 ) -> None:
-    metadata = _metadata(bearer(tenant, READ_OWN, sub="c1"))
-    await expect_error(
-        bare_stubs.assignments.ListAssignments(
-            pb.ListAssignmentsRequest(tenant=tenant, segment_id=segment), metadata=metadata
-        ),
-        grpc.StatusCode.PERMISSION_DENIED,
+    """So that a customer cannot probe which segments exist, or which are active."""
+    answers = set()
+    for segment, legal_entity_id in OUTSIDE_THE_VIEW:
+        metadata = _metadata(bearer(tenant, READ_OWN, sub="c1", legal_entity_id=legal_entity_id))
+        for call in (
+            bare_stubs.assignments.ListAssignments(
+                pb.ListAssignmentsRequest(tenant=tenant, segment_id=segment), metadata=metadata
+            ),
+            bare_stubs.assignments.ListAssignments(
+                pb.ListAssignmentsRequest(tenant=tenant, segment_id=segment, q="customerId:c1"),
+                metadata=metadata,
+            ),
+            bare_stubs.segments.GetSegment(
+                segment_pb2.GetSegmentRequest(tenant=tenant, segment_id=segment),
+                metadata=metadata,
+            ),
+        ):
+            error = await expect_error(call, grpc.StatusCode.PERMISSION_DENIED)
+            answers.add((error.details(), tuple(error.trailing_metadata() or ())))
+        listed = await bare_stubs.segments.ListSegments(
+            segment_pb2.ListSegmentsRequest(
+                tenant=tenant, q=f"id:{segment}", include_total_count=True
+            ),
+            metadata=metadata,
+        )
+        assert (list(listed.segments), listed.total_count) == ([], 0), segment
+    assert len(answers) == 1, answers
+    # Inside the view a q that matches nothing is an empty page, as for any reader.
+    listed = await bare_stubs.assignments.ListAssignments(
+        pb.ListAssignmentsRequest(tenant=tenant, segment_id=world, q="customerId:c2"),
+        metadata=_metadata(bearer(tenant, READ_OWN, sub="c1")),
     )
-    await expect_error(
-        bare_stubs.segments.GetSegment(
-            segment_pb2.GetSegmentRequest(tenant=tenant, segment_id=segment), metadata=metadata
-        ),
-        grpc.StatusCode.PERMISSION_DENIED,
-    )
+    assert list(listed.assignments) == []
 
 
 async def test_a_customer_token_without_sub_reads_nothing(
@@ -586,17 +696,21 @@ async def test_rest_customer_view(
         assert response.status == 200
         listed = await response.json()
     assert [(a["customer"]["id"], a["legalEntity"]["id"]) for a in listed] == [("c1", "le1")]
-    for segment in ("inactive", "expired"):
-        async with bare_http.get(f"{base}/{segment}/customers", headers=customer) as response:
-            assert response.status == 403
-            assert "secret" not in await response.text()
+    # One answer for every segment outside the view, whatever the reason (see the gRPC test).
+    answers = set()
+    for segment, legal_entity_id in OUTSIDE_THE_VIEW:
+        token = bearer(tenant, READ_OWN, sub="c1", legal_entity_id=legal_entity_id or "le1")
+        for url in (f"{base}/{segment}/customers", f"{base}/{segment}"):
+            async with bare_http.get(url, headers={"Authorization": token}) as response:
+                answers.add((response.status, await response.text()))
+    assert len(answers) == 1, answers
+    status, text = answers.pop()
+    assert status == 403 and json.loads(text)["code"] == 403 and "secret" not in text
     async with bare_http.get(f"{base}/{world}/customers/c2", headers=customer) as response:
         assert response.status == 403
         assert "c2" not in await response.text()
     async with bare_http.get(base, headers=customer) as response:
         assert [segment["id"] for segment in await response.json()] == [world]
     other_entity = {"Authorization": bearer(tenant, READ_OWN, sub="c1", legal_entity_id="le3")}
-    async with bare_http.get(f"{base}/{world}/customers", headers=other_entity) as response:
-        assert response.status == 200 and await response.json() == []
     async with bare_http.get(base, headers=other_entity) as response:
         assert response.status == 200 and await response.json() == []

@@ -65,8 +65,10 @@ LEGAL_ENTITY_IDS = ["le1", "le2", "LE3"]
 NAMES = ["Anna", "anna", "Bob", "Émile", "Zoë", "ann", "Carl"]
 TIERS = ["gold", "silver", "bronze", "Gold"]
 
-# The service-level use cases take the caller; a reader sees the whole tenant.
-READER = Principal("any", frozenset({Scope.READ.value}))
+
+def reader(tenant: str) -> Principal:
+    """The use cases take the caller; a reader of the tenant sees all of it."""
+    return Principal(tenant, frozenset({Scope.READ.value}))
 
 
 @dataclass(frozen=True)
@@ -529,7 +531,7 @@ async def test_store_answers_like_the_evaluation(
     async def listed(page: Page, token: str = "", total: bool = False) -> Any:
         return await list_assignments(
             store,
-            READER,
+            reader(tenant),
             tenant,
             SEGMENT,
             q=q,
@@ -582,7 +584,14 @@ async def test_invalid_input_is_only_ever_invalid_argument(
     store, tenant = loaded
     try:
         await list_assignments(
-            store, READER, tenant, SEGMENT, q=q, sort=sort, page=Page(1, 5), page_token=token
+            store,
+            reader(tenant),
+            tenant,
+            SEGMENT,
+            q=q,
+            sort=sort,
+            page=Page(1, 5),
+            page_token=token,
         )
     except InvalidArgument as error:
         assert error.field in ("q", "sort", "page_token"), error
@@ -595,7 +604,7 @@ async def test_a_tampered_cursor_is_refused(
 ) -> None:
     store, tenant = loaded
     first = await list_assignments(
-        store, READER, tenant, SEGMENT, sort="metadata.modifiedAt", page=Page(1, 5)
+        store, reader(tenant), tenant, SEGMENT, sort="metadata.modifiedAt", page=Page(1, 5)
     )
     token = first.cursors.next
     index = position % len(token)
@@ -605,7 +614,7 @@ async def test_a_tampered_cursor_is_refused(
     with pytest.raises(InvalidArgument) as raised:
         await list_assignments(
             store,
-            READER,
+            reader(tenant),
             tenant,
             SEGMENT,
             sort="metadata.modifiedAt",
@@ -618,7 +627,7 @@ async def test_a_tampered_cursor_is_refused(
 async def test_a_cursor_of_another_query_is_refused(loaded: tuple[Store, str]) -> None:
     store, tenant = loaded
     first = await list_assignments(
-        store, READER, tenant, SEGMENT, q="assignmentType:MANUAL", page=Page(1, 5)
+        store, reader(tenant), tenant, SEGMENT, q="assignmentType:MANUAL", page=Page(1, 5)
     )
     for other in (
         {"q": "assignmentType:AUTOMATIC"},
@@ -627,7 +636,7 @@ async def test_a_cursor_of_another_query_is_refused(loaded: tuple[Store, str]) -
         with pytest.raises(InvalidArgument, match="another query"):
             await list_assignments(
                 store,
-                READER,
+                reader(tenant),
                 tenant,
                 SEGMENT,
                 page=Page(1, 5),
@@ -651,12 +660,17 @@ async def test_long_queries_stay_within_what_the_databases_take(loaded: tuple[St
     # 993 values: one OR per value used to nest deeper than SQLite's limit of 1,000.
     many_values = ",".join([*(str(n) for n in range(990)), "gold", "x", "true"])
     page = await list_assignments(
-        store, READER, tenant, SEGMENT, q=f"mixins.score:({many_values})", page=Page(1, 1000)
+        store,
+        reader(tenant),
+        tenant,
+        SEGMENT,
+        q=f"mixins.score:({many_values})",
+        page=Page(1, 1000),
     )
     expected = evaluate(parse_q(f"mixins.score:({many_values})", SEARCHABLE), "")
     assert keys(page) == expected and expected
     q = " ".join(["mixins.tier:gold"] * 230)  # as many mixins conditions as fit in q
-    await list_assignments(store, READER, tenant, SEGMENT, q=q, page=Page(1, 5))
+    await list_assignments(store, reader(tenant), tenant, SEGMENT, q=q, page=Page(1, 5))
 
 
 @settings(
@@ -801,7 +815,7 @@ async def test_segments_answer_like_the_evaluation(
     async def listed(page: Page, token: str = "") -> Any:
         return await list_segments(
             store,
-            READER,
+            reader(tenant),
             tenant,
             q=q,
             sort=sort,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -149,3 +150,16 @@ class BulkUpsertInput(NamedTuple):
 class BulkRemoveInput(NamedTuple):
     customer_id: str
     legal_entity_id: str
+
+
+BulkInput = TypeVar("BulkInput")
+
+
+class Batch(NamedTuple, Generic[BulkInput]):
+    """The items of a bulk call as one request message brought them. The first batch names
+    the call's tenant and segment; a later one (a message of a stream) repeats them or leaves
+    them empty."""
+
+    items: Sequence[BulkInput]
+    tenant: str = ""
+    segment_id: str = ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -90,3 +90,20 @@ def segment_fields(
             metadata_mixins_json, "segment.metadata.mixins_json"
         ),
     )
+
+
+class SegmentInput(NamedTuple):
+    """A segment as the caller wrote it, before validation (the use case validates it, once
+    it has checked that the caller may write): the arguments of `segment_fields`."""
+
+    name: dict[str, str]
+    description: dict[str, str]
+    validity_from: datetime | None
+    validity_to: datetime | None
+    status: SegmentStatus | None
+    site_code: str
+    mixins_json: str
+    metadata_mixins_json: str
+
+    def validated(self) -> SegmentFields:
+        return segment_fields(**self._asdict())

@@ -57,6 +57,21 @@ class PatchOperation(NamedTuple):
     value: Any = None
 
 
+class PatchInput(NamedTuple):
+    """A patch operation as the caller wrote it: the value as JSON text (none for remove)."""
+
+    op: str
+    path: str
+    value_json: str = ""
+
+    def parsed(self, number: int) -> PatchOperation:
+        """`number`: the operation's 1-based position, which names it in errors."""
+        if self.op == "remove":
+            return PatchOperation(self.op, self.path)
+        value = validation.json_value(self.value_json, f"operations[{number}].value_json")
+        return PatchOperation(self.op, self.path, value)
+
+
 PATCH_OPERATIONS = ("add", "remove", "replace")
 # The document as a whole, its id and its output-only metadata are not the caller's to patch.
 _UNPATCHABLE = ("/", "/id", "/metadata")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 from customersegment.v1 import assignment_pb2, assignment_pb2_grpc, common_pb2
@@ -11,8 +11,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from grpc import aio
 
 from customer_segments.domain.assignment import (
-    AssignmentKey,
-    AssignmentWrite,
+    Batch,
     BulkRemoveInput,
     BulkUpsertInput,
 )
@@ -24,12 +23,6 @@ from customer_segments.services import assignments, bulk_assignments
 from customer_segments.store.store import Store
 
 Context = aio.ServicerContext[Any, Any]
-
-
-def _key(request: Any) -> AssignmentKey:
-    return AssignmentKey.parse(
-        request.tenant, request.segment_id, request.customer_id, request.legal_entity_id
-    )
 
 
 def _read_mask(mask: FieldMask) -> FieldMask | None:
@@ -59,23 +52,8 @@ def _remove_inputs(request: assignment_pb2.BulkRemoveAssignmentsRequest) -> list
     return [BulkRemoveInput(item.customer_id, item.legal_entity_id) for item in request.items]
 
 
-async def _single(batch: Sequence[Any]) -> AsyncIterator[Sequence[Any]]:
+async def _single(batch: Batch[Any]) -> AsyncIterator[Batch[Any]]:
     yield batch
-
-
-class _StreamHeader:
-    """The tenant and segment of a client stream: set by its first message, repeated or left
-    empty by later ones."""
-
-    def __init__(self, first: Any) -> None:
-        self.tenant = first.tenant
-        self.segment_id = first.segment_id
-
-    def check(self, message: Any) -> None:
-        for field in ("tenant", "segment_id"):
-            value = getattr(message, field)
-            if value and value != getattr(self, field):
-                raise InvalidArgument(field, "must be the same in every message of a stream")
 
 
 class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceServicer):
@@ -85,18 +63,30 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
     async def GetAssignment(
         self, request: assignment_pb2.GetAssignmentRequest, context: Context
     ) -> assignment_pb2.Assignment:
-        return assignment_to_proto(await assignments.get_assignment(self.store, _key(request)))
+        assignment = await assignments.get_assignment(
+            self.store,
+            caller(),
+            request.tenant,
+            request.segment_id,
+            request.customer_id,
+            request.legal_entity_id,
+        )
+        return assignment_to_proto(assignment)
 
     async def UpsertAssignment(
         self, request: assignment_pb2.UpsertAssignmentRequest, context: Context
     ) -> assignment_pb2.UpsertAssignmentResponse:
-        write = AssignmentWrite.parse(
-            _key(request),
-            request.mixins_json,
-            request.metadata_mixins_json,
-            request.version if request.HasField("version") else None,
+        outcome = await assignments.upsert_assignment(
+            self.store,
+            caller(),
+            request.tenant,
+            request.segment_id,
+            request.customer_id,
+            request.legal_entity_id,
+            mixins_json=request.mixins_json,
+            metadata_mixins_json=request.metadata_mixins_json,
+            version=request.version if request.HasField("version") else None,
         )
-        outcome = await assignments.upsert_assignment(self.store, write)
         return assignment_pb2.UpsertAssignmentResponse(
             created=outcome.created, assignment=assignment_to_proto(outcome.assignment)
         )
@@ -104,31 +94,40 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
     async def RemoveAssignment(
         self, request: assignment_pb2.RemoveAssignmentRequest, context: Context
     ) -> empty_pb2.Empty:
-        await assignments.remove_assignment(self.store, _key(request))
+        await assignments.remove_assignment(
+            self.store,
+            caller(),
+            request.tenant,
+            request.segment_id,
+            request.customer_id,
+            request.legal_entity_id,
+        )
         return empty_pb2.Empty()
 
     async def ListAssignments(
         self, request: assignment_pb2.ListAssignmentsRequest, context: Context
     ) -> assignment_pb2.ListAssignmentsResponse:
-        return await self._list(request)
+        return await self._list(request, search=False)
 
     async def SearchAssignments(
         self, request: assignment_pb2.ListAssignmentsRequest, context: Context
     ) -> assignment_pb2.ListAssignmentsResponse:
-        return await self._list(request)
+        return await self._list(request, search=True)
 
     async def _list(
-        self, request: assignment_pb2.ListAssignmentsRequest
+        self, request: assignment_pb2.ListAssignmentsRequest, *, search: bool
     ) -> assignment_pb2.ListAssignmentsResponse:
         mask = _read_mask(request.fields)
-        page = await assignments.list_assignments(
+        # The same answer, for different scopes.
+        use_case = assignments.search_assignments if search else assignments.list_assignments
+        page = await use_case(
             self.store,
             caller(),
             request.tenant,
             request.segment_id,
             q=request.q,
             sort=request.sort,
-            page=Page.parse(request.page_number, request.page_size),
+            page=Page(request.page_number, request.page_size),
             page_token=request.page_token,
             include_total_count=request.include_total_count,
         )
@@ -148,63 +147,41 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
     async def BulkUpsertAssignments(
         self, request: assignment_pb2.BulkUpsertAssignmentsRequest, context: Context
     ) -> AsyncIterator[common_pb2.BulkItemResults]:
-        results = bulk_assignments.bulk_upsert_assignments(
-            self.store, request.tenant, request.segment_id, _single(_upsert_inputs(request))
-        )
-        async for batch in results:
-            yield bulk_results_to_proto(batch)
+        batch = Batch(_upsert_inputs(request), request.tenant, request.segment_id)
+        results = bulk_assignments.bulk_upsert_assignments(self.store, caller(), _single(batch))
+        async for decided in results:
+            yield bulk_results_to_proto(decided)
 
     async def BulkRemoveAssignments(
         self, request: assignment_pb2.BulkRemoveAssignmentsRequest, context: Context
     ) -> AsyncIterator[common_pb2.BulkItemResults]:
-        results = bulk_assignments.bulk_remove_assignments(
-            self.store, request.tenant, request.segment_id, _single(_remove_inputs(request))
-        )
-        async for batch in results:
-            yield bulk_results_to_proto(batch)
+        batch = Batch(_remove_inputs(request), request.tenant, request.segment_id)
+        results = bulk_assignments.bulk_remove_assignments(self.store, caller(), _single(batch))
+        async for decided in results:
+            yield bulk_results_to_proto(decided)
 
     async def StreamUpsertAssignments(
         self,
         request_iterator: AsyncIterable[assignment_pb2.BulkUpsertAssignmentsRequest],
         context: Context,
     ) -> AsyncIterator[common_pb2.BulkItemResults]:
-        messages = aiter(request_iterator)
-        first = await anext(messages, None)
-        if first is None:
-            return
-        header = _StreamHeader(first)
-
-        async def batches() -> AsyncIterator[list[BulkUpsertInput]]:
-            yield _upsert_inputs(first)
-            async for message in messages:
-                header.check(message)
-                yield _upsert_inputs(message)
-
-        results = bulk_assignments.bulk_upsert_assignments(
-            self.store, header.tenant, header.segment_id, batches()
+        batches = (
+            Batch(_upsert_inputs(message), message.tenant, message.segment_id)
+            async for message in request_iterator
         )
-        async for batch in results:
-            yield bulk_results_to_proto(batch)
+        results = bulk_assignments.bulk_upsert_assignments(self.store, caller(), batches)
+        async for decided in results:
+            yield bulk_results_to_proto(decided)
 
     async def StreamRemoveAssignments(
         self,
         request_iterator: AsyncIterable[assignment_pb2.BulkRemoveAssignmentsRequest],
         context: Context,
     ) -> AsyncIterator[common_pb2.BulkItemResults]:
-        messages = aiter(request_iterator)
-        first = await anext(messages, None)
-        if first is None:
-            return
-        header = _StreamHeader(first)
-
-        async def batches() -> AsyncIterator[list[BulkRemoveInput]]:
-            yield _remove_inputs(first)
-            async for message in messages:
-                header.check(message)
-                yield _remove_inputs(message)
-
-        results = bulk_assignments.bulk_remove_assignments(
-            self.store, header.tenant, header.segment_id, batches()
+        batches = (
+            Batch(_remove_inputs(message), message.tenant, message.segment_id)
+            async for message in request_iterator
         )
-        async for batch in results:
-            yield bulk_results_to_proto(batch)
+        results = bulk_assignments.bulk_remove_assignments(self.store, caller(), batches)
+        async for decided in results:
+            yield bulk_results_to_proto(decided)

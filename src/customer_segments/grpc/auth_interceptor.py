@@ -1,10 +1,10 @@
-"""Authentication and authorization of every call, for internal callers and the REST gateway
-alike: the bearer token is verified, the operation's scopes and the request's tenant are
-checked, and the verified principal is handed to the servicer. Writes are logged here."""
+"""Authentication of every call, for internal callers and the REST gateway alike: the bearer
+token is verified and the principal it names is handed to the servicer, which passes it to the
+use case. Who may do what is decided by the use cases (services/authorization.py), which also
+keep the audit log of writes."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterable, AsyncIterator
 from contextvars import ContextVar
 from typing import Any
@@ -14,14 +14,7 @@ import grpc
 from customer_segments.auth.tokens import TokenVerifier
 from customer_segments.domain.principal import Principal
 from customer_segments.grpc.interceptors import Context, Handler, WrappingInterceptor
-from customer_segments.services.authorization import (
-    WRITE_OPERATIONS,
-    require_scope,
-    require_tenant,
-)
-
-audit_log = logging.getLogger("customer_segments.audit")
-
+from customer_segments.services.audit import request_id
 
 # Operators and orchestrators call these without a token; they show no tenant data.
 PUBLIC_SERVICES = frozenset(
@@ -37,15 +30,20 @@ _caller: ContextVar[Principal] = ContextVar("caller")
 
 
 def caller() -> Principal:
-    """The verified principal of the current call (LookupError outside an authorized call)."""
+    """The verified principal of the current call (LookupError outside an authenticated call)."""
     return _caller.get()
 
 
-def _metadata(context: Context, key: str) -> str | None:
+def _call_metadata(context: Context) -> tuple[str | None, str | None]:
+    """The call's first `authorization` and `x-request-id` (None when absent), in one pass."""
+    found: dict[str, str | None] = {}
     for name, value in context.invocation_metadata() or ():
-        if name == key:
-            return value if isinstance(value, str) else None
-    return None
+        if name in _CALL_KEYS and name not in found:
+            found[name] = value if isinstance(value, str) else None
+    return found.get("authorization"), found.get("x-request-id")
+
+
+_CALL_KEYS = frozenset({"authorization", "x-request-id"})
 
 
 class AuthInterceptor(WrappingInterceptor):
@@ -59,10 +57,10 @@ class AuthInterceptor(WrappingInterceptor):
             return handler
         return self._wrap(handler, operation)
 
-    async def _authenticate(self, context: Context) -> Principal:
-        principal = await self.verifier.verify(_metadata(context, "authorization"))
-        _caller.set(principal)
-        return principal
+    async def _authenticate(self, context: Context) -> None:
+        authorization, call_request_id = _call_metadata(context)
+        _caller.set(await self.verifier.verify(authorization))
+        request_id.set(call_request_id)
 
     def _wrap(self, handler: Handler, operation: str) -> Handler:
         codec = {
@@ -73,23 +71,17 @@ class AuthInterceptor(WrappingInterceptor):
             unary_behavior: Any = handler.unary_unary  # grpc-stubs types these as sync
 
             async def unary_unary(request: Any, context: Context) -> Any:
-                principal = await self._authenticate(context)
-                with _Audit(operation, principal, context, request):
-                    require_scope(principal, operation)
-                    require_tenant(principal, request.tenant)
-                    return await unary_behavior(request, context)
+                await self._authenticate(context)
+                return await unary_behavior(request, context)
 
             return grpc.unary_unary_rpc_method_handler(unary_unary, **codec)
         if handler.unary_stream:
             streaming_behavior: Any = handler.unary_stream  # grpc-stubs types these as sync
 
             async def unary_stream(request: Any, context: Context) -> AsyncIterator[Any]:
-                principal = await self._authenticate(context)
-                with _Audit(operation, principal, context, request):
-                    require_scope(principal, operation)
-                    require_tenant(principal, request.tenant)
-                    async for response in streaming_behavior(request, context):
-                        yield response
+                await self._authenticate(context)
+                async for response in streaming_behavior(request, context):
+                    yield response
 
             return grpc.unary_stream_rpc_method_handler(unary_stream, **codec)
         if handler.stream_stream:
@@ -103,68 +95,18 @@ class AuthInterceptor(WrappingInterceptor):
                 # refusal. Unary requests are read whole before this point anyway.
                 messages = aiter(requests)
                 first = await anext(messages, None)
-                principal = await self._authenticate(context)
-                with _Audit(operation, principal, context, first):
-                    require_scope(principal, operation)
-                    if first is None:
-                        return
-                    require_tenant(principal, first.tenant)
-                    checked = _tenant_checked(first, messages, principal)
-                    async for response in bidi_behavior(checked, context):
-                        yield response
+                await self._authenticate(context)
+                async for response in bidi_behavior(_again(first, messages), context):
+                    yield response
 
             return grpc.stream_stream_rpc_method_handler(stream_stream, **codec)
-        raise TypeError(f"{operation}: client-streaming RPCs are not authorized yet")
+        raise TypeError(f"{operation}: client-streaming RPCs are not authenticated yet")
 
 
-async def _tenant_checked(
-    first: Any, rest: AsyncIterator[Any], principal: Principal
-) -> AsyncIterator[Any]:
-    """The stream again, each later message naming the token's tenant or none."""
+async def _again(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """The stream from its first message, which was read already (None: there was none)."""
+    if first is None:
+        return
     yield first
     async for request in rest:
-        if request.tenant:
-            require_tenant(principal, request.tenant)
         yield request
-
-
-class _Audit:
-    """Logs a write, or an attempt refused with PermissionDenied, with who made it (never the
-    token) and how it ended. Values a caller chose are logged with repr(), so that they cannot
-    forge log lines."""
-
-    def __init__(
-        self, operation: str, principal: Principal, context: Context, request: Any
-    ) -> None:
-        self.enabled = operation in WRITE_OPERATIONS
-        if not self.enabled:
-            return  # reads are the hot path: nothing to prepare
-        self.operation = operation
-        self.principal = principal
-        self.context = context
-        segment_id = getattr(request, "segment_id", None)
-        if segment_id is None and hasattr(request, "segment"):
-            segment_id = request.segment.id  # CreateSegment: the id is in the segment
-        self.segment_id: str | None = segment_id
-        # Where a token of one tenant tried to write into another.
-        requested = getattr(request, "tenant", principal.tenant)
-        self.other_tenant = (
-            f" requested_tenant={requested!r}" if requested != principal.tenant else ""
-        )
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
-        if not self.enabled:
-            return
-        audit_log.info(
-            "write %s tenant=%s%s subject=%r request_id=%r segment=%r outcome=%s",
-            self.operation,
-            self.principal.tenant,
-            self.other_tenant,
-            self.principal.subject,
-            _metadata(self.context, "x-request-id"),
-            self.segment_id,
-            "ok" if error_type is None else error_type.__name__,
-        )

@@ -8,6 +8,7 @@ from customersegment.v1 import directory_pb2, directory_pb2_grpc
 from google.protobuf import empty_pb2
 from grpc import aio
 
+from customer_segments.grpc.auth_interceptor import caller
 from customer_segments.services import directory
 from customer_segments.store.store import Store
 
@@ -23,6 +24,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     ) -> empty_pb2.Empty:
         await directory.upsert_customer(
             self.store,
+            caller(),
             request.tenant,
             request.customer_id,
             request.first_name,
@@ -35,6 +37,6 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         self, request: directory_pb2.UpsertLegalEntityRequest, context: Context
     ) -> empty_pb2.Empty:
         await directory.upsert_legal_entity(
-            self.store, request.tenant, request.legal_entity_id, request.name
+            self.store, caller(), request.tenant, request.legal_entity_id, request.name
         )
         return empty_pb2.Empty()

@@ -8,10 +8,9 @@ from customersegment.v1 import segment_pb2, segment_pb2_grpc
 from google.protobuf import empty_pb2
 from grpc import aio
 
-from customer_segments.domain import validation
 from customer_segments.domain.listing import Page
-from customer_segments.domain.segment import SegmentFields, segment_fields
-from customer_segments.domain.segment_document import PatchOperation
+from customer_segments.domain.segment import SegmentInput
+from customer_segments.domain.segment_document import PatchInput
 from customer_segments.grpc.auth_interceptor import caller
 from customer_segments.grpc.convert import SEGMENT_STATUS_FROM_PROTO, moment, segment_to_proto
 from customer_segments.services import segments
@@ -20,9 +19,9 @@ from customer_segments.store.store import Store
 Context = aio.ServicerContext[Any, Any]
 
 
-def _fields(segment: segment_pb2.Segment) -> SegmentFields:
+def _input(segment: segment_pb2.Segment) -> SegmentInput:
     validity = segment.validity
-    return segment_fields(
+    return SegmentInput(
         name=dict(segment.name),
         description=dict(segment.description),
         validity_from=moment(getattr(validity, "from"), "segment.validity.from")
@@ -44,7 +43,7 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
         self, request: segment_pb2.CreateSegmentRequest, context: Context
     ) -> segment_pb2.Segment:
         segment = await segments.create_segment(
-            self.store, request.tenant, request.segment.id, _fields(request.segment)
+            self.store, caller(), request.tenant, request.segment.id, _input(request.segment)
         )
         return segment_to_proto(segment)
 
@@ -53,9 +52,10 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
     ) -> segment_pb2.UpsertSegmentResponse:
         outcome = await segments.upsert_segment(
             self.store,
+            caller(),
             request.tenant,
             request.segment_id,
-            _fields(request.segment),
+            _input(request.segment),
             request.version if request.HasField("version") else None,
         )
         return segment_pb2.UpsertSegmentResponse(
@@ -66,18 +66,13 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
         self, request: segment_pb2.PatchSegmentRequest, context: Context
     ) -> segment_pb2.Segment:
         operations = [
-            PatchOperation(
-                operation.op,
-                operation.path,
-                validation.json_value(operation.value_json, f"operations[{n}].value_json")
-                if operation.op != "remove"
-                else None,
-            )
-            for n, operation in enumerate(request.operations, start=1)
+            PatchInput(operation.op, operation.path, operation.value_json)
+            for operation in request.operations
         ]
-        return segment_to_proto(
-            await segments.patch_segment(self.store, request.tenant, request.segment_id, operations)
+        segment = await segments.patch_segment(
+            self.store, caller(), request.tenant, request.segment_id, operations
         )
+        return segment_to_proto(segment)
 
     async def GetSegment(
         self, request: segment_pb2.GetSegmentRequest, context: Context
@@ -97,7 +92,7 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
             customer_id=request.customer_id,
             legal_entity_id=request.legal_entity_id,
             sort=request.sort,
-            page=Page.parse(request.page_number, request.page_size),
+            page=Page(request.page_number, request.page_size),
             page_token=request.page_token,
             include_total_count=request.include_total_count,
         )
@@ -112,6 +107,6 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
         self, request: segment_pb2.DeleteSegmentRequest, context: Context
     ) -> empty_pb2.Empty:
         await segments.delete_segment(
-            self.store, request.tenant, request.segment_id, force=request.force
+            self.store, caller(), request.tenant, request.segment_id, force=request.force
         )
         return empty_pb2.Empty()

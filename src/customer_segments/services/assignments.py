@@ -16,7 +16,13 @@ from customer_segments.domain.errors import NotFound, PermissionDenied, VersionC
 from customer_segments.domain.listing import Page
 from customer_segments.domain.principal import Principal
 from customer_segments.query.syntax import Compare, Condition, Field, FieldKind, IsNull, Operator
-from customer_segments.services.authorization import require_customer
+from customer_segments.services.audit import authorized_write
+from customer_segments.services.authorization import (
+    OWN_VIEW_ONLY,
+    UseCase,
+    authorize,
+    require_customer,
+)
 from customer_segments.services.paging import Listed, cursors, listing, reading
 from customer_segments.store.assignments import SEARCHABLE, SORT_FIELD_NAMES
 from customer_segments.store.database import utc_now
@@ -30,7 +36,16 @@ async def require_segment(
         raise NotFound("segment", segment_id)
 
 
-async def get_assignment(store: Store, key: AssignmentKey) -> Assignment:
+async def get_assignment(
+    store: Store,
+    principal: Principal,
+    tenant: str,
+    segment_id: str,
+    customer_id: str,
+    legal_entity_id: str = "",
+) -> Assignment:
+    authorize(principal, UseCase.GET_ASSIGNMENT, tenant)
+    key = AssignmentKey.parse(tenant, segment_id, customer_id, legal_entity_id)
     async with store.read() as connection:
         assignment = await store.assignments.get(connection, key)
         if assignment is None:
@@ -40,8 +55,28 @@ async def get_assignment(store: Store, key: AssignmentKey) -> Assignment:
     return assignment
 
 
-async def upsert_assignment(store: Store, write: AssignmentWrite) -> UpsertOutcome:
-    """Creates (version 1) or replaces mixins and metadata.mixins (version + 1)."""
+async def upsert_assignment(
+    store: Store,
+    principal: Principal,
+    tenant: str,
+    segment_id: str,
+    customer_id: str,
+    legal_entity_id: str = "",
+    *,
+    mixins_json: str = "",
+    metadata_mixins_json: str = "",
+    version: int | None = None,
+) -> UpsertOutcome:
+    """Creates (version 1) or replaces mixins and metadata.mixins (version + 1); with
+    `version`, only if that is the stored one."""
+    with authorized_write(principal, UseCase.UPSERT_ASSIGNMENT, tenant, segment_id):
+        key = AssignmentKey.parse(tenant, segment_id, customer_id, legal_entity_id)
+        write = AssignmentWrite.parse(key, mixins_json, metadata_mixins_json, version)
+        return await write_assignment(store, write)
+
+
+async def write_assignment(store: Store, write: AssignmentWrite) -> UpsertOutcome:
+    """The upsert of an authorized, validated write (bulk calls retry items with it)."""
     key = write.key
     async with store.write() as connection:
         await require_segment(store, connection, key.tenant, key.segment_id)
@@ -53,16 +88,25 @@ async def upsert_assignment(store: Store, write: AssignmentWrite) -> UpsertOutco
     return UpsertOutcome(created=is_creation(version), assignment=assignment)
 
 
-async def remove_assignment(store: Store, key: AssignmentKey) -> None:
+async def remove_assignment(
+    store: Store,
+    principal: Principal,
+    tenant: str,
+    segment_id: str,
+    customer_id: str,
+    legal_entity_id: str = "",
+) -> None:
     """Idempotent: removing an assignment that does not exist succeeds."""
-    async with store.write() as connection:
-        await require_segment(store, connection, key.tenant, key.segment_id)
-        await store.assignments.delete(connection, key)
+    with authorized_write(principal, UseCase.REMOVE_ASSIGNMENT, tenant, segment_id):
+        key = AssignmentKey.parse(tenant, segment_id, customer_id, legal_entity_id)
+        async with store.write() as connection:
+            await require_segment(store, connection, key.tenant, key.segment_id)
+            await store.assignments.delete(connection, key)
 
 
 async def list_assignments(
     store: Store,
-    viewer: Principal,
+    principal: Principal,
     tenant: str,
     segment_id: str,
     *,
@@ -72,15 +116,55 @@ async def list_assignments(
     page_token: str = "",
     include_total_count: bool = False,
 ) -> Listed[Assignment]:
-    """A page of a segment's assignments that match q; by page number or by cursor."""
+    """A page of a segment's assignments that match q; by page number or by cursor (`page` as
+    the caller gave it, 0: not given). A customer token gets its own view (see
+    `_own_assignments`)."""
+    authorize(principal, UseCase.LIST_ASSIGNMENTS, tenant)
+    return await _list(
+        store, principal, tenant, segment_id, q, sort, page, page_token, include_total_count
+    )
+
+
+async def search_assignments(
+    store: Store,
+    principal: Principal,
+    tenant: str,
+    segment_id: str,
+    *,
+    q: str = "",
+    sort: str = "",
+    page: Page,
+    page_token: str = "",
+    include_total_count: bool = False,
+) -> Listed[Assignment]:
+    """The same answer as `list_assignments`, for readers of the whole tenant only (the
+    Emporix scopes let a customer list, not search)."""
+    authorize(principal, UseCase.SEARCH_ASSIGNMENTS, tenant)
+    return await _list(
+        store, principal, tenant, segment_id, q, sort, page, page_token, include_total_count
+    )
+
+
+async def _list(
+    store: Store,
+    principal: Principal,
+    tenant: str,
+    segment_id: str,
+    q: str,
+    sort: str,
+    page: Page,
+    page_token: str,
+    include_total_count: bool,
+) -> Listed[Assignment]:
+    page = Page.parse(*page)  # as the caller gave it (0: not given), checked once it may ask
     validation.tenant(tenant)
     validation.identifier(segment_id, "segment_id")
     scope = ("assignments", tenant, segment_id)
     request = listing(scope, q, sort, page, page_token, SEARCHABLE, SORT_FIELD_NAMES)
     query = request.query
     async with reading(store, query) as connection:
-        if viewer.sees_only_own:
-            own = await _own_assignments(store, connection, viewer, tenant, segment_id)
+        if principal.sees_only_own:
+            own = await _own_assignments(store, connection, principal, tenant, segment_id)
             query = query.restricted_to(*own)
         else:
             await require_segment(store, connection, tenant, segment_id)
@@ -98,15 +182,19 @@ async def list_assignments(
 async def _own_assignments(
     store: Store, connection: AsyncConnection, viewer: Principal, tenant: str, segment_id: str
 ) -> tuple[Condition, ...]:
-    """A customer's own view: their assignments (for their legal entity; a B2C token: the B2C
-    ones), in a segment that is active now. Any other segment, even a missing one, is
-    PermissionDenied, so that a customer cannot tell which inactive segments exist."""
+    """A customer's own view: their assignment (for their legal entity; a B2C token: the B2C
+    one) in a segment that is active now. Any other segment is PermissionDenied with one
+    message, whether it does not exist, is not active now or has no assignment of theirs, so
+    that a customer cannot tell which segments exist."""
     customer_id = require_customer(viewer)
+    own = AssignmentKey(tenant, segment_id, customer_id, viewer.legal_entity_id or "")
     segment = await store.segments.get(connection, tenant, segment_id)
-    if segment is None or not segment.is_active_at(utc_now()):
-        raise PermissionDenied(
-            "A customer access token reads only segments that are active and valid now."
-        )
+    if (
+        segment is None
+        or not segment.is_active_at(utc_now())
+        or await store.assignments.get(connection, own) is None
+    ):
+        raise PermissionDenied(OWN_VIEW_ONLY)
     legal_entity = Field("legalEntityId", FieldKind.TEXT)
     return (
         Compare(Field("customerId", FieldKind.TEXT), Operator.EQ, customer_id),

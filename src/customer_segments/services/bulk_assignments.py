@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from functools import partial
 from typing import Any, NamedTuple, TypeVar
@@ -27,13 +28,17 @@ from customer_segments.domain import validation
 from customer_segments.domain.assignment import (
     AssignmentKey,
     AssignmentWrite,
+    Batch,
     BulkItemResult,
     BulkRemoveInput,
     BulkUpsertInput,
     is_creation,
 )
 from customer_segments.domain.errors import InvalidArgument, NotFound, VersionConflict
-from customer_segments.services.assignments import require_segment, upsert_assignment
+from customer_segments.domain.principal import Principal
+from customer_segments.services.assignments import require_segment, write_assignment
+from customer_segments.services.audit import authorized_write
+from customer_segments.services.authorization import UseCase, require_tenant
 from customer_segments.store.database import utc_now
 from customer_segments.store.store import Store
 
@@ -47,56 +52,81 @@ CREATED, UPDATED, BAD_REQUEST, NOT_FOUND, CONFLICT, INTERNAL = 201, 204, 400, 40
 
 
 async def bulk_upsert_assignments(
-    store: Store,
-    tenant: str,
-    segment_id: str,
-    batches: AsyncIterable[Sequence[BulkUpsertInput]],
+    store: Store, principal: Principal, batches: AsyncIterable[Batch[BulkUpsertInput]]
 ) -> AsyncIterator[list[BulkItemResult]]:
     """Yields the results of each chunk, in request order, as soon as the chunk commits."""
-    validation.tenant(tenant)
-    validation.identifier(segment_id, "segment_id")
-    async with store.read() as connection:
-        await require_segment(store, connection, tenant, segment_id)
+    messages = aiter(batches)
+    first = await anext(messages, None)
+    with _authorized(principal, UseCase.BULK_UPSERT_ASSIGNMENTS, first):
+        if first is None:
+            return
+        tenant, segment_id = await _checked_segment(store, first)
 
-    async def validated() -> AsyncIterator[ValidatedUpserts]:
-        async for first_index, chunk in _chunks(batches):
-            yield _validate_upserts(tenant, segment_id, first_index, chunk)
+        async def validated() -> AsyncIterator[ValidatedUpserts]:
+            async for first_index, chunk in _chunks(principal, first, messages):
+                yield _validate_upserts(tenant, segment_id, first_index, chunk)
 
-    async for results in _decide_in_order(validated(), partial(_write_upserts, store)):
-        yield results
+        async for results in _decide_in_order(validated(), partial(_write_upserts, store)):
+            yield results
 
 
 async def bulk_remove_assignments(
-    store: Store,
-    tenant: str,
-    segment_id: str,
-    batches: AsyncIterable[Sequence[BulkRemoveInput]],
+    store: Store, principal: Principal, batches: AsyncIterable[Batch[BulkRemoveInput]]
 ) -> AsyncIterator[list[BulkItemResult]]:
     """Removing is idempotent: every valid item reports 204, whether it existed or not."""
-    validation.tenant(tenant)
-    validation.identifier(segment_id, "segment_id")
+    messages = aiter(batches)
+    first = await anext(messages, None)
+    with _authorized(principal, UseCase.BULK_REMOVE_ASSIGNMENTS, first):
+        if first is None:
+            return
+        tenant, segment_id = await _checked_segment(store, first)
+
+        async def validated() -> AsyncIterator[ValidatedRemovals]:
+            async for first_index, chunk in _chunks(principal, first, messages):
+                yield _validate_removals(tenant, segment_id, first_index, chunk)
+
+        removals = partial(_remove, store, tenant, segment_id)
+        async for results in _decide_in_order(validated(), removals):
+            yield results
+
+
+def _authorized(
+    principal: Principal, use_case: UseCase, first: Batch[Any] | None
+) -> AbstractContextManager[None]:
+    """The first batch names the call's tenant and segment; a stream without messages names
+    none, so only the scope is checked."""
+    if first is None:
+        return authorized_write(principal, use_case, None, None)
+    return authorized_write(principal, use_case, first.tenant, first.segment_id)
+
+
+async def _checked_segment(store: Store, first: Batch[Any]) -> tuple[str, str]:
+    tenant = validation.tenant(first.tenant)
+    segment_id = validation.identifier(first.segment_id, "segment_id")
     async with store.read() as connection:
         await require_segment(store, connection, tenant, segment_id)
-
-    async def validated() -> AsyncIterator[ValidatedRemovals]:
-        async for first_index, chunk in _chunks(batches):
-            yield _validate_removals(tenant, segment_id, first_index, chunk)
-
-    removals = partial(_remove, store, tenant, segment_id)
-    async for results in _decide_in_order(validated(), removals):
-        yield results
+    return tenant, segment_id
 
 
 async def _chunks(
-    batches: AsyncIterable[Sequence[Item]],
+    principal: Principal, first: Batch[Item], rest: AsyncIterator[Batch[Item]]
 ) -> AsyncIterator[tuple[int, Sequence[Item]]]:
-    """The items in chunks of at most CHUNK_SIZE, with the 1-based index of each first item."""
+    """The items in chunks of at most CHUNK_SIZE, with the 1-based index of each first item.
+    A later batch (message of a stream) names the call's tenant and segment or none: another
+    tenant is refused like the first batch's would be, another segment is invalid."""
     next_index = 1
-    async for batch in batches:
-        for start in range(0, len(batch), CHUNK_SIZE):
-            chunk = batch[start : start + CHUNK_SIZE]
+    batch: Batch[Item] | None = first
+    while batch is not None:
+        if batch is not first:
+            if batch.tenant:
+                require_tenant(principal, batch.tenant)
+            if batch.segment_id and batch.segment_id != first.segment_id:
+                raise InvalidArgument("segment_id", "must be the same in every message of a stream")
+        for start in range(0, len(batch.items), CHUNK_SIZE):
+            chunk = batch.items[start : start + CHUNK_SIZE]
             yield next_index, chunk
             next_index += len(chunk)
+        batch = await anext(rest, None)
 
 
 class _EndOfChunks:
@@ -259,7 +289,7 @@ async def _write_rounds(
 
 async def _upsert_alone(store: Store, index: int, write: AssignmentWrite) -> BulkItemResult:
     try:
-        outcome = await upsert_assignment(store, write)
+        outcome = await write_assignment(store, write)
     except NotFound as error:
         return _result(index, NOT_FOUND, write.key, error.message)
     except VersionConflict as error:

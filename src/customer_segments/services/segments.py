@@ -16,10 +16,16 @@ from customer_segments.domain.errors import (
 )
 from customer_segments.domain.listing import Page, Window
 from customer_segments.domain.principal import Principal
-from customer_segments.domain.segment import Segment, SegmentFields, SegmentUpsertOutcome
-from customer_segments.domain.segment_document import PatchOperation, patched_fields
+from customer_segments.domain.segment import Segment, SegmentInput, SegmentUpsertOutcome
+from customer_segments.domain.segment_document import PatchInput, patched_fields
 from customer_segments.query.syntax import Compare, Field, FieldKind, Operator, Query
-from customer_segments.services.authorization import require_customer
+from customer_segments.services.audit import authorized_write
+from customer_segments.services.authorization import (
+    OWN_VIEW_ONLY,
+    UseCase,
+    authorize,
+    require_customer,
+)
 from customer_segments.services.paging import Listed, cursors, listing, reading
 from customer_segments.store.database import utc_now
 from customer_segments.store.segments import (
@@ -36,68 +42,84 @@ def new_segment_id() -> str:
 
 
 async def create_segment(
-    store: Store, tenant: str, segment_id: str, fields: SegmentFields
+    store: Store, principal: Principal, tenant: str, segment_id: str, segment: SegmentInput
 ) -> Segment:
-    validation.tenant(tenant)
-    segment_id = validation.optional_identifier(segment_id, "segment.id") or new_segment_id()
-    async with store.write() as connection:
-        segment = await store.segments.insert(connection, tenant, segment_id, fields, utc_now())
-    if segment is None:
-        raise AlreadyExists(segment_id)
-    return segment
+    """`segment_id` empty: an id is made (see `new_segment_id`)."""
+    with authorized_write(principal, UseCase.CREATE_SEGMENT, tenant, segment_id):
+        fields = segment.validated()
+        validation.tenant(tenant)
+        segment_id = validation.optional_identifier(segment_id, "segment.id") or new_segment_id()
+        async with store.write() as connection:
+            created = await store.segments.insert(connection, tenant, segment_id, fields, utc_now())
+        if created is None:
+            raise AlreadyExists(segment_id)
+        return created
 
 
 async def upsert_segment(
     store: Store,
+    principal: Principal,
     tenant: str,
     segment_id: str,
-    fields: SegmentFields,
+    segment: SegmentInput,
     expected_version: int | None,
 ) -> SegmentUpsertOutcome:
-    validation.tenant(tenant)
-    validation.identifier(segment_id, "segment_id")
-    if expected_version is not None and expected_version < 1:
-        raise InvalidArgument("version", "must be at least 1")
-    async with store.write() as connection:
-        segment = await store.segments.upsert(
-            connection, tenant, segment_id, fields, expected_version, utc_now()
-        )
-    if segment is None:
-        raise VersionConflict(segment_id)
-    return SegmentUpsertOutcome(created=segment.version == 1, segment=segment)
+    with authorized_write(principal, UseCase.UPSERT_SEGMENT, tenant, segment_id):
+        fields = segment.validated()
+        validation.tenant(tenant)
+        validation.identifier(segment_id, "segment_id")
+        if expected_version is not None and expected_version < 1:
+            raise InvalidArgument("version", "must be at least 1")
+        async with store.write() as connection:
+            written = await store.segments.upsert(
+                connection, tenant, segment_id, fields, expected_version, utc_now()
+            )
+        if written is None:
+            raise VersionConflict(segment_id)
+        return SegmentUpsertOutcome(created=written.version == 1, segment=written)
 
 
 async def patch_segment(
-    store: Store, tenant: str, segment_id: str, operations: Sequence[PatchOperation]
+    store: Store,
+    principal: Principal,
+    tenant: str,
+    segment_id: str,
+    operations: Sequence[PatchInput],
 ) -> Segment:
     """Applies the JSON Patch to the segment as stored and writes the result, in one
     transaction that holds the segment: concurrent patches apply one after the other, each to
     what the previous one wrote."""
-    validation.tenant(tenant)
-    validation.identifier(segment_id, "segment_id")
-    async with store.write() as connection:
-        current = await store.segments.get(connection, tenant, segment_id, lock=True)
-        if current is None:
-            raise NotFound("segment", segment_id)
-        fields = patched_fields(current, operations)
-        segment = await store.segments.upsert(
-            connection, tenant, segment_id, fields, current.version, utc_now()
-        )
-    if segment is None:
-        raise VersionConflict(segment_id)
-    return segment
+    with authorized_write(principal, UseCase.PATCH_SEGMENT, tenant, segment_id):
+        parsed = [operation.parsed(n) for n, operation in enumerate(operations, start=1)]
+        validation.tenant(tenant)
+        validation.identifier(segment_id, "segment_id")
+        async with store.write() as connection:
+            current = await store.segments.get(connection, tenant, segment_id, lock=True)
+            if current is None:
+                raise NotFound("segment", segment_id)
+            fields = patched_fields(current, parsed)
+            segment = await store.segments.upsert(
+                connection, tenant, segment_id, fields, current.version, utc_now()
+            )
+        if segment is None:
+            raise VersionConflict(segment_id)
+        return segment
 
 
-async def get_segment(store: Store, viewer: Principal, tenant: str, segment_id: str) -> Segment:
+async def get_segment(store: Store, principal: Principal, tenant: str, segment_id: str) -> Segment:
+    """A customer token gets only one of its own segments: any other, whether it does not
+    exist, is not active now or has no assignment of the customer, is PermissionDenied with
+    one message, so that a customer cannot tell which segments exist."""
+    authorize(principal, UseCase.GET_SEGMENT, tenant)
     validation.tenant(tenant)
     validation.identifier(segment_id, "segment_id")
     async with store.read() as connection:
-        if viewer.sees_only_own:
+        if principal.sees_only_own:
             by_id = Compare(Field("id", FieldKind.TEXT), Operator.EQ, segment_id)
-            own = _own_segments(viewer, Query((by_id,)))
+            own = _own_segments(principal, Query((by_id,)))
             found = await store.segments.list(connection, tenant, own, [], Window(1, 0, None))
             if not found.items:
-                raise PermissionDenied(OWN_SEGMENTS_ONLY)
+                raise PermissionDenied(OWN_VIEW_ONLY)
             return found.items[0]
         segment = await store.segments.get(connection, tenant, segment_id)
     if segment is None:
@@ -107,7 +129,7 @@ async def get_segment(store: Store, viewer: Principal, tenant: str, segment_id: 
 
 async def list_segments(
     store: Store,
-    viewer: Principal,
+    principal: Principal,
     tenant: str,
     *,
     q: str = "",
@@ -120,6 +142,8 @@ async def list_segments(
 ) -> Listed[Segment]:
     """The tenant's segments; with `customer_id`, only those the customer is assigned to.
     A customer token sees only the active segments it is assigned to."""
+    authorize(principal, UseCase.LIST_SEGMENTS, tenant)
+    page = Page.parse(*page)  # as the caller gave it (0: not given), checked once it may ask
     validation.tenant(tenant)
     validation.optional_identifier(customer_id, "customer_id")
     validation.optional_identifier(legal_entity_id, "legal_entity_id")
@@ -127,13 +151,13 @@ async def list_segments(
         raise InvalidArgument("customer_id", "is required with legal_entity_id")
     scope = ("segments", tenant, customer_id, legal_entity_id)
     request = listing(scope, q, sort, page, page_token, SEARCHABLE, SORT_FIELD_NAMES)
-    if viewer.sees_only_own:
-        segment_filter = _own_segments(viewer, request.query)
+    if principal.sees_only_own:
+        segment_filter = _own_segments(principal, request.query)
         if customer_id not in ("", segment_filter.customer_id) or legal_entity_id not in (
             "",
             segment_filter.legal_entity_id,
         ):
-            raise PermissionDenied(OWN_SEGMENTS_ONLY)
+            raise PermissionDenied(OWN_VIEW_ONLY)
     else:
         segment_filter = SegmentFilter(request.query, customer_id, legal_entity_id or None)
     async with reading(store, request.query) as connection:
@@ -148,11 +172,6 @@ async def list_segments(
     return Listed(found.items, total, cursors(request, found))
 
 
-OWN_SEGMENTS_ONLY = (
-    "A customer access token reads only the active segments its customer is assigned to."
-)
-
-
 def _own_segments(viewer: Principal, query: Query) -> SegmentFilter:
     """A customer's own view: the active segments they are assigned to (for their legal
     entity; a B2C token: by a B2C assignment)."""
@@ -164,19 +183,22 @@ def _own_segments(viewer: Principal, query: Query) -> SegmentFilter:
     )
 
 
-async def delete_segment(store: Store, tenant: str, segment_id: str, *, force: bool) -> None:
+async def delete_segment(
+    store: Store, principal: Principal, tenant: str, segment_id: str, *, force: bool
+) -> None:
     """A segment with assignments is deleted only with `force`, together with them."""
-    validation.tenant(tenant)
-    validation.identifier(segment_id, "segment_id")
-    async with store.write() as connection:
-        if not await store.segments.exists(connection, tenant, segment_id):
-            raise NotFound("segment", segment_id)
-        if await store.assignments.any_in_segment(connection, tenant, segment_id):
-            if not force:
-                raise FailedPrecondition(
-                    f"The segment with id {segment_id} still has customer assignments; "
-                    "delete with force to remove them too.",
-                    segment_id,
-                )
-            await store.assignments.delete_all_in_segment(connection, tenant, segment_id)
-        await store.segments.delete(connection, tenant, segment_id)
+    with authorized_write(principal, UseCase.DELETE_SEGMENT, tenant, segment_id):
+        validation.tenant(tenant)
+        validation.identifier(segment_id, "segment_id")
+        async with store.write() as connection:
+            if not await store.segments.exists(connection, tenant, segment_id):
+                raise NotFound("segment", segment_id)
+            if await store.assignments.any_in_segment(connection, tenant, segment_id):
+                if not force:
+                    raise FailedPrecondition(
+                        f"The segment with id {segment_id} still has customer assignments; "
+                        "delete with force to remove them too.",
+                        segment_id,
+                    )
+                await store.assignments.delete_all_in_segment(connection, tenant, segment_id)
+            await store.segments.delete(connection, tenant, segment_id)
