@@ -68,6 +68,14 @@ def patched_fields(segment: Segment, operations: Sequence[PatchOperation]) -> Se
     document = _document(segment)
     for number, operation in enumerate(operations, start=1):
         _apply(document, operation, f"operations[{number}]")
+    # Before anything recursive sees the result: a long path nests as deep as it has parts.
+    metadata = document.get("metadata")
+    for name, value in (
+        ("mixins", document.get("mixins")),
+        ("metadata.mixins", metadata.get("mixins") if isinstance(metadata, dict) else None),
+    ):
+        if validation.nested_deeper_than(value, validation.MAX_JSON_DEPTH):
+            raise InvalidArgument(name, validation.TOO_DEEP)
     try:
         patched = SegmentDocument.model_validate(document)
     except ValidationError as error:
@@ -94,8 +102,8 @@ def _document(segment: Segment) -> dict[str, Any]:
         "description": dict(segment.description),
         "status": segment.status.value,
         "siteCode": segment.site_code,
-        "mixins": copy.deepcopy(segment.mixins),
-        "metadata": {"mixins": copy.deepcopy(segment.metadata_mixins)},
+        "mixins": _copy(segment.mixins),
+        "metadata": {"mixins": _copy(segment.metadata_mixins)},
     }
     validity = {
         name: moment.isoformat()
@@ -105,6 +113,13 @@ def _document(segment: Segment) -> dict[str, Any]:
     if validity:
         document["validity"] = validity
     return document
+
+
+def _copy(document: dict[str, Any]) -> dict[str, Any]:
+    """A copy through the JSON codec, one C frame per level: copy.deepcopy takes two Python
+    frames per level and fails on a document stored deeper than the limit before it existed."""
+    copied: dict[str, Any] = validation.parse_json(validation.dump_json(document))
+    return copied
 
 
 def _apply(document: dict[str, Any], operation: PatchOperation, where: str) -> None:
