@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 
 from customer_segments.domain import validation
 from customer_segments.domain.errors import InvalidArgument
@@ -37,6 +45,20 @@ class MetadataUpdate(DocumentModel):
 class Validity(DocumentModel):
     from_: datetime | None = Field(None, alias="from")
     to: datetime | None = None
+
+    @field_validator("from_", "to")
+    @classmethod
+    def _in_utc(cls, moment: datetime | None) -> datetime | None:
+        """In UTC, as stored; no offset means UTC (as in q). An offset can carry an instant out
+        of the years 1 to 9999 (0001-01-01T00:00:00+14:00), which nothing can then hold."""
+        if moment is None:
+            return None
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=UTC)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is before year 1 or after year 9999 in UTC") from None
 
 
 class SegmentDocument(DocumentModel):
