@@ -57,11 +57,12 @@ def claims(tenant: str, *scopes: str, ttl: int = 3600, **extra: Any) -> dict[str
     }
 
 
-def hs256(claims: dict[str, Any], secret: str | bytes = TEST_SECRET) -> str:
+def hs256(claims: Any, secret: str | bytes = TEST_SECRET, header: Any = None) -> str:
     """Signed by hand: PyJWT (rightly) refuses to sign with a public key as the secret, which
-    is exactly the forgery the algorithm-confusion test needs."""
+    is exactly the forgery the algorithm-confusion test needs, or a malformed header."""
     key = secret.encode() if isinstance(secret, str) else secret
-    signing_input = f"{_segment({'alg': 'HS256', 'typ': 'JWT'})}.{_segment(claims)}"
+    header = {"alg": "HS256", "typ": "JWT"} if header is None else header
+    signing_input = f"{_segment(header)}.{_segment(claims)}"
     signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{_b64(signature)}"
 
@@ -70,7 +71,7 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _segment(part: dict[str, Any]) -> str:
+def _segment(part: Any) -> str:
     return _b64(json.dumps(part).encode())
 
 

@@ -266,6 +266,10 @@ def _bad_tokens(tenant: str) -> dict[str, str | None]:
         "alg none": f"Bearer {unsigned(claims(tenant))}",
         "expired": f"Bearer {hs256(claims(tenant, ttl=-120))}",
         "not yet valid": f"Bearer {hs256(claims(tenant, nbf=int(time.time()) + 600))}",
+        # These three once gave INTERNAL / 500 or were accepted.
+        "alg a list": f"Bearer {hs256(claims(tenant), header={'alg': ['HS256']})}",
+        "exp 10**400": f"Bearer {hs256({**claims(tenant), 'exp': 10**400})}",
+        "exp a string": f"Bearer {hs256({**claims(tenant), 'exp': str(int(time.time()) + 600)})}",
     }
 
 

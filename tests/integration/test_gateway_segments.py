@@ -182,6 +182,38 @@ async def test_bad_segment_bodies_name_the_field(http: aiohttp.ClientSession, te
     assert status == 400 and error["details"]["field"] == "forceDelete"
 
 
+async def test_a_validity_out_of_range_in_utc_is_400_naming_it(
+    http: aiohttp.ClientSession, tenant: str
+) -> None:
+    # Once a 500: the offset carries the instant out of the years 1 to 9999 in UTC.
+    async with http.post(segments(tenant), json={**GOLDEN, "validity": {}}) as response:
+        assert response.status == 201
+    url = f"{segments(tenant)}/{GOLDEN['id']}"
+    for value in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"):
+        for name in ("from", "to"):
+            document = {**PLATINUM, "validity": {name: value}}
+            upsert = {key: item for key, item in document.items() if key != "id"}
+            patch = [{"op": "add", "path": f"/validity/{name}", "value": value}]
+            for method, path, body in [
+                ("POST", segments(tenant), document),
+                ("PUT", url, upsert),
+                ("PATCH", url, patch),
+            ]:
+                async with http.request(method, path, json=body) as response:
+                    status, error = await answer(response)
+                assert status == 400, (method, value, error)
+                assert error["details"]["field"] == f"validity.{name}", (method, error)
+                assert "year 9999" in error["message"]
+            async with http.get(
+                segments(tenant), params={"q": f"validity.{name}:<{value}"}
+            ) as response:
+                status, error = await answer(response)
+            assert status == 400 and error["details"]["field"] == "q"
+    async with http.get(url) as response:
+        status, body = await answer(response)
+    assert status == 200 and "validity" not in body and body["metadata"]["version"] == 1
+
+
 async def test_openapi_description_is_served(http: aiohttp.ClientSession) -> None:
     async with http.get("/openapi.yaml") as response:
         assert response.status == 200

@@ -300,3 +300,69 @@ async def test_concurrent_patches_all_apply_one_after_the_other(stubs: Stubs, te
     got = await stubs.segments.GetSegment(pb.GetSegmentRequest(tenant=tenant, segment_id="s1"))
     assert loads(got.mixins_json) == {f"k{n}": n for n in range(8)}
     assert got.metadata.version == 1 + 8
+
+
+# An offset can carry an instant out of the years 1 to 9999, which nothing can then hold.
+OUT_OF_RANGE_INSTANTS = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"]
+
+
+async def test_patch_refuses_a_validity_out_of_range_in_utc(stubs: Stubs, tenant: str) -> None:
+    created = await stubs.segments.CreateSegment(
+        pb.CreateSegmentRequest(tenant=tenant, segment=segment(id="s1"))
+    )
+    for value in OUT_OF_RANGE_INSTANTS:
+        for name in ("from", "to"):
+            error = await expect_error(
+                stubs.segments.PatchSegment(
+                    patch(tenant, "s1", ("add", f"/validity/{name}", f'"{value}"'))
+                ),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "year 9999",
+            )
+            assert field_violations(error) == [f"validity.{name}"]
+    got = await stubs.segments.GetSegment(pb.GetSegmentRequest(tenant=tenant, segment_id="s1"))
+    assert got == created
+
+
+async def test_patch_validity_without_offset_is_utc(stubs: Stubs, tenant: str) -> None:
+    # Once a 500: a patched `to` without offset was compared with the stored, aware `from`.
+    await stubs.segments.CreateSegment(
+        pb.CreateSegmentRequest(tenant=tenant, segment=segment(id="s1"))
+    )
+    await stubs.segments.PatchSegment(
+        patch(tenant, "s1", ("add", "/validity/from", '"2024-01-01T00:00:00+02:00"'))
+    )
+    patched = await stubs.segments.PatchSegment(
+        patch(tenant, "s1", ("add", "/validity/to", '"2024-01-01T00:00:00"'))
+    )
+    assert getattr(patched.validity, "from").ToJsonString() == "2023-12-31T22:00:00Z"
+    assert patched.validity.to.ToJsonString() == "2024-01-01T00:00:00Z"
+
+
+async def test_the_first_and_last_instants_are_kept_and_found(stubs: Stubs, tenant: str) -> None:
+    first, last = Timestamp(), Timestamp()
+    first.FromJsonString("0001-01-01T00:00:00Z")
+    last.FromJsonString("9999-12-31T23:59:59.999Z")
+    validity = pb.Validity(to=last)
+    getattr(validity, "from").CopyFrom(first)
+    await stubs.segments.CreateSegment(
+        pb.CreateSegmentRequest(tenant=tenant, segment=segment(id="s1", validity=validity))
+    )
+    got = await stubs.segments.GetSegment(pb.GetSegmentRequest(tenant=tenant, segment_id="s1"))
+    assert got.validity == validity
+    for q in (
+        'validity.from:<="0001-01-01T00:00:00Z"',
+        'validity.to:>="9999-12-31T23:59:59.999Z"',
+        "validity.from:(>=0001-01-01T00:00:00Z AND <9999-12-31T23:59:59.999999Z)",
+    ):
+        found = await stubs.segments.ListSegments(pb.ListSegmentsRequest(tenant=tenant, q=q))
+        assert [s.id for s in found.segments] == ["s1"], q
+    for q in [f"validity.from:>{value}" for value in OUT_OF_RANGE_INSTANTS] + [
+        f'metadata.createdAt:<"{value}"' for value in OUT_OF_RANGE_INSTANTS
+    ]:
+        error = await expect_error(
+            stubs.segments.ListSegments(pb.ListSegmentsRequest(tenant=tenant, q=q)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "ISO 8601",
+        )
+        assert field_violations(error) == ["q"]

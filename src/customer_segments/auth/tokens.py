@@ -18,6 +18,10 @@ from customer_segments.domain.errors import Unauthenticated
 from customer_segments.domain.principal import Principal
 
 REQUIRED_CLAIMS = ["exp", "tenant"]
+# RFC 7519 NumericDates: JSON numbers (PyJWT would take "123" and true), here between
+# 1970-01-01 and 9999-12-31T23:59:59Z, the instants a datetime can hold.
+NUMERIC_DATE_CLAIMS = ("exp", "nbf", "iat")
+LAST_NUMERIC_DATE = 253_402_300_799
 # A verified token is remembered this long at most (and never past its `exp`): internal callers
 # reuse one token for many calls, and a signature check costs more than the call it guards.
 CACHE_SECONDS = 60.0
@@ -53,13 +57,16 @@ class TokenVerifier:
         principal = principal_of(claims)
         if len(self._verified) >= CACHE_ENTRIES:
             self._verified.clear()
-        self._verified[token] = (principal, min(float(claims["exp"]), time.time() + CACHE_SECONDS))
+        # min() compares the int exp exactly; float() of a huge int would overflow.
+        self._verified[token] = (principal, min(claims["exp"], time.time() + CACHE_SECONDS))
         return principal
 
     async def _decode(self, token: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
             algorithm = header.get("alg")
+            if not isinstance(algorithm, str):
+                raise Unauthenticated("the header's 'alg' is not a string")
             key: Any
             if algorithm == "HS256" and self.secret is not None:
                 key = self.secret
@@ -70,7 +77,7 @@ class TokenVerifier:
                     raise Unauthenticated(f"no {algorithm} key with kid {kid!r} in the JWKS")
             else:
                 raise Unauthenticated(f"tokens signed with {algorithm!r} are not accepted")
-            return jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
                 algorithms=[algorithm],
@@ -81,6 +88,22 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as error:
             raise Unauthenticated(f"{error.__class__.__name__}: {error}") from None
+        for name in NUMERIC_DATE_CLAIMS:
+            if name in claims:
+                _numeric_date(claims[name], name)
+        return claims
+
+
+def _numeric_date(value: Any, name: str) -> None:
+    # bool is an int in Python, not a number in JSON; the chained comparison also refuses NaN.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= LAST_NUMERIC_DATE
+    ):
+        raise Unauthenticated(
+            f"claim {name!r} is not a number of seconds between 0 and {LAST_NUMERIC_DATE}"
+        )
 
 
 def _bearer_token(authorization: str | None) -> str:
@@ -89,6 +112,10 @@ def _bearer_token(authorization: str | None) -> str:
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("Authorization is not 'Bearer <token>'")
+    # A JWT is base64url and dots; aiohttp hands undecodable header bytes on as surrogates,
+    # which PyJWT's encode("utf-8") would raise on.
+    if not token.isascii():
+        raise Unauthenticated("the token is not ASCII")
     return token.strip()
 
 

@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 
 from customer_segments.domain import validation
 from customer_segments.domain.errors import InvalidArgument
@@ -37,6 +45,20 @@ class MetadataUpdate(DocumentModel):
 class Validity(DocumentModel):
     from_: datetime | None = Field(None, alias="from")
     to: datetime | None = None
+
+    @field_validator("from_", "to")
+    @classmethod
+    def _in_utc(cls, moment: datetime | None) -> datetime | None:
+        """In UTC, as stored; no offset means UTC (as in q). An offset can carry an instant out
+        of the years 1 to 9999 (0001-01-01T00:00:00+14:00), which nothing can then hold."""
+        if moment is None:
+            return None
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=UTC)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is before year 1 or after year 9999 in UTC") from None
 
 
 class SegmentDocument(DocumentModel):
@@ -83,6 +105,14 @@ def patched_fields(segment: Segment, operations: Sequence[PatchOperation]) -> Se
     document = _document(segment)
     for number, operation in enumerate(operations, start=1):
         _apply(document, operation, f"operations[{number}]")
+    # Before anything recursive sees the result: a long path nests as deep as it has parts.
+    metadata = document.get("metadata")
+    for name, value in (
+        ("mixins", document.get("mixins")),
+        ("metadata.mixins", metadata.get("mixins") if isinstance(metadata, dict) else None),
+    ):
+        if validation.nested_deeper_than(value, validation.MAX_JSON_DEPTH):
+            raise InvalidArgument(name, validation.TOO_DEEP)
     try:
         patched = SegmentDocument.model_validate(document)
     except ValidationError as error:
@@ -109,8 +139,8 @@ def _document(segment: Segment) -> dict[str, Any]:
         "description": dict(segment.description),
         "status": segment.status.value,
         "siteCode": segment.site_code,
-        "mixins": copy.deepcopy(segment.mixins),
-        "metadata": {"mixins": copy.deepcopy(segment.metadata_mixins)},
+        "mixins": _copy(segment.mixins),
+        "metadata": {"mixins": _copy(segment.metadata_mixins)},
     }
     validity = {
         name: moment.isoformat()
@@ -120,6 +150,13 @@ def _document(segment: Segment) -> dict[str, Any]:
     if validity:
         document["validity"] = validity
     return document
+
+
+def _copy(document: dict[str, Any]) -> dict[str, Any]:
+    """A copy through the JSON codec, one C frame per level: copy.deepcopy takes two Python
+    frames per level and fails on a document stored deeper than the limit before it existed."""
+    copied: dict[str, Any] = validation.parse_json(validation.dump_json(document))
+    return copied
 
 
 def _apply(document: dict[str, Any], operation: PatchOperation, where: str) -> None:

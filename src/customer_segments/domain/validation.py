@@ -68,6 +68,31 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# Objects and arrays nested deeper than this are refused: Python's json and the layers that
+# re-encode a document recurse once per level, and near the interpreter's recursion limit
+# (~1,000) a document is written on one path and unreadable on every other.
+MAX_JSON_DEPTH = 64
+TOO_DEEP = f"must not nest objects and arrays more than {MAX_JSON_DEPTH} levels deep"
+
+
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects and arrays nest more than `limit` levels (a top-level object is one),
+    found level by level, without recursion."""
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        level = [
+            child
+            for container in level
+            for child in (container.values() if isinstance(container, dict) else container)
+            if isinstance(child, dict | list)
+        ]
+    return False
+
+
 # Built once: json.loads with hooks builds a new decoder per call (~4 us, per bulk item).
 _DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant)
 
@@ -86,12 +111,24 @@ def json_object(text: str, field: str) -> dict[str, Any]:
     return value
 
 
+def parse_json(text: str) -> Any:
+    """JSON text as Python values, integers exactly (the decoder json_value checks with)."""
+    return _DECODER.decode(text)
+
+
 def json_value(text: str, field: str) -> Any:
     """Any JSON value, parsed and checked as json_object does."""
     try:
         value = _DECODER.decode(text)
-    except (ValueError, RecursionError) as error:
+    except RecursionError:
+        raise InvalidArgument(field, TOO_DEEP) from None
+    except ValueError as error:
         raise InvalidArgument(field, f"is not valid JSON ({error})") from None
+    # Counting brackets is cheap and bounds the depth of nearly every document without a walk.
+    if text.count("{") + text.count("[") > MAX_JSON_DEPTH and nested_deeper_than(
+        value, MAX_JSON_DEPTH
+    ):
+        raise InvalidArgument(field, TOO_DEEP)
     lowered = text.lower()
     if "\\u0000" in lowered:
         raise InvalidArgument(field, "must not contain the NUL character (\\u0000)")

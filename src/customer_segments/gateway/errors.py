@@ -37,13 +37,20 @@ UNAUTHORIZED_BODY = {
 }
 
 # Proto field names in error details -> the REST body's names.
-_REST_FIELD_NAMES = {"mixins_json": "mixins", "metadata_mixins_json": "metadata.mixins"}
+_REST_FIELD_NAMES = {
+    "mixins_json": "mixins",
+    "metadata_mixins_json": "metadata.mixins",
+    "segment.mixins_json": "mixins",
+    "segment.metadata.mixins_json": "metadata.mixins",
+}
 
 
 def rest_field(field: str) -> str:
     """`items[3].customer_id` -> `customerId`-style names of the REST body; the patch
     operations of PatchSegment (`operations[2].path`) are the REST body itself (`[2].path`)."""
     renamed = _REST_FIELD_NAMES.get(field, field).removeprefix("operations")
+    # The gateway writes a REST operation's `value` as PatchSegment's value_json.
+    renamed = re.sub(r"^(\[\d+\])\.value_json$", r"\1.value", renamed)
     return re.sub(r"_([a-z])", lambda match: match.group(1).upper(), renamed)
 
 

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from customer_segments.domain.validation import MAX_JSON_DEPTH
 from customer_segments.gateway.errors import error_response, rest_field
 from customer_segments.gateway.render import select
 
@@ -37,6 +38,11 @@ async def json_body(request: web.Request) -> Any:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
         raise BadRequest("body", f"malformed JSON ({error})") from None
+    except RecursionError:
+        # Hundreds of levels deep: far past what the service takes (validation.MAX_JSON_DEPTH).
+        raise BadRequest(
+            "body", f"must not nest objects and arrays more than {MAX_JSON_DEPTH} levels deep"
+        ) from None
     if b"\\u" in raw.lower() and _has_lone_surrogate(body):
         raise BadRequest("body", "must not contain unpaired UTF-16 surrogates (\\ud800-\\udfff)")
     return body

@@ -99,9 +99,14 @@ class _Parser:
         found: list[Condition] = []
         self._skip_spaces()
         while self.position < len(self.text):
-            if len(found) >= MAX_CONDITIONS:
-                raise fail(self.position, f"at most {MAX_CONDITIONS} conditions")
+            start = self.position
             found += self._condition()
+            # Each comparison of a range is a condition of its own in SQL too.
+            if len(found) > MAX_CONDITIONS:
+                raise fail(
+                    start,
+                    f"at most {MAX_CONDITIONS} conditions (each comparison of a range counts)",
+                )
             if not self._at_boundary():
                 raise fail(self.position, "expected a space between conditions")
             self._skip_spaces()

@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import Grouping
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import NULLTYPE, TypeDecorator, TypeEngine
 
@@ -78,7 +79,18 @@ class SqlFields:
 
 
 def where(query: Query, fields: SqlFields) -> list[ColumnElement[bool]]:
-    return [_condition(condition, fields) for condition in query.conditions]
+    """One term of the WHERE's AND per condition, whatever the condition spells out itself:
+    SQLite parses `a AND b AND c ...` into a tree one level deeper per term and refuses 1,000
+    levels, so the parser's cap on conditions is then a cap on what reaches SQL."""
+    return [_OneTerm(_condition(condition, fields)) for condition in query.conditions]
+
+
+class _OneTerm(Grouping[bool]):
+    """A condition in parentheses. A plain Grouping hands its contents' `operator` on (it
+    proxies attributes), so and_() would flatten an AND inside it into the outer AND."""
+
+    operator = None
+    inherit_cache = True
 
 
 def _condition(condition: Condition, fields: SqlFields) -> ColumnElement[bool]:
