@@ -77,7 +77,8 @@ def page_parameter(request: web.Request, name: str) -> int:
 
 
 def mixins_json(value: dict[str, Any] | None) -> str:
-    return "" if value is None else json.dumps(value, ensure_ascii=False)
+    # Compact: with the default ", " and ": " a 10 MB body of short values grew to 15 MB.
+    return "" if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def parse_items(

@@ -105,3 +105,23 @@ class Listed(NamedTuple, Generic[Item]):
     items: list[Item]
     total_count: int | None  # None unless asked for; never in cursor mode
     cursors: Cursors
+    keys: Sequence[tuple[object, ...]] = ()  # the sort-key values of each item
+    fingerprint: str = ""
+
+    def cut(self, count: int) -> Listed[Item]:
+        """The first `count` items (at least one), with the cursor of the page that goes on
+        right after them: for a transport that cannot carry the whole page in one message."""
+        count = max(count, 1)
+        if count >= len(self.items):
+            return self
+        following = cursor.encode(self.fingerprint, Boundary(self.keys[count - 1], False))
+        return self._replace(
+            items=self.items[:count],
+            keys=self.keys[:count],
+            cursors=self.cursors._replace(next=following),
+        )
+
+
+def listed(request: Listing, page: Slice[Item], total_count: int | None) -> Listed[Item]:
+    """What a list use case answers: the page, its total if asked for, and its cursors."""
+    return Listed(page.items, total_count, cursors(request, page), page.keys, request.fingerprint)
