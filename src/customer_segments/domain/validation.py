@@ -71,6 +71,29 @@ def _reject_constant(name: str) -> Any:
 # Built once: json.loads with hooks builds a new decoder per call (~4 us, per bulk item).
 _DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant)
 
+# How deep a JSON document (mixins, a patch value) may nest. Python's json and pydantic
+# recurse: near 1,000 levels they raise RecursionError, how near depending on the stack of the
+# caller, so a document one process stored could fail in the next one that reads it.
+MAX_JSON_DEPTH = 100
+_NOT_STRUCTURE = bytes(byte for byte in range(256) if byte not in b'[]{}"\\')
+_INNERMOST = re.compile(rb"\[\]|\{\}")
+
+
+def nested_deeper_than(text: str, limit: int) -> bool:
+    """Whether valid JSON text nests arrays and objects more than `limit` deep."""
+    if text.count("[") + text.count("{") <= limit:  # the common case: too few to be that deep
+        return False
+    # Brackets, quotes and backslashes only; then no escapes (in valid JSON every backslash
+    # starts one), then nothing between quotes: the brackets outside strings.
+    structure = text.encode("utf-8", "surrogatepass").translate(None, _NOT_STRUCTURE)
+    structure = structure.replace(b"\\\\", b"").replace(b'\\"', b"").replace(b"\\", b"")
+    structure = b"".join(structure.split(b'"')[::2])
+    for _ in range(limit):  # each round removes the innermost pairs
+        if not structure:
+            return False
+        structure = _INNERMOST.sub(b"", structure)
+    return bool(structure)
+
 
 def json_object(text: str, field: str) -> dict[str, Any]:
     """Parses JSON object text exactly: integers stay integers of any size; empty means {}.
@@ -90,8 +113,12 @@ def json_value(text: str, field: str) -> Any:
     """Any JSON value, parsed and checked as json_object does."""
     try:
         value = _DECODER.decode(text)
-    except (ValueError, RecursionError) as error:
+    except RecursionError:
+        raise InvalidArgument(field, f"is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as error:
         raise InvalidArgument(field, f"is not valid JSON ({error})") from None
+    if nested_deeper_than(text, MAX_JSON_DEPTH):
+        raise InvalidArgument(field, f"is nested deeper than {MAX_JSON_DEPTH} levels")
     lowered = text.lower()
     if "\\u0000" in lowered:
         raise InvalidArgument(field, "must not contain the NUL character (\\u0000)")
