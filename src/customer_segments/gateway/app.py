@@ -53,7 +53,7 @@ async def emporix_answers(request: web.Request, handler: Handler) -> web.StreamR
         response = from_rpc_error(
             failure.error, {"page_token": cursor or "pageToken"}, failure.request_bytes
         )
-        if response.status == 500:
+        if response.status >= 500:
             log.error(
                 "request %s %s: the gRPC call failed with %s: %s (request id %s)",
                 request.method,
