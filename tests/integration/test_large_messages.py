@@ -204,15 +204,3 @@ async def test_a_body_that_grows_past_what_the_service_accepts_is_413(
         assert (await response.json())["code"] == 413
     async with http.get(url) as response:
         assert response.status == 404  # nothing written
-
-
-async def test_a_compact_body_near_10_mb_is_stored(
-    http: aiohttp.ClientSession, tenant: str, segment_id: str
-) -> None:
-    """Short values, written compactly: the gateway's request must not grow past the limit."""
-    values = [1] * (4 * 1024 * 1024)  # "1," each: 8 MB, 12 MB with spaces after the commas
-    url = f"{base(tenant, segment_id)}/compact"
-    body = json.dumps({"mixins": {"v": values}}, separators=(",", ":")).encode()
-    headers = {"Content-Type": "application/json"}
-    async with http.put(url, data=body, headers=headers) as response:
-        assert response.status == 201, await response.text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from customer_segments.gateway.app import CHANNEL_OPTIONS
+from customer_segments.gateway.requests import mixins_json
 from customer_segments.grpc import server
 from customer_segments.limits import (
     DEFAULT_CLIENT_RECEIVE_BYTES,
@@ -28,3 +29,9 @@ def test_what_the_server_sends_the_gateway_receives() -> None:
 
 def test_a_page_fits_a_default_grpc_client() -> None:
     assert PAGE_BUDGET_BYTES < DEFAULT_CLIENT_RECEIVE_BYTES == 4 * 1024 * 1024
+
+
+def test_mixins_are_passed_on_compactly() -> None:
+    """With json's default ", " and ": ", a 10 MB body of short values became a 15 MB request,
+    over what the gateway sends."""
+    assert mixins_json({"v": [1, 2], "k": {"a": None}}) == '{"v":[1,2],"k":{"a":null}}'
