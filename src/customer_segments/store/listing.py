@@ -147,7 +147,7 @@ async def read_slice(
     rows = rows[: window.size]
     if boundary is not None and boundary.backwards:
         rows.reverse()
-    first_key = len(rows[0]) - len(keys) if rows else 0  # the sort_key_<n> columns come last
+    sort_keys_from = len(rows[0]) - len(keys) if rows else 0  # sort_key_<n> columns come last
     return Slice(
-        [convert(row) for row in rows], more, tuple(tuple(row[first_key:]) for row in rows)
+        [convert(row) for row in rows], more, tuple(tuple(row[sort_keys_from:]) for row in rows)
     )
