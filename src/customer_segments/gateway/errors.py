@@ -87,19 +87,20 @@ def from_rpc_error(
     """The REST answer to a failed gRPC call, with the field and resource it names.
     `request_bytes`, the size of the request sent, tells a request too large from an answer
     too large when gRPC refuses a message."""
+    refused = refused_by_grpc(error, request_bytes)
+    if refused is not None:
+        return error_response(*refused)
     code = HTTP_STATUS_OF.get(error.code(), 500)
     message = error.details() or HTTPStatus(code if code != 499 else 400).phrase
     if code >= 500 and code != 503:
         message = "Internal error"  # never pass on what the server kept to itself
     resource_id = field = problem = None
-    from_service = False
     status = rpc_status.from_call(error)  # type: ignore[arg-type]  # an AioRpcError is a call
     for detail in status.details if status is not None else []:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
             resource_id = info.metadata.get("resourceId")
-            from_service = info.domain == SERVICE_ERROR_DOMAIN
         elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad_request = error_details_pb2.BadRequest()
             detail.Unpack(bad_request)
@@ -108,20 +109,30 @@ def from_rpc_error(
                 field = (rest_names or {}).get(violation.field) or rest_field(violation.field)
                 problem = f"{field}: {violation.description}"
                 message = problem
-    if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and not from_service:
-        return _limit_of_grpc(error, request_bytes)
     return error_response(code, message, resource_id=resource_id, field=field, problem=problem)
 
 
-def _limit_of_grpc(error: grpc.aio.AioRpcError, request_bytes: int | None) -> web.Response:
-    """RESOURCE_EXHAUSTED that the service did not send: gRPC itself refused a message. That is
-    never "slow down" (429): a request too large is 413, an answer too large is the service's
-    fault (500; pages are cut to fit, see limits.py)."""
+def refused_by_grpc(
+    error: grpc.aio.AioRpcError, request_bytes: int | None
+) -> tuple[int, str] | None:
+    """The HTTP status and message when gRPC itself refused a message of the call (413 or
+    500), None for any other failure. Only the service's own RESOURCE_EXHAUSTED (with its
+    ErrorInfo) means "slow down" (429)."""
+    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]  # an AioRpcError is a call
+    for detail in status.details if status is not None else []:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            if info.domain == SERVICE_ERROR_DOMAIN:
+                return None
+    # gRPC's own: a request too large is 413, an answer too large the service's fault (500;
+    # pages are cut to fit, see limits.py).
     too_large = _MESSAGE_TOO_LARGE.search(error.details() or "")
     if too_large and request_bytes is not None and int(too_large[1]) == request_bytes:
-        return error_response(
-            413,
+        return 413, (
             f"The request is {request_bytes} bytes once encoded for the service, which accepts "
-            f"at most {too_large[2]}.",
+            f"at most {too_large[2]}."
         )
-    return error_response(500, "Internal error")
+    return 500, "Internal error"
