@@ -241,3 +241,23 @@ async def test_a_long_q_reaches_the_service_and_is_told_its_limit(
     assert len(path) > 8190
     answer = await raw_request(gateway.port, head)
     assert_documented_error(answer, 400, "q")
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("pageSize=" + "9" * 5000, 400),
+        ("pageNumber=" + "1" * 4301, 400),
+        ("pageSize=" + "0" * 30 + "5", 200),
+    ],
+    ids=["5000 digits", "4301 digits", "leading zeros"],
+)
+async def test_page_parameters_of_thousands_of_digits(
+    http: aiohttp.ClientSession, tenant: str, segment_id: str, query: str, expected: int
+) -> None:
+    url = f"/customer-segment/{tenant}/segments/{segment_id}/customers?{query}"
+    async with http.get(url) as response:
+        assert response.status == expected, await response.text()
+        if expected == 400:
+            body = await response.json()
+            assert body["details"]["field"] == query.partition("=")[0]

@@ -149,11 +149,13 @@ def page_parameter(request: web.Request, name: str) -> int:
     text = request.query.get(name)
     if text is None:
         return 0  # not given: the service's default
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+    digits = text.lstrip("0")
+    if not (text.isascii() and text.isdigit()) or not digits:
         raise BadRequest(name, "must be a whole number of at least 1")
-    if int(text) > MAX_INT32:  # the gRPC field is an int32
+    # The gRPC field is an int32 (and int() refuses more than 4,300 digits: ValueError).
+    if len(digits) > len(str(MAX_INT32)) or int(digits) > MAX_INT32:
         raise BadRequest(name, f"must be at most {MAX_INT32}")
-    return int(text)
+    return int(digits)
 
 
 def mixins_json(value: dict[str, Any] | None) -> str:
