@@ -68,31 +68,33 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# Objects and arrays nested deeper than this are refused: Python's json and the layers that
+# re-encode a document recurse once per level, and near the interpreter's recursion limit
+# (~1,000) a document is written on one path and unreadable on every other.
+MAX_JSON_DEPTH = 64
+TOO_DEEP = f"must not nest objects and arrays more than {MAX_JSON_DEPTH} levels deep"
+
+
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects and arrays nest more than `limit` levels (a top-level object is one),
+    found level by level, without recursion."""
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        level = [
+            child
+            for container in level
+            for child in (container.values() if isinstance(container, dict) else container)
+            if isinstance(child, dict | list)
+        ]
+    return False
+
+
 # Built once: json.loads with hooks builds a new decoder per call (~4 us, per bulk item).
 _DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant)
-
-# How deep a JSON document (mixins, a patch value) may nest. Python's json and pydantic
-# recurse: near 1,000 levels they raise RecursionError, how near depending on the stack of the
-# caller, so a document one process stored could fail in the next one that reads it.
-MAX_JSON_DEPTH = 100
-_NOT_STRUCTURE = bytes(byte for byte in range(256) if byte not in b'[]{}"\\')
-_INNERMOST = re.compile(rb"\[\]|\{\}")
-
-
-def nested_deeper_than(text: str, limit: int) -> bool:
-    """Whether valid JSON text nests arrays and objects more than `limit` deep."""
-    if text.count("[") + text.count("{") <= limit:  # the common case: too few to be that deep
-        return False
-    # Brackets, quotes and backslashes only; then no escapes (in valid JSON every backslash
-    # starts one), then nothing between quotes: the brackets outside strings.
-    structure = text.encode("utf-8", "surrogatepass").translate(None, _NOT_STRUCTURE)
-    structure = structure.replace(b"\\\\", b"").replace(b'\\"', b"").replace(b"\\", b"")
-    structure = b"".join(structure.split(b'"')[::2])
-    for _ in range(limit):  # each round removes the innermost pairs
-        if not structure:
-            return False
-        structure = _INNERMOST.sub(b"", structure)
-    return bool(structure)
 
 
 def json_object(text: str, field: str) -> dict[str, Any]:
@@ -109,16 +111,24 @@ def json_object(text: str, field: str) -> dict[str, Any]:
     return value
 
 
+def parse_json(text: str) -> Any:
+    """JSON text as Python values, integers exactly (the decoder json_value checks with)."""
+    return _DECODER.decode(text)
+
+
 def json_value(text: str, field: str) -> Any:
     """Any JSON value, parsed and checked as json_object does."""
     try:
         value = _DECODER.decode(text)
     except RecursionError:
-        raise InvalidArgument(field, f"is nested deeper than {MAX_JSON_DEPTH} levels") from None
+        raise InvalidArgument(field, TOO_DEEP) from None
     except ValueError as error:
         raise InvalidArgument(field, f"is not valid JSON ({error})") from None
-    if nested_deeper_than(text, MAX_JSON_DEPTH):
-        raise InvalidArgument(field, f"is nested deeper than {MAX_JSON_DEPTH} levels")
+    # Counting brackets is cheap and bounds the depth of nearly every document without a walk.
+    if text.count("{") + text.count("[") > MAX_JSON_DEPTH and nested_deeper_than(
+        value, MAX_JSON_DEPTH
+    ):
+        raise InvalidArgument(field, TOO_DEEP)
     lowered = text.lower()
     if "\\u0000" in lowered:
         raise InvalidArgument(field, "must not contain the NUL character (\\u0000)")

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import Any, TypeVar
 from urllib.parse import unquote_plus, unquote_to_bytes
 
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
 from pydantic import BaseModel, ValidationError
-from pydantic_core import from_json
 from yarl import URL
 
+from customer_segments.domain.validation import TOO_DEEP
 from customer_segments.gateway.errors import error_response, rest_field
 from customer_segments.gateway.render import select
 
@@ -103,15 +104,11 @@ def _path_parameter(request: web.Request, segment: str) -> str:
     return "path"
 
 
-async def json_body(request: web.Request) -> Any:
-    """The parsed body; an empty body is None.
+_MAX_DIGITS = sys.get_int_max_str_digits()
 
-    Read with pydantic-core's parser rather than json.loads: it takes UTF-8 only (json.loads
-    of bytes also takes UTF-16, and lets raw surrogate bytes like ED A0 80 into strings that
-    protobuf cannot carry), refuses NaN, Infinity and lone surrogate escapes, and stops at a
-    fixed depth (about 200) with an error, where json.loads raises RecursionError at a depth
-    that depends on the caller's stack. Integers keep every digit, as with json.loads.
-    """
+
+async def json_body(request: web.Request) -> Any:
+    """The parsed body; an empty body is None."""
     try:
         raw = await request.read()
     except web.RequestPayloadError as error:
@@ -123,12 +120,31 @@ async def json_body(request: web.Request) -> Any:
     if not raw.strip():
         return None
     try:
-        return from_json(raw, allow_inf_nan=False)
+        # Strictly UTF-8 (RFC 8259): json.loads of bytes also takes UTF-16, and decodes raw
+        # surrogate bytes (ED A0 80) into strings that protobuf cannot carry.
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadRequest("body", f"is not valid UTF-8 (at byte {error.start})") from None
+    try:
+        body = json.loads(text)
+    except RecursionError:  # hundreds of levels deep: far past what the service takes
+        raise BadRequest("body", TOO_DEEP) from None
     except ValueError as error:
-        problem = str(error)
-        if problem.startswith("recursion limit"):
-            raise BadRequest("body", f"is nested too deeply ({problem})") from None
-        raise BadRequest("body", f"malformed JSON ({problem})") from None
+        if "integer string conversion" in str(error):  # Python's limit on an int's digits
+            raise BadRequest("body", f"has an integer of more than {_MAX_DIGITS} digits") from None
+        raise BadRequest("body", f"malformed JSON ({error})") from None
+    if "\\u" in text.lower() and _has_lone_surrogate(body):
+        raise BadRequest("body", "must not contain unpaired UTF-16 surrogates (\\ud800-\\udfff)")
+    return body
+
+
+def _has_lone_surrogate(body: Any) -> bool:
+    """JSON may escape half a UTF-16 pair; protobuf strings (UTF-8) cannot hold it."""
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def parsed(model: type[Model], value: Any, prefix: str = "") -> Model:

@@ -17,7 +17,7 @@ from customer_segments.domain.listing import Page
 from customer_segments.domain.principal import Principal
 from customer_segments.query.syntax import Compare, Condition, Field, FieldKind, IsNull, Operator
 from customer_segments.services.authorization import require_customer
-from customer_segments.services.paging import Listed, listed, listing, reading
+from customer_segments.services.paging import Listed, cursors, listing, reading
 from customer_segments.store.assignments import SEARCHABLE, SORT_FIELD_NAMES
 from customer_segments.store.database import utc_now
 from customer_segments.store.store import Store
@@ -92,7 +92,7 @@ async def list_assignments(
             if include_total_count and not request.by_cursor
             else None
         )
-    return listed(request, found, total)
+    return Listed(found.items, total, cursors(request, found))
 
 
 async def _own_assignments(

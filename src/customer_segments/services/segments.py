@@ -20,7 +20,7 @@ from customer_segments.domain.segment import Segment, SegmentFields, SegmentUpse
 from customer_segments.domain.segment_document import PatchOperation, patched_fields
 from customer_segments.query.syntax import Compare, Field, FieldKind, Operator, Query
 from customer_segments.services.authorization import require_customer
-from customer_segments.services.paging import Listed, listed, listing, reading
+from customer_segments.services.paging import Listed, cursors, listing, reading
 from customer_segments.store.database import utc_now
 from customer_segments.store.segments import (
     SEARCHABLE,
@@ -145,7 +145,7 @@ async def list_segments(
             if include_total_count and not request.by_cursor
             else None
         )
-    return listed(request, found, total)
+    return Listed(found.items, total, cursors(request, found))
 
 
 OWN_SEGMENTS_ONLY = (
