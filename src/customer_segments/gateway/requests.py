@@ -14,7 +14,7 @@ from aiohttp.http_exceptions import ContentEncodingError
 from pydantic import BaseModel, ValidationError
 from yarl import URL
 
-from customer_segments.domain.validation import TOO_DEEP
+from customer_segments.domain.validation import MAX_JSON_DEPTH
 from customer_segments.gateway.errors import error_response, rest_field
 from customer_segments.gateway.render import select
 
@@ -127,13 +127,16 @@ async def json_body(request: web.Request) -> Any:
         raise BadRequest("body", f"is not valid UTF-8 (at byte {error.start})") from None
     try:
         body = json.loads(text)
-    except RecursionError:  # hundreds of levels deep: far past what the service takes
-        raise BadRequest("body", TOO_DEEP) from None
     except ValueError as error:
         if "integer string conversion" in str(error):  # Python's limit on an int's digits
             raise BadRequest("body", f"has an integer of more than {_MAX_DIGITS} digits") from None
         raise BadRequest("body", f"malformed JSON ({error})") from None
-    if "\\u" in text.lower() and _has_lone_surrogate(body):
+    except RecursionError:
+        # Hundreds of levels deep: far past what the service takes (validation.MAX_JSON_DEPTH).
+        raise BadRequest(
+            "body", f"must not nest objects and arrays more than {MAX_JSON_DEPTH} levels deep"
+        ) from None
+    if b"\\u" in raw.lower() and _has_lone_surrogate(body):
         raise BadRequest("body", "must not contain unpaired UTF-16 surrogates (\\ud800-\\udfff)")
     return body
 
