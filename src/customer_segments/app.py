@@ -14,6 +14,7 @@ from customer_segments.auth.setup import shared_secret, token_verifier
 from customer_segments.config import Settings
 from customer_segments.gateway.process import GatewayOptions, start_gateway_process
 from customer_segments.grpc.server import start_grpc_server
+from customer_segments.logs import configure_logging
 from customer_segments.shutdown import stop_requested
 from customer_segments.store.database import Database
 from customer_segments.store.migrate import require_current_schema, upgrade_to_head
@@ -94,9 +95,9 @@ async def serve(settings: Settings, *, migrate_embedded: bool = True) -> None:
 
 
 def _worker(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s [worker {os.getpid()}] %(name)s: %(message)s",
+    configure_logging(
+        settings.log_level,
+        f"%(asctime)s %(levelname)s [worker {os.getpid()}] %(name)s: %(message)s",
     )
     asyncio.run(serve(settings, migrate_embedded=False))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from customer_segments.config import ENV_PREFIX, Settings
 from customer_segments.domain import validation
 from customer_segments.domain.errors import InvalidArgument
 from customer_segments.gateway.app import run_gateway
+from customer_segments.logs import configure_logging
 from customer_segments.store.database import describe
 from customer_segments.store.migrate import SchemaNotCurrent
 
@@ -173,10 +173,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = _settings(arguments, ["grpc_target", "http_host", "http_port", "log_level"])
     else:
         settings = _settings(arguments, ["database_url", "data_dir"])
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.embedded and arguments.command != "gateway":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:

@@ -34,6 +34,8 @@ UPSERTS: list[tuple[dict[str, Any], str]] = [
     ({"mixins_json": '{"a": "\\u0000"}'}, "mixins_json"),
     ({"mixins_json": '{"a": "\\ud800"}'}, "mixins_json"),
     ({"mixins_json": "[" * 100_000}, "mixins_json"),
+    ({"mixins_json": '{"a":' * 101 + "1" + "}" * 101}, "mixins_json"),
+    ({"mixins_json": '{"a":' + "[" * 900 + "]" * 900 + "}"}, "mixins_json"),
     ({"metadata_mixins_json": "1"}, "metadata_mixins_json"),
     ({"version": 0}, "version"),
     ({"version": -3}, "version"),

@@ -6,11 +6,14 @@ import json
 
 import grpc
 import pytest
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc.aio import AioRpcError, Metadata
+from grpc_status import rpc_status
 
 from customer_segments.domain.errors import InvalidArgument, NotFound
-from customer_segments.gateway.errors import from_rpc_error, rest_field
-from customer_segments.grpc.errors import to_status
+from customer_segments.gateway.errors import SERVICE_ERROR_DOMAIN, from_rpc_error, rest_field
+from customer_segments.grpc.errors import ERROR_DOMAIN, to_status
 
 
 def rpc_error(code: grpc.StatusCode, details: str, trailing: Metadata | None = None) -> AioRpcError:
@@ -26,7 +29,6 @@ def rpc_error(code: grpc.StatusCode, details: str, trailing: Metadata | None = N
         (grpc.StatusCode.NOT_FOUND, 404),
         (grpc.StatusCode.ALREADY_EXISTS, 409),
         (grpc.StatusCode.ABORTED, 409),
-        (grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
         (grpc.StatusCode.UNAVAILABLE, 503),
         (grpc.StatusCode.DEADLINE_EXCEEDED, 504),
         (grpc.StatusCode.INTERNAL, 500),
@@ -41,6 +43,46 @@ def test_canonical_mapping_and_error_body(code: grpc.StatusCode, http: int) -> N
         assert "what went wrong" not in body["message"]  # nothing the server kept to itself
     else:
         assert body["message"] == "what went wrong"
+
+
+def _service_status(code: grpc.StatusCode, message: str) -> AioRpcError:
+    """An error as the service itself reports it: with its ErrorInfo."""
+    info = error_details_pb2.ErrorInfo(reason="SLOW_DOWN", domain=ERROR_DOMAIN)
+    packed = any_pb2.Any()
+    packed.Pack(info)
+    status = rpc_status.to_status(
+        status_pb2.Status(code=code.value[0], message=message, details=[packed])
+    )
+    return rpc_error(status.code, status.details, Metadata(*status.trailing_metadata))
+
+
+def test_resource_exhausted_from_the_service_is_429() -> None:
+    assert SERVICE_ERROR_DOMAIN == ERROR_DOMAIN
+    response = from_rpc_error(_service_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down"))
+    assert response.status == 429
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        "Stream removed (CLIENT: Received message larger than max (6004790 vs. 4194304))",
+        "Sent message larger than max (70000000 vs. 67108864)",
+        "received initial metadata size exceeds limit",
+    ],
+)
+def test_a_grpc_size_limit_is_never_429(details: str) -> None:
+    """gRPC's own RESOURCE_EXHAUSTED (a message over a limit) is no reason to slow down: an
+    answer too large is 500, without gRPC's words; a request too large is 413."""
+    error = rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, details)
+    response = from_rpc_error(error, request_bytes=1234)
+    body = json.loads(response.body)  # type: ignore[arg-type]
+    assert (response.status, body["code"], body["message"]) == (500, 500, "Internal error")
+    too_large = from_rpc_error(
+        rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "Sent message larger than max (99 vs. 98)"),
+        request_bytes=99,
+    )
+    body = json.loads(too_large.body)  # type: ignore[arg-type]
+    assert too_large.status == 413 and body["code"] == 413 and "max" not in body["message"]
 
 
 def test_unauthenticated_is_the_gateway_style_401() -> None:

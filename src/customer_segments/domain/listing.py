@@ -80,6 +80,13 @@ class Slice(Generic[Item]):
     items: list[Item]
     # Whether more rows lie beyond the page in the direction it was read.
     more: bool
-    # Sort-key values of the first and last item (for cursors); empty when no items.
-    first_key: tuple[object, ...] = ()
-    last_key: tuple[object, ...] = ()
+    # Sort-key values of each item (for cursors), in the same order.
+    keys: tuple[tuple[object, ...], ...] = ()
+
+    @property
+    def first_key(self) -> tuple[object, ...]:
+        return self.keys[0] if self.keys else ()
+
+    @property
+    def last_key(self) -> tuple[object, ...]:
+        return self.keys[-1] if self.keys else ()

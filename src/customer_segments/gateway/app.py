@@ -13,13 +13,14 @@ from aiohttp import web
 from customer_segments.gateway.assignment_routes import AssignmentRoutes
 from customer_segments.gateway.errors import error_response, from_rpc_error
 from customer_segments.gateway.grpc_client import REQUEST_ID, GrpcClient, RpcFailed
-from customer_segments.gateway.requests import BadRequest
+from customer_segments.gateway.protocol import EmporixAppRunner
+from customer_segments.gateway.requests import BadRequest, check_request, request_id
 from customer_segments.gateway.segment_routes import SegmentRoutes
+from customer_segments.limits import GATEWAY_MAX_REQUEST_BYTES, MAX_ANSWER_BYTES, MAX_BODY_BYTES
 from customer_segments.shutdown import stop_requested
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 10 * 1024 * 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _HTTP_MESSAGES = {
@@ -32,17 +33,35 @@ _HTTP_MESSAGES = {
 @web.middleware
 async def emporix_answers(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure as the documented Error body, never a stack trace; X-Request-Id echoed."""
-    request_id = request.headers.get("X-Request-Id") or secrets.token_hex(16)
-    request[REQUEST_ID] = request_id
     response: web.StreamResponse
+    refused: BadRequest | None = None
     try:
+        given = request_id(request)
+    except BadRequest as error:
+        given, refused = None, error
+    request[REQUEST_ID] = current_id = given or secrets.token_hex(16)
+    try:
+        if refused is not None:
+            raise refused
+        check_request(request)
         response = await handler(request)
     except BadRequest as error:
         response = error.response()
     except RpcFailed as failure:
         # A refused cursor is named by the parameter that carried it (next or prev).
         cursor = (request.query.get("next") and "next") or (request.query.get("prev") and "prev")
-        response = from_rpc_error(failure.error, {"page_token": cursor or "pageToken"})
+        response = from_rpc_error(
+            failure.error, {"page_token": cursor or "pageToken"}, failure.request_bytes
+        )
+        if response.status >= 500:
+            log.error(
+                "request %s %s: the gRPC call failed with %s: %s (request id %s)",
+                request.method,
+                request.path,
+                failure.error.code().name,
+                failure.error.details(),
+                current_id,
+            )
     except web.HTTPException as error:
         message = _HTTP_MESSAGES.get(error.status, error.reason)
         response = error_response(error.status, message)
@@ -50,14 +69,19 @@ async def emporix_answers(request: web.Request, handler: Handler) -> web.StreamR
             response.headers["Allow"] = error.headers.get("Allow", "")
     except Exception:
         log.exception(
-            "request %s %s failed (request id %s)", request.method, request.path, request_id
+            "request %s %s failed (request id %s)", request.method, request.path, current_id
         )
         response = error_response(500, "Internal error")
-    response.headers["X-Request-Id"] = request_id
+    response.headers["X-Request-Id"] = current_id
     return response
 
 
 OPENAPI = Path(__file__).with_name("openapi.yaml")
+# The largest request a REST body makes, and the largest answer the server sends (limits.py).
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", GATEWAY_MAX_REQUEST_BYTES),
+    ("grpc.max_receive_message_length", MAX_ANSWER_BYTES),
+]
 
 
 def create_app(channel: grpc.aio.Channel) -> web.Application:
@@ -93,8 +117,8 @@ async def start_gateway(
     grpc_target: str, host: str, port: int, grace: float = 10.0, *, share_port: bool = False
 ) -> Gateway:
     """`share_port`: as for the gRPC server, the workers of `serve --workers N` share it."""
-    channel = grpc.aio.insecure_channel(grpc_target)
-    runner = web.AppRunner(create_app(channel), access_log=None, shutdown_timeout=grace)
+    channel = grpc.aio.insecure_channel(grpc_target, options=CHANNEL_OPTIONS)
+    runner = EmporixAppRunner(create_app(channel), access_log=None, shutdown_timeout=grace)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=share_port)
     await site.start()

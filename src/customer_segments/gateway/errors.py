@@ -80,10 +80,23 @@ def error_response(code: int, message: str, **details: str | None) -> web.Respon
     return web.json_response(error_body(code, message, **details), status=code)
 
 
+# The domain of the ErrorInfo the service attaches to every error it reports itself.
+SERVICE_ERROR_DOMAIN = "customersegment.v1"
+# How gRPC reports a message over a size limit, on either end (the first number is the size).
+_MESSAGE_TOO_LARGE = re.compile(r"larger than max \((\d+) vs\. (\d+)\)")
+
+
 def from_rpc_error(
-    error: grpc.aio.AioRpcError, rest_names: dict[str, str] | None = None
+    error: grpc.aio.AioRpcError,
+    rest_names: dict[str, str] | None = None,
+    request_bytes: int | None = None,
 ) -> web.Response:
-    """The REST answer to a failed gRPC call, with the field and resource it names."""
+    """The REST answer to a failed gRPC call, with the field and resource it names.
+    `request_bytes`, the size of the request sent, tells a request too large from an answer
+    too large when gRPC refuses a message."""
+    refused = refused_by_grpc(error, request_bytes)
+    if refused is not None:
+        return error_response(*refused)
     code = HTTP_STATUS_OF.get(error.code(), 500)
     message = error.details() or HTTPStatus(code if code != 499 else 400).phrase
     if code >= 500 and code != 503:
@@ -104,3 +117,29 @@ def from_rpc_error(
                 problem = f"{field}: {violation.description}"
                 message = problem
     return error_response(code, message, resource_id=resource_id, field=field, problem=problem)
+
+
+def refused_by_grpc(
+    error: grpc.aio.AioRpcError, request_bytes: int | None
+) -> tuple[int, str] | None:
+    """The HTTP status and message when gRPC itself refused a message of the call (413 or
+    500), None for any other failure. Only the service's own RESOURCE_EXHAUSTED (with its
+    ErrorInfo) means "slow down" (429)."""
+    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]  # an AioRpcError is a call
+    for detail in status.details if status is not None else []:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            if info.domain == SERVICE_ERROR_DOMAIN:
+                return None
+    # gRPC's own: a request too large is 413, an answer too large the service's fault (500;
+    # pages are cut to fit, see limits.py).
+    too_large = _MESSAGE_TOO_LARGE.search(error.details() or "")
+    if too_large and request_bytes is not None and int(too_large[1]) == request_bytes:
+        return 413, (
+            f"The request is {request_bytes} bytes once encoded for the service, which accepts "
+            f"at most {too_large[2]}."
+        )
+    return 500, "Internal error"

@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 from customersegment.v1 import assignment_pb2_grpc, segment_pb2_grpc
+from google.protobuf.message import Message
 
 DEFAULT_DEADLINE_SECONDS = 30.0
 # Set on every request by the gateway's middleware (taken from X-Request-Id, or made).
@@ -16,9 +17,15 @@ REQUEST_ID = web.RequestKey("request_id", str)
 
 
 class RpcFailed(Exception):
-    def __init__(self, error: grpc.aio.AioRpcError) -> None:
+    def __init__(self, error: grpc.aio.AioRpcError, request: Message) -> None:
         super().__init__(error.details())
         self.error = error
+        self._request = request
+
+    @property
+    def request_bytes(self) -> int:
+        """The size of the request that failed (measured only when asked: on failures)."""
+        return self._request.ByteSize()
 
 
 class GrpcClient:
@@ -40,7 +47,7 @@ class GrpcClient:
         try:
             return await method(message, metadata=self.metadata(request), timeout=self.deadline)
         except grpc.aio.AioRpcError as error:
-            raise RpcFailed(error) from None
+            raise RpcFailed(error, message) from None
 
     async def stream(self, request: web.Request, method: Any, message: Any) -> AsyncIterator[Any]:
         try:
@@ -49,4 +56,4 @@ class GrpcClient:
             ):
                 yield answer
         except grpc.aio.AioRpcError as error:
-            raise RpcFailed(error) from None
+            raise RpcFailed(error, message) from None

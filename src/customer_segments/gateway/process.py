@@ -24,6 +24,7 @@ import sys
 from typing import NamedTuple
 
 from customer_segments.gateway.app import start_gateway
+from customer_segments.logs import configure_logging
 from customer_segments.shutdown import stop_requested
 
 log = logging.getLogger(__name__)
@@ -175,9 +176,9 @@ async def _run(options: GatewayOptions, control: socket.socket) -> None:
 
 def main(argv: list[str]) -> None:
     options, control_fd = _options(argv)
-    logging.basicConfig(
-        level=options.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s [gateway {os.getpid()}] %(name)s: %(message)s",
+    configure_logging(
+        options.log_level,
+        f"%(asctime)s %(levelname)s [gateway {os.getpid()}] %(name)s: %(message)s",
     )
     with socket.socket(fileno=control_fd) as control:
         asyncio.run(_run(options, control))

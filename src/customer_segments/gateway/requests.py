@@ -4,10 +4,15 @@ parameters, bulk bodies item by item, and the 400 that names the field."""
 from __future__ import annotations
 
 import json
+import re
+import sys
 from typing import Any, TypeVar
+from urllib.parse import unquote_plus, unquote_to_bytes
 
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
 from pydantic import BaseModel, ValidationError
+from yarl import URL
 
 from customer_segments.domain.validation import MAX_JSON_DEPTH
 from customer_segments.gateway.errors import error_response, rest_field
@@ -29,14 +34,102 @@ class BadRequest(Exception):
         return error_response(400, str(self), field=self.field, problem=str(self))
 
 
+# gRPC metadata values are printable ASCII; aiohttp reads any other byte of a header as a
+# surrogate escape, which gRPC refuses with an exception.
+_METADATA_TEXT = re.compile(r"[\x20-\x7e]*")
+MAX_REQUEST_ID_LENGTH = 128
+# The gRPC server refuses, at random, the metadata of a call over 8 KiB in all (its soft
+# limit): a token leaves room for the other headers (about 600 bytes) below it.
+MAX_AUTHORIZATION_LENGTH = 7 * 1024
+# What aiohttp decodes; with any other value (or several) it would pass the body on unread.
+_CONTENT_ENCODINGS = frozenset({"", "identity", "gzip", "deflate"})
+
+
+def request_id(request: web.Request) -> str | None:
+    """The caller's X-Request-Id, passed on as gRPC metadata and echoed; None when absent."""
+    given = request.headers.get("X-Request-Id")
+    if given is None:
+        return None
+    if not given or len(given) > MAX_REQUEST_ID_LENGTH or not _METADATA_TEXT.fullmatch(given):
+        raise BadRequest(
+            "X-Request-Id", f"must be 1 to {MAX_REQUEST_ID_LENGTH} printable ASCII characters"
+        )
+    return given
+
+
+def check_request(request: web.Request) -> None:
+    """Refuses what aiohttp lets through but the gateway cannot pass on: an Authorization
+    header gRPC cannot carry (401), a Content-Encoding aiohttp does not decode, and a URL whose
+    percent-encoding is not UTF-8 (which yarl keeps as `%FF` in paths, and turns into U+FFFD
+    in query strings)."""
+    authorization = request.headers.get("Authorization")
+    if authorization is not None and (
+        len(authorization) > MAX_AUTHORIZATION_LENGTH or not _METADATA_TEXT.fullmatch(authorization)
+    ):
+        raise web.HTTPUnauthorized()
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in _CONTENT_ENCODINGS:
+        raise BadRequest("Content-Encoding", "must be gzip, deflate or identity")
+    raw_path, _, raw_query = request.raw_path.partition("?")
+    if "%" in raw_path or not raw_path.isascii():
+        for segment in raw_path.split("/"):
+            if not _utf8_once_decoded(segment):
+                raise BadRequest(_path_parameter(request, segment), _NOT_UTF8)
+    if "%" in raw_query or not raw_query.isascii():
+        for pair in raw_query.split("&"):
+            name, _, value = pair.partition("=")
+            if not _utf8_once_decoded(name):
+                raise BadRequest("query", f"a parameter name {_NOT_UTF8}")
+            if not _utf8_once_decoded(value):
+                raise BadRequest(unquote_plus(name), _NOT_UTF8)
+
+
+_NOT_UTF8 = "is not UTF-8 once percent-decoded"
+
+
+def _utf8_once_decoded(text: str) -> bool:
+    try:
+        unquote_to_bytes(text.replace("+", " ")).decode("utf-8")
+    except (UnicodeDecodeError, UnicodeEncodeError):  # bytes that are not UTF-8, or escapes
+        return False
+    return True
+
+
+def _path_parameter(request: web.Request, segment: str) -> str:
+    """The path parameter a raw segment of the path became (yarl keeps bad escapes as text)."""
+    decoded = URL("/" + segment, encoded=True).path[1:]
+    for name, value in request.match_info.items():
+        if value == decoded:
+            return name
+    return "path"
+
+
+_MAX_DIGITS = sys.get_int_max_str_digits()
+
+
 async def json_body(request: web.Request) -> Any:
     """The parsed body; an empty body is None."""
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except web.RequestPayloadError as error:
+        if isinstance(error.__cause__, ContentEncodingError):
+            raise BadRequest(
+                "Content-Encoding", "the body is not encoded as this header says"
+            ) from None
+        raise BadRequest("body", "could not be read (its framing is broken)") from None
     if not raw.strip():
         return None
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+        # Strictly UTF-8 (RFC 8259): json.loads of bytes also takes UTF-16, and decodes raw
+        # surrogate bytes (ED A0 80) into strings that protobuf cannot carry.
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadRequest("body", f"is not valid UTF-8 (at byte {error.start})") from None
+    try:
+        body = json.loads(text)
+    except ValueError as error:
+        if "integer string conversion" in str(error):  # Python's limit on an int's digits
+            raise BadRequest("body", f"has an integer of more than {_MAX_DIGITS} digits") from None
         raise BadRequest("body", f"malformed JSON ({error})") from None
     except RecursionError:
         # Hundreds of levels deep: far past what the service takes (validation.MAX_JSON_DEPTH).
@@ -75,15 +168,18 @@ def page_parameter(request: web.Request, name: str) -> int:
     text = request.query.get(name)
     if text is None:
         return 0  # not given: the service's default
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+    digits = text.lstrip("0")
+    if not (text.isascii() and text.isdigit()) or not digits:
         raise BadRequest(name, "must be a whole number of at least 1")
-    if int(text) > MAX_INT32:  # the gRPC field is an int32
+    # The gRPC field is an int32 (and int() refuses more than 4,300 digits: ValueError).
+    if len(digits) > len(str(MAX_INT32)) or int(digits) > MAX_INT32:
         raise BadRequest(name, f"must be at most {MAX_INT32}")
-    return int(text)
+    return int(digits)
 
 
 def mixins_json(value: dict[str, Any] | None) -> str:
-    return "" if value is None else json.dumps(value, ensure_ascii=False)
+    # Compact: with the default ", " and ": " a 10 MB body of short values grew to 15 MB.
+    return "" if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def parse_items(

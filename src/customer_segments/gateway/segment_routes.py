@@ -13,7 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from customer_segments.domain.segment_document import SegmentDocument
 from customer_segments.gateway import render
-from customer_segments.gateway.errors import HTTP_STATUS_OF
+from customer_segments.gateway.errors import HTTP_STATUS_OF, refused_by_grpc
 from customer_segments.gateway.grpc_client import GrpcClient, RpcFailed
 from customer_segments.gateway.models import PatchOperation, Search, SegmentCreation
 from customer_segments.gateway.render import rest_message
@@ -82,8 +82,12 @@ _REQUEST_LEVEL = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PER
 def _failed_item(index: int, failure: RpcFailed, segment_id: str | None) -> dict[str, Any]:
     if failure.error.code() in _REQUEST_LEVEL:
         raise failure
-    code = HTTP_STATUS_OF.get(failure.error.code(), 500)
-    message = rest_message(failure.error.details() or "") if code < 500 else "Internal error"
+    refused = refused_by_grpc(failure.error, failure.request_bytes)
+    if refused is not None:
+        code, message = refused
+    else:
+        code = HTTP_STATUS_OF.get(failure.error.code(), 500)
+        message = rest_message(failure.error.details() or "") if code < 500 else "Internal error"
     result: dict[str, Any] = {"index": index, "code": code, "status": _phrase(code)}
     if segment_id:
         result["id"] = segment_id

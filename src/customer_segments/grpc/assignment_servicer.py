@@ -19,6 +19,7 @@ from customer_segments.domain.errors import InvalidArgument
 from customer_segments.domain.listing import Page
 from customer_segments.grpc.auth_interceptor import caller
 from customer_segments.grpc.convert import assignment_to_proto, bulk_results_to_proto
+from customer_segments.grpc.page_budget import within_budget
 from customer_segments.services import assignments, bulk_assignments
 from customer_segments.store.store import Store
 
@@ -142,7 +143,7 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
                 response.assignments.append(full)
             else:
                 mask.MergeMessage(full, response.assignments.add())
-        return response
+        return within_budget(response, "assignments", page)
 
     async def BulkUpsertAssignments(
         self, request: assignment_pb2.BulkUpsertAssignmentsRequest, context: Context

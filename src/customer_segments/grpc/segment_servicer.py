@@ -13,6 +13,7 @@ from customer_segments.domain.segment import SegmentInput
 from customer_segments.domain.segment_document import PatchInput
 from customer_segments.grpc.auth_interceptor import caller
 from customer_segments.grpc.convert import SEGMENT_STATUS_FROM_PROTO, moment, segment_to_proto
+from customer_segments.grpc.page_budget import within_budget
 from customer_segments.services import segments
 from customer_segments.store.store import Store
 
@@ -96,12 +97,13 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
             page_token=request.page_token,
             include_total_count=request.include_total_count,
         )
-        return segment_pb2.ListSegmentsResponse(
+        response = segment_pb2.ListSegmentsResponse(
             segments=[segment_to_proto(segment) for segment in page.items],
             total_count=page.total_count or 0,
             next_page_token=page.cursors.next,
             previous_page_token=page.cursors.previous,
         )
+        return within_budget(response, "segments", page)
 
     async def DeleteSegment(
         self, request: segment_pb2.DeleteSegmentRequest, context: Context

@@ -23,6 +23,7 @@ from customer_segments.grpc.auth_interceptor import AuthInterceptor
 from customer_segments.grpc.directory_servicer import DirectoryServicer
 from customer_segments.grpc.interceptors import DomainErrorInterceptor
 from customer_segments.grpc.segment_servicer import SegmentServicer
+from customer_segments.limits import MAX_ANSWER_BYTES
 from customer_segments.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,8 @@ async def start_grpc_server(
         options=[
             ("grpc.so_reuseport", int(share_port)),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # The largest answer: one stored object is never cut (pages are; see limits.py).
+            ("grpc.max_send_message_length", MAX_ANSWER_BYTES),
         ],
     )
     assignment_pb2_grpc.add_CustomerAssignmentServiceServicer_to_server(

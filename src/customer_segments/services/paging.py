@@ -80,11 +80,15 @@ async def reading(store: Store, query: Query) -> AsyncIterator[AsyncConnection]:
 class Cursors(NamedTuple):
     next: str  # "" when there is no next page
     previous: str
+    # What makes the cursor after any item of the page (see Listed.cut): the fingerprint of
+    # the query and the sort-key values of each item.
+    fingerprint: str = ""
+    keys: Sequence[tuple[object, ...]] = ()
 
 
 def cursors(request: Listing, page: Slice[Item]) -> Cursors:
     if not page.items:
-        return Cursors("", "")
+        return Cursors("", "", request.fingerprint)
     boundary = request.window.boundary
     if boundary is not None and boundary.backwards:
         has_next, has_previous = True, page.more
@@ -98,6 +102,8 @@ def cursors(request: Listing, page: Slice[Item]) -> Cursors:
     return Cursors(
         token(page.last_key, False) if has_next else "",
         token(page.first_key, True) if has_previous else "",
+        request.fingerprint,
+        page.keys,
     )
 
 
@@ -105,3 +111,16 @@ class Listed(NamedTuple, Generic[Item]):
     items: list[Item]
     total_count: int | None  # None unless asked for; never in cursor mode
     cursors: Cursors
+
+    def cut(self, count: int) -> Listed[Item]:
+        """The first `count` items (at least one), with the cursor of the page that goes on
+        right after them: for a transport that cannot carry the whole page in one message."""
+        count = max(count, 1)
+        if count >= len(self.items):
+            return self
+        keys = self.cursors.keys
+        following = cursor.encode(self.cursors.fingerprint, Boundary(keys[count - 1], False))
+        return self._replace(
+            items=self.items[:count],
+            cursors=self.cursors._replace(next=following, keys=keys[:count]),
+        )

@@ -138,7 +138,7 @@ async def read_slice(
     convert: Callable[[Row[Any]], Item],
 ) -> Slice[Item]:
     """One page of `statement` (sorted by `keys`, cut to `window`) in presentation order,
-    with whether more rows lie beyond it and the sort keys of its first and last row."""
+    with whether more rows lie beyond it and the sort keys of each row."""
     boundary = window.boundary
     rows = list(
         await connection.execute(paged(statement, keys, window.size, window.offset, boundary))
@@ -147,10 +147,7 @@ async def read_slice(
     rows = rows[: window.size]
     if boundary is not None and boundary.backwards:
         rows.reverse()
-    if not rows:
-        return Slice([], more)
-
-    def key_of(row: Row[Any]) -> tuple[object, ...]:
-        return tuple(row._mapping[f"sort_key_{n}"] for n in range(len(keys)))
-
-    return Slice([convert(row) for row in rows], more, key_of(rows[0]), key_of(rows[-1]))
+    sort_keys_from = len(rows[0]) - len(keys) if rows else 0  # sort_key_<n> columns come last
+    return Slice(
+        [convert(row) for row in rows], more, tuple(tuple(row[sort_keys_from:]) for row in rows)
+    )

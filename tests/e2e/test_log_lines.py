@@ -1,0 +1,96 @@
+"""Log forging: a value in a log message never writes a line of its own. A request path that
+holds %0A and a fake audit record, logged by the real processes' logging set-up, stays on one
+line, its newline escaped."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from customer_segments.gateway.process import MODULE
+from tests.e2e.test_service_process import CLI, free_port
+
+FAKE_AUDIT = (
+    "2026-12-01 08:00:00,000 INFO customer_segments.audit: write UpsertAssignment "
+    "tenant=acme subject='admin' request_id='x' segment='gold' outcome=ok"
+)
+# A line that starts like an audit record, with or without a worker or gateway tag.
+AUDIT_LINE = re.compile(r"^\S+ \S+ INFO (\[\w+ \d+\] )?customer_segments\.audit: ", re.MULTILINE)
+
+Launch = Callable[[str, int], tuple[subprocess.Popen[str], Callable[[], None]]]
+
+
+def _command_line(grpc_target: str, port: int) -> tuple[subprocess.Popen[str], Callable[[], None]]:
+    """`customer-segments gateway` (cli.py's logging set-up)."""
+    process = subprocess.Popen(
+        [
+            *(CLI, "gateway", "--grpc-target", grpc_target),
+            *("--http-host", "127.0.0.1", "--http-port", str(port)),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return process, lambda: process.send_signal(signal.SIGTERM)
+
+
+def _gateway_process(
+    grpc_target: str, port: int
+) -> tuple[subprocess.Popen[str], Callable[[], None]]:
+    """The gateway process that `serve` starts (gateway/process.py's logging set-up)."""
+    ours, theirs = socket.socketpair()
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", MODULE, "--control-fd", str(theirs.fileno())),
+            *("--grpc-target", grpc_target, "--host", "127.0.0.1", "--port", str(port)),
+            *("--grace", "1", "--log-level", "INFO"),
+        ],
+        pass_fds=[theirs.fileno()],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    theirs.close()
+    return process, ours.close  # closing our end stops it
+
+
+def _wait_listening(port: int, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the gateway exited"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail("the gateway did not listen within 60 s")
+
+
+@pytest.mark.parametrize("launch", [_command_line, _gateway_process], ids=["cli", "process"])
+def test_a_newline_in_a_logged_path_writes_no_line_of_its_own(
+    tmp_path: Path, launch: Launch
+) -> None:
+    # No gRPC server there: every call fails UNAVAILABLE, which the gateway logs with the path.
+    grpc_target = f"127.0.0.1:{free_port()}"
+    port = free_port()
+    process, stop = launch(grpc_target, port)
+    try:
+        _wait_listening(port, process)
+        path = "/customer-segment/acme" + quote("\n" + FAKE_AUDIT + "\n") + "/segments/x/customers"
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        connection.request("GET", path, headers={"Authorization": "Bearer x"})
+        assert connection.getresponse().status == 503
+        connection.close()
+    finally:
+        stop()
+        _, log = process.communicate(timeout=60)
+    assert "acme\\n2026-12-01 08:00:00,000 INFO customer_segments.audit" in log, log
+    assert not AUDIT_LINE.search(log), log
