@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import asyncpg
@@ -130,8 +130,14 @@ async def grpc_server(store: Store) -> AsyncIterator[GrpcServer]:
     await server.stop(0)
 
 
+class Service(NamedTuple):
+    store: Store
+    stubs: Stubs
+    port: int  # of its gRPC server
+
+
 @asynccontextmanager
-async def service_on(database: Database) -> AsyncIterator[tuple[Store, Stubs]]:
+async def service_on(database: Database) -> AsyncIterator[Service]:
     """A migrated store on `database` and a gRPC server of its own, for tests that need a
     database other than the session's (another locale, a server that goes away)."""
     await upgrade_to_head(database)
@@ -142,7 +148,7 @@ async def service_on(database: Database) -> AsyncIterator[tuple[Store, Stubs]]:
     try:
         target = f"127.0.0.1:{server.port}"
         async with grpc.aio.insecure_channel(target, interceptors=admin_tokens()) as channel:
-            yield store, Stubs(channel)
+            yield Service(store, Stubs(channel), server.port)
     finally:
         await server.stop(0)
         await store.close()

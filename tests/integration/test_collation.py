@@ -29,16 +29,16 @@ async def service(
     """A service holding IDS as customer ids of segment "s", with mixins {"name": id}."""
     if request.param == "sqlite":
         path = tmp_path_factory.mktemp("collation") / "c.db"
-        async with service_on(Database(f"sqlite:///{path}")) as (_, stubs):
-            await _seed(stubs)
-            yield stubs
+        async with service_on(Database(f"sqlite:///{path}")) as service:
+            await _seed(service.stubs)
+            yield service.stubs
         return
     with fresh_postgres_database("cs_icu", ICU_DATABASE) as url:
         await _require_non_code_point_default(url)
-        async with service_on(Database(url)) as (store, stubs):
-            await _seed(stubs)
-            await _check_indexes_serve_the_sort(store.database)
-            yield stubs
+        async with service_on(Database(url)) as service:
+            await _seed(service.stubs)
+            await _check_indexes_serve_the_sort(service.store.database)
+            yield service.stubs
 
 
 async def _require_non_code_point_default(url: str) -> None:
