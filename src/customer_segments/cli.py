@@ -41,7 +41,7 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
     "--db-expensive-read-pool-size": (
         "db_expensive_read_pool_size",
         "database connections for reads a caller can make slow (q with a regular expression); "
-        "more such reads queue for them (default 2)",
+        "more such reads queue for them (default 2 on PostgreSQL, 1 on SQLite)",
     ),
     "--pg-statement-cache-size": (
         "pg_statement_cache_size",

@@ -25,7 +25,8 @@ class Settings(BaseModel):
     # slow (q with a regular expression), which queue for their few connections.
     db_pool_size: int = Field(10, ge=1, le=1000)
     db_read_pool_size: int = Field(10, ge=1, le=1000)
-    db_expensive_read_pool_size: int = Field(2, ge=1, le=1000)
+    # None: 2 on PostgreSQL, 1 on SQLite (whose reads run on the service's own CPU).
+    db_expensive_read_pool_size: int | None = Field(None, ge=1, le=1000)
     # asyncpg prepared statements; 0 behind PgBouncer in transaction mode.
     pg_statement_cache_size: int = Field(100, ge=0)
     shutdown_grace_seconds: float = Field(10.0, ge=0)

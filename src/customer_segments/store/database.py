@@ -38,13 +38,17 @@ from customer_segments.domain.errors import Unavailable
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Connections for expensive reads on PostgreSQL, where they run in the database's processes.
+EXPENSIVE_READ_POOL_SIZE = 2
 # How long a call waits for a pooled connection before it is told to retry (Unavailable).
 POOL_TIMEOUT_S = 30.0
 # A PostgreSQL that does not answer a connection attempt is unavailable after this long
 # (asyncpg's default is 60 s).
 CONNECT_TIMEOUT_S = 10.0
-# SQLite calls the progress handler of an expensive read every this many VM instructions.
+# SQLite calls the progress handler of an expensive read every this many VM instructions;
+# the read pauses for _SLICE_S after running that long (see _Limits).
 _PROGRESS_STEPS = 1000
+_SLICE_S = 0.01
 
 # postgresql.insert or sqlite.insert: both offer on_conflict_do_update() and .excluded, which
 # the generic Insert type does not declare.
@@ -84,7 +88,7 @@ class Database:
         *,
         pool_size: int = 10,
         read_pool_size: int = 10,
-        expensive_read_pool_size: int = 2,
+        expensive_read_pool_size: int | None = None,
         statement_cache_size: int = 100,
         sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
         pool_timeout_s: float = POOL_TIMEOUT_S,
@@ -92,7 +96,11 @@ class Database:
     ) -> None:
         self.url = normalize_database_url(url)
         self.dialect = self.url.get_backend_name()
-        self.expensive_read_pool_size = expensive_read_pool_size
+        # SQLite's expensive reads run on the service's own CPU (see _Limits): one at a time.
+        self.expensive_read_pool_size = expensive_read_pool_size or (
+            EXPENSIVE_READ_POOL_SIZE if self.dialect == "postgresql" else 1
+        )
+        expensive_read_pool_size = self.expensive_read_pool_size
         serializer = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
         options: dict[str, Any] = {
             "max_overflow": 0,
@@ -130,9 +138,9 @@ class Database:
             self._engines = [self.engine, self._reader, self._expensive_reader]
         else:
 
-            def sqlite_engine(size: int, *, deadline: bool = False) -> AsyncEngine:
+            def sqlite_engine(size: int, *, limited: bool = False) -> AsyncEngine:
                 created = create_async_engine(self.url, pool_size=size, **options)
-                _configure_sqlite(created, sqlite_busy_timeout_ms, deadline=deadline)
+                _configure_sqlite(created, sqlite_busy_timeout_ms, limited=limited)
                 return created
 
             self.engine = sqlite_engine(pool_size)
@@ -140,7 +148,7 @@ class Database:
             self._single_statement = None
             reader = sqlite_engine(read_pool_size)
             self._reader = reader.execution_options(sqlite_begin="DEFERRED")
-            expensive_reader = sqlite_engine(expensive_read_pool_size, deadline=True)
+            expensive_reader = sqlite_engine(expensive_read_pool_size, limited=True)
             self._expensive_reader = expensive_reader.execution_options(sqlite_begin="DEFERRED")
             self._engines = [self.engine, reader, expensive_reader]
         self.insert: DialectInsert = (
@@ -173,8 +181,8 @@ class Database:
                         raise
                 return
             async with self._expensive_reader.connect() as connection:
-                deadline: _Deadline = (await connection.get_raw_connection()).info["deadline"]
-                deadline.at = time.monotonic() + timeout_ms / 1000
+                limits: _Limits = (await connection.get_raw_connection()).info["limits"]
+                limits.start(timeout_ms / 1000)
                 try:
                     yield connection
                 except DBAPIError as error:
@@ -182,7 +190,7 @@ class Database:
                         raise StatementTimedOut(timeout_ms) from None
                     raise
                 finally:
-                    deadline.at = None
+                    limits.stop()
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -329,18 +337,41 @@ def _replace_closed_connections(engine: AsyncEngine) -> None:
             raise sqlalchemy_errors.DisconnectionError("the server closed the connection")
 
 
-class _Deadline:
-    """When the current statement of an SQLite connection must stop (None: never)."""
+class _Limits:
+    """The bounds of the statement an SQLite connection for expensive reads is running.
 
-    at: float | None = None
+    SQLite runs in the service's own process: a scan takes CPU the service needs for every
+    other call (measured: one scan beside the writes halved them on a busy 2-core machine).
+    So a statement also pauses for as long as it has run, every _SLICE_S: at most half a core
+    per expensive-read connection, whatever the caller asked for.
+    """
 
-    def expired(self) -> int:
-        """SQLite's progress handler: non-zero interrupts the statement."""
-        at = self.at
-        return 1 if at is not None and time.monotonic() > at else 0
+    deadline: float | None = None  # None: the connection is idle
+    slice_started = 0.0
+
+    def start(self, timeout_s: float) -> None:
+        self.slice_started = time.monotonic()
+        self.deadline = self.slice_started + timeout_s
+
+    def stop(self) -> None:
+        self.deadline = None
+
+    def progress(self) -> int:
+        """SQLite's progress handler, run in the connection's thread: non-zero interrupts the
+        statement."""
+        deadline = self.deadline
+        if deadline is None:
+            return 0
+        now = time.monotonic()
+        if now > deadline:
+            return 1
+        if now - self.slice_started > _SLICE_S:
+            time.sleep(_SLICE_S)  # releases the GIL too
+            self.slice_started = time.monotonic()
+        return 0
 
 
-def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int, *, deadline: bool) -> None:
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int, *, limited: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def on_connect(dbapi_connection: Any, record: Any) -> None:
         # We emit BEGIN ourselves (below); the driver must not open transactions on its own.
@@ -352,12 +383,11 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int, *, deadline: bo
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
         dbapi_connection.create_function("re2_search", 2, re2_search, deterministic=True)
-        if deadline:
-            record.info["deadline"] = limit = _Deadline()
-            # The handler runs in aiosqlite's thread; it only reads `limit.at`.
+        if limited:
+            record.info["limits"] = limits = _Limits()
             await_(
                 dbapi_connection.driver_connection.set_progress_handler(
-                    limit.expired, _PROGRESS_STEPS
+                    limits.progress, _PROGRESS_STEPS
                 )
             )
 
