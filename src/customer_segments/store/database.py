@@ -309,7 +309,12 @@ def _is_outage(error: Exception) -> bool:
         name = _sqlite_error(error)
         if name is not None:
             return name.startswith(_OUTAGE_SQLITE_ERRORS)
-        error = error.orig if isinstance(error.orig, Exception) else error
+        # The driver's own error, which SQLAlchemy's adapter may wrap once more.
+        original = error.orig
+        return any(
+            isinstance(candidate, Exception) and _is_outage(candidate)
+            for candidate in (original, getattr(original, "__cause__", None))
+        )
     if isinstance(error, asyncpg.PostgresError):
         return str(error.sqlstate or "").startswith(_OUTAGE_SQLSTATES)
     # A refused or lost connection (OSError, asyncpg's "connection is closed").
