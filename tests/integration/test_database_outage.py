@@ -4,8 +4,9 @@ it is back no call fails on a connection the pool kept from before."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,10 +23,28 @@ from customer_segments.gateway.app import start_gateway
 from customer_segments.store.database import Database
 from tests.conftest import PG_ADMIN_URL, Service, fresh_postgres_database, service_on
 from tests.helpers import bearer, expect_error
+from tests.own_postgres import OwnPostgres, server_binaries
 from tests.tcp_proxy import TcpProxy
 
 TENANT = "acme"
 SEGMENT = "gold"
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[OwnPostgres]:
+    """A PostgreSQL of this module's own, which it may restart."""
+    binaries = server_binaries()
+    if binaries is None:
+        reason = "no PostgreSQL server binaries (initdb, pg_ctl) on this machine"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but {reason}")
+        pytest.skip(reason)
+    server = OwnPostgres(binaries)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -85,6 +104,29 @@ async def test_after_the_database_was_away_the_first_calls_succeed(
     await asyncio.sleep(0.2)  # the database is away for a moment; nobody calls
     await proxy.start()
     await _every_kind_of_call(service, 2)
+
+
+async def test_after_a_postgresql_restart_no_call_fails(own_postgres: OwnPostgres) -> None:
+    """The service is idle while the database restarts (its connections are terminated); the
+    first calls after it, on every pool, succeed. Then the database is stopped: UNAVAILABLE,
+    until it is started again."""
+    async with service_on(Database(own_postgres.url)) as service:
+        await _create_segment(service)
+        await _every_kind_of_call(service, 1)
+        await asyncio.to_thread(own_postgres.restart)
+        await _every_kind_of_call(service, 2)
+        await asyncio.to_thread(own_postgres.stop)
+        try:
+            await expect_error(
+                service.stubs.assignments.GetAssignment(
+                    pb.GetAssignmentRequest(tenant=TENANT, segment_id=SEGMENT, customer_id="c1")
+                ),
+                grpc.StatusCode.UNAVAILABLE,
+                "retry",
+            )
+        finally:
+            await asyncio.to_thread(own_postgres.start)
+        await _every_kind_of_call(service, 3)
 
 
 async def test_while_the_database_is_away_calls_are_unavailable(
