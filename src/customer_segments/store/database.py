@@ -158,15 +158,20 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads whose cost the service bounds (by key, by index)."""
-        async with self._outages(), self._reader.connect() as connection:
-            yield connection
+        # try/except rather than a context manager of its own: this is the hot path.
+        try:
+            async with self._reader.connect() as connection:
+                yield connection
+        except _CAUGHT as error:
+            _raise_if_outage(error)
+            raise
 
     @asynccontextmanager
     async def expensive_read(self, timeout_ms: int) -> AsyncIterator[AsyncConnection]:
         """A connection for a read a caller can make slow, from the few kept for them (callers
         queue for one); a statement still running `timeout_ms` after the connection was handed
         out is cancelled (StatementTimedOut)."""
-        async with self._outages():
+        try:
             if self.dialect == "postgresql":
                 async with self._expensive_reader.begin() as connection:
                     # SET LOCAL ends with the transaction: the connection returns unchanged.
@@ -191,12 +196,19 @@ class Database:
                     raise
                 finally:
                     limits.stop()
+        except _CAUGHT as error:
+            _raise_if_outage(error)
+            raise
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """One transaction: committed when the block ends, rolled back if it raises."""
-        async with self._outages(), self._writer.begin() as connection:
-            yield connection
+        try:
+            async with self._writer.begin() as connection:
+                yield connection
+        except _CAUGHT as error:
+            _raise_if_outage(error)
+            raise
 
     def fast_read(self, statement: Select[Any]) -> FastRead:
         return FastRead(statement, self.engine if self.dialect == "postgresql" else None)
@@ -209,23 +221,12 @@ class Database:
             async with self.write() as connection:
                 yield connection
         else:
-            async with self._outages(), self._single_statement.connect() as connection:
-                yield connection
-
-    @asynccontextmanager
-    async def _outages(self) -> AsyncIterator[None]:
-        """Errors that say the database is away or overwhelmed, as `Unavailable`: the caller
-        should retry, which a client does for UNAVAILABLE and not for INTERNAL."""
-        try:
-            yield
-        except sqlalchemy_errors.TimeoutError:
-            log.warning("no database connection became free within the pool timeout")
-            raise Unavailable("The database is busy; retry later.") from None
-        except (DBAPIError, OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as error:
-            if not _is_outage(error):
+            try:
+                async with self._single_statement.connect() as connection:
+                    yield connection
+            except _CAUGHT as error:
+                _raise_if_outage(error)
                 raise
-            log.warning("database unavailable: %s", error)
-            raise Unavailable() from None
 
     async def dispose(self) -> None:
         for engine in self._engines:
@@ -284,6 +285,27 @@ class FastRead:
             await connection.invalidate()
             raise
         return record
+
+
+# What a database that is away or overwhelmed raises, among other things (see _is_outage).
+_CAUGHT = (
+    sqlalchemy_errors.TimeoutError,
+    DBAPIError,
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresError,
+)
+
+
+def _raise_if_outage(error: Exception) -> None:
+    """`Unavailable` for an error that says the database is away or overwhelmed: the caller
+    should retry, which a client does for UNAVAILABLE and not for INTERNAL."""
+    if isinstance(error, sqlalchemy_errors.TimeoutError):  # the pool's, not a statement's
+        log.warning("no database connection became free within the pool timeout")
+        raise Unavailable("The database is busy; retry later.") from None
+    if _is_outage(error):
+        log.warning("database unavailable: %s", error)
+        raise Unavailable() from None
 
 
 # SQLSTATE classes and codes of a server that is away, restarting or out of resources.
