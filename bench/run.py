@@ -271,12 +271,15 @@ def start_service(
     work: Path,
     workers: int,
     credentials: Credentials,
+    database_url: str | None = None,
 ) -> StartedService:
-    """`customer-segments serve` on a new migrated database (see migrated_database), with gRPC
+    """`customer-segments serve` on a new migrated database (see migrated_database), or on
+    `database_url` when given (migrated already), with gRPC
     and REST on free loopback ports (never 8080, which may be in use) and the run's secret;
     stopped, then its database dropped, when `stack` closes. Extra flags: env BENCH_SERVE_ARGS.
     The caller waits for it to serve, its own way."""
-    database_url = migrated_database(stack, pg_url, prefix, log)
+    if database_url is None:
+        database_url = migrated_database(stack, pg_url, prefix, log)
     grpc_port, http_port = free_port(), free_port()
     serve = [SERVICE_COMMAND, "serve", "--database-url", database_url]
     serve += ["--grpc-host", "127.0.0.1", "--grpc-port", str(grpc_port)]

@@ -14,9 +14,9 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import asyncpg
@@ -76,8 +76,9 @@ def require_postgres() -> None:
 
 
 @contextmanager
-def fresh_postgres_database(prefix: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database (its URL), dropped afterwards."""
+def fresh_postgres_database(prefix: str, options: str = "") -> Iterator[str]:
+    """A new, empty PostgreSQL database (its URL), dropped afterwards; `options` go to
+    CREATE DATABASE (e.g. a locale)."""
     require_postgres()
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
 
@@ -88,7 +89,7 @@ def fresh_postgres_database(prefix: str) -> Iterator[str]:
         finally:
             await connection.close()
 
-    _run_in_thread(admin(f'CREATE DATABASE "{name}"'))
+    _run_in_thread(admin(f'CREATE DATABASE "{name}" {options}'))
     base, _, _ = PG_ADMIN_URL.rpartition("/")
     try:
         yield f"{base}/{name}"
@@ -127,6 +128,30 @@ async def grpc_server(store: Store) -> AsyncIterator[GrpcServer]:
     server = await start_grpc_server(store, "127.0.0.1", 0, verifier=verifier)
     yield server
     await server.stop(0)
+
+
+class Service(NamedTuple):
+    store: Store
+    stubs: Stubs
+    port: int  # of its gRPC server
+
+
+@asynccontextmanager
+async def service_on(database: Database) -> AsyncIterator[Service]:
+    """A migrated store on `database` and a gRPC server of its own, for tests that need a
+    database other than the session's (another locale, a server that goes away)."""
+    await upgrade_to_head(database)
+    store = Store(database)
+    server = await start_grpc_server(
+        store, "127.0.0.1", 0, verifier=TokenVerifier(secret=TEST_SECRET.encode())
+    )
+    try:
+        target = f"127.0.0.1:{server.port}"
+        async with grpc.aio.insecure_channel(target, interceptors=admin_tokens()) as channel:
+            yield Service(store, Stubs(channel), server.port)
+    finally:
+        await server.stop(0)
+        await store.close()
 
 
 class Stubs:

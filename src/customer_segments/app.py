@@ -29,6 +29,8 @@ async def open_store(settings: Settings, *, migrate_embedded: bool = True) -> St
     database = Database(
         settings.effective_database_url,
         pool_size=settings.db_pool_size,
+        read_pool_size=settings.db_read_pool_size,
+        expensive_read_pool_size=settings.db_expensive_read_pool_size,
         statement_cache_size=settings.pg_statement_cache_size,
     )
     try:

@@ -33,9 +33,15 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
         "postgresql://user@host:5432/db or sqlite:///path/file.db (default: embedded SQLite)",
     ),
     "--data-dir": ("data_dir", "folder of the embedded database (default ./data)"),
-    "--db-pool-size": (
-        "db_pool_size",
-        "connections per pool; PostgreSQL has a read and a write pool (default 10)",
+    "--db-pool-size": ("db_pool_size", "database connections for writes (default 10)"),
+    "--db-read-pool-size": (
+        "db_read_pool_size",
+        "database connections for reads by key or index (default 10)",
+    ),
+    "--db-expensive-read-pool-size": (
+        "db_expensive_read_pool_size",
+        "database connections for reads a caller can make slow (q with a regular expression); "
+        "more such reads queue for them (default 2 on PostgreSQL, 1 on SQLite)",
     ),
     "--pg-statement-cache-size": (
         "pg_statement_cache_size",

@@ -21,7 +21,12 @@ class Settings(BaseModel):
     # None: the embedded SQLite database in data_dir.
     database_url: str | None = None
     data_dir: Path = Path("data")
+    # Connections of each pool (per worker): writes, plain reads, and reads a caller can make
+    # slow (q with a regular expression), which queue for their few connections.
     db_pool_size: int = Field(10, ge=1, le=1000)
+    db_read_pool_size: int = Field(10, ge=1, le=1000)
+    # None: 2 on PostgreSQL, 1 on SQLite (whose reads run on the service's own CPU).
+    db_expensive_read_pool_size: int | None = Field(None, ge=1, le=1000)
     # asyncpg prepared statements; 0 behind PgBouncer in transaction mode.
     pg_statement_cache_size: int = Field(100, ge=0)
     shutdown_grace_seconds: float = Field(10.0, ge=0)

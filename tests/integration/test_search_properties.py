@@ -9,6 +9,7 @@ PostgreSQL half thereby checks that its engine agrees).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import random
 import secrets
@@ -645,14 +646,25 @@ async def test_a_cursor_of_another_query_is_refused(loaded: tuple[Store, str]) -
             )
 
 
-async def test_postgresql_cancels_a_read_that_runs_too_long(store: Store) -> None:
-    if store.database.dialect != "postgresql":
-        pytest.skip("SQLite has no statement timeout; RE2 needs none")
+# Runs for minutes unless cancelled.
+_ENDLESS_SQL = {
+    "postgresql": "SELECT pg_sleep(120)",
+    "sqlite": "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1e10) "
+    "SELECT count(*) FROM n",
+}
+
+
+async def test_an_expensive_read_that_runs_too_long_is_cancelled(store: Store) -> None:
+    """PostgreSQL's statement timeout; on SQLite, the progress handler's deadline."""
     with pytest.raises(StatementTimedOut):
-        async with store.read(statement_timeout_ms=20) as connection:
-            await connection.exec_driver_sql("SELECT pg_sleep(2)")
-    async with store.read() as connection:  # the pooled connection is back to no limit
-        await connection.exec_driver_sql("SELECT pg_sleep(0.05)")
+        async with store.expensive_read(20) as connection:
+            await asyncio.wait_for(
+                connection.exec_driver_sql(_ENDLESS_SQL[store.database.dialect]), 60
+            )
+    async with store.expensive_read(60_000) as connection:  # the limit went with the read
+        await connection.exec_driver_sql(
+            "SELECT pg_sleep(0.05)" if store.database.dialect == "postgresql" else "SELECT 1"
+        )
 
 
 async def test_long_queries_stay_within_what_the_databases_take(loaded: tuple[Store, str]) -> None:

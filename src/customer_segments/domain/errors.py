@@ -57,3 +57,11 @@ class Unauthenticated(DomainError):
 class PermissionDenied(DomainError):
     """A valid token that may not do this: another tenant, a missing scope, or a customer asking
     for more than their own assignments."""
+
+
+class Unavailable(DomainError):
+    """The database cannot be reached or is busy beyond its limits: the call may succeed when
+    retried a little later (gRPC UNAVAILABLE, REST 503 with Retry-After)."""
+
+    def __init__(self, message: str = "The database is unavailable; retry later.") -> None:
+        super().__init__(message)

@@ -77,7 +77,9 @@ def error_body(
 def error_response(code: int, message: str, **details: str | None) -> web.Response:
     if code == 401:
         return web.json_response(UNAUTHORIZED_BODY, status=401)
-    return web.json_response(error_body(code, message, **details), status=code)
+    # 503 (the database or the server is away): worth retrying shortly, as SPEC asks.
+    headers = {"Retry-After": "1"} if code == 503 else None
+    return web.json_response(error_body(code, message, **details), status=code, headers=headers)
 
 
 # The domain of the ErrorInfo the service attaches to every error it reports itself.

@@ -15,6 +15,7 @@ from customer_segments.domain.errors import (
     NotFound,
     PermissionDenied,
     Unauthenticated,
+    Unavailable,
     VersionConflict,
 )
 
@@ -28,6 +29,7 @@ _CODES: list[tuple[type[DomainError], int, str]] = [
     (FailedPrecondition, code_pb2.FAILED_PRECONDITION, "FAILED_PRECONDITION"),
     (Unauthenticated, code_pb2.UNAUTHENTICATED, "INVALID_TOKEN"),
     (PermissionDenied, code_pb2.PERMISSION_DENIED, "PERMISSION_DENIED"),
+    (Unavailable, code_pb2.UNAVAILABLE, "UNAVAILABLE"),
 ]
 
 

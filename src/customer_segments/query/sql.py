@@ -301,7 +301,9 @@ _SPELLINGS: dict[str, dict[type[FunctionElement[Any]], str]] = {
         regex_search: "({0} ~ {1})",
         json_contains: "({0} @> CAST({1} AS JSONB))",
         json_kind: f"jsonb_typeof({_AT})",
-        json_string: f"CASE WHEN jsonb_typeof({_AT}) = 'string' THEN {_TEXT_AT} END",
+        # By code point, as SQLite and the text columns (COLLATE "C", migration 0004) compare.
+        json_string: f"CASE WHEN jsonb_typeof({_AT}) = 'string' "
+        f'THEN ({_TEXT_AT}) COLLATE "C" END',
         json_number: f"CASE WHEN jsonb_typeof({_AT}) = 'number' "
         f"THEN CAST({_TEXT_AT} AS NUMERIC) END",
         json_boolean: f"CASE WHEN jsonb_typeof({_AT}) = 'boolean' THEN {_TEXT_AT} END",

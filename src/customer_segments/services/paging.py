@@ -25,7 +25,7 @@ from customer_segments.query.syntax import Query
 from customer_segments.store.database import StatementTimedOut
 from customer_segments.store.store import Store
 
-# A query with a regular expression is cancelled on PostgreSQL after this long.
+# A query with a regular expression is cancelled after this long.
 REGEX_TIMEOUT_MS = 5000
 
 
@@ -66,10 +66,15 @@ def listing(
 
 @asynccontextmanager
 async def reading(store: Store, query: Query) -> AsyncIterator[AsyncConnection]:
-    """A read connection; a query with a regular expression runs under a statement timeout."""
-    timeout = REGEX_TIMEOUT_MS if query.has_regex else None
+    """A read connection. A query with a regular expression scans the segment: it waits for
+    one of the few connections kept for expensive reads, so that such queries cannot take the
+    connections other calls need, and runs under a statement timeout."""
+    if not query.has_regex:
+        async with store.read() as connection:
+            yield connection
+        return
     try:
-        async with store.read(statement_timeout_ms=timeout) as connection:
+        async with store.expensive_read(REGEX_TIMEOUT_MS) as connection:
             yield connection
     except StatementTimedOut as error:
         raise InvalidArgument(

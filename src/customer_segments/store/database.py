@@ -1,15 +1,22 @@
 """Engine set-up and transactions: one code path for PostgreSQL (asyncpg) and SQLite.
 
-Reads on PostgreSQL run on an engine of their own in autocommit mode: a single SELECT needs
-no BEGIN/ROLLBACK round trips, and reads never queue behind writes for a connection. Writes
-run in one transaction each; on SQLite they start with BEGIN IMMEDIATE so that concurrent
-writers queue on the busy timeout instead of failing when they upgrade a lock.
+Three kinds of work, three pools, so that none takes what another needs:
+- writes, one transaction each; on SQLite they start with BEGIN IMMEDIATE so that concurrent
+  writers queue on the busy timeout instead of failing when they upgrade a lock;
+- plain reads (on PostgreSQL in autocommit mode: a single SELECT needs no BEGIN/ROLLBACK);
+- expensive reads, those a caller can make slow (a regular expression over a whole segment):
+  a few connections of their own, so that they queue among themselves, and a deadline after
+  which the statement is cancelled (PostgreSQL's statement timeout; on SQLite a progress
+  handler that interrupts it).
+A database that cannot be reached, or whose pool stays exhausted, is `Unavailable`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -19,13 +26,29 @@ from typing import Any
 import asyncpg
 import re2
 from sqlalchemy import Select, event
+from sqlalchemy import exc as sqlalchemy_errors
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util.concurrency import await_
+
+from customer_segments.domain.errors import Unavailable
+
+log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-log = logging.getLogger(__name__)
+# Connections for expensive reads on PostgreSQL, where they run in the database's processes.
+EXPENSIVE_READ_POOL_SIZE = 2
+# How long a call waits for a pooled connection before it is told to retry (Unavailable).
+POOL_TIMEOUT_S = 30.0
+# A PostgreSQL that does not answer a connection attempt is unavailable after this long
+# (asyncpg's default is 60 s).
+CONNECT_TIMEOUT_S = 10.0
+# SQLite calls the progress handler of an expensive read every this many VM instructions;
+# the read pauses for _SLICE_S after running that long (see _Limits).
+_PROGRESS_STEPS = 1000
+_SLICE_S = 0.01
 
 # postgresql.insert or sqlite.insert: both offer on_conflict_do_update() and .excluded, which
 # the generic Insert type does not declare.
@@ -75,76 +98,129 @@ class Database:
         url: str,
         *,
         pool_size: int = 10,
+        read_pool_size: int = 10,
+        expensive_read_pool_size: int | None = None,
         statement_cache_size: int = 100,
+        sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+        pool_timeout_s: float = POOL_TIMEOUT_S,
         echo: bool = False,
     ) -> None:
         self.url = normalize_database_url(url)
         self.dialect = self.url.get_backend_name()
-        self._autocommit_engine: AsyncEngine | None = None
+        # SQLite's expensive reads run on the service's own CPU (see _Limits): one at a time.
+        self.expensive_read_pool_size = expensive_read_pool_size or (
+            EXPENSIVE_READ_POOL_SIZE if self.dialect == "postgresql" else 1
+        )
+        expensive_read_pool_size = self.expensive_read_pool_size
         serializer = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
+        options: dict[str, Any] = {
+            "max_overflow": 0,
+            "pool_timeout": pool_timeout_s,
+            "json_serializer": serializer,
+            "json_deserializer": load_document,
+            "echo": echo,
+        }
         if self.dialect == "postgresql":
             # Prepared statements break behind PgBouncer in transaction mode: 0 turns off both
             # asyncpg's cache and SQLAlchemy's.
             engine_url = self.url.update_query_dict(
                 {"prepared_statement_cache_size": str(statement_cache_size)}
             )
-            options: dict[str, Any] = {
-                "pool_size": pool_size,
-                "max_overflow": 0,
-                "json_serializer": serializer,
-                "json_deserializer": load_document,
-                "echo": echo,
-                "connect_args": {"statement_cache_size": statement_cache_size},
+            options["connect_args"] = {
+                "statement_cache_size": statement_cache_size,
+                "timeout": CONNECT_TIMEOUT_S,
             }
-            self.engine: AsyncEngine = create_async_engine(engine_url, **options)
-            self._autocommit_engine = create_async_engine(
-                engine_url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None, **options
-            )
-            self._reader: AsyncEngine = self._autocommit_engine
+
+            def engine(size: int, **extra: Any) -> AsyncEngine:
+                created = create_async_engine(engine_url, pool_size=size, **options, **extra)
+                _replace_closed_connections(created)
+                return created
+
+            self.engine: AsyncEngine = engine(pool_size)
             self._writer = self.engine
-        else:
-            self.engine = create_async_engine(
-                self.url,
-                json_serializer=serializer,
-                json_deserializer=load_document,
-                echo=echo,
-                pool_size=pool_size,
+            # A write that is one statement shares the write pool, in autocommit mode.
+            self._single_statement: AsyncEngine | None = self.engine.execution_options(
+                isolation_level="AUTOCOMMIT"
             )
-            _configure_sqlite(self.engine)
-            self._reader = self.engine.execution_options(sqlite_begin="DEFERRED")
+            self._reader = engine(
+                read_pool_size, isolation_level="AUTOCOMMIT", pool_reset_on_return=None
+            )
+            # Transactions, for SET LOCAL statement_timeout.
+            self._expensive_reader = engine(expensive_read_pool_size)
+            self._engines = [self.engine, self._reader, self._expensive_reader]
+        else:
+
+            def sqlite_engine(size: int, *, limited: bool = False) -> AsyncEngine:
+                created = create_async_engine(self.url, pool_size=size, **options)
+                _configure_sqlite(created, sqlite_busy_timeout_ms, limited=limited)
+                return created
+
+            self.engine = sqlite_engine(pool_size)
             self._writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+            self._single_statement = None
+            reader = sqlite_engine(read_pool_size)
+            self._reader = reader.execution_options(sqlite_begin="DEFERRED")
+            expensive_reader = sqlite_engine(expensive_read_pool_size, limited=True)
+            self._expensive_reader = expensive_reader.execution_options(sqlite_begin="DEFERRED")
+            self._engines = [self.engine, reader, expensive_reader]
         self.insert: DialectInsert = (
             postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         )
 
     @asynccontextmanager
-    async def read(
-        self, *, statement_timeout_ms: int | None = None
-    ) -> AsyncIterator[AsyncConnection]:
-        """A connection for reads. With a timeout, PostgreSQL cancels any statement that runs
-        longer (StatementTimedOut); SQLite has no such limit and needs none for the reads that
-        ask for one (RE2 matches in linear time)."""
-        if statement_timeout_ms is None or self.dialect != "postgresql":
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads whose cost the service bounds (by key, by index)."""
+        # try/except rather than a context manager of its own: this is the hot path.
+        try:
             async with self._reader.connect() as connection:
                 yield connection
-            return
-        # SET LOCAL ends with the transaction, so the pooled connection comes back unchanged.
-        async with self.engine.begin() as connection:
-            await connection.exec_driver_sql(
-                f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}"
-            )
-            try:
-                yield connection
-            except DBAPIError as error:
-                if _sqlstate(error) == "57014":  # query_canceled
-                    raise StatementTimedOut(statement_timeout_ms) from None
-                raise
+        except _CAUGHT as error:
+            _raise_if_outage(error)
+            raise
+
+    @asynccontextmanager
+    async def expensive_read(self, timeout_ms: int) -> AsyncIterator[AsyncConnection]:
+        """A connection for a read a caller can make slow, from the few kept for them (callers
+        queue for one); a statement still running `timeout_ms` after the connection was handed
+        out is cancelled (StatementTimedOut)."""
+        try:
+            if self.dialect == "postgresql":
+                async with self._expensive_reader.begin() as connection:
+                    # SET LOCAL ends with the transaction: the connection returns unchanged.
+                    await connection.exec_driver_sql(
+                        f"SET LOCAL statement_timeout = {int(timeout_ms)}"
+                    )
+                    try:
+                        yield connection
+                    except DBAPIError as error:
+                        if _sqlstate(error) == "57014":  # query_canceled
+                            raise StatementTimedOut(timeout_ms) from None
+                        raise
+                return
+            async with self._expensive_reader.connect() as connection:
+                limits: _Limits = (await connection.get_raw_connection()).info["limits"]
+                limits.start(timeout_ms / 1000)
+                try:
+                    yield connection
+                except DBAPIError as error:
+                    if _sqlite_error(error) == "SQLITE_INTERRUPT":
+                        raise StatementTimedOut(timeout_ms) from None
+                    raise
+                finally:
+                    limits.stop()
+        except _CAUGHT as error:
+            _raise_if_outage(error)
+            raise
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """One transaction: committed when the block ends, rolled back if it raises."""
-        async with self._writer.begin() as connection:
-            yield connection
+        try:
+            async with self._writer.begin() as connection:
+                yield connection
+        except _CAUGHT as error:
+            _raise_if_outage(error)
+            raise
 
     def fast_read(self, statement: Select[Any]) -> FastRead:
         return FastRead(statement, self.engine if self.dialect == "postgresql" else None)
@@ -153,17 +229,20 @@ class Database:
     async def single_statement(self) -> AsyncIterator[AsyncConnection]:
         """For a write that is one statement: atomic by itself, so PostgreSQL runs it in
         autocommit mode without BEGIN/COMMIT round trips. SQLite takes its write lock as usual."""
-        if self._autocommit_engine is None:
+        if self._single_statement is None:
             async with self.write() as connection:
                 yield connection
         else:
-            async with self._autocommit_engine.connect() as connection:
-                yield connection
+            try:
+                async with self._single_statement.connect() as connection:
+                    yield connection
+            except _CAUGHT as error:
+                _raise_if_outage(error)
+                raise
 
     async def dispose(self) -> None:
-        await self.engine.dispose()
-        if self._autocommit_engine is not None:
-            await self._autocommit_engine.dispose()
+        for engine in self._engines:
+            await engine.dispose()
 
 
 class StatementTimedOut(Exception):
@@ -220,18 +299,136 @@ class FastRead:
         return record
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+# What a database that is away or overwhelmed raises, among other things (see _is_outage).
+_CAUGHT = (
+    sqlalchemy_errors.TimeoutError,
+    DBAPIError,
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresError,
+)
+
+
+def _raise_if_outage(error: Exception) -> None:
+    """`Unavailable` for an error that says the database is away or overwhelmed: the caller
+    should retry, which a client does for UNAVAILABLE and not for INTERNAL."""
+    if isinstance(error, sqlalchemy_errors.TimeoutError):  # the pool's, not a statement's
+        log.warning("no database connection became free within the pool timeout")
+        raise Unavailable("The database is busy; retry later.") from None
+    if _is_outage(error):
+        log.warning("database unavailable: %s", error)
+        raise Unavailable() from None
+
+
+# SQLSTATE classes and codes of a server that is away, restarting or out of resources.
+_OUTAGE_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03")
+# SQLite: the file is locked beyond the busy timeout, unreadable or unwritable.
+_OUTAGE_SQLITE_ERRORS = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_CANTOPEN",
+    "SQLITE_IOERR",
+    "SQLITE_READONLY",
+    "SQLITE_FULL",
+)
+
+
+def _is_outage(error: Exception) -> bool:
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        sqlstate = _sqlstate(error)
+        if sqlstate is not None:
+            return sqlstate.startswith(_OUTAGE_SQLSTATES)
+        name = _sqlite_error(error)
+        if name is not None:
+            return name.startswith(_OUTAGE_SQLITE_ERRORS)
+        # The driver's own error, which SQLAlchemy's adapter may wrap once more.
+        original = error.orig
+        return any(
+            isinstance(candidate, Exception) and _is_outage(candidate)
+            for candidate in (original, getattr(original, "__cause__", None))
+        )
+    if isinstance(error, asyncpg.PostgresError):
+        return str(error.sqlstate or "").startswith(_OUTAGE_SQLSTATES)
+    # A refused or lost connection (OSError, asyncpg's "connection is closed").
+    return isinstance(error, OSError | asyncpg.InterfaceError)
+
+
+def _sqlite_error(error: DBAPIError) -> str | None:
+    """SQLite's name of the error (SQLITE_BUSY, SQLITE_INTERRUPT...), if it is SQLite's."""
+    original = error.orig
+    for candidate in (original, getattr(original, "__cause__", None)):
+        if isinstance(candidate, sqlite3.Error):
+            return getattr(candidate, "sqlite_errorname", None)
+    return None
+
+
+def _replace_closed_connections(engine: AsyncEngine) -> None:
+    """A pooled connection the server has closed (a restart, an idle timeout, a proxy that cut
+    it) is replaced at checkout, before a call uses it: asyncpg notices the closed socket as it
+    happens, so the check is a flag, not a round trip as pool_pre_ping's would be."""
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if dbapi_connection.driver_connection.is_closed():
+            # The pool discards it and connects anew.
+            raise sqlalchemy_errors.DisconnectionError("the server closed the connection")
+
+
+class _Limits:
+    """The bounds of the statement an SQLite connection for expensive reads is running.
+
+    SQLite runs in the service's own process: a scan takes CPU the service needs for every
+    other call (measured: one scan beside the writes halved them on a busy 2-core machine).
+    So a statement also pauses for as long as it has run, every _SLICE_S: at most half a core
+    per expensive-read connection, whatever the caller asked for.
+    """
+
+    deadline: float | None = None  # None: the connection is idle
+    slice_started = 0.0
+
+    def start(self, timeout_s: float) -> None:
+        self.slice_started = time.monotonic()
+        self.deadline = self.slice_started + timeout_s
+
+    def stop(self) -> None:
+        self.deadline = None
+
+    def progress(self) -> int:
+        """SQLite's progress handler, run in the connection's thread: non-zero interrupts the
+        statement."""
+        deadline = self.deadline
+        if deadline is None:
+            return 0
+        now = time.monotonic()
+        if now > deadline:
+            return 1
+        if now - self.slice_started > _SLICE_S:
+            time.sleep(_SLICE_S)  # releases the GIL too
+            self.slice_started = time.monotonic()
+        return 0
+
+
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int, *, limited: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
         # We emit BEGIN ourselves (below); the driver must not open transactions on its own.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
         dbapi_connection.create_function("re2_search", 2, re2_search, deterministic=True)
+        if limited:
+            record.info["limits"] = limits = _Limits()
+            await_(
+                dbapi_connection.driver_connection.set_progress_handler(
+                    limits.progress, _PROGRESS_STEPS
+                )
+            )
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection: Any) -> None:

@@ -9,11 +9,13 @@ from customer_segments.store.segments import SegmentRepository
 
 
 class Store:
-    """Use cases open `read()` or `write()` (one transaction) and call the repositories."""
+    """Use cases open `read()`, `expensive_read()` or `write()` (one transaction) and call the
+    repositories."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
         self.read = database.read
+        self.expensive_read = database.expensive_read
         self.write = database.write
         self.single_statement = database.single_statement
         self.assignments = AssignmentRepository(database)

@@ -51,6 +51,13 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def code_point_text(length: int) -> Any:
+    """Text compared and sorted by code point on both databases: SQLite's BINARY collation,
+    and PostgreSQL's "C" whatever the database's default collation is (migration 0004). The
+    column carries the collation, so its indexes serve the sorts and range scans."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
 # jsonb on PostgreSQL (queryable, indexable); JSON text on SQLite.
 JsonDocument: Any = JSON().with_variant(JSONB(), "postgresql")
 
@@ -62,14 +69,14 @@ B2B = "legal_entity_id <> ''"
 segments = Table(
     "segments",
     metadata,
-    Column("tenant", String(16), nullable=False),
-    Column("id", String(ID), nullable=False),
+    Column("tenant", code_point_text(16), nullable=False),
+    Column("id", code_point_text(ID), nullable=False),
     Column("name", JsonDocument, nullable=False),
     Column("description", JsonDocument, nullable=False),
     Column("validity_from", UtcDateTime, nullable=True),
     Column("validity_to", UtcDateTime, nullable=True),
-    Column("status", String(16), nullable=False),
-    Column("site_code", String(ID), nullable=False),
+    Column("status", code_point_text(16), nullable=False),
+    Column("site_code", code_point_text(ID), nullable=False),
     Column("mixins", JsonDocument, nullable=False),
     Column("metadata_mixins", JsonDocument, nullable=False),
     Column("version", BigInteger, nullable=False),
@@ -81,12 +88,12 @@ segments = Table(
 customer_assignments = Table(
     "customer_assignments",
     metadata,
-    Column("tenant", String(16), nullable=False),
-    Column("segment_id", String(ID), nullable=False),
-    Column("customer_id", String(ID), nullable=False),
+    Column("tenant", code_point_text(16), nullable=False),
+    Column("segment_id", code_point_text(ID), nullable=False),
+    Column("customer_id", code_point_text(ID), nullable=False),
     # "" for B2C: part of the key, so it cannot be NULL.
-    Column("legal_entity_id", String(ID), nullable=False, server_default=""),
-    Column("assignment_type", String(16), nullable=False),
+    Column("legal_entity_id", code_point_text(ID), nullable=False, server_default=""),
+    Column("assignment_type", code_point_text(16), nullable=False),
     Column("mixins", JsonDocument, nullable=False),
     Column("metadata_mixins", JsonDocument, nullable=False),
     Column("version", BigInteger, nullable=False),
@@ -147,19 +154,19 @@ POSTGRESQL_ONLY_INDEXES = frozenset({MIXINS_INDEX.name})
 customers = Table(
     "customers",
     metadata,
-    Column("tenant", String(16), nullable=False),
-    Column("id", String(ID), nullable=False),
-    Column("first_name", String(ID), nullable=True),
-    Column("last_name", String(ID), nullable=True),
-    Column("email", String(ID), nullable=True),
+    Column("tenant", code_point_text(16), nullable=False),
+    Column("id", code_point_text(ID), nullable=False),
+    Column("first_name", code_point_text(ID), nullable=True),
+    Column("last_name", code_point_text(ID), nullable=True),
+    Column("email", code_point_text(ID), nullable=True),
     PrimaryKeyConstraint("tenant", "id"),
 )
 
 legal_entities = Table(
     "legal_entities",
     metadata,
-    Column("tenant", String(16), nullable=False),
-    Column("id", String(ID), nullable=False),
-    Column("name", String(ID), nullable=True),
+    Column("tenant", code_point_text(16), nullable=False),
+    Column("id", code_point_text(ID), nullable=False),
+    Column("name", code_point_text(ID), nullable=True),
     PrimaryKeyConstraint("tenant", "id"),
 )
