@@ -113,8 +113,8 @@ def children(pid: int, marker: bytes) -> list[int]:
 
 
 def workers_of(pid: int) -> list[int]:
-    """Spawned workers, not multiprocessing's resource tracker."""
-    return children(pid, b"spawn_main")
+    """The workers: forked, they carry the parent's command line."""
+    return children(pid, b"serve")
 
 
 def gateways_of(pid: int) -> list[int]:
@@ -523,8 +523,8 @@ def test_a_taken_http_port_is_refused_without_traceback(tmp_path: Path) -> None:
             text=True,
             timeout=60,
         )
-    assert result.returncode != 0
-    assert "customer-segments: the REST gateway cannot start" in result.stderr
+    assert result.returncode == 2
+    assert "customer-segments: cannot listen for REST on 127.0.0.1:" in result.stderr
     assert "Traceback" not in result.stderr
 
 
