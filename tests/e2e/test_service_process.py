@@ -271,6 +271,10 @@ def test_sigterm_drains_in_flight_calls_and_reports_not_serving(embedded: Servic
             )
             await stream.done_writing()
             assert [r.code for r in (await stream.read()).results] == [201]
+            # ... to its end: a client that closes before the status arrives makes gRPC log
+            # a traceback of the status it could not send.
+            assert await stream.read() == grpc.aio.EOF
+            assert await stream.code() == grpc.StatusCode.OK
 
     asyncio.run(scenario())
     assert embedded.process.wait(timeout=20) == 0
