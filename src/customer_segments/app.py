@@ -1,77 +1,181 @@
-"""Wiring: settings -> database -> store -> servers, and the order they stop in."""
+"""Wiring: settings -> database -> store -> servers, and the order they start and stop in."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
-import shutil
+import secrets
 import signal
-import tempfile
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 from customer_segments.auth.setup import shared_secret, token_verifier
+from customer_segments.auth.tokens import TokenVerifier
 from customer_segments.config import Settings
+from customer_segments.gateway.limits import HttpLimits
 from customer_segments.gateway.process import GatewayOptions, start_gateway_process
-from customer_segments.grpc.server import start_grpc_server
+from customer_segments.grpc.server import ServerLimits, start_grpc_server
+from customer_segments.limits import MIB
 from customer_segments.logs import configure_logging
-from customer_segments.shutdown import stop_requested
+from customer_segments.shutdown import (
+    children_ignore_stop_signals,
+    hold_stop_signals,
+    release_stop_signals,
+    stop_requested,
+)
+from customer_segments.startup import (
+    PortLock,
+    StartupError,
+    connection_limit,
+    lock_ports,
+    require_free_port,
+)
+from customer_segments.store import unreachable
 from customer_segments.store.database import Database
-from customer_segments.store.migrate import require_current_schema, upgrade_to_head
+from customer_segments.store.migrate import (
+    SchemaNotCurrent,
+    require_current_schema,
+    upgrade_to_head,
+)
 from customer_segments.store.store import Store
 
 log = logging.getLogger(__name__)
+
+# A worker's exit code when it could not start: it said why on stderr, the parent adds nothing.
+STARTUP_FAILED = 2
+
+
+class GatewayDied(Exception):
+    """The REST gateway process exited while nobody asked it to."""
+
+
+def _database(url: str, **options: Any) -> Database:
+    missing = unreachable.missing_before_connecting(url)
+    if missing is not None:
+        raise StartupError(missing)
+    return Database(url, **options)
+
+
+@asynccontextmanager
+async def _database_errors(database: Database, url: str) -> AsyncIterator[None]:
+    """A database that cannot be used is a StartupError naming it and what to do."""
+    try:
+        yield
+    except BaseException as error:
+        await database.dispose()
+        if isinstance(error, SchemaNotCurrent):
+            raise StartupError(str(error)) from None
+        explained = unreachable.explain(url, error) if isinstance(error, Exception) else None
+        if explained is None:
+            raise
+        raise StartupError(explained) from None
 
 
 async def open_store(settings: Settings, *, migrate_embedded: bool = True) -> Store:
     """The embedded database (its folder must exist) is migrated on start; PostgreSQL must be
     migrated beforehand."""
-    database = Database(
-        settings.effective_database_url,
+    url = settings.effective_database_url
+    database = _database(
+        url,
         pool_size=settings.db_pool_size,
         read_pool_size=settings.db_read_pool_size,
         expensive_read_pool_size=settings.db_expensive_read_pool_size,
         statement_cache_size=settings.pg_statement_cache_size,
     )
-    try:
+    async with _database_errors(database, url):
         if settings.embedded and migrate_embedded:
             await upgrade_to_head(database)
         else:
             await require_current_schema(database)
-    except BaseException:
-        await database.dispose()
-        raise
     return Store(database)
 
 
-async def serve(settings: Settings, *, migrate_embedded: bool = True) -> None:
+async def checked_token_verifier(settings: Settings) -> TokenVerifier:
+    """The verifier, with its JWKS read once: a JWKS file that cannot be used is a mistake."""
+    try:
+        verifier = token_verifier(settings)
+        if verifier.jwks is not None:
+            await verifier.jwks.load()
+    except ValueError as error:
+        raise StartupError(str(error)) from None
+    return verifier
+
+
+def server_limits(settings: Settings) -> ServerLimits:
+    return ServerLimits(
+        max_receive_bytes=settings.grpc_max_receive_mb * MIB,
+        max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+        max_connections=connection_limit(settings.max_connections),
+        max_connection_age_seconds=settings.grpc_max_connection_age_seconds,
+        max_connection_age_grace_seconds=settings.grpc_max_connection_age_grace_seconds,
+    )
+
+
+def http_limits(settings: Settings) -> HttpLimits:
+    return HttpLimits(
+        keepalive_seconds=settings.http_keepalive_seconds,
+        header_timeout_seconds=settings.http_header_timeout_seconds,
+        max_connections=connection_limit(settings.max_connections),
+    )
+
+
+async def serve(
+    settings: Settings,
+    *,
+    migrate_embedded: bool = True,
+    parent: tuple[int, Any] | None = None,
+) -> None:
+    """Serves until SIGTERM/SIGINT (to any process of the instance). A worker's `parent` is
+    the parent's sentinel (readable once it is gone: the worker stops too) and its stop event
+    (set when it was asked to stop, perhaps while this worker still ignored signals)."""
     stop = stop_requested()
+    try:
+        if parent is not None:
+            sentinel, stopping = parent
+            asyncio.get_running_loop().add_reader(sentinel, stop.set)
+            if stopping.is_set():
+                stop.set()
+        await _serve(settings, stop, migrate_embedded)
+    finally:
+        hold_stop_signals()  # a late signal, once the loop's handlers are gone, must not kill
+
+
+async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool) -> None:
+    verifier = await checked_token_verifier(settings)
     store = await open_store(settings, migrate_embedded=migrate_embedded)
     # The gateway calls this process's own gRPC server, through the stubs like any client,
     # from a process of its own (see gateway/process.py) and on a Unix socket: cheaper than
     # TCP, and with --workers each worker's gateway reaches its own server rather than
-    # whichever one the kernel picks.
-    socket_dir = tempfile.mkdtemp(prefix="customer-segments-")
-    local_socket = os.path.join(socket_dir, "grpc.sock")
+    # whichever one the kernel picks. An abstract socket (Linux) leaves no file behind, even
+    # after kill -9.
+    local_socket = f"unix-abstract:customer-segments-{os.getpid()}-{secrets.token_hex(8)}"
+    grace = settings.shutdown_grace_seconds
     try:
         share_port = settings.workers > 1
         grpc_server = await start_grpc_server(
             store,
             settings.grpc_host,
             settings.grpc_port,
-            verifier=token_verifier(settings),
+            verifier=verifier,
             share_port=share_port,
             local_socket=local_socket,
+            limits=server_limits(settings),
         )
         try:
             gateway = await start_gateway_process(
                 GatewayOptions(
-                    f"unix:{local_socket}",
+                    local_socket,
                     settings.http_host,
                     settings.http_port,
-                    settings.shutdown_grace_seconds,
+                    grace,
                     share_port,
                     settings.log_level,
+                    http_limits(settings),
                 ),
                 stop,
             )
@@ -79,68 +183,141 @@ async def serve(settings: Settings, *, migrate_embedded: bool = True) -> None:
             await grpc_server.stop(0)
             raise
         await stop.wait()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        # At once: health NOT_SERVING, no new calls on the public port, REST readiness 503;
+        # then what is in flight drains (REST requests still reach the services through the
+        # local socket), all within one grace period.
+        await grpc_server.stop_accepting(grace)
         if gateway.died:
             log.error("the REST gateway process died; stopping")
         log.info(
-            "stopping: REST requests drain, then health NOT_SERVING and in-flight gRPC calls "
-            "get %ss",
-            settings.shutdown_grace_seconds,
+            "stopping: health NOT_SERVING, new calls refused; in-flight REST requests and gRPC "
+            "calls get %ss",
+            grace,
         )
-        await gateway.stop(settings.shutdown_grace_seconds)
-        await grpc_server.stop(settings.shutdown_grace_seconds)
+        await gateway.stop(grace)
+        await grpc_server.stop(max(0.0, deadline - loop.time()))
     finally:
         await store.close()
-        shutil.rmtree(socket_dir, ignore_errors=True)
     if gateway.died:
-        raise OSError("the REST gateway process died")
+        raise GatewayDied("the REST gateway process died")
     log.info("stopped")
 
 
-def _worker(settings: Settings) -> None:
+def claim_ports(settings: Settings) -> list[PortLock]:
+    """One instance per port: a second one is refused with a message, whatever --workers says
+    (SO_REUSEPORT would let it join silently); a port taken by anything else likewise."""
+    if settings.grpc_port and settings.grpc_port == settings.http_port:
+        raise StartupError("--grpc-port and --http-port must differ")
+    locks = lock_ports(
+        [
+            (settings.grpc_port, "gRPC", "--grpc-port"),
+            (settings.http_port, "REST", "--http-port"),
+        ]
+    )
+    try:
+        require_free_port(settings.grpc_host, settings.grpc_port, "gRPC", "--grpc-port")
+        require_free_port(settings.http_host, settings.http_port, "REST", "--http-port")
+    except BaseException:
+        for lock in locks:
+            lock.release()
+        raise
+    return locks
+
+
+def run(settings: Settings) -> int:
+    """`serve`: the exit code of a stop; StartupError for a mistake found before serving."""
+    locks = claim_ports(settings)
+    try:
+        if settings.workers > 1:
+            return serve_with_workers(settings)
+        asyncio.run(serve(settings))
+        return 0
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _worker(settings: Settings, stopping: Any) -> None:
     configure_logging(
         settings.log_level,
         f"%(asctime)s %(levelname)s [worker {os.getpid()}] %(name)s: %(message)s",
+        force=True,  # the parent's set-up is inherited
     )
-    asyncio.run(serve(settings, migrate_embedded=False))
+    parent = multiprocessing.parent_process()
+    assert parent is not None
+    try:
+        asyncio.run(serve(settings, migrate_embedded=False, parent=(parent.sentinel, stopping)))
+    except StartupError as error:
+        print(f"customer-segments: {error}", file=sys.stderr)
+        sys.exit(STARTUP_FAILED)
+    except GatewayDied:
+        sys.exit(1)  # logged already
+
+
+async def _check_before_workers(settings: Settings) -> None:
+    """What every worker would find wrong, found once: the JWKS and the database (the
+    embedded one is migrated here, before the workers open it)."""
+    await checked_token_verifier(settings)
+    store = await open_store(settings, migrate_embedded=True)
+    await store.close()
 
 
 def serve_with_workers(settings: Settings) -> int:
     """Runs `settings.workers` processes that share the ports (SO_REUSEPORT); the kernel spreads
-    connections over them. Migrates first, forwards SIGTERM/SIGINT, and returns 0 only if
-    every worker stopped cleanly."""
+    connections over them. Checks the settings first, forwards SIGTERM/SIGINT, stops all when
+    one fails, and returns 0 only if every worker stopped cleanly."""
     if settings.grpc_port == 0:
-        raise ValueError("--workers needs a fixed --grpc-port: every worker must bind the same one")
-    if settings.embedded:
-        asyncio.run(migrate(settings))
+        raise StartupError(
+            "--workers needs a fixed --grpc-port: every worker must bind the same one"
+        )
+    asyncio.run(_check_before_workers(settings))
     shared_secret(settings)  # the development secret, if any, exists before the workers read it
-    # Spawned, not forked: a forked child would inherit gRPC's threads in an unknown state.
-    context = multiprocessing.get_context("spawn")
+    # Forked: this process has made no gRPC object and runs no thread (the check above has
+    # closed its loop and pool), so a child inherits no state of gRPC's threads, and it need
+    # not import everything again (spawned, each worker cost a second of CPU more to start).
+    context = multiprocessing.get_context("fork")
+    stopping = context.Event()
     workers = [
-        context.Process(target=_worker, args=(settings,), name=f"worker-{n}")
+        context.Process(target=_worker, args=(settings, stopping), name=f"worker-{n}")
         for n in range(settings.workers)
     ]
-    for worker in workers:
-        worker.start()
-
-    def forward(signum: int, _frame: object) -> None:
+    with children_ignore_stop_signals():  # until their handlers exist (see shutdown.py)
         for worker in workers:
-            if worker.pid is not None and worker.is_alive():
+            worker.start()
+
+    def stop_all(signum: int, _frame: object = None) -> None:
+        stopping.set()  # first: a worker that still ignores signals looks here
+        for worker in workers:
+            if worker.pid is not None and worker.exitcode is None:
                 os.kill(worker.pid, signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for worker in workers:
-        worker.join()
-    failed = [worker.name for worker in workers if worker.exitcode != 0]
+    signal.signal(signal.SIGTERM, stop_all)
+    signal.signal(signal.SIGINT, stop_all)
+    release_stop_signals()  # held since main(); a signal that came meanwhile is handled now
+    running = list(workers)
+    while running:
+        ended = multiprocessing.connection.wait([worker.sentinel for worker in running])
+        for worker in [worker for worker in running if worker.sentinel in ended]:
+            worker.join()
+            running.remove(worker)
+            if worker.exitcode != 0 and not stopping.is_set():
+                stop_all(signal.SIGTERM)  # one worker failed: the instance stops
+    codes = {worker.name: worker.exitcode for worker in workers}
+    if STARTUP_FAILED in codes.values():
+        return STARTUP_FAILED
+    failed = [f"{name} (exit code {code})" for name, code in codes.items() if code != 0]
     if failed:
         log.error("workers %s stopped with an error", ", ".join(failed))
-    return 1 if failed else 0
+        return 1
+    return 0
 
 
 async def migrate(settings: Settings) -> None:
     """Brings the schema of the configured database up to date."""
-    database = Database(settings.effective_database_url)
-    try:
+    url = settings.effective_database_url
+    database = _database(url)
+    async with _database_errors(database, url):
         await upgrade_to_head(database)
-    finally:
-        await database.dispose()
+    await database.dispose()

@@ -11,14 +11,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from customer_segments.app import migrate, serve, serve_with_workers
+from customer_segments.app import GatewayDied, http_limits, migrate, run
 from customer_segments.auth.setup import shared_secret
 from customer_segments.auth.tokens import issue_token
 from customer_segments.config import ENV_PREFIX, Settings
 from customer_segments.domain import validation
 from customer_segments.domain.errors import InvalidArgument
-from customer_segments.gateway.app import run_gateway
 from customer_segments.logs import configure_logging
+from customer_segments.shutdown import hold_stop_signals
+from customer_segments.startup import StartupError, raise_open_file_limit
 from customer_segments.store.database import describe
 from customer_segments.store.migrate import SchemaNotCurrent
 
@@ -48,6 +49,34 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
         "asyncpg prepared statement cache; 0 behind PgBouncer (default 100)",
     ),
     "--shutdown-grace-seconds": ("shutdown_grace_seconds", "time in-flight calls get (default 10)"),
+    "--grpc-max-receive-mb": (
+        "grpc_max_receive_mb",
+        "largest gRPC request message read, in MiB (default 16)",
+    ),
+    "--grpc-max-concurrent-rpcs": (
+        "grpc_max_concurrent_rpcs",
+        "gRPC calls handled at once per worker; more get RESOURCE_EXHAUSTED (default 1000)",
+    ),
+    "--max-connections": (
+        "max_connections",
+        "open connections per worker on each port (default 0: below the open-file limit)",
+    ),
+    "--grpc-max-connection-age-seconds": (
+        "grpc_max_connection_age_seconds",
+        "gRPC connections are closed (GOAWAY) after this, for L4 balancing (default 0: never)",
+    ),
+    "--grpc-max-connection-age-grace-seconds": (
+        "grpc_max_connection_age_grace_seconds",
+        "time calls get to finish on a connection closed for its age (default 30)",
+    ),
+    "--http-keepalive-seconds": (
+        "http_keepalive_seconds",
+        "idle REST keep-alive connections are closed after this (default 75)",
+    ),
+    "--http-header-timeout-seconds": (
+        "http_header_timeout_seconds",
+        "time a REST connection's first request head may take (default 10)",
+    ),
     "--workers": ("workers", "processes sharing the ports, one core each (default 1)"),
     "--log-level": ("log_level", "DEBUG, INFO, WARNING, ERROR (default INFO)"),
     "--jwks": (
@@ -57,6 +86,12 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
     "--jwt-issuer": ("jwt_issuer", "required token issuer, claim iss (default: not checked)"),
     "--jwt-audience": ("jwt_audience", "required token audience, claim aud (default: none)"),
 }
+# What `gateway` (the gateway alone) takes of them.
+_HTTP_LIMIT_FLAGS = [
+    "--max-connections",
+    "--http-keepalive-seconds",
+    "--http-header-timeout-seconds",
+]
 # Settings read from the environment only: a secret on a command line shows in `ps`.
 _ENV_ONLY = ["jwt_secret"]
 _TOKEN_SETTINGS = ["data_dir", "jwks", "jwt_issuer", "jwt_audience", "jwt_secret"]
@@ -104,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
             "--http-host": _SERVE_FLAGS["--http-host"],
             "--http-port": _SERVE_FLAGS["--http-port"],
             "--log-level": _SERVE_FLAGS["--log-level"],
+            **{flag: _SERVE_FLAGS[flag] for flag in _HTTP_LIMIT_FLAGS},
         },
     )
     token = commands.add_parser(
@@ -170,13 +206,26 @@ def _token(arguments: argparse.Namespace, settings: Settings) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = _parser().parse_args(argv)
+    if arguments.command in ("serve", "gateway"):
+        # Until the handlers exist, a stop signal waits instead of killing us (shutdown.py).
+        hold_stop_signals()
+        raise_open_file_limit()
     if arguments.command == "serve":
         settings = _settings(arguments, [field for field, _ in _SERVE_FLAGS.values()] + _ENV_ONLY)
     elif arguments.command == "token":
         print(_token(arguments, _settings(arguments, _TOKEN_SETTINGS)))
         return
     elif arguments.command == "gateway":
-        settings = _settings(arguments, ["grpc_target", "http_host", "http_port", "log_level"])
+        settings = _settings(
+            arguments,
+            [
+                "grpc_target",
+                "http_host",
+                "http_port",
+                "log_level",
+                *(_SERVE_FLAGS[flag][0] for flag in _HTTP_LIMIT_FLAGS),
+            ],
+        )
     else:
         settings = _settings(arguments, ["database_url", "data_dir"])
     configure_logging(settings.log_level, "%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -184,15 +233,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         if arguments.command == "serve":
-            if settings.workers > 1:
-                sys.exit(serve_with_workers(settings))
-            asyncio.run(serve(settings))
+            sys.exit(run(settings))
         elif arguments.command == "gateway":
-            asyncio.run(run_gateway(settings.grpc_target, settings.http_host, settings.http_port))
+            from customer_segments.gateway.app import run_gateway  # aiohttp: only here
+
+            asyncio.run(
+                run_gateway(
+                    settings.grpc_target,
+                    settings.http_host,
+                    settings.http_port,
+                    http_limits(settings),
+                )
+            )
         else:
             asyncio.run(migrate(settings))
             print(f"schema is up to date on {describe(settings.effective_database_url)}")
-    except (SchemaNotCurrent, ValueError, OSError) as error:
+    except (StartupError, SchemaNotCurrent, ValueError) as error:
+        # A mistake of the settings or the environment: one line, exit code 2 (as argparse).
+        print(f"customer-segments: {error}", file=sys.stderr)
+        sys.exit(2)
+    except (GatewayDied, OSError) as error:
         sys.exit(f"customer-segments: {error}")
 
 

@@ -30,6 +30,23 @@ class Settings(BaseModel):
     # asyncpg prepared statements; 0 behind PgBouncer in transaction mode.
     pg_statement_cache_size: int = Field(100, ge=0)
     shutdown_grace_seconds: float = Field(10.0, ge=0)
+    # The largest gRPC message the server reads: at least what the gateway sends for a REST
+    # body of 10 MB (11 MiB, limits.py).
+    grpc_max_receive_mb: int = Field(16, ge=11, le=2047)
+    # Calls being handled at once per process; more are refused with RESOURCE_EXHAUSTED
+    # before their message is read, which bounds what authenticated callers can make it hold.
+    grpc_max_concurrent_rpcs: int = Field(1000, ge=1)
+    # Open connections per process, on the gRPC port and on the REST port each; 0: the
+    # open-file limit minus a reserve, so that accept() never runs out of descriptors.
+    max_connections: int = Field(0, ge=0)
+    # 0: never. Behind an L4 balancer, connections must end now and then to spread again.
+    grpc_max_connection_age_seconds: float = Field(0.0, ge=0)
+    grpc_max_connection_age_grace_seconds: float = Field(30.0, ge=0)
+    # REST: an idle keep-alive connection is closed after this (longer than the 60 s idle
+    # timeout of common load balancers, so that they close first); request headers must
+    # arrive within http_header_timeout_seconds of their first byte.
+    http_keepalive_seconds: float = Field(75.0, gt=0)
+    http_header_timeout_seconds: float = Field(10.0, gt=0)
     # Processes serving one port (SO_REUSEPORT): one asyncio loop uses one core.
     workers: int = Field(1, ge=1, le=64)
     log_level: str = "INFO"

@@ -36,8 +36,9 @@ class OneLineFormatter(logging.Formatter):
         return escape_controls(super().formatMessage(record))
 
 
-def configure_logging(level: str, format: str) -> None:
-    """logging.basicConfig, with the one-line formatter on its handler (stderr)."""
+def configure_logging(level: str, format: str, *, force: bool = False) -> None:
+    """logging.basicConfig, with the one-line formatter on its handler (stderr); `force`
+    replaces a set-up the process has already (a forked worker inherits its parent's)."""
     handler = logging.StreamHandler()
     handler.setFormatter(OneLineFormatter(format))
-    logging.basicConfig(level=level.upper(), handlers=[handler])
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=force)

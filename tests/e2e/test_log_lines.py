@@ -17,7 +17,8 @@ from urllib.parse import quote
 
 import pytest
 
-from customer_segments.gateway.process import MODULE
+from customer_segments.gateway.limits import HttpLimits
+from customer_segments.gateway.process import MODULE, GatewayOptions, gateway_arguments
 from tests.e2e.test_service_process import CLI, free_port
 
 FAKE_AUDIT = (
@@ -51,8 +52,9 @@ def _gateway_process(
     process = subprocess.Popen(
         [
             *(sys.executable, "-m", MODULE, "--control-fd", str(theirs.fileno())),
-            *("--grpc-target", grpc_target, "--host", "127.0.0.1", "--port", str(port)),
-            *("--grace", "1", "--log-level", "INFO"),
+            *gateway_arguments(
+                GatewayOptions(grpc_target, "127.0.0.1", port, 1.0, False, "INFO", HttpLimits())
+            ),
         ],
         pass_fds=[theirs.fileno()],
         stderr=subprocess.PIPE,

@@ -16,7 +16,7 @@ from customer_segments.limits import (
 
 def test_a_valid_rest_write_reaches_the_server() -> None:
     """The server receives at least what the gateway sends for a body of 10 MB."""
-    assert MAX_BODY_BYTES < GATEWAY_MAX_REQUEST_BYTES <= server.MAX_MESSAGE_BYTES
+    assert MAX_BODY_BYTES < GATEWAY_MAX_REQUEST_BYTES <= server.DEFAULT_LIMITS.max_receive_bytes
 
 
 def test_what_the_server_sends_the_gateway_receives() -> None:

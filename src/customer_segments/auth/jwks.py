@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import jwt
 
 log = logging.getLogger(__name__)
@@ -72,6 +71,20 @@ class JwksKeys:
     def is_url(self) -> bool:
         return self.source.startswith(("https://", "http://"))
 
+    async def load(self) -> None:
+        """Reads the keys at start. A JWKS file that cannot be read or is no JWKS is a mistake
+        of the settings (ValueError); a URL that cannot be fetched only warns, since a key
+        server may be back soon (until then tokens are refused, and it is tried again)."""
+        self._attempted_at = time.monotonic()
+        try:
+            self._keys = _usable_keys(await self._read())
+            self._loaded_at = time.monotonic()
+        except (OSError, ValueError) as error:  # TimeoutError and ConnectionError are OSErrors
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            if not self.is_url:
+                raise ValueError(f"cannot use the JWKS file {self.source}: {reason}") from None
+            log.warning("could not load the JWKS from %s: %s", self.source, reason)
+
     async def key(self, kid: str | None, algorithm: str) -> jwt.PyJWK | None:
         """The key that may have signed a token with this header, or None."""
         stale = time.monotonic() - self._loaded_at > self.max_age_seconds
@@ -104,7 +117,7 @@ class JwksKeys:
             try:
                 self._keys = _usable_keys(await self._read())
                 self._loaded_at = time.monotonic()
-            except (OSError, ValueError, aiohttp.ClientError, TimeoutError) as error:
+            except (OSError, ValueError) as error:  # TimeoutError and ConnectionError are OSErrors
                 # Keep the keys we have: a key server that blips must not log everyone out.
                 log.warning("could not load the JWKS from %s: %s", self.source, error)
 
@@ -112,10 +125,17 @@ class JwksKeys:
         if not self.is_url:
             text = await asyncio.to_thread(Path(self.source).read_text, "utf-8")
             return json.loads(text)
+        # aiohttp's client takes about half a second to import (it loads the CA certificates):
+        # only a server with a JWKS URL pays for it, and only when it first fetches.
+        import aiohttp
+
         timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_SECONDS)
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(self.source) as response,
-        ):
-            response.raise_for_status()
-            return json.loads(await response.text())
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(self.source) as response,
+            ):
+                response.raise_for_status()
+                return json.loads(await response.text())
+        except aiohttp.ClientError as error:
+            raise ConnectionError(f"{error.__class__.__name__}: {error}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -13,11 +14,19 @@ from aiohttp import web
 from customer_segments.gateway.assignment_routes import AssignmentRoutes
 from customer_segments.gateway.errors import error_response, from_rpc_error
 from customer_segments.gateway.grpc_client import REQUEST_ID, GrpcClient, RpcFailed
+from customer_segments.gateway.http_server import (
+    STOPPING,
+    LimitedSite,
+    add_probes,
+    log_accept_errors_once,
+)
+from customer_segments.gateway.limits import DEFAULT_HTTP_LIMITS, HttpLimits
 from customer_segments.gateway.protocol import EmporixAppRunner
 from customer_segments.gateway.requests import BadRequest, check_request, request_id
 from customer_segments.gateway.segment_routes import SegmentRoutes
 from customer_segments.limits import GATEWAY_MAX_REQUEST_BYTES, MAX_ANSWER_BYTES, MAX_BODY_BYTES
 from customer_segments.shutdown import stop_requested
+from customer_segments.startup import port_taken
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +101,7 @@ def create_app(channel: grpc.aio.Channel) -> web.Application:
         return web.Response(body=description, content_type="application/yaml")
 
     app.router.add_get("/openapi.yaml", openapi)
+    add_probes(app)
     client = GrpcClient(channel)
     AssignmentRoutes(client).register(app)
     SegmentRoutes(client).register(app)
@@ -107,30 +117,49 @@ class Gateway:
         self.port = port
 
     async def stop(self) -> None:
-        """Stops listening, lets in-flight requests finish (the grace given at start), then
-        closes the channel."""
+        """Readiness turns 503, listening stops, in-flight requests get the grace given at
+        start, then the channel closes."""
+        self.runner.app[STOPPING].set()
         await self.runner.cleanup()
         await self.channel.close(None)
 
 
 async def start_gateway(
-    grpc_target: str, host: str, port: int, grace: float = 10.0, *, share_port: bool = False
+    grpc_target: str,
+    host: str,
+    port: int,
+    grace: float = 10.0,
+    *,
+    share_port: bool = False,
+    limits: HttpLimits = DEFAULT_HTTP_LIMITS,
 ) -> Gateway:
     """`share_port`: as for the gRPC server, the workers of `serve --workers N` share it."""
     channel = grpc.aio.insecure_channel(grpc_target, options=CHANNEL_OPTIONS)
-    runner = EmporixAppRunner(create_app(channel), access_log=None, shutdown_timeout=grace)
+    runner = EmporixAppRunner(
+        create_app(channel),
+        access_log=None,
+        shutdown_timeout=grace,
+        keepalive_timeout=limits.keepalive_seconds,
+    )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_port=share_port)
+    log_accept_errors_once(asyncio.get_running_loop())
+    site = LimitedSite(runner, limits, host=host, port=port, reuse_port=share_port)
     await site.start()
     bound = int(runner.addresses[0][1])  # the kernel's pick when port is 0
     log.info("REST gateway listening on %s:%d, calling gRPC at %s", host, bound, grpc_target)
     return Gateway(runner, channel, bound)
 
 
-async def run_gateway(grpc_target: str, host: str, port: int) -> None:
+async def run_gateway(
+    grpc_target: str, host: str, port: int, limits: HttpLimits = DEFAULT_HTTP_LIMITS
+) -> None:
     """`customer-segments gateway`: the gateway alone, in front of a remote gRPC server."""
     stop = stop_requested()
-    gateway = await start_gateway(grpc_target, host, port)
+    try:
+        gateway = await start_gateway(grpc_target, host, port, limits=limits)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise port_taken(host, port, "REST", "--http-port", reason) from None
     try:
         await stop.wait()
     finally:

@@ -17,15 +17,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import sys
 from typing import NamedTuple
 
-from customer_segments.gateway.app import start_gateway
+from customer_segments.gateway.limits import HttpLimits
 from customer_segments.logs import configure_logging
-from customer_segments.shutdown import stop_requested
+from customer_segments.shutdown import (
+    children_ignore_stop_signals,
+    hold_stop_signals,
+    stop_requested,
+)
+from customer_segments.startup import StartupError, port_taken
 
 log = logging.getLogger(__name__)
 
@@ -40,40 +46,43 @@ class GatewayOptions(NamedTuple):
     grace: float
     share_port: bool
     log_level: str
+    limits: HttpLimits
+
+
+STOPPING = b"stopping\n"
 
 
 class GatewayProcess:
-    """A started gateway process; `port` is the bound one. If it exits while `stop` is not
-    set, `died` turns true and `stop` is set."""
+    """A started gateway process; `port` is the bound one. When it says it stops (a signal
+    reached it), `stop` is set; if it exits without saying so while `stop` is not set, `died`
+    turns true and `stop` is set."""
 
     def __init__(
         self,
         process: asyncio.subprocess.Process,
-        control: socket.socket,
+        control: tuple[asyncio.StreamReader, asyncio.StreamWriter],
         port: int,
         stop: asyncio.Event,
     ) -> None:
         self._process = process
-        self._control = control
+        self._reader, self._writer = control
         self.port = port
         self.died = False
-        loop = asyncio.get_running_loop()
+        self._watch = asyncio.create_task(self._watch_control(stop))
 
-        def exited() -> None:
-            # The gateway sends nothing after "listening": readable means it is gone.
-            loop.remove_reader(control.fileno())
-            # Ctrl-C reaches both processes: a gateway that stops for it has not died.
-            if not stop.is_set():
-                self.died = True
-                stop.set()
-
-        loop.add_reader(control.fileno(), exited)
+    async def _watch_control(self, stop: asyncio.Event) -> None:
+        try:
+            said = await self._reader.readline()  # "stopping", or b"" once it is gone
+        except OSError:
+            said = b""
+        if said != STOPPING and not stop.is_set():
+            self.died = True
+        stop.set()
 
     async def stop(self, grace: float) -> None:
         """Closing the socket asks the gateway to stop; it drains its requests for `grace`."""
-        if not self.died:
-            asyncio.get_running_loop().remove_reader(self._control.fileno())
-        self._control.close()
+        self._watch.cancel()
+        self._writer.close()
         try:
             await asyncio.wait_for(self._process.wait(), grace + 5)
         except TimeoutError:
@@ -83,44 +92,45 @@ class GatewayProcess:
 
 
 async def start_gateway_process(options: GatewayOptions, stop: asyncio.Event) -> GatewayProcess:
-    """Returns once the gateway listens; raises OSError when it cannot (port taken...)."""
+    """Returns once the gateway listens; raises StartupError when it cannot (port taken...)."""
     ours, theirs = socket.socketpair()
-    process = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", MODULE, "--control-fd", str(theirs.fileno()), *_argv(options)],
-        pass_fds=[theirs.fileno()],
-    )
+    with children_ignore_stop_signals():  # until the gateway has its handlers (see shutdown.py)
+        process = await asyncio.create_subprocess_exec(
+            *[
+                sys.executable,
+                "-m",
+                MODULE,
+                "--control-fd",
+                str(theirs.fileno()),
+                *gateway_arguments(options),
+            ],
+            pass_fds=[theirs.fileno()],
+        )
     theirs.close()  # so that the gateway's death reads as end-of-file here
+    reader, writer = await asyncio.open_connection(sock=ours)
     try:
-        report = await asyncio.wait_for(_first_line(ours), START_TIMEOUT_S)
+        report = (await asyncio.wait_for(reader.readline(), START_TIMEOUT_S)).decode().strip()
     except TimeoutError:
         report = f"failed did not start within {START_TIMEOUT_S:.0f}s"
     outcome, _, detail = report.partition(" ")
     if outcome != "listening":
-        ours.close()
+        writer.close()
         if process.returncode is None:
             process.kill()
         code = await process.wait()
-        raise OSError(f"the REST gateway cannot start: {detail or f'it exited with code {code}'}")
-    return GatewayProcess(process, ours, int(detail), stop)
+        raise StartupError(detail or f"the REST gateway exited with code {code} at start")
+    return GatewayProcess(process, (reader, writer), int(detail), stop)
 
 
-async def _first_line(connection: socket.socket) -> str:
-    """What the gateway reports, or "" if it exits first."""
-    connection.setblocking(False)
-    received = b""
-    loop = asyncio.get_running_loop()
-    while not received.endswith(b"\n"):
-        chunk = await loop.sock_recv(connection, 4096)
-        if not chunk:
-            return ""
-        received += chunk
-    return received.decode().strip()
-
-
-def _argv(options: GatewayOptions) -> list[str]:
+def gateway_arguments(options: GatewayOptions) -> list[str]:
+    """The command line of a gateway process with these options (after --control-fd)."""
     argv = ["--grpc-target", options.grpc_target, "--host", options.host]
     argv += ["--port", str(options.port), "--grace", str(options.grace)]
     argv += ["--log-level", options.log_level]
+    limits = options.limits
+    argv += ["--keepalive", str(limits.keepalive_seconds)]
+    argv += ["--header-timeout", str(limits.header_timeout_seconds)]
+    argv += ["--max-connections", str(limits.max_connections)]
     return argv + (["--share-port"] if options.share_port else [])
 
 
@@ -133,6 +143,9 @@ def _options(argv: list[str]) -> tuple[GatewayOptions, int]:
     parser.add_argument("--grace", type=float, required=True)
     parser.add_argument("--log-level", required=True)
     parser.add_argument("--share-port", action="store_true")
+    parser.add_argument("--keepalive", type=float, required=True)
+    parser.add_argument("--header-timeout", type=float, required=True)
+    parser.add_argument("--max-connections", type=int, required=True)
     parsed = parser.parse_args(argv)
     options = GatewayOptions(
         parsed.grpc_target,
@@ -141,11 +154,16 @@ def _options(argv: list[str]) -> tuple[GatewayOptions, int]:
         parsed.grace,
         parsed.share_port,
         parsed.log_level,
+        HttpLimits(parsed.keepalive, parsed.header_timeout, parsed.max_connections),
     )
     return options, parsed.control_fd
 
 
 async def _run(options: GatewayOptions, control: socket.socket) -> None:
+    # Here, not at the top: the server imports this module to start the gateway, and aiohttp
+    # costs it half a second it does not need.
+    from customer_segments.gateway.app import start_gateway
+
     # SIGINT from a terminal reaches the whole process group: the gateway drains then, too.
     stop = stop_requested()
     try:
@@ -155,23 +173,33 @@ async def _run(options: GatewayOptions, control: socket.socket) -> None:
             options.port,
             options.grace,
             share_port=options.share_port,
+            limits=options.limits,
         )
     except OSError as error:
-        control.sendall(f"failed {error}\n".encode())
+        reason = error.strerror or str(error)
+        message = port_taken(options.host, options.port, "REST", "--http-port", reason)
+        control.sendall(f"failed {message}\n".encode())
         return
     control.sendall(f"listening {gateway.port}\n".encode())
     loop = asyncio.get_running_loop()
+    server_gone = asyncio.Event()
 
-    def server_gone() -> None:
+    def on_server_gone() -> None:
         # Readable means end-of-file (the server closed its end, or died), and stays so.
         loop.remove_reader(control.fileno())
+        server_gone.set()
         stop.set()
 
-    loop.add_reader(control.fileno(), server_gone)
+    loop.add_reader(control.fileno(), on_server_gone)
     try:
         await stop.wait()
+        if not server_gone.is_set():
+            loop.remove_reader(control.fileno())
+            with contextlib.suppress(OSError):  # the server may be gone meanwhile
+                control.sendall(STOPPING)
     finally:
         await gateway.stop()
+        hold_stop_signals()  # a late signal, once the loop's handlers are gone, must not kill
 
 
 def main(argv: list[str]) -> None:

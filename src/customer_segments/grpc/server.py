@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from customersegment.v1 import (
@@ -19,11 +21,12 @@ from grpc_reflection.v1alpha import reflection
 
 from customer_segments.auth.tokens import TokenVerifier
 from customer_segments.grpc.assignment_servicer import CustomerAssignmentServicer
-from customer_segments.grpc.auth_interceptor import AuthInterceptor
+from customer_segments.grpc.auth_interceptor import FIRST_MESSAGE_TIMEOUT_SECONDS, AuthInterceptor
 from customer_segments.grpc.directory_servicer import DirectoryServicer
 from customer_segments.grpc.interceptors import DomainErrorInterceptor
 from customer_segments.grpc.segment_servicer import SegmentServicer
-from customer_segments.limits import MAX_ANSWER_BYTES
+from customer_segments.limits import GATEWAY_MAX_REQUEST_BYTES, MAX_ANSWER_BYTES, MIB
+from customer_segments.startup import port_taken
 from customer_segments.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -36,21 +39,113 @@ SERVICE_NAMES = (
     segment_pb2.DESCRIPTOR.services_by_name["SegmentService"].full_name,
     directory_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
 )
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# Per connection: enough for any client's pipelining (h2load -m 10, the gateway's channel),
+# few enough that one connection cannot take every call slot.
+MAX_CONCURRENT_STREAMS = 100
+# A connection without a call for this long is closed (GOAWAY; clients reconnect on their
+# next call), so idle connections do not pile up.
+MAX_CONNECTION_IDLE_MS = 5 * 60 * 1000
+# Keepalive pings: accepted down to one every 5 s, with or without calls (grpc-go and Java
+# clients may ping every 10 s, load balancers every 10-30 s); C-core's default answers a
+# client pinging more often than every 5 minutes with GOAWAY too_many_pings. The server pings
+# idle clients every minute itself, so that connections of vanished peers are closed.
+MIN_PING_INTERVAL_MS = 5_000
+MAX_PING_STRIKES = 2
+KEEPALIVE_TIME_MS = 60_000
+KEEPALIVE_TIMEOUT_MS = 20_000
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What a caller can make one server process hold; see config.Settings."""
+
+    # Room for what the gateway sends for a 10 MB REST body (limits.py), and for a gRPC bulk
+    # of 1,000 items with 10 KB of mixins each.
+    max_receive_bytes: int = max(16 * MIB, GATEWAY_MAX_REQUEST_BYTES)
+    max_concurrent_rpcs: int = 1000
+    max_connections: int = 1000
+    max_connection_age_seconds: float = 0.0
+    max_connection_age_grace_seconds: float = 30.0
+    first_message_timeout_seconds: float = FIRST_MESSAGE_TIMEOUT_SECONDS
+    min_ping_interval_ms: int = MIN_PING_INTERVAL_MS
+
+    def options(self) -> list[tuple[str, int]]:
+        options = [
+            ("grpc.max_receive_message_length", self.max_receive_bytes),
+            ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),
+            ("grpc.max_allowed_incoming_connections", self.max_connections),
+            ("grpc.max_connection_idle_ms", MAX_CONNECTION_IDLE_MS),
+            ("grpc.http2.min_ping_interval_without_data_ms", self.min_ping_interval_ms),
+            ("grpc.http2.max_ping_strikes", MAX_PING_STRIKES),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+            ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ]
+        if self.max_connection_age_seconds > 0:
+            options += [
+                ("grpc.max_connection_age_ms", int(self.max_connection_age_seconds * 1000)),
+                (
+                    "grpc.max_connection_age_grace_ms",
+                    int(self.max_connection_age_grace_seconds * 1000),
+                ),
+            ]
+        return options
+
+
+DEFAULT_LIMITS = ServerLimits()
 
 
 class GrpcServer:
-    """A started server; `port` is the bound one (useful with port 0 in tests)."""
+    """A started server; `port` is the bound one (useful with port 0 in tests).
 
-    def __init__(self, server: aio.Server, health_servicer: Any, port: int):
+    The gateway's local socket is served by a second server over the same services, so that
+    stopping can refuse new calls on the public port at once while the REST requests still
+    draining keep reaching the services."""
+
+    def __init__(
+        self, server: aio.Server, health_servicer: Any, port: int, local: aio.Server | None
+    ) -> None:
         self.server = server
         self.health = health_servicer
         self.port = port
+        self.local = local
+        self._public_stop: asyncio.Future[None] | None = None
+
+    async def stop_accepting(self, grace: float) -> None:
+        """Health turns NOT_SERVING and the public port takes no new calls (clients get
+        GOAWAY and go elsewhere); calls in flight there get `grace` seconds."""
+        if self._public_stop is None:
+            await self.health.enter_graceful_shutdown()
+            self._public_stop = asyncio.ensure_future(self.server.stop(grace))
 
     async def stop(self, grace: float) -> None:
-        """Health turns NOT_SERVING first, then in-flight calls get `grace` seconds to finish."""
-        await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        """What stop_accepting does, if not done yet; then the local socket's calls get
+        `grace` seconds, and both servers are stopped."""
+        await self.stop_accepting(grace)
+        if self.local is not None:
+            await self.local.stop(grace)
+        assert self._public_stop is not None
+        await self._public_stop
+
+
+def _server(
+    store: Store, verifier: TokenVerifier, options: list[tuple[str, int]], limits: ServerLimits
+) -> aio.Server:
+    server = aio.server(
+        # The error interceptor is outermost, so that a refused token gets a proper status too.
+        interceptors=[
+            DomainErrorInterceptor(),
+            AuthInterceptor(verifier, limits.first_message_timeout_seconds),
+        ],
+        options=options,
+        maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
+    )
+    assignment_pb2_grpc.add_CustomerAssignmentServiceServicer_to_server(
+        CustomerAssignmentServicer(store), server
+    )
+    segment_pb2_grpc.add_SegmentServiceServicer_to_server(SegmentServicer(store), server)
+    directory_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(store), server)
+    return server
 
 
 async def start_grpc_server(
@@ -61,35 +156,31 @@ async def start_grpc_server(
     verifier: TokenVerifier,
     share_port: bool = False,
     local_socket: str | None = None,
+    limits: ServerLimits = DEFAULT_LIMITS,
 ) -> GrpcServer:
     """`share_port` lets the workers of `serve --workers N` bind one port (SO_REUSEPORT);
     otherwise a port in use is an error rather than silently shared with another server.
-    `local_socket`, a Unix socket path, is a second address for callers in this process."""
-    server = aio.server(
-        # The error interceptor is outermost, so that a refused token gets a proper status too.
-        interceptors=[DomainErrorInterceptor(), AuthInterceptor(verifier)],
-        options=[
-            ("grpc.so_reuseport", int(share_port)),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            # The largest answer: one stored object is never cut (pages are; see limits.py).
-            ("grpc.max_send_message_length", MAX_ANSWER_BYTES),
-        ],
-    )
-    assignment_pb2_grpc.add_CustomerAssignmentServiceServicer_to_server(
-        CustomerAssignmentServicer(store), server
-    )
-    segment_pb2_grpc.add_SegmentServiceServicer_to_server(SegmentServicer(store), server)
-    directory_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(store), server)
+    `local_socket`, a gRPC address (`unix-abstract:NAME`), is where the gateway of this
+    process calls."""
+    # The largest answer: one stored object is never cut (pages are; see limits.py).
+    options = [("grpc.max_send_message_length", MAX_ANSWER_BYTES), *limits.options()]
+    server = _server(store, verifier, [("grpc.so_reuseport", int(share_port)), *options], limits)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:
+        raise port_taken(host, port, "gRPC", "--grpc-port", "cannot bind") from None
+    local = None
     if local_socket is not None:
-        server.add_insecure_port(f"unix:{local_socket}")
+        local = _server(store, verifier, options, limits)
+        local.add_insecure_port(local_socket)
+        await local.start()
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("gRPC listening on %s:%d", host, bound)
-    return GrpcServer(server, health_servicer, bound)
+    return GrpcServer(server, health_servicer, bound, local)
