@@ -11,7 +11,7 @@ from customersegment.v1 import segment_pb2
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from tests.conftest import Stubs
-from tests.helpers import expect_error, field_violations
+from tests.helpers import expect_error, field_violations, token
 
 OK = {"segment_id": "gold", "customer_id": "c1"}
 
@@ -124,3 +124,34 @@ async def test_bad_segment_names_the_field(
         stubs.segments.CreateSegment(request), grpc.StatusCode.INVALID_ARGUMENT, field
     )
     assert field_violations(error) == [field]
+
+
+@pytest.mark.parametrize("character", ["x", "😀"])
+async def test_an_echoed_value_never_makes_the_error_too_large(
+    stubs: Stubs, http: Any, tenant: str, segment_id: str, character: str
+) -> None:
+    """Errors quote what the caller sent; the status travels in metadata, which clients cap
+    at 8 KiB: a value of 5,000 characters still gets its own error, not RESOURCE_EXHAUSTED."""
+    huge = character * 5000
+    error = await expect_error(
+        stubs.assignments.GetAssignment(
+            pb.GetAssignmentRequest(tenant=huge, segment_id="gold", customer_id="c1"),
+            metadata=[("authorization", f"Bearer {token(tenant)}")],
+        ),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    assert len(error.details() or "") <= 240
+    error = await expect_error(
+        stubs.assignments.GetAssignment(
+            pb.GetAssignmentRequest(tenant=tenant, segment_id=segment_id, customer_id=huge)
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert field_violations(error) == ["customer_id"]
+    # The gateway reads the details of such an answer too (a bulk call of another tenant).
+    answer = await http.put(
+        f"/customer-segment/{huge}/segments/gold/customers/bulk",
+        json=[{"customerId": "c1"}],
+        headers={"Authorization": f"Bearer {token(tenant)}"},
+    )
+    assert answer.status in (400, 403), await answer.text()

@@ -104,8 +104,7 @@ def from_rpc_error(
     if code >= 500 and code != 503:
         message = "Internal error"  # never pass on what the server kept to itself
     resource_id = field = problem = None
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]  # an AioRpcError is a call
-    for detail in status.details if status is not None else []:
+    for detail in _status_details(error):
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
@@ -121,6 +120,17 @@ def from_rpc_error(
     return error_response(code, message, resource_id=resource_id, field=field, problem=problem)
 
 
+def _status_details(error: grpc.aio.AioRpcError) -> list[Any]:
+    """The google.rpc.Status details of a failed call; none when they are missing or do not
+    belong to its status code (gRPC itself ended the call, e.g. over a metadata size limit,
+    after the server had written details for another code)."""
+    try:
+        status = rpc_status.from_call(error)  # type: ignore[arg-type]  # an AioRpcError is a call
+    except ValueError:
+        return []
+    return list(status.details) if status is not None else []
+
+
 def refused_by_grpc(
     error: grpc.aio.AioRpcError, request_bytes: int | None
 ) -> tuple[int, str] | None:
@@ -129,8 +139,7 @@ def refused_by_grpc(
     ErrorInfo) means "slow down" (429)."""
     if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
         return None
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]  # an AioRpcError is a call
-    for detail in status.details if status is not None else []:
+    for detail in _status_details(error):
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)

@@ -33,6 +33,18 @@ _CODES: list[tuple[type[DomainError], int, str]] = [
 ]
 
 
+# A status travels in trailing metadata, which clients refuse beyond 8 KiB by default: the
+# message appears twice there (grpc-message, percent-encoded, and grpc-status-details-bin,
+# base64), so the texts that can echo a caller's value are cut. With these, even four-byte
+# characters throughout stay under 7 KiB; a valid id (255 characters) is never cut.
+MAX_MESSAGE_CHARS = 240
+MAX_RESOURCE_ID_CHARS = 255
+
+
+def _bounded(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _packed(message: error_details_pb2.ErrorInfo | error_details_pb2.BadRequest) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
@@ -48,17 +60,17 @@ def to_status(error: DomainError) -> grpc.Status:
     info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN)
     resource_id = getattr(error, "resource_id", None)
     if resource_id:
-        info.metadata["resourceId"] = resource_id
+        info.metadata["resourceId"] = _bounded(resource_id, MAX_RESOURCE_ID_CHARS)
     if isinstance(error, NotFound):
         info.metadata["resourceType"] = error.resource_type
     details = [_packed(info)]
     if isinstance(error, InvalidArgument):
         violation = error_details_pb2.BadRequest.FieldViolation(
-            field=error.field, description=error.problem
+            field=_bounded(error.field), description=_bounded(error.problem)
         )
         details.append(_packed(error_details_pb2.BadRequest(field_violations=[violation])))
     return rpc_status.to_status(
-        status_pb2.Status(code=code, message=error.message, details=details)
+        status_pb2.Status(code=code, message=_bounded(error.message), details=details)
     )
 
 
