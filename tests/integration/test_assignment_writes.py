@@ -266,3 +266,30 @@ async def test_directory_names_enrich_assignments(
         "john@example.com",
     )
     assert known.legal_entity.name == "SomeCompany"
+
+
+async def test_directory_texts_with_control_characters_are_refused(
+    stubs: Stubs, tenant: str
+) -> None:
+    """PostgreSQL refuses NUL in text (it was INTERNAL there, accepted on SQLite): both
+    databases refuse control characters in names and e-mails, naming the field."""
+    from customersegment.v1 import directory_pb2
+
+    from tests.helpers import field_violations
+
+    for field in ("first_name", "last_name", "email"):
+        request = directory_pb2.UpsertCustomerRequest(tenant=tenant, customer_id="c1")
+        setattr(request, field, "a\x00b")
+        error = await expect_error(
+            stubs.directory.UpsertCustomer(request), grpc.StatusCode.INVALID_ARGUMENT
+        )
+        assert field_violations(error) == [field]
+    error = await expect_error(
+        stubs.directory.UpsertLegalEntity(
+            directory_pb2.UpsertLegalEntityRequest(
+                tenant=tenant, legal_entity_id="le1", name="line\nbreak"
+            )
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert field_violations(error) == ["name"]

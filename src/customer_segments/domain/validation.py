@@ -49,6 +49,19 @@ def optional_identifier(value: str, field: str) -> str:
     raise InvalidArgument(field, "must not start or end with whitespace")
 
 
+MAX_DISPLAY_TEXT = 255
+
+
+def display_text(value: str, field: str) -> str:
+    """A name or e-mail shown with assignments: at most 255 characters and no control
+    characters (PostgreSQL refuses NUL, and a line break has no place in a name)."""
+    if len(value) > MAX_DISPLAY_TEXT:
+        raise InvalidArgument(field, f"must have at most {MAX_DISPLAY_TEXT} characters")
+    if _CONTROL.search(value):
+        raise InvalidArgument(field, "must not contain control characters")
+    return value
+
+
 def localized_text(texts: dict[str, str], field: str) -> dict[str, str]:
     """Language code -> text: stored as JSON, so no NUL characters (PostgreSQL refuses them)."""
     for language, text in texts.items():

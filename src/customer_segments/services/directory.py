@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from customer_segments.domain import validation
-from customer_segments.domain.errors import InvalidArgument
 from customer_segments.domain.principal import Principal
 from customer_segments.services.audit import authorized_write
 from customer_segments.services.authorization import UseCase
 from customer_segments.store.store import Store
 
-MAX_TEXT = 255
-
 
 def _text(value: str, field: str) -> str | None:
-    if len(value) > MAX_TEXT:
-        raise InvalidArgument(field, f"must have at most {MAX_TEXT} characters")
-    return value or None
+    return validation.display_text(value, field) or None
 
 
 async def upsert_customer(
