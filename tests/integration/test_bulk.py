@@ -147,6 +147,32 @@ async def test_client_stream_must_keep_its_tenant_and_segment(
     )
 
 
+async def test_a_refused_stream_is_refused_while_the_client_still_writes(
+    stubs: Stubs, tenant: str, segment_id: str
+) -> None:
+    """The refusal, not INTERNAL ("Internal error from Core", which grpc.aio's client reports
+    when the call ends under a write): the server reads the rest of a refused stream first."""
+    for first_tenant, code in (("other", grpc.StatusCode.PERMISSION_DENIED), (tenant, None)):
+
+        async def messages(first: str = first_tenant) -> AsyncIterator[Any]:
+            yield pb.BulkRemoveAssignmentsRequest(tenant=first, segment_id=segment_id)
+            # A later message naming another segment is refused mid-stream.
+            yield pb.BulkRemoveAssignmentsRequest(
+                segment_id="other", items=[pb.BulkRemoveItem(customer_id="c")]
+            )
+            for _ in range(200):
+                yield pb.BulkRemoveAssignmentsRequest(items=[pb.BulkRemoveItem(customer_id="c")])
+
+        await expect_error(
+            results_of(
+                stubs.assignments.StreamRemoveAssignments(
+                    messages(), metadata=admin_metadata(tenant)
+                )
+            ),
+            code or grpc.StatusCode.INVALID_ARGUMENT,
+        )
+
+
 async def test_segment_deleted_mid_stream_reports_not_found_per_item(
     stubs: Stubs, tenant: str, segment_id: str
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -44,8 +45,24 @@ def _unary_response(
     return handle
 
 
+# A client still writing when its stream is refused sees "Internal error from Core"
+# (INTERNAL) instead of the refusal: grpc.aio's client marks its failed write that way. So the
+# rest of a refused stream is read and dropped first, for at most this long and this many
+# messages, which a client that never stops writing cannot stretch.
+DRAIN_SECONDS = 2.0
+DRAIN_MESSAGES = 10_000
+
+
+async def _drain(requests: AsyncIterator[Any]) -> None:
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            for _ in range(DRAIN_MESSAGES):
+                if await anext(requests, None) is None:
+                    return
+
+
 def _streaming_response(
-    method: str, behavior: Callable[..., AsyncIterator[Any]]
+    method: str, behavior: Callable[..., AsyncIterator[Any]], client_streams: bool
 ) -> Callable[..., AsyncIterator[Any]]:
     async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
         try:
@@ -54,6 +71,8 @@ def _streaming_response(
         except (asyncio.CancelledError, aio.AbortError):
             raise
         except Exception as error:
+            if client_streams:
+                await _drain(request)
             await _abort(context, method, error)
 
     return handle
@@ -103,7 +122,7 @@ def _wrap(handler: Handler, method: str) -> Handler:
     # A streaming handler either yields (async generator) or calls context.write() (coroutine,
     # as the health service's Watch does); each needs a wrapper of its own kind.
     wrapped = (
-        _streaming_response(method, behavior)
+        _streaming_response(method, behavior, handler.stream_stream is not None)
         if inspect.isasyncgenfunction(behavior)
         else _unary_response(method, behavior)
     )
