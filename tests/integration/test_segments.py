@@ -9,6 +9,9 @@ from customersegment.v1 import assignment_pb2 as apb
 from customersegment.v1 import segment_pb2 as pb
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from customer_segments.domain.assignment import AssignmentKey, AssignmentWrite
+from customer_segments.store.database import utc_now
+from customer_segments.store.store import Store
 from tests.conftest import Stubs
 from tests.helpers import expect_error, field_violations, loads
 
@@ -366,3 +369,33 @@ async def test_the_first_and_last_instants_are_kept_and_found(stubs: Stubs, tena
             "ISO 8601",
         )
         assert field_violations(error) == ["q"]
+
+
+async def test_deleting_a_segment_while_its_assignments_are_written(
+    store: Store, stubs: Stubs, tenant: str, segment_id: str
+) -> None:
+    """Each waits for the other instead of failing on the foreign key (it was INTERNAL on
+    PostgreSQL): a delete after an uncommitted write sees the assignment, and a write after an
+    uncommitted delete finds no segment."""
+    write = AssignmentWrite.parse(AssignmentKey.parse(tenant, segment_id, "c1", ""), "", "", None)
+    async with store.write() as connection:
+        await store.assignments.upsert(connection, write, utc_now())
+        delete = asyncio.ensure_future(
+            stubs.segments.DeleteSegment(
+                pb.DeleteSegmentRequest(tenant=tenant, segment_id=segment_id)
+            )
+        )
+        await asyncio.sleep(0.5)  # the delete reaches the database and waits there
+    await expect_error(delete, grpc.StatusCode.FAILED_PRECONDITION, "still has")
+
+    async with store.write() as connection:
+        await store.assignments.delete_all_in_segment(connection, tenant, segment_id)
+        assert await store.segments.get(connection, tenant, segment_id, lock=True) is not None
+        await store.segments.delete(connection, tenant, segment_id)
+        upsert = asyncio.ensure_future(
+            stubs.assignments.UpsertAssignment(
+                apb.UpsertAssignmentRequest(tenant=tenant, segment_id=segment_id, customer_id="c2")
+            )
+        )
+        await asyncio.sleep(0.5)
+    await expect_error(upsert, grpc.StatusCode.NOT_FOUND, segment_id)

@@ -30,9 +30,10 @@ from customer_segments.store.store import Store
 
 
 async def require_segment(
-    store: Store, connection: AsyncConnection, tenant: str, segment_id: str
+    store: Store, connection: AsyncConnection, tenant: str, segment_id: str, *, hold: bool = False
 ) -> None:
-    if not await store.segments.exists(connection, tenant, segment_id):
+    """NotFound unless the segment exists; `hold` (writes): and it stays until they commit."""
+    if not await store.segments.exists(connection, tenant, segment_id, hold=hold):
         raise NotFound("segment", segment_id)
 
 
@@ -79,7 +80,7 @@ async def write_assignment(store: Store, write: AssignmentWrite) -> UpsertOutcom
     """The upsert of an authorized, validated write (bulk calls retry items with it)."""
     key = write.key
     async with store.write() as connection:
-        await require_segment(store, connection, key.tenant, key.segment_id)
+        await require_segment(store, connection, key.tenant, key.segment_id, hold=True)
         version = await store.assignments.upsert(connection, write, utc_now())
         if version is None:
             raise VersionConflict(key.display_id)

@@ -191,7 +191,9 @@ async def delete_segment(
         validation.tenant(tenant)
         validation.identifier(segment_id, "segment_id")
         async with store.write() as connection:
-            if not await store.segments.exists(connection, tenant, segment_id):
+            # Locked first: a write of its assignments that is under way finishes before, and
+            # one that starts after waits, then finds the segment gone (NotFound).
+            if await store.segments.get(connection, tenant, segment_id, lock=True) is None:
                 raise NotFound("segment", segment_id)
             if await store.assignments.any_in_segment(connection, tenant, segment_id):
                 if not force:

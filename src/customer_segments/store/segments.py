@@ -121,6 +121,9 @@ class SegmentRepository:
         # SELECT ... FOR UPDATE on PostgreSQL; SQLite has one writer at a time anyway.
         self._get_locked = self._get.with_for_update()
         self._exists = select(sg.c.status).where(by_key)
+        # FOR KEY SHARE, the lock a foreign key check takes: the segment cannot be deleted
+        # until the transaction ends, while other writes to its assignments go on.
+        self._held = self._exists.with_for_update(key_share=True, read=True)
         self._delete = delete(sg).where(by_key)
         statement = insert(sg)
         self._insert = statement.on_conflict_do_nothing(
@@ -158,9 +161,14 @@ class SegmentRepository:
         row = (await connection.execute(statement, {"tenant": tenant, "id": segment_id})).first()
         return None if row is None else _to_segment(row)
 
-    async def exists(self, connection: AsyncConnection, tenant: str, segment_id: str) -> bool:
+    async def exists(
+        self, connection: AsyncConnection, tenant: str, segment_id: str, *, hold: bool = False
+    ) -> bool:
+        """`hold`: the segment stays until the transaction ends (a write of its assignments
+        must not race its deletion into a foreign key violation)."""
         params = {"tenant": tenant, "id": segment_id}
-        return (await connection.execute(self._exists, params)).first() is not None
+        statement = self._held if hold else self._exists
+        return (await connection.execute(statement, params)).first() is not None
 
     async def insert(
         self,
