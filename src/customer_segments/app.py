@@ -17,7 +17,7 @@ from typing import Any
 from customer_segments.auth.setup import shared_secret, token_verifier
 from customer_segments.auth.tokens import TokenVerifier
 from customer_segments.config import Settings
-from customer_segments.gateway.limits import HttpLimits
+from customer_segments.gateway.connection_limits import HttpLimits
 from customer_segments.gateway.process import GatewayOptions, start_gateway_process
 from customer_segments.grpc.server import ServerLimits, start_grpc_server
 from customer_segments.limits import MIB

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import pytest
 
-from customer_segments.gateway.limits import HttpLimits
+from customer_segments.gateway.connection_limits import HttpLimits
 from customer_segments.gateway.process import MODULE, GatewayOptions, gateway_arguments
 from tests.e2e.test_service_process import CLI, free_port
 

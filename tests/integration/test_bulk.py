@@ -172,6 +172,19 @@ async def test_a_refused_stream_is_refused_while_the_client_still_writes(
             code or grpc.StatusCode.INVALID_ARGUMENT,
         )
 
+    async def unauthenticated() -> AsyncIterator[Any]:
+        for _ in range(12):  # fewer than the 16 a caller without a valid token gets read
+            yield pb.BulkRemoveAssignmentsRequest(tenant=tenant, segment_id=segment_id)
+
+    await expect_error(
+        results_of(
+            stubs.assignments.StreamRemoveAssignments(
+                unauthenticated(), metadata=[("authorization", "Bearer expired.or.forged")]
+            )
+        ),
+        grpc.StatusCode.UNAUTHENTICATED,
+    )
+
 
 async def test_segment_deleted_mid_stream_reports_not_found_per_item(
     stubs: Stubs, tenant: str, segment_id: str

@@ -23,8 +23,8 @@ from customer_segments.app import server_limits
 from customer_segments.auth.tokens import TokenVerifier
 from customer_segments.config import Settings
 from customer_segments.gateway.app import Gateway, start_gateway
+from customer_segments.gateway.connection_limits import HttpLimits
 from customer_segments.gateway.http_server import STOPPING, log_accept_errors_once
-from customer_segments.gateway.limits import HttpLimits
 from customer_segments.grpc.server import MIB, GrpcServer, ServerLimits, start_grpc_server
 from customer_segments.store.database import Database
 from customer_segments.store.store import Store

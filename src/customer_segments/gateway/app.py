@@ -12,6 +12,7 @@ import grpc
 from aiohttp import web
 
 from customer_segments.gateway.assignment_routes import AssignmentRoutes
+from customer_segments.gateway.connection_limits import DEFAULT_HTTP_LIMITS, HttpLimits
 from customer_segments.gateway.errors import error_response, from_rpc_error
 from customer_segments.gateway.grpc_client import REQUEST_ID, GrpcClient, RpcFailed
 from customer_segments.gateway.http_server import (
@@ -20,7 +21,6 @@ from customer_segments.gateway.http_server import (
     add_probes,
     log_accept_errors_once,
 )
-from customer_segments.gateway.limits import DEFAULT_HTTP_LIMITS, HttpLimits
 from customer_segments.gateway.protocol import EmporixAppRunner
 from customer_segments.gateway.requests import BadRequest, check_request, request_id
 from customer_segments.gateway.segment_routes import SegmentRoutes

@@ -19,8 +19,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from customer_segments.gateway.connection_limits import HttpLimits
 from customer_segments.gateway.errors import error_body
-from customer_segments.gateway.limits import HttpLimits
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import socket
 import sys
 from typing import NamedTuple
 
-from customer_segments.gateway.limits import HttpLimits
+from customer_segments.gateway.connection_limits import HttpLimits
 from customer_segments.logs import configure_logging
 from customer_segments.shutdown import (
     children_ignore_stop_signals,

@@ -12,7 +12,7 @@ from typing import Any, TypeAlias
 import grpc
 from grpc import aio
 
-from customer_segments.domain.errors import DomainError
+from customer_segments.domain.errors import DomainError, Unauthenticated
 from customer_segments.grpc.errors import internal_status, to_status
 
 log = logging.getLogger(__name__)
@@ -46,17 +46,26 @@ def _unary_response(
 
 
 # A client still writing when its stream is refused sees "Internal error from Core"
-# (INTERNAL) instead of the refusal: grpc.aio's client marks its failed write that way. So the
-# rest of a refused stream is read and dropped first, for at most this long and this many
-# messages, which a client that never stops writing cannot stretch.
+# (INTERNAL) instead of the refusal: grpc.aio's client marks its failed write that way (an
+# import whose token expired would not learn why). So the rest of a refused stream is read and
+# dropped first, for at most this long and this many messages, which a client that never stops
+# writing cannot stretch. A caller without a valid token gets much less: its messages are what
+# the auth interceptor refuses to read at all.
 DRAIN_SECONDS = 2.0
 DRAIN_MESSAGES = 10_000
+UNAUTHENTICATED_DRAIN_SECONDS = 0.25
+UNAUTHENTICATED_DRAIN_MESSAGES = 16
 
 
-async def _drain(requests: AsyncIterator[Any]) -> None:
+async def _drain(requests: AsyncIterator[Any], error: Exception) -> None:
+    seconds, messages = (
+        (UNAUTHENTICATED_DRAIN_SECONDS, UNAUTHENTICATED_DRAIN_MESSAGES)
+        if isinstance(error, Unauthenticated)
+        else (DRAIN_SECONDS, DRAIN_MESSAGES)
+    )
     with contextlib.suppress(Exception):
-        async with asyncio.timeout(DRAIN_SECONDS):
-            for _ in range(DRAIN_MESSAGES):
+        async with asyncio.timeout(seconds):
+            for _ in range(messages):
                 if await anext(requests, None) is None:
                     return
 
@@ -72,7 +81,7 @@ def _streaming_response(
             raise
         except Exception as error:
             if client_streams:
-                await _drain(request)
+                await _drain(request, error)
             await _abort(context, method, error)
 
     return handle
