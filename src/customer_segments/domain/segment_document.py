@@ -90,7 +90,7 @@ class PatchInput(NamedTuple):
 
     def parsed(self, number: int) -> PatchOperation:
         """`number`: the operation's 1-based position, which names it in errors."""
-        if self.op == "remove":
+        if self.op not in ("add", "replace"):  # no value; an unknown op is refused by its name
             return PatchOperation(self.op, self.path)
         value = validation.json_value(self.value_json, f"operations[{number}].value_json")
         return PatchOperation(self.op, self.path, value)
