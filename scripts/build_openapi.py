@@ -80,7 +80,6 @@ def build(emporix: dict[str, Any]) -> dict[str, Any]:
     served = copy.deepcopy(emporix)
     served["info"]["title"] = "Customer Segment Service (self-hosted)"
     served["info"]["version"] = "1"
-    served["servers"] = [{"url": "http://localhost:8080"}]
     served["tags"] = [tag for tag in served["tags"] if tag["name"] in SERVED_TAGS]
     paths: dict[str, Any] = {}
     for path, item in emporix["paths"].items():
@@ -104,7 +103,42 @@ def build(emporix: dict[str, Any]) -> dict[str, Any]:
             kept[method] = operation
         paths[path] = kept
     served["paths"] = paths
+    _self_hosted_access(served)
     return served
+
+
+# Emporix's tokens come from its own host; here the caller brings a JWT of the issuer the
+# service trusts (README, Authorization), and the gateway is wherever it is served from.
+BEARER = "BearerToken"
+BEARER_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "JWT",
+    "description": "A JWT of the issuer the service is configured to trust (its JWKS); "
+    "the scopes an operation needs are in its x-scopes.",
+}
+
+
+def _self_hosted_access(served: dict[str, Any]) -> None:
+    """A relative server (the host the document is fetched from) and bearer tokens instead of
+    the Emporix OAuth2 token URL; each operation's scopes stay, as x-scopes."""
+    served["servers"] = [{"url": "/"}]
+    served["components"]["securitySchemes"] = {BEARER: BEARER_SCHEME}
+    served["security"] = [{BEARER: []}]
+    for item in served["paths"].values():
+        for method in METHODS & set(item):
+            operation = item[method]
+            scopes = sorted(
+                {
+                    scope
+                    for requirement in operation.get("security", [])
+                    for scopes in requirement.values()
+                    for scope in scopes
+                }
+            )
+            operation["security"] = [{BEARER: []}]
+            if scopes:
+                operation["x-scopes"] = scopes
 
 
 if __name__ == "__main__":

@@ -61,6 +61,8 @@ async def test_create_get_upsert_patch_delete(http: aiohttp.ClientSession, tenan
         [{"op": "replace", "path": "/status", "value": "INACTIVE"}],
         [{"op": "replace", "path": "/name", "value": {"en": "New name"}}],
         [{"op": "remove", "path": "/description"}],
+        # RFC 6902: an add needs the parent; the example's replace then finds the member.
+        [{"op": "add", "path": "/mixins/productCustomAttributes", "value": {}}],
         [{"op": "add", "path": "/mixins/productCustomAttributes/pricingMeasurePrice", "value": 10}],
         [
             {

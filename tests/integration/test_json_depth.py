@@ -168,14 +168,15 @@ async def test_patch_refuses_deeper_mixins(stubs: Stubs, tenant: str) -> None:
     )
     deepest_value = nested_text(MAX_JSON_DEPTH - 1)  # under /mixins/x: the deepest allowed
     await stubs.segments.PatchSegment(patch(tenant, "s1", ("add", "/mixins/x", deepest_value)))
-    long_path = "/mixins" + "/a" * (MAX_JSON_DEPTH + 1)  # 65 levels: the mixins and 64 below
+    # Into the innermost array of deepest_value (the 64th level): a value there is the 65th.
+    innermost = "/mixins/x" + "/a" * ((MAX_JSON_DEPTH) // 2) + "/0" * (MAX_JSON_DEPTH // 2 - 2)
     for operation, field in [
         (("add", "/mixins/x", nested_text(MAX_JSON_DEPTH)), "mixins"),
         (("add", "/metadata/mixins/x", nested_text(MAX_JSON_DEPTH)), "metadata.mixins"),
         (("add", "/mixins/x", nested_text(975)), "operations[1].value_json"),
         (("add", "/mixins/x", nested_text(5_000)), "operations[1].value_json"),
-        (("add", long_path, "1"), "mixins"),
-        (("add", "/mixins" + "/a" * 5_000, "1"), "mixins"),
+        (("add", f"{innermost}/-", "[]"), "mixins"),
+        (("replace", f"{innermost}/0", "{}"), "mixins"),
     ]:
         error = await expect_error(
             stubs.segments.PatchSegment(patch(tenant, "s1", operation)),
@@ -187,6 +188,14 @@ async def test_patch_refuses_deeper_mixins(stubs: Stubs, tenant: str) -> None:
         segment_pb2.GetSegmentRequest(tenant=tenant, segment_id="s1")
     )
     assert json.loads(got.mixins_json) == {"x": json.loads(deepest_value)}
+    # A long path does not build the levels it names (RFC 6902: a missing parent is an error).
+    for long_path in ("/mixins" + "/a" * (MAX_JSON_DEPTH + 1), "/mixins" + "/a" * 5_000):
+        error = await expect_error(
+            stubs.segments.PatchSegment(patch(tenant, "s1", ("add", long_path, "1"))),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "does not exist",
+        )
+        assert field_violations(error) == ["operations[1].path"]
 
 
 # REST: the same limit, answered 400 naming the field of the REST body. A body hundreds of
@@ -263,15 +272,14 @@ async def test_rest_segment_writes_refuse_deeper_mixins(
     patch_body = _json_body('[{"op":"add","path":"/mixins/x","value":', depth, "}]")
     _assert_400(await _send(http, "PATCH", f"{url}/s1", patch_body), _named("[1].value", depth))
     long_path = "/mixins" + "/a" * (MAX_JSON_DEPTH + 1)
-    _assert_400(
-        await _send(
-            http,
-            "PATCH",
-            f"{url}/s1",
-            json.dumps([{"op": "add", "path": long_path, "value": 1}]).encode(),
-        ),
-        ("mixins",),
+    status, body = await _send(
+        http,
+        "PATCH",
+        f"{url}/s1",
+        json.dumps([{"op": "add", "path": long_path, "value": 1}]).encode(),
     )
+    assert status == 400 and body["details"]["field"] == "[1].path", body
+    assert "does not exist" in body["message"]
 
 
 # Rows written before the limit existed (here straight into the table) may be deeper.

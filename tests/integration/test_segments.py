@@ -222,7 +222,7 @@ async def test_patch_applies_every_operation_in_order_and_bumps_the_version(
             ("add", "/name/fr", '"Segment doré"'),
             ("remove", "/name/de", ""),
             ("remove", "/description", ""),
-            ("add", "/mixins/attributes/price", "10"),
+            ("add", "/mixins/attributes", '{"price": 10}'),
             ("replace", "/mixins/attributes/price", "15"),
             ("add", "/metadata/mixins/attributes", '"https://example.com/schema.json"'),
             ("add", "/validity/to", '"2030-01-01T00:00:00Z"'),
@@ -251,13 +251,14 @@ async def test_patch_is_all_or_nothing_and_names_the_operation(stubs: Stubs, ten
     cases = [
         # (operations, field named, message fragment)
         (
-            [("replace", "/status", '"ACTIVE"'), ("replace", "/no/such", "1")],
+            [("replace", "/status", '"ACTIVE"'), ("replace", "/mixins/no/such", "1")],
             "operations[2].path",
             "does not exist",
         ),
         ([("move", "/status", '"ACTIVE"')], "operations[1].op", "add, remove, replace"),
         ([("replace", "/id", '"other"')], "operations[1].path", "cannot patch"),
         ([("replace", "/metadata", "{}")], "operations[1].path", "cannot patch"),
+        ([("replace", "/no/such", "1")], "operations[1].path", "cannot patch"),
         ([("add", "/mixins/x", "{not json")], "operations[1].value_json", "not valid JSON"),
         ([("add", "/mixins/x", "NaN")], "operations[1].value_json", "not valid JSON"),
         ([("remove", "/name", "")], "name", "required"),

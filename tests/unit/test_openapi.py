@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+import schemathesis
 import yaml
 
 from customer_segments.gateway.app import OPENAPI, create_app
@@ -49,3 +50,29 @@ def test_list_operations_describe_cursor_paging() -> None:
         assert {"next", "prev"} <= names, path
         headers = operation["responses"]["200"]["headers"]
         assert {"X-Next-Cursor", "X-Prev-Cursor", "X-Total-Count"} <= set(headers), path
+
+
+def test_served_description_names_no_fixed_host_and_no_emporix_token_url() -> None:
+    document = yaml.safe_load(OPENAPI.read_text())
+    assert document["servers"] == [{"url": "/"}]  # wherever it is fetched from
+    schemes = document["components"]["securitySchemes"]
+    assert "emporix.io" not in OPENAPI.read_text().split("securitySchemes:")[1]
+    assert all(scheme["type"] == "http" for scheme in schemes.values())
+    requirements = [*document["security"]] + [
+        requirement
+        for item in document["paths"].values()
+        for method, operation in item.items()
+        if method.upper() in METHODS
+        for requirement in operation["security"]
+    ]
+    assert requirements and all(set(r) <= set(schemes) for r in requirements)
+    patch = document["paths"]["/customer-segment/{tenant}/segments/{segmentId}"]["patch"]
+    assert patch["x-scopes"] == ["customersegment.segment_manage"]
+
+
+def test_served_description_loads_in_schemathesis() -> None:
+    schema = schemathesis.openapi.from_dict(yaml.safe_load(OPENAPI.read_text()))
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) == sum(
+        method.upper() in METHODS for item in schema.raw_schema["paths"].values() for method in item
+    )

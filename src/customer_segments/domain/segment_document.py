@@ -7,11 +7,13 @@ write scope (the gateway would have to read the segment first, with the caller's
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NamedTuple
 
+import jsonpatch
+from jsonpatch import JsonPatchException, JsonPatchPathNotFound
+from jsonpointer import JsonPointer, JsonPointerException
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -88,15 +90,25 @@ class PatchInput(NamedTuple):
 
     def parsed(self, number: int) -> PatchOperation:
         """`number`: the operation's 1-based position, which names it in errors."""
-        if self.op == "remove":
+        if self.op not in ("add", "replace"):  # no value; an unknown op is refused by its name
             return PatchOperation(self.op, self.path)
         value = validation.json_value(self.value_json, f"operations[{number}].value_json")
         return PatchOperation(self.op, self.path, value)
 
 
 PATCH_OPERATIONS = ("add", "remove", "replace")
-# The document as a whole, its id and its output-only metadata are not the caller's to patch.
-_UNPATCHABLE = ("/", "/id", "/metadata")
+# What a caller may patch, by the first parts of the path: not the document as a whole, its id
+# or its output-only metadata (version, createdAt, modifiedAt); only metadata.mixins of it.
+_PATCHABLE = (
+    ("name",),
+    ("description",),
+    ("validity",),
+    ("status",),
+    ("siteCode",),
+    ("mixins",),
+    ("metadata", "mixins"),
+)
+_PATCHABLE_NAMES = ", ".join("/" + "/".join(prefix) for prefix in _PATCHABLE)
 
 
 def patched_fields(segment: Segment, operations: Sequence[PatchOperation]) -> SegmentFields:
@@ -104,7 +116,7 @@ def patched_fields(segment: Segment, operations: Sequence[PatchOperation]) -> Se
     problems are named `operations[n].op`/`.path` (1-based) or after the document's fields."""
     document = _document(segment)
     for number, operation in enumerate(operations, start=1):
-        _apply(document, operation, f"operations[{number}]")
+        document = _apply(document, operation, f"operations[{number}]")
     # Before anything recursive sees the result: a long path nests as deep as it has parts.
     metadata = document.get("metadata")
     for name, value in (
@@ -133,7 +145,8 @@ def patched_fields(segment: Segment, operations: Sequence[PatchOperation]) -> Se
 
 
 def _document(segment: Segment) -> dict[str, Any]:
-    """The writable part of the segment, as GET shows it."""
+    """The writable part of the segment, as GET shows it, but with every object member present
+    (empty if unset), so that an `add` of one of its members has a parent (RFC 6902, 4.1)."""
     document: dict[str, Any] = {
         "name": dict(segment.name),
         "description": dict(segment.description),
@@ -142,13 +155,11 @@ def _document(segment: Segment) -> dict[str, Any]:
         "mixins": _copy(segment.mixins),
         "metadata": {"mixins": _copy(segment.metadata_mixins)},
     }
-    validity = {
+    document["validity"] = {
         name: moment.isoformat()
         for name, moment in (("from", segment.validity_from), ("to", segment.validity_to))
         if moment is not None
     }
-    if validity:
-        document["validity"] = validity
     return document
 
 
@@ -159,21 +170,35 @@ def _copy(document: dict[str, Any]) -> dict[str, Any]:
     return copied
 
 
-def _apply(document: dict[str, Any], operation: PatchOperation, where: str) -> None:
+def _apply(document: dict[str, Any], operation: PatchOperation, where: str) -> dict[str, Any]:
+    """The document after one operation (RFC 6902, by jsonpatch), changed in place."""
     if operation.op not in PATCH_OPERATIONS:
         raise InvalidArgument(f"{where}.op", f"must be one of {', '.join(PATCH_OPERATIONS)}")
-    if not operation.path.startswith("/") or operation.path in _UNPATCHABLE:
-        raise InvalidArgument(f"{where}.path", f"cannot patch '{operation.path}'")
-    parts = [part.replace("~1", "/").replace("~0", "~") for part in operation.path[1:].split("/")]
-    parent: Any = document
-    for part in parts[:-1]:
-        if not isinstance(parent, dict):
-            raise InvalidArgument(f"{where}.path", f"'{operation.path}' does not exist")
-        parent = parent.setdefault(part, {}) if operation.op == "add" else parent.get(part)
-    last = parts[-1]
-    if not isinstance(parent, dict) or (operation.op != "add" and last not in parent):
-        raise InvalidArgument(f"{where}.path", f"'{operation.path}' does not exist")
-    if operation.op == "remove":
-        del parent[last]
-    else:
-        parent[last] = copy.deepcopy(operation.value)
+    try:
+        parts = JsonPointer(operation.path).parts
+    except JsonPointerException as error:
+        raise InvalidArgument(f"{where}.path", f"is not a JSON pointer ({error})") from None
+    if not any(tuple(parts[: len(prefix)]) == prefix for prefix in _PATCHABLE):
+        raise InvalidArgument(
+            f"{where}.path", f"cannot patch '{operation.path}' (patchable: {_PATCHABLE_NAMES})"
+        )
+    member: dict[str, Any] = {"op": operation.op, "path": operation.path}
+    if operation.op != "remove":
+        member["value"] = operation.value
+    try:
+        # In place: the document is already a copy, and deepcopy recurses twice per level.
+        patched: dict[str, Any] = jsonpatch.JsonPatch([member]).apply(document, in_place=True)
+    except (JsonPatchException, JsonPointerException) as error:
+        raise InvalidArgument(f"{where}.path", _refusal(operation.path, error)) from None
+    return patched
+
+
+def _refusal(path: str, error: Exception) -> str:
+    """The reason first: a long path is cut short in the error message."""
+    reason = str(error)
+    if isinstance(error, JsonPatchPathNotFound):
+        return f"does not exist: '{path}'"
+    # jsonpointer's "member 'x' not found in {...}" would quote the whole parent document.
+    if " not found in " in reason:
+        return f"its parent does not exist: '{path}'"
+    return f"{reason}: '{path}'"
