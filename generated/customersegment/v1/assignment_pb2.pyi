@@ -272,10 +272,15 @@ class RemoveAssignmentRequest(_message.Message):
     SEGMENT_ID_FIELD_NUMBER: _builtins.int
     CUSTOMER_ID_FIELD_NUMBER: _builtins.int
     LEGAL_ENTITY_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     segment_id: _builtins.str
     customer_id: _builtins.str
     legal_entity_id: _builtins.str
+    version: _builtins.int
+    """When set, the removal happens only if the assignment exists at this version (ABORTED
+    otherwise, also when it does not exist).
+    """
     def __init__(
         self,
         *,
@@ -283,12 +288,15 @@ class RemoveAssignmentRequest(_message.Message):
         segment_id: _builtins.str = ...,
         customer_id: _builtins.str = ...,
         legal_entity_id: _builtins.str = ...,
+        version: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "legal_entity_id", b"legal_entity_id", "segment_id", b"segment_id", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "customer_id", b"customer_id", "legal_entity_id", b"legal_entity_id", "segment_id", b"segment_id", "tenant", b"tenant", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__version: _TypeAlias = _typing.Literal["version"]  # noqa: Y015
+    _WhichOneofArgType__version: _TypeAlias = _typing.Literal["_version", b"_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__version) -> _WhichOneofReturnType__version | None: ...
 
 Global___RemoveAssignmentRequest: _TypeAlias = RemoveAssignmentRequest  # noqa: Y015
 

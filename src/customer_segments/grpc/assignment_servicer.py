@@ -102,6 +102,7 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
             request.segment_id,
             request.customer_id,
             request.legal_entity_id,
+            version=request.version if request.HasField("version") else None,
         )
         return empty_pb2.Empty()
 

@@ -12,7 +12,12 @@ from customer_segments.domain.assignment import (
     UpsertOutcome,
     is_creation,
 )
-from customer_segments.domain.errors import NotFound, PermissionDenied, VersionConflict
+from customer_segments.domain.errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    VersionConflict,
+)
 from customer_segments.domain.listing import Page
 from customer_segments.domain.principal import Principal
 from customer_segments.query.syntax import Compare, Condition, Field, FieldKind, IsNull, Operator
@@ -96,13 +101,20 @@ async def remove_assignment(
     segment_id: str,
     customer_id: str,
     legal_entity_id: str = "",
+    *,
+    version: int | None = None,
 ) -> None:
-    """Idempotent: removing an assignment that does not exist succeeds."""
+    """Idempotent: removing an assignment that does not exist succeeds, unless `version` is
+    given: then it must exist at that version (VersionConflict otherwise)."""
     with authorized_write(principal, UseCase.REMOVE_ASSIGNMENT, tenant, segment_id):
         key = AssignmentKey.parse(tenant, segment_id, customer_id, legal_entity_id)
+        if version is not None and version < 1:
+            raise InvalidArgument("version", "must be at least 1")
         async with store.write() as connection:
             await require_segment(store, connection, key.tenant, key.segment_id)
-            await store.assignments.delete(connection, key)
+            removed = await store.assignments.delete(connection, key, version)
+            if version is not None and not removed:
+                raise VersionConflict(key.display_id)
 
 
 async def list_assignments(
