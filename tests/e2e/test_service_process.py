@@ -426,7 +426,10 @@ def test_rest_gateway_in_serve_and_on_its_own(embedded: Service) -> None:
         authorization = {"Authorization": f"Bearer {embedded.admin_token}"}
         created = urllib.request.urlopen(
             urllib.request.Request(
-                f"{embedded.http}{url}", data=b"{}", method="PUT", headers=authorization
+                f"{embedded.http}{url}",
+                data=b"{}",
+                method="PUT",
+                headers={**authorization, "Content-Type": "application/json"},
             )
         )
         assert created.status == 201
