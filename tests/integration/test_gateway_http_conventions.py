@@ -14,6 +14,7 @@ from customersegment.v1 import assignment_pb2, segment_pb2
 from customer_segments.gateway.app import start_gateway
 from tests.conftest import Stubs
 from tests.e2e.test_service_process import free_port
+from tests.helpers import bearer
 from tests.integration.test_gateway_assignments import answer, assert_error, base
 from tests.integration.test_gateway_segments import GOLDEN, segments
 
@@ -168,6 +169,74 @@ async def test_grpc_writes_with_a_version_are_aborted_when_it_is_not_the_stored_
     await stubs.segments.DeleteSegment(
         segment_pb2.DeleteSegmentRequest(tenant=tenant, segment_id=segment_id, version=1)
     )
+
+
+async def test_if_match_needs_no_read_scope_and_creates_nothing(
+    http: aiohttp.ClientSession, tenant: str, segment_id: str
+) -> None:
+    """The service checks If-Match in the write itself: a token that may only write is enough,
+    and an absent resource is 412 however the race with a delete goes."""
+    manage = {"Authorization": bearer(tenant, "customersegment.segment_manage")}
+    url = f"{base(tenant, segment_id)}/c8"
+    assert await _put(http, url, {}, **manage, **{"If-Match": '"1"'}) == 412
+    async with http.get(url) as response:
+        assert response.status == 404
+    assert await _put(http, url, {}) == 201
+    for condition in ('"1"', "*"):  # now 2, then 3
+        assert await _put(http, url, {}, **manage, **{"If-Match": condition}) == 204, condition
+    assert await _put(http, url, {}, **manage, **{"If-Match": '"abc"'}) == 412
+    segment = f"{segments(tenant)}/{segment_id}"
+    document = {"name": {"en": "Gold"}, "siteCode": "main", "status": "ACTIVE"}
+    assert await _put(http, segment, document, **manage, **{"If-Match": '"1"'}) == 204
+    async with http.delete(
+        f"{segments(tenant)}/absent", headers={**manage, "If-Match": "*"}
+    ) as response:
+        assert response.status == 412
+
+
+async def test_grpc_writes_that_must_find_the_resource_never_create_it(
+    stubs: Stubs, tenant: str, segment_id: str
+) -> None:
+    key = {"tenant": tenant, "segment_id": segment_id, "customer_id": "c9"}
+    for call in (
+        stubs.assignments.UpsertAssignment(
+            assignment_pb2.UpsertAssignmentRequest(**key, version=1, must_exist=True)
+        ),
+        stubs.assignments.UpsertAssignment(
+            assignment_pb2.UpsertAssignmentRequest(**key, must_exist=True)
+        ),
+        stubs.assignments.RemoveAssignment(
+            assignment_pb2.RemoveAssignmentRequest(**key, must_exist=True)
+        ),
+        stubs.segments.UpsertSegment(
+            segment_pb2.UpsertSegmentRequest(
+                tenant=tenant,
+                segment_id="absent",
+                segment=segment_pb2.Segment(name={"en": "A"}, site_code="main"),
+                must_exist=True,
+            )
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call
+        assert refused.value.code() == grpc.StatusCode.ABORTED
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await stubs.assignments.GetAssignment(assignment_pb2.GetAssignmentRequest(**key))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await stubs.segments.GetSegment(
+            segment_pb2.GetSegmentRequest(tenant=tenant, segment_id="absent")
+        )
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    written = await stubs.segments.UpsertSegment(
+        segment_pb2.UpsertSegmentRequest(
+            tenant=tenant,
+            segment_id=segment_id,
+            segment=segment_pb2.Segment(name={"en": "Gold"}, site_code="main"),
+            must_exist=True,
+        )
+    )
+    assert not written.created and written.segment.metadata.version == 2
 
 
 @pytest.mark.parametrize(

@@ -215,10 +215,13 @@ class UpsertSegmentRequest(_message.Message):
     SEGMENT_ID_FIELD_NUMBER: _builtins.int
     SEGMENT_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    MUST_EXIST_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     segment_id: _builtins.str
     version: _builtins.int
     """When set, the write happens only if the stored version equals it (ABORTED otherwise)."""
+    must_exist: _builtins.bool
+    """When true, a segment that does not exist is not created: ABORTED (REST If-Match)."""
     @_builtins.property
     def segment(self) -> Global___Segment:
         """`segment.id` is ignored in favour of `segment_id`."""
@@ -230,10 +233,11 @@ class UpsertSegmentRequest(_message.Message):
         segment_id: _builtins.str = ...,
         segment: Global___Segment | None = ...,
         version: _builtins.int | None = ...,
+        must_exist: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "segment", b"segment", "version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "segment", b"segment", "segment_id", b"segment_id", "tenant", b"tenant", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "must_exist", b"must_exist", "segment", b"segment", "segment_id", b"segment_id", "tenant", b"tenant", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__version: _TypeAlias = _typing.Literal["version"]  # noqa: Y015
     _WhichOneofArgType__version: _TypeAlias = _typing.Literal["_version", b"_version"]  # noqa: Y015

@@ -11,8 +11,9 @@ from customersegment.v1 import assignment_pb2
 from customer_segments.gateway import render
 from customer_segments.gateway.conditions import (
     CONDITIONAL,
+    Expectation,
     etag,
-    expected_version,
+    expectation,
     if_match,
     not_modified,
 )
@@ -111,18 +112,15 @@ class AssignmentRoutes:
             render.select(body, paths) if paths else body, headers={"ETag": etag(version)}
         )
 
-    async def _expected_version(
-        self, request: web.Request, body_version: int | None, *, creates: bool = False
-    ) -> int | None:
+    async def _expectation(self, request: web.Request, body_version: int | None) -> Expectation:
         condition = if_match(request)
         if condition is not None:
             request[CONDITIONAL] = True
-        return await expected_version(
+        return await expectation(
             condition,
             body_version,
             request.match_info["customerId"],
             lambda: self._current_version(request),
-            creates=creates,
         )
 
     async def upsert_assignment(self, request: web.Request) -> web.StreamResponse:
@@ -134,11 +132,12 @@ class AssignmentRoutes:
             mixins_json=mixins_json(upsert.mixins),
             metadata_mixins_json=mixins_json(upsert.metadata.mixins if upsert.metadata else None),
         )
-        version = await self._expected_version(
-            request, upsert.metadata.version if upsert.metadata else None, creates=True
+        expected = await self._expectation(
+            request, upsert.metadata.version if upsert.metadata else None
         )
-        if version is not None:
-            message.version = version
+        if expected.version is not None:
+            message.version = expected.version
+        message.must_exist = expected.must_exist
         answer = await self.client.call(request, self.client.assignments.UpsertAssignment, message)
         if answer.created:
             return web.Response(status=201, headers={"Location": request.rel_url.raw_path})
@@ -146,9 +145,10 @@ class AssignmentRoutes:
 
     async def remove_assignment(self, request: web.Request) -> web.StreamResponse:
         message = assignment_pb2.RemoveAssignmentRequest(**_key(request))
-        version = await self._expected_version(request, None)
-        if version is not None:
-            message.version = version
+        expected = await self._expectation(request, None)
+        if expected.version is not None:
+            message.version = expected.version
+        message.must_exist = expected.must_exist
         await self.client.call(request, self.client.assignments.RemoveAssignment, message)
         return web.Response(status=204)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 from aiohttp import web
 
@@ -81,28 +82,37 @@ class PreconditionFailed(Exception):
         self.resource_id = resource_id
 
 
-async def expected_version(
+class Expectation(NamedTuple):
+    """What a conditional write asks of the service: the version to find (None: any) and
+    whether the resource must exist (never created, never silently absent)."""
+
+    version: int | None
+    must_exist: bool
+
+
+async def expectation(
     condition: IfMatch | None,
     body_version: int | None,
     resource_id: str,
     current_version: Callable[[], Awaitable[int | None]],
-    *,
-    creates: bool,
-) -> int | None:
-    """The version a conditional write passes to the service, which checks it in the write's
-    transaction. With If-Match, a body metadata.version it does not allow is 412; `*`, several
-    tags, or a write that `creates` what is absent (PUT: the service ignores the version of an
-    absent resource) are resolved by reading the current version first (absent: 412), which
-    the write then requires, so a change in between is still refused."""
+) -> Expectation:
+    """The service checks it in the write's transaction. With If-Match, a body
+    metadata.version it does not allow is 412 at once, as is a list without a strong
+    numeric tag. Only a list of several tags is resolved by reading the current version first
+    (absent: 412), which the write then requires, so a change in between is still refused."""
     if condition is None:
-        return body_version
-    if body_version is not None and not condition.allows(body_version):
+        return Expectation(body_version, must_exist=False)
+    if body_version is not None:
+        if not condition.allows(body_version):
+            raise PreconditionFailed(resource_id)
+        return Expectation(body_version, must_exist=True)
+    if condition.anything:
+        return Expectation(None, must_exist=True)
+    if not condition.versions:
         raise PreconditionFailed(resource_id)
-    if not creates and (body_version is not None or condition.single is not None):
-        return body_version if body_version is not None else condition.single
+    if condition.single is not None:
+        return Expectation(condition.single, must_exist=True)
     current = await current_version()
     if current is None or not condition.allows(current):
         raise PreconditionFailed(resource_id)
-    if body_version is not None and body_version != current:
-        raise PreconditionFailed(resource_id)
-    return current
+    return Expectation(current, must_exist=True)

@@ -100,12 +100,14 @@ def from_rpc_error(
     """The REST answer to a failed gRPC call, with the field and resource it names.
     `request_bytes`, the size of the request sent, tells a request too large from an answer
     too large when gRPC refuses a message. `conditional`: the version the call expected came
-    from If-Match, so a version conflict is 412 (the body's metadata.version keeps 409)."""
+    from If-Match, so a version conflict, or a resource (or segment) that does not exist, is 412
+    (RFC 9110: If-Match never holds without a current representation); the body's
+    metadata.version keeps its 409."""
     refused = refused_by_grpc(error, request_bytes)
     if refused is not None:
         return error_response(*refused)
     code = HTTP_STATUS_OF.get(error.code(), 500)
-    if conditional and error.code() == grpc.StatusCode.ABORTED:
+    if conditional and error.code() in (grpc.StatusCode.ABORTED, grpc.StatusCode.NOT_FOUND):
         code = 412
     message = error.details() or HTTPStatus(code if code != 499 else 400).phrase
     if code >= 500:

@@ -16,8 +16,9 @@ from customer_segments.domain.segment_document import SegmentDocument
 from customer_segments.gateway import render
 from customer_segments.gateway.conditions import (
     CONDITIONAL,
+    Expectation,
     etag,
-    expected_version,
+    expectation,
     if_match,
     not_modified,
 )
@@ -158,18 +159,15 @@ class SegmentRoutes:
                 return None
             raise
 
-    async def _expected_version(
-        self, request: web.Request, body_version: int | None, *, creates: bool = False
-    ) -> int | None:
+    async def _expectation(self, request: web.Request, body_version: int | None) -> Expectation:
         condition = if_match(request)
         if condition is not None:
             request[CONDITIONAL] = True
-        return await expected_version(
+        return await expectation(
             condition,
             body_version,
             request.match_info["segmentId"],
             lambda: self._current_version(request),
-            creates=creates,
         )
 
     async def get_segment(self, request: web.Request) -> web.StreamResponse:
@@ -189,11 +187,12 @@ class SegmentRoutes:
         message = _upsert_request(
             request.match_info["tenant"], request.match_info["segmentId"], upsert
         )
-        version = await self._expected_version(
-            request, message.version if message.HasField("version") else None, creates=True
+        expected = await self._expectation(
+            request, message.version if message.HasField("version") else None
         )
-        if version is not None:
-            message.version = version
+        if expected.version is not None:
+            message.version = expected.version
+        message.must_exist = expected.must_exist
         answer = await self.client.call(request, self.client.segments.UpsertSegment, message)
         if answer.created:
             # {"id"} as documented.
@@ -220,9 +219,9 @@ class SegmentRoutes:
                 for operation in operations
             ],
         )
-        version = await self._expected_version(request, None)
-        if version is not None:
-            message.version = version
+        expected = await self._expectation(request, None)
+        if expected.version is not None:
+            message.version = expected.version
         await self.client.call(request, self.client.segments.PatchSegment, message)
         return web.Response(status=204)
 
@@ -232,9 +231,9 @@ class SegmentRoutes:
             segment_id=request.match_info["segmentId"],
             force=_force(request),
         )
-        version = await self._expected_version(request, None)
-        if version is not None:
-            message.version = version
+        expected = await self._expectation(request, None)
+        if expected.version is not None:
+            message.version = expected.version
         await self.client.call(request, self.client.segments.DeleteSegment, message)
         return web.Response(status=204)
 

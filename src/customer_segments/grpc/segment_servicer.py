@@ -58,6 +58,7 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
             request.segment_id,
             _input(request.segment),
             request.version if request.HasField("version") else None,
+            must_exist=request.must_exist,
         )
         return segment_pb2.UpsertSegmentResponse(
             created=outcome.created, segment=segment_to_proto(outcome.segment)

@@ -63,7 +63,11 @@ async def upsert_segment(
     segment_id: str,
     segment: SegmentInput,
     expected_version: int | None,
+    *,
+    must_exist: bool = False,
 ) -> SegmentUpsertOutcome:
+    """With `expected_version`, only if that is the stored one (an absent segment is created
+    whatever it is); with `must_exist`, never creates."""
     with authorized_write(principal, UseCase.UPSERT_SEGMENT, tenant, segment_id):
         fields = segment.validated()
         validation.tenant(tenant)
@@ -74,6 +78,8 @@ async def upsert_segment(
             written = await store.segments.upsert(
                 connection, tenant, segment_id, fields, expected_version, utc_now()
             )
+            if written is not None and must_exist and written.version == 1:
+                raise VersionConflict(segment_id)  # rolls the creation back
         if written is None:
             raise VersionConflict(segment_id)
         return SegmentUpsertOutcome(created=written.version == 1, segment=written)
