@@ -13,7 +13,8 @@ from aiohttp import web
 _ENTITY_TAG = re.compile(r'(W/)?"([^"]*)"')
 
 
-# Set on a request whose write expects the version its If-Match gave: a conflict is then 412.
+# Set on a request whose write carries its If-Match: a version conflict or an absent resource
+# (ABORTED, NOT_FOUND) is then 412.
 CONDITIONAL = web.RequestKey("conditional", bool)
 
 
