@@ -76,6 +76,65 @@ def _add_cursor_paging(operation: dict[str, Any]) -> None:
     headers.update(copy.deepcopy({**TOTAL_HEADER, **CURSOR_HEADERS}))
 
 
+# Beyond Emporix: HTTP conditional requests, Location, 415 (README, "REST gateway").
+SINGLE_RESOURCE_ENDINGS = ("/{customerId}", "/{legalEntityId}", "/segments/{segmentId}")
+ETAG_HEADER = {
+    "ETag": {
+        "description": 'Beyond Emporix: the strong entity tag "<metadata.version>".',
+        "schema": {"type": "string"},
+    }
+}
+IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "Beyond Emporix: entity tags (or *); when one is the current ETag the "
+    "answer is 304 without a body.",
+}
+IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "Beyond Emporix: entity tags (strong) or *; the write happens only if the "
+    "resource exists at one of these versions (any, with *), else 412. With a body "
+    "metadata.version as well, both must allow the stored version.",
+}
+NOT_MODIFIED = {"description": "Beyond Emporix: If-None-Match matched.", "headers": ETAG_HEADER}
+PRECONDITION_FAILED = {
+    "description": "Beyond Emporix: If-Match did not match the stored version, or the "
+    "resource does not exist (Error body)."
+}
+UNSUPPORTED_MEDIA_TYPE = {
+    "description": "The body's Content-Type is not application/json or a +json type in UTF-8 "
+    "(Error body naming Content-Type)."
+}
+LOCATION_HEADER = {
+    "Location": {
+        "description": "Beyond Emporix: the path of the created resource.",
+        "schema": {"type": "string"},
+    }
+}
+
+
+def _add_http_conventions(path: str, method: str, operation: dict[str, Any]) -> None:
+    responses = operation["responses"]
+    if path.endswith(SINGLE_RESOURCE_ENDINGS):
+        if method == "get":
+            operation["parameters"].append(copy.deepcopy(IF_NONE_MATCH))
+            responses["200"].setdefault("headers", {}).update(copy.deepcopy(ETAG_HEADER))
+            responses.setdefault("304", copy.deepcopy(NOT_MODIFIED))
+        elif method in ("put", "patch", "delete"):
+            operation["parameters"].append(copy.deepcopy(IF_MATCH))
+            responses.setdefault("412", copy.deepcopy(PRECONDITION_FAILED))
+    if "201" in responses:
+        created = responses["201"] = copy.deepcopy(responses["201"])
+        created.setdefault("headers", {}).update(copy.deepcopy(LOCATION_HEADER))
+    if "requestBody" in operation:
+        responses.setdefault("415", copy.deepcopy(UNSUPPORTED_MEDIA_TYPE))
+
+
 def build(emporix: dict[str, Any]) -> dict[str, Any]:
     served = copy.deepcopy(emporix)
     served["info"]["title"] = "Customer Segment Service (self-hosted)"
@@ -100,6 +159,7 @@ def build(emporix: dict[str, Any]) -> dict[str, Any]:
                 responses.setdefault(code, response)
             operation.setdefault("parameters", []).append(REQUEST_ID)
             _add_cursor_paging(operation)
+            _add_http_conventions(path, method, operation)
             kept[method] = operation
         paths[path] = kept
     served["paths"] = paths

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,10 +29,27 @@ CLI = str(BIN / "customer-segments")
 GRPCURL = str(BIN / "grpcurl")
 
 
+_HANDED_OUT: set[int] = set()
+_HANDING_OUT = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port nothing listens on, never the same twice in a run, and below the kernel's
+    ephemeral range (32768-60999 on Linux): a port that bind(0) picked is free again once the
+    probe closes, and any outgoing connection of the machine (a database client, another
+    test's server) may take it before the server under test binds it."""
+    with _HANDING_OUT:
+        while True:
+            port = random.randrange(20_000, 32_000)
+            if port in _HANDED_OUT:
+                continue
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _HANDED_OUT.add(port)
+            return port
 
 
 ALL_SCOPES = "customersegment.segment_read customersegment.segment_manage"
@@ -426,7 +445,10 @@ def test_rest_gateway_in_serve_and_on_its_own(embedded: Service) -> None:
         authorization = {"Authorization": f"Bearer {embedded.admin_token}"}
         created = urllib.request.urlopen(
             urllib.request.Request(
-                f"{embedded.http}{url}", data=b"{}", method="PUT", headers=authorization
+                f"{embedded.http}{url}",
+                data=b"{}",
+                method="PUT",
+                headers={**authorization, "Content-Type": "application/json"},
             )
         )
         assert created.status == 201

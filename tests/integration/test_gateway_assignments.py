@@ -120,7 +120,9 @@ async def test_bad_input_is_400_naming_the_field(
     ]
     for method, target, payload, field in cases:
         kwargs: dict[str, Any] = (
-            {"data": payload} if isinstance(payload, bytes) else {"json": payload}
+            {"data": payload, "headers": {"Content-Type": "application/json"}}
+            if isinstance(payload, bytes)
+            else {"json": payload}
         )
         async with http.request(method, target, **kwargs) as response:
             status, body = await answer(response)

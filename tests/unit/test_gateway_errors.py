@@ -39,8 +39,9 @@ def test_canonical_mapping_and_error_body(code: grpc.StatusCode, http: int) -> N
     response = from_rpc_error(rpc_error(code, "what went wrong"))
     body = json.loads(response.body)  # type: ignore[arg-type]
     assert response.status == http and body["code"] == http and body["status"]
-    if http == 500 or http == 504:
-        assert "what went wrong" not in body["message"]  # nothing the server kept to itself
+    if http in (500, 503, 504):
+        # Nothing the server kept to itself, nor gRPC's own words (which name addresses).
+        assert "what went wrong" not in body["message"]
     else:
         assert body["message"] == "what went wrong"
 
@@ -60,6 +61,21 @@ def test_resource_exhausted_from_the_service_is_429() -> None:
     assert SERVICE_ERROR_DOMAIN == ERROR_DOMAIN
     response = from_rpc_error(_service_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down"))
     assert response.status == 429
+    assert response.headers["Retry-After"] == "1"
+
+
+def test_grpc_unavailable_hides_the_addresses_the_service_keeps_its_words() -> None:
+    channel_words = (
+        "failed to connect to all addresses; last error: UNKNOWN: ipv4:10.1.2.3:50051: "
+        "Failed to connect to remote host: Connection refused"
+    )
+    response = from_rpc_error(rpc_error(grpc.StatusCode.UNAVAILABLE, channel_words))
+    body = json.loads(response.body)  # type: ignore[arg-type]
+    assert response.status == 503 and response.headers["Retry-After"] == "1"
+    assert "10.1.2.3" not in body["message"] and "50051" not in body["message"], body
+    own = "The database is unavailable; retry later."
+    response = from_rpc_error(_service_status(grpc.StatusCode.UNAVAILABLE, own))
+    assert json.loads(response.body)["message"] == own  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -76,3 +76,22 @@ def test_served_description_loads_in_schemathesis() -> None:
     assert len(operations) == sum(
         method.upper() in METHODS for item in schema.raw_schema["paths"].values() for method in item
     )
+
+
+def test_single_resources_describe_conditional_requests_and_location() -> None:
+    """The HTTP conventions beyond Emporix (README, "REST") are in the description."""
+    paths = yaml.safe_load(OPENAPI.read_text())["paths"]
+    for path in (
+        "/customer-segment/{tenant}/segments/{segmentId}/customers/{customerId}",
+        "/customer-segment/{tenant}/segments/{segmentId}",
+    ):
+        get = paths[path]["get"]
+        assert "If-None-Match" in {parameter.get("name") for parameter in get["parameters"]}
+        assert "ETag" in get["responses"]["200"]["headers"] and "304" in get["responses"]
+        for method in ("put", "delete"):
+            names = {parameter.get("name") for parameter in paths[path][method]["parameters"]}
+            assert "If-Match" in names and "412" in paths[path][method]["responses"], path
+        assert "Location" in paths[path]["put"]["responses"]["201"]["headers"]
+        assert "415" in paths[path]["put"]["responses"]
+    created = paths["/customer-segment/{tenant}/segments"]["post"]["responses"]["201"]
+    assert "Location" in created["headers"]

@@ -206,6 +206,7 @@ class UpsertAssignmentRequest(_message.Message):
     MIXINS_JSON_FIELD_NUMBER: _builtins.int
     METADATA_MIXINS_JSON_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    MUST_EXIST_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     segment_id: _builtins.str
     customer_id: _builtins.str
@@ -219,6 +220,8 @@ class UpsertAssignmentRequest(_message.Message):
     """When set, the write happens only if the stored version equals it (ABORTED otherwise). For
     an assignment that does not exist yet it is ignored and the assignment is created.
     """
+    must_exist: _builtins.bool
+    """When true, an assignment that does not exist is not created: ABORTED (REST If-Match)."""
     def __init__(
         self,
         *,
@@ -229,10 +232,11 @@ class UpsertAssignmentRequest(_message.Message):
         mixins_json: _builtins.str = ...,
         metadata_mixins_json: _builtins.str = ...,
         version: _builtins.int | None = ...,
+        must_exist: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "customer_id", b"customer_id", "legal_entity_id", b"legal_entity_id", "metadata_mixins_json", b"metadata_mixins_json", "mixins_json", b"mixins_json", "segment_id", b"segment_id", "tenant", b"tenant", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "customer_id", b"customer_id", "legal_entity_id", b"legal_entity_id", "metadata_mixins_json", b"metadata_mixins_json", "mixins_json", b"mixins_json", "must_exist", b"must_exist", "segment_id", b"segment_id", "tenant", b"tenant", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__version: _TypeAlias = _typing.Literal["version"]  # noqa: Y015
     _WhichOneofArgType__version: _TypeAlias = _typing.Literal["_version", b"_version"]  # noqa: Y015
@@ -272,10 +276,18 @@ class RemoveAssignmentRequest(_message.Message):
     SEGMENT_ID_FIELD_NUMBER: _builtins.int
     CUSTOMER_ID_FIELD_NUMBER: _builtins.int
     LEGAL_ENTITY_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    MUST_EXIST_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     segment_id: _builtins.str
     customer_id: _builtins.str
     legal_entity_id: _builtins.str
+    version: _builtins.int
+    """When set, the removal happens only if the assignment exists at this version (ABORTED
+    otherwise, also when it does not exist).
+    """
+    must_exist: _builtins.bool
+    """When true, removing an assignment that does not exist is ABORTED (REST If-Match: *)."""
     def __init__(
         self,
         *,
@@ -283,12 +295,16 @@ class RemoveAssignmentRequest(_message.Message):
         segment_id: _builtins.str = ...,
         customer_id: _builtins.str = ...,
         legal_entity_id: _builtins.str = ...,
+        version: _builtins.int | None = ...,
+        must_exist: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "legal_entity_id", b"legal_entity_id", "segment_id", b"segment_id", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "customer_id", b"customer_id", "legal_entity_id", b"legal_entity_id", "must_exist", b"must_exist", "segment_id", b"segment_id", "tenant", b"tenant", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__version: _TypeAlias = _typing.Literal["version"]  # noqa: Y015
+    _WhichOneofArgType__version: _TypeAlias = _typing.Literal["_version", b"_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__version) -> _WhichOneofReturnType__version | None: ...
 
 Global___RemoveAssignmentRequest: _TypeAlias = RemoveAssignmentRequest  # noqa: Y015
 

@@ -215,10 +215,13 @@ class UpsertSegmentRequest(_message.Message):
     SEGMENT_ID_FIELD_NUMBER: _builtins.int
     SEGMENT_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    MUST_EXIST_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     segment_id: _builtins.str
     version: _builtins.int
     """When set, the write happens only if the stored version equals it (ABORTED otherwise)."""
+    must_exist: _builtins.bool
+    """When true, a segment that does not exist is not created: ABORTED (REST If-Match)."""
     @_builtins.property
     def segment(self) -> Global___Segment:
         """`segment.id` is ignored in favour of `segment_id`."""
@@ -230,10 +233,11 @@ class UpsertSegmentRequest(_message.Message):
         segment_id: _builtins.str = ...,
         segment: Global___Segment | None = ...,
         version: _builtins.int | None = ...,
+        must_exist: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "segment", b"segment", "version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "segment", b"segment", "segment_id", b"segment_id", "tenant", b"tenant", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "must_exist", b"must_exist", "segment", b"segment", "segment_id", b"segment_id", "tenant", b"tenant", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__version: _TypeAlias = _typing.Literal["version"]  # noqa: Y015
     _WhichOneofArgType__version: _TypeAlias = _typing.Literal["_version", b"_version"]  # noqa: Y015
@@ -272,8 +276,13 @@ class PatchSegmentRequest(_message.Message):
     TENANT_FIELD_NUMBER: _builtins.int
     SEGMENT_ID_FIELD_NUMBER: _builtins.int
     OPERATIONS_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     segment_id: _builtins.str
+    version: _builtins.int
+    """When set, the patch applies only if the stored version equals it (ABORTED otherwise,
+    also when the segment does not exist).
+    """
     @_builtins.property
     def operations(self) -> _containers.RepeatedCompositeFieldContainer[Global___JsonPatchOperation]:
         """Applied in order to the segment's document as the REST API shows it: /name, /description,
@@ -287,12 +296,15 @@ class PatchSegmentRequest(_message.Message):
         tenant: _builtins.str = ...,
         segment_id: _builtins.str = ...,
         operations: _abc.Iterable[Global___JsonPatchOperation] | None = ...,
+        version: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["operations", b"operations", "segment_id", b"segment_id", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "operations", b"operations", "segment_id", b"segment_id", "tenant", b"tenant", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__version: _TypeAlias = _typing.Literal["version"]  # noqa: Y015
+    _WhichOneofArgType__version: _TypeAlias = _typing.Literal["_version", b"_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__version) -> _WhichOneofReturnType__version | None: ...
 
 Global___PatchSegmentRequest: _TypeAlias = PatchSegmentRequest  # noqa: Y015
 
@@ -441,11 +453,16 @@ class DeleteSegmentRequest(_message.Message):
     TENANT_FIELD_NUMBER: _builtins.int
     SEGMENT_ID_FIELD_NUMBER: _builtins.int
     FORCE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     segment_id: _builtins.str
     force: _builtins.bool
     """Also delete the segment's assignments; without it, a segment that has any fails with
     FAILED_PRECONDITION.
+    """
+    version: _builtins.int
+    """When set, the deletion happens only if the stored version equals it (ABORTED otherwise,
+    also when the segment does not exist).
     """
     def __init__(
         self,
@@ -453,11 +470,14 @@ class DeleteSegmentRequest(_message.Message):
         tenant: _builtins.str = ...,
         segment_id: _builtins.str = ...,
         force: _builtins.bool = ...,
+        version: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "segment_id", b"segment_id", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "force", b"force", "segment_id", b"segment_id", "tenant", b"tenant", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__version: _TypeAlias = _typing.Literal["version"]  # noqa: Y015
+    _WhichOneofArgType__version: _TypeAlias = _typing.Literal["_version", b"_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__version) -> _WhichOneofReturnType__version | None: ...
 
 Global___DeleteSegmentRequest: _TypeAlias = DeleteSegmentRequest  # noqa: Y015

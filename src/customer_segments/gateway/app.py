@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
 from aiohttp import web
+from aiohttp.web import ContentCoding
 
 from customer_segments.gateway.assignment_routes import AssignmentRoutes
+from customer_segments.gateway.conditions import CONDITIONAL, PreconditionFailed
 from customer_segments.gateway.connection_limits import DEFAULT_HTTP_LIMITS, HttpLimits
 from customer_segments.gateway.errors import error_response, from_rpc_error
 from customer_segments.gateway.grpc_client import REQUEST_ID, GrpcClient, RpcFailed
@@ -60,7 +63,10 @@ async def emporix_answers(request: web.Request, handler: Handler) -> web.StreamR
         # A refused cursor is named by the parameter that carried it (next or prev).
         cursor = (request.query.get("next") and "next") or (request.query.get("prev") and "prev")
         response = from_rpc_error(
-            failure.error, {"page_token": cursor or "pageToken"}, failure.request_bytes
+            failure.error,
+            {"page_token": cursor or "pageToken"},
+            failure.request_bytes,
+            conditional=request.get(CONDITIONAL, False),
         )
         if response.status >= 500:
             log.error(
@@ -71,6 +77,8 @@ async def emporix_answers(request: web.Request, handler: Handler) -> web.StreamR
                 failure.error.details(),
                 current_id,
             )
+    except PreconditionFailed as error:
+        response = error_response(412, str(error), resource_id=error.resource_id)
     except web.HTTPException as error:
         message = _HTTP_MESSAGES.get(error.status, error.reason)
         response = error_response(error.status, message)
@@ -82,7 +90,25 @@ async def emporix_answers(request: web.Request, handler: Handler) -> web.StreamR
         )
         response = error_response(500, "Internal error")
     response.headers["X-Request-Id"] = current_id
+    if isinstance(response, web.Response):
+        _compress(request, response)
     return response
+
+
+# Answers up to this size go as they are: gzip would save a few bytes at the cost of the CPU.
+COMPRESS_ABOVE_BYTES = 1024
+_GZIP_REFUSED = re.compile(r"gzip\s*;\s*q\s*=\s*0(?:\.0{0,3})?\s*(?:,|$)")
+
+
+def _compress(request: web.Request, response: web.Response) -> None:
+    """gzip for an answer over 1 KB when the caller accepts it (304 and 204 have no body)."""
+    body = response.body
+    if not isinstance(body, bytes) or len(body) <= COMPRESS_ABOVE_BYTES:
+        return
+    response.headers["Vary"] = "Accept-Encoding"
+    accepted = request.headers.get("Accept-Encoding", "").lower()
+    if "gzip" in accepted and not _GZIP_REFUSED.search(accepted):
+        response.enable_compression(ContentCoding.gzip)
 
 
 OPENAPI = Path(__file__).with_name("openapi.yaml")

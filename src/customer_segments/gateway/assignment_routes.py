@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+import grpc
 from aiohttp import web
 from customersegment.v1 import assignment_pb2
 
 from customer_segments.gateway import render
-from customer_segments.gateway.grpc_client import GrpcClient
+from customer_segments.gateway.conditions import (
+    CONDITIONAL,
+    Expectation,
+    etag,
+    expectation,
+    if_match,
+    not_modified,
+)
+from customer_segments.gateway.grpc_client import GrpcClient, RpcFailed
 from customer_segments.gateway.models import (
     CustomerAssignmentRemoveBulk,
     CustomerAssignmentUpsert,
@@ -75,15 +84,44 @@ class AssignmentRoutes:
             router.add_put(path, self.upsert_assignment)
             router.add_delete(path, self.remove_assignment)
 
-    async def get_assignment(self, request: web.Request) -> web.StreamResponse:
-        answer = await self.client.call(
+    async def _get(self, request: web.Request) -> assignment_pb2.Assignment:
+        answer: assignment_pb2.Assignment = await self.client.call(
             request,
             self.client.assignments.GetAssignment,
             assignment_pb2.GetAssignmentRequest(**_key(request)),
         )
+        return answer
+
+    async def _current_version(self, request: web.Request) -> int | None:
+        try:
+            return (await self._get(request)).metadata.version
+        except RpcFailed as failure:
+            if failure.error.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+
+    async def get_assignment(self, request: web.Request) -> web.StreamResponse:
+        answer = await self._get(request)
+        version = answer.metadata.version
+        unchanged = not_modified(request, version)
+        if unchanged is not None:
+            return unchanged
         body = render.assignment(answer)
         paths = fields_of(request)
-        return web.json_response(render.select(body, paths) if paths else body)
+        return web.json_response(
+            render.select(body, paths) if paths else body, headers={"ETag": etag(version)}
+        )
+
+    async def _expectation(self, request: web.Request, body_version: int | None) -> Expectation:
+        condition = if_match(request)
+        if condition is not None:
+            request[CONDITIONAL] = True
+        return await expectation(
+            condition,
+            body_version,
+            request.match_info["customerId"],
+            lambda: self._current_version(request),
+        )
 
     async def upsert_assignment(self, request: web.Request) -> web.StreamResponse:
         upsert: CustomerAssignmentUpsert = parsed(
@@ -94,17 +132,24 @@ class AssignmentRoutes:
             mixins_json=mixins_json(upsert.mixins),
             metadata_mixins_json=mixins_json(upsert.metadata.mixins if upsert.metadata else None),
         )
-        if upsert.metadata is not None and upsert.metadata.version is not None:
-            message.version = upsert.metadata.version
+        expected = await self._expectation(
+            request, upsert.metadata.version if upsert.metadata else None
+        )
+        if expected.version is not None:
+            message.version = expected.version
+        message.must_exist = expected.must_exist
         answer = await self.client.call(request, self.client.assignments.UpsertAssignment, message)
-        return web.Response(status=201 if answer.created else 204)
+        if answer.created:
+            return web.Response(status=201, headers={"Location": request.rel_url.raw_path})
+        return web.Response(status=204)
 
     async def remove_assignment(self, request: web.Request) -> web.StreamResponse:
-        await self.client.call(
-            request,
-            self.client.assignments.RemoveAssignment,
-            assignment_pb2.RemoveAssignmentRequest(**_key(request)),
-        )
+        message = assignment_pb2.RemoveAssignmentRequest(**_key(request))
+        expected = await self._expectation(request, None)
+        if expected.version is not None:
+            message.version = expected.version
+        message.must_exist = expected.must_exist
+        await self.client.call(request, self.client.assignments.RemoveAssignment, message)
         return web.Response(status=204)
 
     async def list_assignments(self, request: web.Request) -> web.StreamResponse:

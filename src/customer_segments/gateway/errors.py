@@ -77,11 +77,13 @@ def error_body(
 def error_response(code: int, message: str, **details: str | None) -> web.Response:
     if code == 401:
         return web.json_response(UNAUTHORIZED_BODY, status=401)
-    # 503 (the database or the server is away): worth retrying shortly, as SPEC asks.
-    headers = {"Retry-After": "1"} if code == 503 else None
+    # 503 (the database or the server is away), 429 (slow down): worth retrying shortly.
+    headers = {"Retry-After": "1"} if code in (429, 503) else None
     return web.json_response(error_body(code, message, **details), status=code, headers=headers)
 
 
+# A 503 not reported by the service itself (gRPC could not reach it).
+UNAVAILABLE_MESSAGE = "The service is unavailable; retry later."
 # The domain of the ErrorInfo the service attaches to every error it reports itself.
 SERVICE_ERROR_DOMAIN = "customersegment.v1"
 # How gRPC reports a message over a size limit, on either end (the first number is the size).
@@ -92,23 +94,34 @@ def from_rpc_error(
     error: grpc.aio.AioRpcError,
     rest_names: dict[str, str] | None = None,
     request_bytes: int | None = None,
+    *,
+    conditional: bool = False,
 ) -> web.Response:
     """The REST answer to a failed gRPC call, with the field and resource it names.
     `request_bytes`, the size of the request sent, tells a request too large from an answer
-    too large when gRPC refuses a message."""
+    too large when gRPC refuses a message. `conditional`: the version the call expected came
+    from If-Match, so a version conflict, or a resource (or segment) that does not exist, is 412
+    (RFC 9110: If-Match never holds without a current representation); the body's
+    metadata.version keeps its 409."""
     refused = refused_by_grpc(error, request_bytes)
     if refused is not None:
         return error_response(*refused)
     code = HTTP_STATUS_OF.get(error.code(), 500)
+    if conditional and error.code() in (grpc.StatusCode.ABORTED, grpc.StatusCode.NOT_FOUND):
+        code = 412
     message = error.details() or HTTPStatus(code if code != 499 else 400).phrase
-    if code >= 500 and code != 503:
-        message = "Internal error"  # never pass on what the server kept to itself
+    if code >= 500:
+        # Never pass on what the server kept to itself; nor gRPC's own UNAVAILABLE text,
+        # which names the addresses it tried ("ipv4:10.0.0.5:50051: Connection refused").
+        message = "Internal error" if code != 503 else UNAVAILABLE_MESSAGE
     resource_id = field = problem = None
     for detail in _status_details(error):
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
             resource_id = info.metadata.get("resourceId")
+            if code == 503 and info.domain == SERVICE_ERROR_DOMAIN:
+                message = error.details() or message  # the service's own words
         elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad_request = error_details_pb2.BadRequest()
             detail.Unpack(bad_request)

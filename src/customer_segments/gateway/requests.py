@@ -25,13 +25,14 @@ Model = TypeVar("Model", bound=BaseModel)
 class BadRequest(Exception):
     """A request the gateway cannot translate; answered 400 naming the field."""
 
-    def __init__(self, field: str, problem: str) -> None:
+    def __init__(self, field: str, problem: str, status: int = 400) -> None:
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
+        self.status = status  # 415 for a body that is not JSON by its Content-Type
 
     def response(self) -> web.Response:
-        return error_response(400, str(self), field=self.field, problem=str(self))
+        return error_response(self.status, str(self), field=self.field, problem=str(self))
 
 
 # gRPC metadata values are printable ASCII; aiohttp reads any other byte of a header as a
@@ -119,6 +120,7 @@ async def json_body(request: web.Request) -> Any:
         raise BadRequest("body", "could not be read (its framing is broken)") from None
     if not raw.strip():
         return None
+    _check_media_type(request)
     try:
         # Strictly UTF-8 (RFC 8259): json.loads of bytes also takes UTF-16, and decodes raw
         # surrogate bytes (ED A0 80) into strings that protobuf cannot carry.
@@ -139,6 +141,27 @@ async def json_body(request: web.Request) -> Any:
     if b"\\u" in raw.lower() and _has_lone_surrogate(body):
         raise BadRequest("body", "must not contain unpaired UTF-16 surrogates (\\ud800-\\udfff)")
     return body
+
+
+def _check_media_type(request: web.Request) -> None:
+    """415 for a body that says it is something other than JSON in UTF-8; one without a
+    Content-Type is read as JSON (the Emporix examples do not always send it)."""
+    if "Content-Type" not in request.headers:
+        return
+    media_type = request.content_type  # lower case, without parameters
+    charset = request.charset
+    if (media_type == "application/json" or _JSON_SUFFIX.fullmatch(media_type)) and (
+        charset is None or charset.lower() in ("utf-8", "utf8")
+    ):
+        return
+    raise BadRequest(
+        "Content-Type",
+        "must be application/json (or a +json type), in UTF-8 if a charset is given",
+        status=415,
+    )
+
+
+_JSON_SUFFIX = re.compile(r"application/[^/;\s]+\+json")
 
 
 def _has_lone_surrogate(body: Any) -> bool:

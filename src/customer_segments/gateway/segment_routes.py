@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import quote
 
 import grpc
 from aiohttp import web
@@ -13,6 +14,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from customer_segments.domain.segment_document import SegmentDocument
 from customer_segments.gateway import render
+from customer_segments.gateway.conditions import (
+    CONDITIONAL,
+    Expectation,
+    etag,
+    expectation,
+    if_match,
+    not_modified,
+)
 from customer_segments.gateway.errors import HTTP_STATUS_OF, refused_by_grpc
 from customer_segments.gateway.grpc_client import GrpcClient, RpcFailed
 from customer_segments.gateway.models import PatchOperation, Search, SegmentCreation
@@ -120,7 +129,8 @@ class SegmentRoutes:
     async def create_segment(self, request: web.Request) -> web.StreamResponse:
         creation = parsed(SegmentCreation, await json_body(request))
         created = await self._create(request, creation)
-        return web.json_response({"id": created.id}, status=201)
+        location = request.rel_url.raw_path.rstrip("/") + "/" + quote(created.id, safe="")
+        return web.json_response({"id": created.id}, status=201, headers={"Location": location})
 
     async def _create(self, request: web.Request, creation: SegmentCreation) -> Any:
         return await self.client.call(
@@ -131,27 +141,66 @@ class SegmentRoutes:
             ),
         )
 
-    async def get_segment(self, request: web.Request) -> web.StreamResponse:
-        segment = await self.client.call(
+    async def _get(self, request: web.Request) -> segment_pb2.Segment:
+        segment: segment_pb2.Segment = await self.client.call(
             request,
             self.client.segments.GetSegment,
             segment_pb2.GetSegmentRequest(
                 tenant=request.match_info["tenant"], segment_id=request.match_info["segmentId"]
             ),
         )
+        return segment
+
+    async def _current_version(self, request: web.Request) -> int | None:
+        try:
+            return (await self._get(request)).metadata.version
+        except RpcFailed as failure:
+            if failure.error.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+
+    async def _expectation(self, request: web.Request, body_version: int | None) -> Expectation:
+        condition = if_match(request)
+        if condition is not None:
+            request[CONDITIONAL] = True
+        return await expectation(
+            condition,
+            body_version,
+            request.match_info["segmentId"],
+            lambda: self._current_version(request),
+        )
+
+    async def get_segment(self, request: web.Request) -> web.StreamResponse:
+        segment = await self._get(request)
+        version = segment.metadata.version
+        unchanged = not_modified(request, version)
+        if unchanged is not None:
+            return unchanged
         body = render.segment(segment)
         paths = fields_of(request)
-        return web.json_response(render.select(body, paths) if paths else body)
+        return web.json_response(
+            render.select(body, paths) if paths else body, headers={"ETag": etag(version)}
+        )
 
     async def upsert_segment(self, request: web.Request) -> web.StreamResponse:
         upsert = parsed(SegmentDocument, await json_body(request))
-        answer = await self.client.call(
-            request,
-            self.client.segments.UpsertSegment,
-            _upsert_request(request.match_info["tenant"], request.match_info["segmentId"], upsert),
+        message = _upsert_request(
+            request.match_info["tenant"], request.match_info["segmentId"], upsert
         )
+        expected = await self._expectation(
+            request, message.version if message.HasField("version") else None
+        )
+        if expected.version is not None:
+            message.version = expected.version
+        message.must_exist = expected.must_exist
+        answer = await self.client.call(request, self.client.segments.UpsertSegment, message)
         if answer.created:
-            return web.json_response({"id": answer.segment.id}, status=201)  # as documented
+            # {"id"} as documented.
+            return web.json_response(
+                {"id": answer.segment.id},
+                status=201,
+                headers={"Location": request.rel_url.raw_path},
+            )
         return web.Response(status=204)
 
     async def patch_segment(self, request: web.Request) -> web.StreamResponse:
@@ -160,32 +209,32 @@ class SegmentRoutes:
         if not isinstance(body, list):
             raise BadRequest("body", "must be a JSON array of patch operations")
         operations = [parsed(PatchOperation, raw, f"[{n}].") for n, raw in enumerate(body, 1)]
-        await self.client.call(
-            request,
-            self.client.segments.PatchSegment,
-            segment_pb2.PatchSegmentRequest(
-                tenant=request.match_info["tenant"],
-                segment_id=request.match_info["segmentId"],
-                operations=[
-                    segment_pb2.JsonPatchOperation(
-                        op=operation.op, path=operation.path, value_json=json.dumps(operation.value)
-                    )
-                    for operation in operations
-                ],
-            ),
+        message = segment_pb2.PatchSegmentRequest(
+            tenant=request.match_info["tenant"],
+            segment_id=request.match_info["segmentId"],
+            operations=[
+                segment_pb2.JsonPatchOperation(
+                    op=operation.op, path=operation.path, value_json=json.dumps(operation.value)
+                )
+                for operation in operations
+            ],
         )
+        expected = await self._expectation(request, None)
+        if expected.version is not None:
+            message.version = expected.version
+        await self.client.call(request, self.client.segments.PatchSegment, message)
         return web.Response(status=204)
 
     async def delete_segment(self, request: web.Request) -> web.StreamResponse:
-        await self.client.call(
-            request,
-            self.client.segments.DeleteSegment,
-            segment_pb2.DeleteSegmentRequest(
-                tenant=request.match_info["tenant"],
-                segment_id=request.match_info["segmentId"],
-                force=_force(request),
-            ),
+        message = segment_pb2.DeleteSegmentRequest(
+            tenant=request.match_info["tenant"],
+            segment_id=request.match_info["segmentId"],
+            force=_force(request),
         )
+        expected = await self._expectation(request, None)
+        if expected.version is not None:
+            message.version = expected.version
+        await self.client.call(request, self.client.segments.DeleteSegment, message)
         return web.Response(status=204)
 
     async def list_segments(self, request: web.Request) -> web.StreamResponse:

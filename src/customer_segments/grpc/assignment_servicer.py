@@ -87,6 +87,7 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
             mixins_json=request.mixins_json,
             metadata_mixins_json=request.metadata_mixins_json,
             version=request.version if request.HasField("version") else None,
+            must_exist=request.must_exist,
         )
         return assignment_pb2.UpsertAssignmentResponse(
             created=outcome.created, assignment=assignment_to_proto(outcome.assignment)
@@ -102,6 +103,8 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
             request.segment_id,
             request.customer_id,
             request.legal_entity_id,
+            version=request.version if request.HasField("version") else None,
+            must_exist=request.must_exist,
         )
         return empty_pb2.Empty()
 

@@ -58,6 +58,7 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
             request.segment_id,
             _input(request.segment),
             request.version if request.HasField("version") else None,
+            must_exist=request.must_exist,
         )
         return segment_pb2.UpsertSegmentResponse(
             created=outcome.created, segment=segment_to_proto(outcome.segment)
@@ -71,7 +72,12 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
             for operation in request.operations
         ]
         segment = await segments.patch_segment(
-            self.store, caller(), request.tenant, request.segment_id, operations
+            self.store,
+            caller(),
+            request.tenant,
+            request.segment_id,
+            operations,
+            expected_version=request.version if request.HasField("version") else None,
         )
         return segment_to_proto(segment)
 
@@ -109,6 +115,11 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
         self, request: segment_pb2.DeleteSegmentRequest, context: Context
     ) -> empty_pb2.Empty:
         await segments.delete_segment(
-            self.store, caller(), request.tenant, request.segment_id, force=request.force
+            self.store,
+            caller(),
+            request.tenant,
+            request.segment_id,
+            force=request.force,
+            expected_version=request.version if request.HasField("version") else None,
         )
         return empty_pb2.Empty()

@@ -12,7 +12,12 @@ from customer_segments.domain.assignment import (
     UpsertOutcome,
     is_creation,
 )
-from customer_segments.domain.errors import NotFound, PermissionDenied, VersionConflict
+from customer_segments.domain.errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    VersionConflict,
+)
 from customer_segments.domain.listing import Page
 from customer_segments.domain.principal import Principal
 from customer_segments.query.syntax import Compare, Condition, Field, FieldKind, IsNull, Operator
@@ -67,22 +72,26 @@ async def upsert_assignment(
     mixins_json: str = "",
     metadata_mixins_json: str = "",
     version: int | None = None,
+    must_exist: bool = False,
 ) -> UpsertOutcome:
     """Creates (version 1) or replaces mixins and metadata.mixins (version + 1); with
-    `version`, only if that is the stored one."""
+    `version`, only if that is the stored one; with `must_exist`, never creates."""
     with authorized_write(principal, UseCase.UPSERT_ASSIGNMENT, tenant, segment_id):
         key = AssignmentKey.parse(tenant, segment_id, customer_id, legal_entity_id)
         write = AssignmentWrite.parse(key, mixins_json, metadata_mixins_json, version)
-        return await write_assignment(store, write)
+        return await write_assignment(store, write, must_exist=must_exist)
 
 
-async def write_assignment(store: Store, write: AssignmentWrite) -> UpsertOutcome:
+async def write_assignment(
+    store: Store, write: AssignmentWrite, *, must_exist: bool = False
+) -> UpsertOutcome:
     """The upsert of an authorized, validated write (bulk calls retry items with it)."""
     key = write.key
     async with store.write() as connection:
         await require_segment(store, connection, key.tenant, key.segment_id, hold=True)
         version = await store.assignments.upsert(connection, write, utc_now())
-        if version is None:
+        # A creation that must not be one is rolled back with the transaction.
+        if version is None or (must_exist and is_creation(version)):
             raise VersionConflict(key.display_id)
         assignment = await store.assignments.get(connection, key)
     assert assignment is not None  # written in this very transaction
@@ -96,13 +105,21 @@ async def remove_assignment(
     segment_id: str,
     customer_id: str,
     legal_entity_id: str = "",
+    *,
+    version: int | None = None,
+    must_exist: bool = False,
 ) -> None:
-    """Idempotent: removing an assignment that does not exist succeeds."""
+    """Idempotent: removing an assignment that does not exist succeeds, unless `version` is
+    given (it must exist at that version) or `must_exist` (VersionConflict otherwise)."""
     with authorized_write(principal, UseCase.REMOVE_ASSIGNMENT, tenant, segment_id):
         key = AssignmentKey.parse(tenant, segment_id, customer_id, legal_entity_id)
+        if version is not None and version < 1:
+            raise InvalidArgument("version", "must be at least 1")
         async with store.write() as connection:
             await require_segment(store, connection, key.tenant, key.segment_id)
-            await store.assignments.delete(connection, key)
+            removed = await store.assignments.delete(connection, key, version)
+            if (version is not None or must_exist) and not removed:
+                raise VersionConflict(key.display_id)
 
 
 async def list_assignments(

@@ -63,7 +63,11 @@ async def upsert_segment(
     segment_id: str,
     segment: SegmentInput,
     expected_version: int | None,
+    *,
+    must_exist: bool = False,
 ) -> SegmentUpsertOutcome:
+    """With `expected_version`, only if that is the stored one (an absent segment is created
+    whatever it is); with `must_exist`, never creates."""
     with authorized_write(principal, UseCase.UPSERT_SEGMENT, tenant, segment_id):
         fields = segment.validated()
         validation.tenant(tenant)
@@ -74,6 +78,8 @@ async def upsert_segment(
             written = await store.segments.upsert(
                 connection, tenant, segment_id, fields, expected_version, utc_now()
             )
+            if written is not None and must_exist and written.version == 1:
+                raise VersionConflict(segment_id)  # rolls the creation back
         if written is None:
             raise VersionConflict(segment_id)
         return SegmentUpsertOutcome(created=written.version == 1, segment=written)
@@ -85,16 +91,20 @@ async def patch_segment(
     tenant: str,
     segment_id: str,
     operations: Sequence[PatchInput],
+    *,
+    expected_version: int | None = None,
 ) -> Segment:
     """Applies the JSON Patch to the segment as stored and writes the result, in one
     transaction that holds the segment: concurrent patches apply one after the other, each to
-    what the previous one wrote."""
+    what the previous one wrote. With `expected_version`, only to that version."""
     with authorized_write(principal, UseCase.PATCH_SEGMENT, tenant, segment_id):
         parsed = [operation.parsed(n) for n, operation in enumerate(operations, start=1)]
         validation.tenant(tenant)
         validation.identifier(segment_id, "segment_id")
+        _check_expected(expected_version)
         async with store.write() as connection:
             current = await store.segments.get(connection, tenant, segment_id, lock=True)
+            _require_version(current, expected_version, segment_id)
             if current is None:
                 raise NotFound("segment", segment_id)
             fields = patched_fields(current, parsed)
@@ -104,6 +114,20 @@ async def patch_segment(
         if segment is None:
             raise VersionConflict(segment_id)
         return segment
+
+
+def _check_expected(expected_version: int | None) -> None:
+    if expected_version is not None and expected_version < 1:
+        raise InvalidArgument("version", "must be at least 1")
+
+
+def _require_version(
+    current: Segment | None, expected_version: int | None, segment_id: str
+) -> None:
+    """A write that expects a version finds the (locked) segment at it; an absent segment is
+    a conflict too, as If-Match asks (RFC 9110)."""
+    if expected_version is not None and (current is None or current.version != expected_version):
+        raise VersionConflict(segment_id)
 
 
 async def get_segment(store: Store, principal: Principal, tenant: str, segment_id: str) -> Segment:
@@ -184,16 +208,26 @@ def _own_segments(viewer: Principal, query: Query) -> SegmentFilter:
 
 
 async def delete_segment(
-    store: Store, principal: Principal, tenant: str, segment_id: str, *, force: bool
+    store: Store,
+    principal: Principal,
+    tenant: str,
+    segment_id: str,
+    *,
+    force: bool,
+    expected_version: int | None = None,
 ) -> None:
-    """A segment with assignments is deleted only with `force`, together with them."""
+    """A segment with assignments is deleted only with `force`, together with them; with
+    `expected_version`, only at that version."""
     with authorized_write(principal, UseCase.DELETE_SEGMENT, tenant, segment_id):
         validation.tenant(tenant)
         validation.identifier(segment_id, "segment_id")
+        _check_expected(expected_version)
         async with store.write() as connection:
             # Locked first: a write of its assignments that is under way finishes before, and
             # one that starts after waits, then finds the segment gone (NotFound).
-            if await store.segments.get(connection, tenant, segment_id, lock=True) is None:
+            current = await store.segments.get(connection, tenant, segment_id, lock=True)
+            _require_version(current, expected_version, segment_id)
+            if current is None:
                 raise NotFound("segment", segment_id)
             if await store.assignments.any_in_segment(connection, tenant, segment_id):
                 if not force:

@@ -209,6 +209,9 @@ class AssignmentRepository:
         ).returning(ca.c.version)
         self._postgresql = database.dialect == "postgresql"
         self._delete = delete(ca).where(_matches_key())
+        self._delete_if_version = delete(ca).where(
+            _matches_key(), ca.c.version == bindparam("expected_version")
+        )
         self._delete_many = delete(ca).where(
             ca.c.tenant == bindparam("tenant"),
             ca.c.segment_id == bindparam("segment_id"),
@@ -264,8 +267,17 @@ class AssignmentRepository:
         )
         return {(row[0], row[1]): row[2] for row in result}
 
-    async def delete(self, connection: AsyncConnection, key: AssignmentKey) -> None:
-        await connection.execute(self._delete, key._asdict())
+    async def delete(
+        self, connection: AsyncConnection, key: AssignmentKey, expected_version: int | None = None
+    ) -> bool:
+        """Whether a row went; with `expected_version`, only a row at that version goes (one
+        statement, so no write can come in between the check and the delete)."""
+        if expected_version is None:
+            result = await connection.execute(self._delete, key._asdict())
+        else:
+            params = key._asdict() | {"expected_version": expected_version}
+            result = await connection.execute(self._delete_if_version, params)
+        return bool(result.rowcount > 0)
 
     async def delete_many(
         self,
