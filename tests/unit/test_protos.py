@@ -1,13 +1,21 @@
-"""No name in the protos is a keyword of a language a caller may generate stubs in."""
+"""The protos pass `buf lint` with the committed buf.yaml, and no name in them is a keyword of
+a language a caller may generate stubs in."""
 
 from __future__ import annotations
 
 import keyword
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from customersegment.v1 import assignment_pb2, common_pb2, directory_pb2, segment_pb2
 from google.protobuf.descriptor import Descriptor, FileDescriptor
 
+ROOT = Path(__file__).resolve().parents[2]
+BUF = ROOT / "node_modules" / ".bin" / "buf"
 FILES: list[FileDescriptor] = [
     module.DESCRIPTOR for module in (assignment_pb2, common_pb2, directory_pb2, segment_pb2)
 ]
@@ -38,6 +46,45 @@ TYPESCRIPT = _words(
     "protected public static yield await"
 )
 KEYWORDS = set(keyword.kwlist) | GO | JAVA | TYPESCRIPT
+
+
+def _buf() -> Path:
+    if not BUF.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("buf is not installed (`make test` installs it with npm)")
+        pytest.skip("buf is not installed: `make test` installs it where npm is present")
+    return BUF
+
+
+def _lint(directory: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(_buf()), "lint"], cwd=directory, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_buf_lint_passes() -> None:
+    result = _lint(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_buf_lint_refuses_what_the_standard_rules_forbid(tmp_path: Path) -> None:
+    """buf.yaml must not switch off the rules that matter: an enum value without its enum's
+    prefix, and an RPC that shares its messages with another one."""
+    shutil.copy(ROOT / "buf.yaml", tmp_path)
+    shutil.copytree(ROOT / "protos", tmp_path / "protos")
+    segment_proto = tmp_path / "protos" / "customersegment" / "v1" / "segment.proto"
+    text = segment_proto.read_text()
+    text = text.replace("SEGMENT_STATUS_ACTIVE = 1;", "ACTIVE = 1;")
+    text = text.replace(
+        "rpc GetSegment(GetSegmentRequest) returns (GetSegmentResponse);",
+        "rpc GetSegment(GetSegmentRequest) returns (GetSegmentResponse);\n"
+        "  rpc FetchSegment(GetSegmentRequest) returns (GetSegmentResponse);",
+    )
+    segment_proto.write_text(text)
+    result = _lint(tmp_path)
+    assert result.returncode != 0
+    assert 'Enum value name "ACTIVE" should be prefixed with "SEGMENT_STATUS_"' in result.stdout
+    assert "is used as the request or response type for multiple RPCs" in result.stdout
 
 
 def _messages(descriptors: list[Descriptor]) -> Iterator[Descriptor]:
