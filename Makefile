@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# buf (proto lint) comes from npm, pinned in package.json / package-lock.json.
+NODE_STAMP := node_modules/.installed
+BUF := node_modules/.bin/buf
 
-.PHONY: run test protos openapi bench clean
+.PHONY: run test lint-protos protos openapi bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,16 +15,35 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# --ignore-scripts: buf's postinstall only optimizes the launcher; bin/buf finds the
+# platform binary without it, and no package's script runs on a developer's machine.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
+	touch $(NODE_STAMP)
+
 ## Starts gRPC on :50051 on the embedded SQLite database in ./data (see --help for flags).
 run: $(STAMP)
 	$(BIN)/customer-segments serve
 
-## Lint, type-check, then every test (PostgreSQL half needs 127.0.0.1:5432; required when CI=true).
-test: $(STAMP)
+## buf lint, lint, type-check, then every test (PostgreSQL half needs 127.0.0.1:5432; it and npm are required when CI=true).
+test: $(STAMP) lint-protos
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+## buf lint (STANDARD rules, buf.yaml) over protos/. Skipped where npm is absent, except under CI=true.
+ifneq ($(shell command -v npm 2>/dev/null),)
+lint-protos: $(NODE_STAMP)
+	$(BUF) lint
+else ifeq ($(CI),true)
+lint-protos:
+	@echo "buf lint: npm is not installed, and CI=true requires it (install Node.js and npm)" >&2
+	@exit 1
+else
+lint-protos:
+	@echo "buf lint skipped: npm is not installed (install Node.js and npm to lint the protos)"
+endif
 
 ## Regenerates generated/ from protos/.
 protos: $(STAMP)
@@ -36,4 +58,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

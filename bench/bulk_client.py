@@ -142,28 +142,34 @@ async def unary_request_calls(
 
 def split_for_streams(
     messages: Sequence[assignment_pb2.BulkUpsertAssignmentsRequest], streams: int
-) -> list[list[assignment_pb2.BulkUpsertAssignmentsRequest]]:
+) -> list[list[assignment_pb2.StreamUpsertAssignmentsRequest]]:
     """Message i goes to stream i % streams; only the first message of a stream names tenant
     and segment (the protocol lets later ones leave them empty)."""
-    shares = [list(messages[i::streams]) for i in range(streams)]
-    for share in shares:
-        for later in share[1:]:
-            later.ClearField("tenant")
-            later.ClearField("segment_id")
+    shares = [
+        [
+            assignment_pb2.StreamUpsertAssignmentsRequest(
+                tenant=message.tenant if n == 0 else "",
+                segment_id=message.segment_id if n == 0 else "",
+                items=message.items,
+            )
+            for n, message in enumerate(messages[i::streams])
+        ]
+        for i in range(streams)
+    ]
     return [share for share in shares if share]
 
 
 async def streaming_calls(
     stubs: Sequence[Stub],
-    shares: Sequence[list[assignment_pb2.BulkUpsertAssignmentsRequest]],
+    shares: Sequence[list[assignment_pb2.StreamUpsertAssignmentsRequest]],
     metadata: Metadata,
 ) -> list[CallOutcome]:
     """StreamUpsertAssignments: one call per share of the messages, all at once."""
 
     async def one_call(
-        stub: Stub, share: list[assignment_pb2.BulkUpsertAssignmentsRequest]
+        stub: Stub, share: list[assignment_pb2.StreamUpsertAssignmentsRequest]
     ) -> CallOutcome:
-        async def requests() -> AsyncIterator[assignment_pb2.BulkUpsertAssignmentsRequest]:
+        async def requests() -> AsyncIterator[assignment_pb2.StreamUpsertAssignmentsRequest]:
             for message in share:
                 yield message
 

@@ -308,7 +308,10 @@ def wait_until_serving(server: Child, port: int) -> None:
 
 def create_segment(channel: grpc.Channel, credentials: Credentials) -> None:
     segment = segment_pb2.Segment(
-        id=SEGMENT_ID, name={"en": "Benchmark"}, site_code="main", status=segment_pb2.ACTIVE
+        id=SEGMENT_ID,
+        name={"en": "Benchmark"},
+        site_code="main",
+        status=segment_pb2.SEGMENT_STATUS_ACTIVE,
     )
     request = segment_pb2.CreateSegmentRequest(tenant=TENANT, segment=segment)
     stub = segment_pb2_grpc.SegmentServiceStub(channel)
@@ -319,7 +322,7 @@ def get_assignment(
     channel: grpc.Channel, request: Any, credentials: Credentials
 ) -> assignment_pb2.Assignment:
     stub = assignment_pb2_grpc.CustomerAssignmentServiceStub(channel)
-    answer = stub.GetAssignment(request, timeout=10, metadata=credentials.metadata)
+    answer = stub.GetAssignment(request, timeout=10, metadata=credentials.metadata).assignment
     if answer.customer.id != request.customer_id or answer.segment_id != request.segment_id:
         raise BenchError(f"GetAssignment returned another assignment: {answer}")
     return answer

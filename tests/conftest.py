@@ -186,15 +186,20 @@ def tenant() -> str:
 @pytest_asyncio.fixture(loop_scope="session")
 async def segment_id(stubs: Stubs, tenant: str) -> str:
     """An ACTIVE segment in the test's tenant."""
-    segment = await stubs.segments.CreateSegment(
-        segment_pb2.CreateSegmentRequest(
-            tenant=tenant,
-            segment=segment_pb2.Segment(
-                id="gold", name={"en": "Gold"}, site_code="main", status=segment_pb2.ACTIVE
-            ),
+    created = (
+        await stubs.segments.CreateSegment(
+            segment_pb2.CreateSegmentRequest(
+                tenant=tenant,
+                segment=segment_pb2.Segment(
+                    id="gold",
+                    name={"en": "Gold"},
+                    site_code="main",
+                    status=segment_pb2.SEGMENT_STATUS_ACTIVE,
+                ),
+            )
         )
-    )
-    return segment.id
+    ).segment
+    return created.id
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -51,15 +51,16 @@ async def world(stubs: Stubs, tenant: str, segment_id: str) -> str:
     """Segment `gold` (ACTIVE) holds c1 (B2C, and for le1 and le2) and c2; c1 is also in an
     INACTIVE, an expired and a not-yet-valid segment; `silver` (ACTIVE) holds only c2."""
     segments = {
-        "inactive": segment_pb2.Segment(status=segment_pb2.INACTIVE),
+        "inactive": segment_pb2.Segment(status=segment_pb2.SEGMENT_STATUS_INACTIVE),
         "expired": segment_pb2.Segment(
-            status=segment_pb2.ACTIVE, validity=segment_pb2.Validity(to=_timestamp(-3600))
+            status=segment_pb2.SEGMENT_STATUS_ACTIVE,
+            validity=segment_pb2.Validity(end_time=_timestamp(-3600)),
         ),
         "future": segment_pb2.Segment(
-            status=segment_pb2.ACTIVE,
-            validity=segment_pb2.Validity(**{"from": _timestamp(3600)}),
+            status=segment_pb2.SEGMENT_STATUS_ACTIVE,
+            validity=segment_pb2.Validity(start_time=_timestamp(3600)),
         ),
-        "silver": segment_pb2.Segment(status=segment_pb2.ACTIVE),
+        "silver": segment_pb2.Segment(status=segment_pb2.SEGMENT_STATUS_ACTIVE),
     }
     for name, segment in segments.items():
         segment.id, segment.site_code = name, "main"
@@ -115,7 +116,7 @@ GRPC_OPERATIONS: dict[str, tuple[frozenset[str], GrpcCall]] = {
     "SearchAssignments": (
         frozenset({READ}),
         lambda s, t, g, m: s.assignments.SearchAssignments(
-            pb.ListAssignmentsRequest(tenant=t, segment_id=g, q="customerId:c1"), metadata=m
+            pb.SearchAssignmentsRequest(tenant=t, segment_id=g, q="customerId:c1"), metadata=m
         ),
     ),
     "UpsertAssignment": (
@@ -156,7 +157,7 @@ GRPC_OPERATIONS: dict[str, tuple[frozenset[str], GrpcCall]] = {
         frozenset({MANAGE}),
         lambda s, t, g, m: _drain(
             s.assignments.StreamUpsertAssignments(
-                _stream(t, g, pb.BulkUpsertAssignmentsRequest), metadata=m
+                _stream(t, g, pb.StreamUpsertAssignmentsRequest), metadata=m
             )
         ),
     ),
@@ -164,7 +165,7 @@ GRPC_OPERATIONS: dict[str, tuple[frozenset[str], GrpcCall]] = {
         frozenset({MANAGE}),
         lambda s, t, g, m: _drain(
             s.assignments.StreamRemoveAssignments(
-                _stream(t, g, pb.BulkRemoveAssignmentsRequest), metadata=m
+                _stream(t, g, pb.StreamRemoveAssignmentsRequest), metadata=m
             )
         ),
     ),
@@ -305,7 +306,7 @@ async def test_grpc_a_later_stream_message_of_another_tenant_is_denied(
 ) -> None:
     """Every message of a client stream is checked, not only the first one."""
     upsert = rpc == "StreamUpsertAssignments"
-    message = pb.BulkUpsertAssignmentsRequest if upsert else pb.BulkRemoveAssignmentsRequest
+    message = pb.StreamUpsertAssignmentsRequest if upsert else pb.StreamRemoveAssignmentsRequest
     item = pb.BulkUpsertItem if upsert else pb.BulkRemoveItem
 
     async def messages() -> Any:

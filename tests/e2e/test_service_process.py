@@ -203,15 +203,27 @@ def test_grpcurl_walkthrough_on_embedded_database(embedded: Service) -> None:
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
     ]
-    assert "rpc BulkUpsertAssignments" in embedded.grpcurl(
-        "describe", "customersegment.v1.CustomerAssignmentService"
+    described = embedded.grpcurl("describe", "customersegment.v1.CustomerAssignmentService")
+    # One request and one response message per RPC (buf's STANDARD lint rules).
+    assert (
+        "rpc SearchAssignments ( .customersegment.v1.SearchAssignmentsRequest ) returns"
+        " ( .customersegment.v1.SearchAssignmentsResponse )" in described
+    )
+    assert "SEGMENT_STATUS_ACTIVE = 1;" in embedded.grpcurl(
+        "describe", "customersegment.v1.SegmentStatus"
     )
     assert '"status": "SERVING"' in embedded.grpcurl("grpc.health.v1.Health/Check")
     embedded.grpcurl(
         "customersegment.v1.SegmentService/CreateSegment",
         data={
             "tenant": "acme",
-            "segment": {"id": "gold", "name": {"en": "Gold"}, "siteCode": "main"},
+            "segment": {
+                "id": "gold",
+                "name": {"en": "Gold"},
+                "siteCode": "main",
+                "status": "SEGMENT_STATUS_ACTIVE",
+                "validity": {"startTime": "2024-01-01T00:00:00Z"},
+            },
         },
     )
     created = json.loads(
@@ -251,7 +263,7 @@ def test_grpcurl_walkthrough_on_embedded_database(embedded: Service) -> None:
             },
         )
     )
-    assert json.loads(got["mixins_json"]) == {"n": 20}
+    assert json.loads(got["assignment"]["mixins_json"]) == {"n": 20}
 
 
 def test_sigterm_drains_in_flight_calls_and_reports_not_serving(embedded: Service) -> None:
@@ -275,7 +287,7 @@ def test_sigterm_drains_in_flight_calls_and_reports_not_serving(embedded: Servic
             ).StreamUpsertAssignments(metadata=embedded.metadata)
             item = assignment_pb2.BulkUpsertItem
             await stream.write(
-                assignment_pb2.BulkUpsertAssignmentsRequest(
+                assignment_pb2.StreamUpsertAssignmentsRequest(
                     tenant="acme", segment_id="s", items=[item(customer_id="a")]
                 )
             )
@@ -286,7 +298,7 @@ def test_sigterm_drains_in_flight_calls_and_reports_not_serving(embedded: Servic
             ).status == health_pb2.HealthCheckResponse.NOT_SERVING
             # The call that was in flight when the signal came still completes.
             await stream.write(
-                assignment_pb2.BulkUpsertAssignmentsRequest(items=[item(customer_id="b")])
+                assignment_pb2.StreamUpsertAssignmentsRequest(items=[item(customer_id="b")])
             )
             await stream.done_writing()
             assert [r.code for r in (await stream.read()).results] == [201]

@@ -47,7 +47,7 @@ async def test_upsert_creates_then_updates_with_versions(
     first = await stubs.assignments.UpsertAssignment(upsert(tenant, segment_id, "c1"))
     assert first.created is True
     assert first.assignment.metadata.version == 1
-    assert first.assignment.assignment_type == pb.MANUAL
+    assert first.assignment.assignment_type == pb.ASSIGNMENT_TYPE_MANUAL
     second = await stubs.assignments.UpsertAssignment(
         upsert(tenant, segment_id, "c1", mixins_json='{"a":1}')
     )
@@ -58,7 +58,7 @@ async def test_upsert_creates_then_updates_with_versions(
         second.assignment.metadata.modified_at.ToDatetime()
         >= first.assignment.metadata.modified_at.ToDatetime()
     )
-    got = await stubs.assignments.GetAssignment(get(tenant, segment_id, "c1"))
+    got = (await stubs.assignments.GetAssignment(get(tenant, segment_id, "c1"))).assignment
     assert got.metadata.version == 2
     assert loads(got.mixins_json) == {"a": 1}
 
@@ -70,7 +70,7 @@ async def test_mixins_round_trip_exactly(stubs: Stubs, tenant: str, segment_id: 
             tenant, segment_id, "c1", mixins_json=EXACT_MIXINS, metadata_mixins_json=metadata_mixins
         )
     )
-    got = await stubs.assignments.GetAssignment(get(tenant, segment_id, "c1"))
+    got = (await stubs.assignments.GetAssignment(get(tenant, segment_id, "c1"))).assignment
     assert loads(got.mixins_json) == loads(EXACT_MIXINS)
     stored = loads(got.mixins_json)
     assert type(stored["count"]) is int and stored["count"] == 20
@@ -94,7 +94,7 @@ async def test_put_replaces_mixins_as_a_whole(stubs: Stubs, tenant: str, segment
     await stubs.assignments.UpsertAssignment(
         upsert(tenant, segment_id, "c1", mixins_json='{"b":{"d":3}}')
     )
-    got = await stubs.assignments.GetAssignment(get(tenant, segment_id, "c1"))
+    got = (await stubs.assignments.GetAssignment(get(tenant, segment_id, "c1"))).assignment
     assert loads(got.mixins_json) == {"b": {"d": 3}}
     assert loads(got.metadata.mixins_json) == {}
 
@@ -109,8 +109,10 @@ async def test_b2c_and_b2b_of_one_customer_are_different(
         upsert(tenant, segment_id, "c1", legal_entity_id="le1", mixins_json='{"k":"b2b"}')
     )
     assert b2c.created and b2b.created
-    got_b2c = await stubs.assignments.GetAssignment(get(tenant, segment_id, "c1"))
-    got_b2b = await stubs.assignments.GetAssignment(get(tenant, segment_id, "c1", "le1"))
+    got_b2c = (await stubs.assignments.GetAssignment(get(tenant, segment_id, "c1"))).assignment
+    got_b2b = (
+        await stubs.assignments.GetAssignment(get(tenant, segment_id, "c1", "le1"))
+    ).assignment
     assert not got_b2c.HasField("legal_entity")
     assert got_b2b.legal_entity.id == "le1"
     assert loads(got_b2c.mixins_json) == {"k": "b2c"}
@@ -138,7 +140,7 @@ async def test_optimistic_locking(stubs: Stubs, tenant: str, segment_id: str) ->
         grpc.StatusCode.ABORTED,
         "The resource you are attempting to access has changed.",
     )
-    unchanged = await stubs.assignments.GetAssignment(get(tenant, segment_id, "c1"))
+    unchanged = (await stubs.assignments.GetAssignment(get(tenant, segment_id, "c1"))).assignment
     assert unchanged.metadata.version == 1 and loads(unchanged.mixins_json) == {}
     updated = await stubs.assignments.UpsertAssignment(
         upsert(tenant, segment_id, "c1", version=1, mixins_json='{"x":1}')
@@ -212,7 +214,7 @@ async def test_concurrent_upserts_of_one_key(stubs: Stubs, tenant: str, segment_
     assert sum(outcome.created for outcome in outcomes) == 1
     versions = sorted(outcome.assignment.metadata.version for outcome in outcomes)
     assert versions == list(range(1, count + 1))
-    final = await stubs.assignments.GetAssignment(get(tenant, segment_id, "hot"))
+    final = (await stubs.assignments.GetAssignment(get(tenant, segment_id, "hot"))).assignment
     assert final.metadata.version == count
 
 
@@ -239,7 +241,9 @@ async def test_directory_names_enrich_assignments(
     await stubs.assignments.UpsertAssignment(
         upsert(tenant, segment_id, "c1", legal_entity_id="le1")
     )
-    unknown = await stubs.assignments.GetAssignment(get(tenant, segment_id, "c1", "le1"))
+    unknown = (
+        await stubs.assignments.GetAssignment(get(tenant, segment_id, "c1", "le1"))
+    ).assignment
     assert (
         unknown.customer.id == "c1"
         and unknown.customer.first_name == ""
@@ -259,7 +263,7 @@ async def test_directory_names_enrich_assignments(
             tenant=tenant, legal_entity_id="le1", name="SomeCompany"
         )
     )
-    known = await stubs.assignments.GetAssignment(get(tenant, segment_id, "c1", "le1"))
+    known = (await stubs.assignments.GetAssignment(get(tenant, segment_id, "c1", "le1"))).assignment
     assert (known.customer.first_name, known.customer.last_name, known.customer.email) == (
         "John",
         "Doe",

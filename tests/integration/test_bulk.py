@@ -59,14 +59,16 @@ async def test_mixed_bulk_with_duplicates_and_invalid_items(
     assert all(not r.message for r in results if r.code in (201, 204))
 
     async def state(customer_id: str, legal_entity_id: str = "") -> pb.Assignment:
-        return await stubs.assignments.GetAssignment(
-            pb.GetAssignmentRequest(
-                tenant=tenant,
-                segment_id=segment_id,
-                customer_id=customer_id,
-                legal_entity_id=legal_entity_id,
+        return (
+            await stubs.assignments.GetAssignment(
+                pb.GetAssignmentRequest(
+                    tenant=tenant,
+                    segment_id=segment_id,
+                    customer_id=customer_id,
+                    legal_entity_id=legal_entity_id,
+                )
             )
-        )
+        ).assignment
 
     a = await state("a")
     assert (a.metadata.version, loads(a.mixins_json)) == (3, {"n": 8})
@@ -109,12 +111,12 @@ async def test_thousand_items_in_one_request_stream_a_thousand_results(
 async def test_client_streaming_counts_indexes_across_messages(
     stubs: Stubs, tenant: str, segment_id: str
 ) -> None:
-    async def messages() -> AsyncIterator[pb.BulkUpsertAssignmentsRequest]:
-        yield pb.BulkUpsertAssignmentsRequest(
+    async def messages() -> AsyncIterator[pb.StreamUpsertAssignmentsRequest]:
+        yield pb.StreamUpsertAssignmentsRequest(
             tenant=tenant, segment_id=segment_id, items=[item("s1"), item("s2")]
         )
-        yield pb.BulkUpsertAssignmentsRequest(items=[item("s3"), item("")])
-        yield pb.BulkUpsertAssignmentsRequest(tenant=tenant, items=[item("s1")])
+        yield pb.StreamUpsertAssignmentsRequest(items=[item("s3"), item("")])
+        yield pb.StreamUpsertAssignmentsRequest(tenant=tenant, items=[item("s1")])
 
     results = await results_of(
         stubs.assignments.StreamUpsertAssignments(messages(), metadata=admin_metadata(tenant))
@@ -132,11 +134,11 @@ async def test_client_streaming_counts_indexes_across_messages(
 async def test_client_stream_must_keep_its_tenant_and_segment(
     stubs: Stubs, tenant: str, segment_id: str
 ) -> None:
-    async def messages() -> AsyncIterator[pb.BulkUpsertAssignmentsRequest]:
-        yield pb.BulkUpsertAssignmentsRequest(
+    async def messages() -> AsyncIterator[pb.StreamUpsertAssignmentsRequest]:
+        yield pb.StreamUpsertAssignmentsRequest(
             tenant=tenant, segment_id=segment_id, items=[item("s1")]
         )
-        yield pb.BulkUpsertAssignmentsRequest(segment_id="other", items=[item("s2")])
+        yield pb.StreamUpsertAssignmentsRequest(segment_id="other", items=[item("s2")])
 
     await expect_error(
         results_of(
@@ -155,13 +157,13 @@ async def test_a_refused_stream_is_refused_while_the_client_still_writes(
     for first_tenant, code in (("other", grpc.StatusCode.PERMISSION_DENIED), (tenant, None)):
 
         async def messages(first: str = first_tenant) -> AsyncIterator[Any]:
-            yield pb.BulkRemoveAssignmentsRequest(tenant=first, segment_id=segment_id)
+            yield pb.StreamRemoveAssignmentsRequest(tenant=first, segment_id=segment_id)
             # A later message naming another segment is refused mid-stream.
-            yield pb.BulkRemoveAssignmentsRequest(
+            yield pb.StreamRemoveAssignmentsRequest(
                 segment_id="other", items=[pb.BulkRemoveItem(customer_id="c")]
             )
             for _ in range(200):
-                yield pb.BulkRemoveAssignmentsRequest(items=[pb.BulkRemoveItem(customer_id="c")])
+                yield pb.StreamRemoveAssignmentsRequest(items=[pb.BulkRemoveItem(customer_id="c")])
 
         await expect_error(
             results_of(
@@ -174,7 +176,7 @@ async def test_a_refused_stream_is_refused_while_the_client_still_writes(
 
     async def unauthenticated() -> AsyncIterator[Any]:
         for _ in range(12):  # fewer than the 16 a caller without a valid token gets read
-            yield pb.BulkRemoveAssignmentsRequest(tenant=tenant, segment_id=segment_id)
+            yield pb.StreamRemoveAssignmentsRequest(tenant=tenant, segment_id=segment_id)
 
     await expect_error(
         results_of(
@@ -192,13 +194,13 @@ async def test_segment_deleted_mid_stream_reports_not_found_per_item(
     first_results = []
     call = stubs.assignments.StreamUpsertAssignments(metadata=admin_metadata(tenant))
     await call.write(
-        pb.BulkUpsertAssignmentsRequest(tenant=tenant, segment_id=segment_id, items=[item("m1")])
+        pb.StreamUpsertAssignmentsRequest(tenant=tenant, segment_id=segment_id, items=[item("m1")])
     )
     first_results.append(await call.read())
     await stubs.segments.DeleteSegment(
         segment_pb2.DeleteSegmentRequest(tenant=tenant, segment_id=segment_id, force=True)
     )
-    await call.write(pb.BulkUpsertAssignmentsRequest(items=[item("m2"), item("m3")]))
+    await call.write(pb.StreamUpsertAssignmentsRequest(items=[item("m2"), item("m3")]))
     await call.done_writing()
     later = await call.read()
     assert [r.code for r in first_results[0].results] == [201]

@@ -162,9 +162,11 @@ async def test_grpc_writes_with_a_version_are_aborted_when_it_is_not_the_stored_
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await call
         assert refused.value.code() == grpc.StatusCode.ABORTED
-    segment = await stubs.segments.GetSegment(
-        segment_pb2.GetSegmentRequest(tenant=tenant, segment_id=segment_id)
-    )
+    segment = (
+        await stubs.segments.GetSegment(
+            segment_pb2.GetSegmentRequest(tenant=tenant, segment_id=segment_id)
+        )
+    ).segment
     assert segment.site_code == "main" and segment.metadata.version == 1
     await stubs.segments.DeleteSegment(
         segment_pb2.DeleteSegmentRequest(tenant=tenant, segment_id=segment_id, version=1)

@@ -49,9 +49,11 @@ async def test_the_deepest_mixins_allowed_are_written_and_read_back(
             metadata_mixins_json=deepest,
         )
     )
-    got = await stubs.assignments.GetAssignment(
-        pb.GetAssignmentRequest(tenant=tenant, segment_id=segment_id, customer_id="c1")
-    )
+    got = (
+        await stubs.assignments.GetAssignment(
+            pb.GetAssignmentRequest(tenant=tenant, segment_id=segment_id, customer_id="c1")
+        )
+    ).assignment
     assert json.loads(got.mixins_json) == json.loads(deepest)
     assert json.loads(got.metadata.mixins_json) == json.loads(deepest)
 
@@ -116,10 +118,10 @@ async def test_stream_refuses_deeper_mixins_item_by_item(
     stubs: Stubs, tenant: str, segment_id: str
 ) -> None:
     async def messages() -> Any:
-        yield pb.BulkUpsertAssignmentsRequest(
+        yield pb.StreamUpsertAssignmentsRequest(
             tenant=tenant, segment_id=segment_id, items=_bulk_items()[:2]
         )
-        yield pb.BulkUpsertAssignmentsRequest(items=_bulk_items()[2:])
+        yield pb.StreamUpsertAssignmentsRequest(items=_bulk_items()[2:])
 
     call = stubs.assignments.StreamUpsertAssignments(messages(), metadata=admin_metadata(tenant))
     _assert_deep_items_refused(await results_of(call))
@@ -184,9 +186,11 @@ async def test_patch_refuses_deeper_mixins(stubs: Stubs, tenant: str) -> None:
             "levels deep",
         )
         assert field_violations(error) == [field], operation[1][:40]
-    got = await stubs.segments.GetSegment(
-        segment_pb2.GetSegmentRequest(tenant=tenant, segment_id="s1")
-    )
+    got = (
+        await stubs.segments.GetSegment(
+            segment_pb2.GetSegmentRequest(tenant=tenant, segment_id="s1")
+        )
+    ).segment
     assert json.loads(got.mixins_json) == {"x": json.loads(deepest_value)}
     # A long path does not build the levels it names (RFC 6902: a missing parent is an error).
     for long_path in ("/mixins" + "/a" * (MAX_JSON_DEPTH + 1), "/mixins" + "/a" * 5_000):
@@ -327,9 +331,11 @@ async def test_a_stored_row_deeper_than_the_limit_does_not_break_reads(
     )
     assert [a.customer.id for a in page.assignments] == ["a", "deep", "z"]
     assert json.loads(page.assignments[0].mixins_json) == {"n": 1}
-    got = await stubs.assignments.GetAssignment(
-        pb.GetAssignmentRequest(tenant=tenant, segment_id=segment_id, customer_id="deep")
-    )
+    got = (
+        await stubs.assignments.GetAssignment(
+            pb.GetAssignmentRequest(tenant=tenant, segment_id=segment_id, customer_id="deep")
+        )
+    ).assignment
     assert got.customer.id == "deep"
     segments = await stubs.segments.ListSegments(segment_pb2.ListSegmentsRequest(tenant=tenant))
     assert [s.id for s in segments.segments] == [segment_id]

@@ -90,11 +90,13 @@ REFUSED: list[tuple[list[Operation], str, str]] = [
 
 
 async def _create(stubs: Stubs, tenant: str, segment_id: str) -> pb.Segment:
-    return await stubs.segments.CreateSegment(
-        pb.CreateSegmentRequest(
-            tenant=tenant, segment=segment(id=segment_id, mixins_json=json.dumps(MIXINS))
+    return (
+        await stubs.segments.CreateSegment(
+            pb.CreateSegmentRequest(
+                tenant=tenant, segment=segment(id=segment_id, mixins_json=json.dumps(MIXINS))
+            )
         )
-    )
+    ).segment
 
 
 def _request(tenant: str, segment_id: str, operations: list[Operation]) -> pb.PatchSegmentRequest:
@@ -119,7 +121,9 @@ def _field(named: str, number: int, prefix: str) -> str:
 async def test_grpc_patch_follows_rfc_6902(stubs: Stubs, tenant: str) -> None:
     for number, (operations, mixins) in enumerate(APPLIED):
         await _create(stubs, tenant, f"ok{number}")
-        patched = await stubs.segments.PatchSegment(_request(tenant, f"ok{number}", operations))
+        patched = (
+            await stubs.segments.PatchSegment(_request(tenant, f"ok{number}", operations))
+        ).segment
         assert loads(patched.mixins_json) == mixins, operations
     created = await _create(stubs, tenant, "refused")
     for operations, named, fragment in REFUSED:
@@ -132,7 +136,9 @@ async def test_grpc_patch_follows_rfc_6902(stubs: Stubs, tenant: str) -> None:
             fragment,
         )
         assert field_violations(error) == [_field(named, 2, "operations[")], operations
-    got = await stubs.segments.GetSegment(pb.GetSegmentRequest(tenant=tenant, segment_id="refused"))
+    got = (
+        await stubs.segments.GetSegment(pb.GetSegmentRequest(tenant=tenant, segment_id="refused"))
+    ).segment
     assert got == created
 
 

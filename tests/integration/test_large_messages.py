@@ -31,6 +31,14 @@ def mixins_of(n: int) -> dict[str, Any]:
     return {"n": n, "blob": f"{n:03d}" + "x" * ITEM_BYTES}
 
 
+def listings(stubs: Stubs) -> list[tuple[Any, Any]]:
+    """ListAssignments and SearchAssignments, each with its request message (same fields)."""
+    return [
+        (stubs.assignments.ListAssignments, pb.ListAssignmentsRequest),
+        (stubs.assignments.SearchAssignments, pb.SearchAssignmentsRequest),
+    ]
+
+
 async def seed(stubs: Stubs, tenant: str, segment_id: str) -> None:
     """60 assignments of 100 KB each, in two requests of 3 MB."""
     for first in (0, ITEMS // 2):
@@ -59,9 +67,9 @@ async def test_a_page_too_large_for_a_default_client_ends_early_with_a_cursor(
     stubs: Stubs, tenant: str, segment_id: str
 ) -> None:
     await seed(stubs, tenant, segment_id)
-    for method in (stubs.assignments.ListAssignments, stubs.assignments.SearchAssignments):
+    for method, message in listings(stubs):
         seen: list[str] = []
-        request = pb.ListAssignmentsRequest(tenant=tenant, segment_id=segment_id)
+        request = message(tenant=tenant, segment_id=segment_id)
         pages = 0
         while True:
             page = await method(request)  # a default client: fails if the page is over 4 MiB
@@ -71,9 +79,7 @@ async def test_a_page_too_large_for_a_default_client_ends_early_with_a_cursor(
             pages += 1
             if not page.next_page_token:
                 break
-            request = pb.ListAssignmentsRequest(
-                tenant=tenant, segment_id=segment_id, page_token=page.next_page_token
-            )
+            request = message(tenant=tenant, segment_id=segment_id, page_token=page.next_page_token)
         assert pages >= 2
         assert seen == [f"c{n:02d}" for n in range(ITEMS)]  # each once, in order
 
@@ -158,13 +164,10 @@ async def test_an_assignment_over_4_mib_is_readable_everywhere(
         ) as response:
             assert [item["customer"]["id"] for item in await response.json()] == ["small"]
     key = {"tenant": tenant, "segment_id": segment_id, "customer_id": "big"}
-    got = await roomy_stubs.assignments.GetAssignment(pb.GetAssignmentRequest(**key))
+    got = (await roomy_stubs.assignments.GetAssignment(pb.GetAssignmentRequest(**key))).assignment
     assert json.loads(got.mixins_json) == big
-    for method in (
-        roomy_stubs.assignments.ListAssignments,
-        roomy_stubs.assignments.SearchAssignments,
-    ):
-        page = await method(pb.ListAssignmentsRequest(tenant=tenant, segment_id=segment_id))
+    for method, message in listings(roomy_stubs):
+        page = await method(message(tenant=tenant, segment_id=segment_id))
         assert [a.customer.id for a in page.assignments] == ["big"] and page.next_page_token
 
 

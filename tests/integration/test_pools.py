@@ -40,7 +40,9 @@ async def test_with_every_expensive_read_connection_busy_writes_and_reads_go_on(
             pb.BulkUpsertAssignmentsRequest(**key, items=items), timeout=30
         ):
             pass
-        got = await calls.GetAssignment(pb.GetAssignmentRequest(**key, customer_id="c1"))
+        got = (
+            await calls.GetAssignment(pb.GetAssignmentRequest(**key, customer_id="c1"))
+        ).assignment
         assert got.customer.id == "c1"
         plain = await calls.ListAssignments(pb.ListAssignmentsRequest(**key, q="customerId:c2"))
         assert [a.customer.id for a in plain.assignments] == ["c2"]

@@ -94,10 +94,16 @@ async def test_assignment_queries_at_the_caps(
     own = bearer(tenant, Scope.READ_OWN.value, sub="c", legal_entity_id="le-b")
     mine = await stubs.assignments.ListAssignments(request, metadata=[("authorization", own)])
     assert [(a.customer.id, a.legal_entity.id) for a in mine.assignments] == [("c", "le-b")]
-    request.q = ranged("mixins.n", ">0", MAX_CONDITIONS)  # both rows: c first, then a
-    first = await stubs.assignments.SearchAssignments(request)
-    request.page_token = first.next_page_token
-    second = await stubs.assignments.SearchAssignments(request)
+    search = pb.SearchAssignmentsRequest(
+        tenant=tenant,
+        segment_id=segment_id,
+        q=ranged("mixins.n", ">0", MAX_CONDITIONS),  # both rows: c first, then a
+        page_size=1,
+        sort="metadata.modifiedAt:desc",
+    )
+    first = await stubs.assignments.SearchAssignments(search)
+    search.page_token = first.next_page_token
+    second = await stubs.assignments.SearchAssignments(search)
     assert [a.customer.id for a in [*first.assignments, *second.assignments]] == ["c", "a"]
 
 
@@ -113,8 +119,8 @@ async def test_segment_queries_at_the_caps(stubs: Stubs, tenant: str, name: str)
     q = SEGMENT_QUERIES[name]
     assert len(q) <= MAX_LENGTH
     for segment_id, site_code, mixins, status in [
-        ("a", "a", '{"n":1}', segment_pb2.INACTIVE),
-        ("b", "main", '{"n":2,"t":"x"}', segment_pb2.ACTIVE),
+        ("a", "a", '{"n":1}', segment_pb2.SEGMENT_STATUS_INACTIVE),
+        ("b", "main", '{"n":2,"t":"x"}', segment_pb2.SEGMENT_STATUS_ACTIVE),
     ]:
         await stubs.segments.CreateSegment(
             segment_pb2.CreateSegmentRequest(

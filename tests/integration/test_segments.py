@@ -26,36 +26,38 @@ def segment(**fields: object) -> pb.Segment:
 
 
 async def test_create_get_and_generated_id(stubs: Stubs, tenant: str) -> None:
-    created = await stubs.segments.CreateSegment(
-        pb.CreateSegmentRequest(tenant=tenant, segment=segment())
-    )
+    created = (
+        await stubs.segments.CreateSegment(
+            pb.CreateSegmentRequest(tenant=tenant, segment=segment())
+        )
+    ).segment
     assert len(created.id) == 24
-    assert created.status == pb.INACTIVE  # default
+    assert created.status == pb.SEGMENT_STATUS_INACTIVE  # default
     assert created.metadata.version == 1
-    got = await stubs.segments.GetSegment(
-        pb.GetSegmentRequest(tenant=tenant, segment_id=created.id)
-    )
+    got = (
+        await stubs.segments.GetSegment(pb.GetSegmentRequest(tenant=tenant, segment_id=created.id))
+    ).segment
     assert got == created
 
 
 async def test_create_keeps_validity_and_mixins(stubs: Stubs, tenant: str) -> None:
     validity = pb.Validity(
-        **{
-            "from": Timestamp(seconds=1713340800),
-            "to": Timestamp(seconds=1744876800, nanos=123000000),
-        }
+        start_time=Timestamp(seconds=1713340800),
+        end_time=Timestamp(seconds=1744876800, nanos=123000000),
     )
-    created = await stubs.segments.CreateSegment(
-        pb.CreateSegmentRequest(
-            tenant=tenant,
-            segment=segment(
-                id="s1",
-                validity=validity,
-                status=pb.ACTIVE,
-                mixins_json='{"tier":3,"big":12345678901234567890}',
-            ),
+    created = (
+        await stubs.segments.CreateSegment(
+            pb.CreateSegmentRequest(
+                tenant=tenant,
+                segment=segment(
+                    id="s1",
+                    validity=validity,
+                    status=pb.SEGMENT_STATUS_ACTIVE,
+                    mixins_json='{"tier":3,"big":12345678901234567890}',
+                ),
+            )
         )
-    )
+    ).segment
     assert created.validity == validity
     assert loads(created.mixins_json) == {"tier": 3, "big": 12345678901234567890}
 
@@ -80,13 +82,16 @@ async def test_upsert_created_updated_and_version_conflict(stubs: Stubs, tenant:
     assert first.created and first.segment.id == "s1"
     second = await stubs.segments.UpsertSegment(
         pb.UpsertSegmentRequest(
-            tenant=tenant, segment_id="s1", segment=segment(status=pb.ACTIVE), version=1
+            tenant=tenant,
+            segment_id="s1",
+            segment=segment(status=pb.SEGMENT_STATUS_ACTIVE),
+            version=1,
         )
     )
     assert (
         not second.created
         and second.segment.metadata.version == 2
-        and second.segment.status == pb.ACTIVE
+        and second.segment.status == pb.SEGMENT_STATUS_ACTIVE
     )
     await expect_error(
         stubs.segments.UpsertSegment(
@@ -148,7 +153,11 @@ async def test_delete_unknown_segment_is_not_found(stubs: Stubs, tenant: str) ->
 
 
 async def test_list_by_q_and_by_customer(stubs: Stubs, tenant: str) -> None:
-    for segment_id, status in (("s1", pb.ACTIVE), ("s2", pb.INACTIVE), ("s3", pb.ACTIVE)):
+    for segment_id, status in (
+        ("s1", pb.SEGMENT_STATUS_ACTIVE),
+        ("s2", pb.SEGMENT_STATUS_INACTIVE),
+        ("s3", pb.SEGMENT_STATUS_ACTIVE),
+    ):
         await stubs.segments.CreateSegment(
             pb.CreateSegmentRequest(tenant=tenant, segment=segment(id=segment_id, status=status))
         )
@@ -214,21 +223,23 @@ async def test_patch_applies_every_operation_in_order_and_bumps_the_version(
             ),
         )
     )
-    patched = await stubs.segments.PatchSegment(
-        patch(
-            tenant,
-            "s1",
-            ("replace", "/status", '"ACTIVE"'),
-            ("add", "/name/fr", '"Segment doré"'),
-            ("remove", "/name/de", ""),
-            ("remove", "/description", ""),
-            ("add", "/mixins/attributes", '{"price": 10}'),
-            ("replace", "/mixins/attributes/price", "15"),
-            ("add", "/metadata/mixins/attributes", '"https://example.com/schema.json"'),
-            ("add", "/validity/to", '"2030-01-01T00:00:00Z"'),
+    patched = (
+        await stubs.segments.PatchSegment(
+            patch(
+                tenant,
+                "s1",
+                ("replace", "/status", '"ACTIVE"'),
+                ("add", "/name/fr", '"Segment doré"'),
+                ("remove", "/name/de", ""),
+                ("remove", "/description", ""),
+                ("add", "/mixins/attributes", '{"price": 10}'),
+                ("replace", "/mixins/attributes/price", "15"),
+                ("add", "/metadata/mixins/attributes", '"https://example.com/schema.json"'),
+                ("add", "/validity/to", '"2030-01-01T00:00:00Z"'),
+            )
         )
-    )
-    assert patched.status == pb.ACTIVE
+    ).segment
+    assert patched.status == pb.SEGMENT_STATUS_ACTIVE
     assert dict(patched.name) == {"en": "Golden Segment", "fr": "Segment doré"}
     assert dict(patched.description) == {}
     # Untouched values come back exactly: the big integer keeps every digit.
@@ -238,16 +249,20 @@ async def test_patch_applies_every_operation_in_order_and_bumps_the_version(
         "attributes": {"price": 15},
     }
     assert loads(patched.metadata.mixins_json) == {"attributes": "https://example.com/schema.json"}
-    assert patched.validity.to.seconds == 1893456000
+    assert patched.validity.end_time.seconds == 1893456000
     assert patched.metadata.version == 2
-    got = await stubs.segments.GetSegment(pb.GetSegmentRequest(tenant=tenant, segment_id="s1"))
+    got = (
+        await stubs.segments.GetSegment(pb.GetSegmentRequest(tenant=tenant, segment_id="s1"))
+    ).segment
     assert got == patched
 
 
 async def test_patch_is_all_or_nothing_and_names_the_operation(stubs: Stubs, tenant: str) -> None:
-    created = await stubs.segments.CreateSegment(
-        pb.CreateSegmentRequest(tenant=tenant, segment=segment(id="s1"))
-    )
+    created = (
+        await stubs.segments.CreateSegment(
+            pb.CreateSegmentRequest(tenant=tenant, segment=segment(id="s1"))
+        )
+    ).segment
     cases = [
         # (operations, field named, message fragment)
         (
@@ -280,7 +295,9 @@ async def test_patch_is_all_or_nothing_and_names_the_operation(stubs: Stubs, ten
             fragment,
         )
         assert field_violations(error) == [field], operations
-    got = await stubs.segments.GetSegment(pb.GetSegmentRequest(tenant=tenant, segment_id="s1"))
+    got = (
+        await stubs.segments.GetSegment(pb.GetSegmentRequest(tenant=tenant, segment_id="s1"))
+    ).segment
     assert got == created  # nothing was written
 
 
@@ -301,7 +318,9 @@ async def test_concurrent_patches_all_apply_one_after_the_other(stubs: Stubs, te
         for n in range(8)
     ]
     await asyncio.gather(*patches)  # no ABORTED: none is lost, none is refused
-    got = await stubs.segments.GetSegment(pb.GetSegmentRequest(tenant=tenant, segment_id="s1"))
+    got = (
+        await stubs.segments.GetSegment(pb.GetSegmentRequest(tenant=tenant, segment_id="s1"))
+    ).segment
     assert loads(got.mixins_json) == {f"k{n}": n for n in range(8)}
     assert got.metadata.version == 1 + 8
 
@@ -311,9 +330,11 @@ OUT_OF_RANGE_INSTANTS = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00
 
 
 async def test_patch_refuses_a_validity_out_of_range_in_utc(stubs: Stubs, tenant: str) -> None:
-    created = await stubs.segments.CreateSegment(
-        pb.CreateSegmentRequest(tenant=tenant, segment=segment(id="s1"))
-    )
+    created = (
+        await stubs.segments.CreateSegment(
+            pb.CreateSegmentRequest(tenant=tenant, segment=segment(id="s1"))
+        )
+    ).segment
     for value in OUT_OF_RANGE_INSTANTS:
         for name in ("from", "to"):
             error = await expect_error(
@@ -324,7 +345,9 @@ async def test_patch_refuses_a_validity_out_of_range_in_utc(stubs: Stubs, tenant
                 "year 9999",
             )
             assert field_violations(error) == [f"validity.{name}"]
-    got = await stubs.segments.GetSegment(pb.GetSegmentRequest(tenant=tenant, segment_id="s1"))
+    got = (
+        await stubs.segments.GetSegment(pb.GetSegmentRequest(tenant=tenant, segment_id="s1"))
+    ).segment
     assert got == created
 
 
@@ -336,23 +359,26 @@ async def test_patch_validity_without_offset_is_utc(stubs: Stubs, tenant: str) -
     await stubs.segments.PatchSegment(
         patch(tenant, "s1", ("add", "/validity/from", '"2024-01-01T00:00:00+02:00"'))
     )
-    patched = await stubs.segments.PatchSegment(
-        patch(tenant, "s1", ("add", "/validity/to", '"2024-01-01T00:00:00"'))
-    )
-    assert getattr(patched.validity, "from").ToJsonString() == "2023-12-31T22:00:00Z"
-    assert patched.validity.to.ToJsonString() == "2024-01-01T00:00:00Z"
+    patched = (
+        await stubs.segments.PatchSegment(
+            patch(tenant, "s1", ("add", "/validity/to", '"2024-01-01T00:00:00"'))
+        )
+    ).segment
+    assert patched.validity.start_time.ToJsonString() == "2023-12-31T22:00:00Z"
+    assert patched.validity.end_time.ToJsonString() == "2024-01-01T00:00:00Z"
 
 
 async def test_the_first_and_last_instants_are_kept_and_found(stubs: Stubs, tenant: str) -> None:
     first, last = Timestamp(), Timestamp()
     first.FromJsonString("0001-01-01T00:00:00Z")
     last.FromJsonString("9999-12-31T23:59:59.999Z")
-    validity = pb.Validity(to=last)
-    getattr(validity, "from").CopyFrom(first)
+    validity = pb.Validity(start_time=first, end_time=last)
     await stubs.segments.CreateSegment(
         pb.CreateSegmentRequest(tenant=tenant, segment=segment(id="s1", validity=validity))
     )
-    got = await stubs.segments.GetSegment(pb.GetSegmentRequest(tenant=tenant, segment_id="s1"))
+    got = (
+        await stubs.segments.GetSegment(pb.GetSegmentRequest(tenant=tenant, segment_id="s1"))
+    ).segment
     assert got.validity == validity
     for q in (
         'validity.from:<="0001-01-01T00:00:00Z"',

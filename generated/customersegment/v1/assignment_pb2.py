@@ -23,12 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from customersegment.v1 import common_pb2 as customersegment_dot_v1_dot_common__pb2
-from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#customersegment/v1/assignment.proto\x12\x12\x63ustomersegment.v1\x1a\x1f\x63ustomersegment/v1/common.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"L\n\x08\x43ustomer\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nfirst_name\x18\x02 \x01(\t\x12\x11\n\tlast_name\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\"\'\n\x0bLegalEntity\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x9b\x01\n\x12\x41ssignmentMetadata\x12.\n\ncreated_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bmodified_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x13\n\x0bmixins_json\x18\x04 \x01(\t\"\x93\x02\n\nAssignment\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12.\n\x08\x63ustomer\x18\x02 \x01(\x0b\x32\x1c.customersegment.v1.Customer\x12\x35\n\x0clegal_entity\x18\x03 \x01(\x0b\x32\x1f.customersegment.v1.LegalEntity\x12;\n\x0f\x61ssignment_type\x18\x04 \x01(\x0e\x32\".customersegment.v1.AssignmentType\x12\x13\n\x0bmixins_json\x18\x05 \x01(\t\x12\x38\n\x08metadata\x18\x06 \x01(\x0b\x32&.customersegment.v1.AssignmentMetadata\"h\n\x14GetAssignmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x04 \x01(\t\"\xd4\x01\n\x17UpsertAssignmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x04 \x01(\t\x12\x13\n\x0bmixins_json\x18\x05 \x01(\t\x12\x1c\n\x14metadata_mixins_json\x18\x06 \x01(\t\x12\x14\n\x07version\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nmust_exist\x18\x08 \x01(\x08\x42\n\n\x08_version\"_\n\x18UpsertAssignmentResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\x12\x32\n\nassignment\x18\x02 \x01(\x0b\x32\x1e.customersegment.v1.Assignment\"\xa1\x01\n\x17RemoveAssignmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x04 \x01(\t\x12\x14\n\x07version\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nmust_exist\x18\x06 \x01(\x08\x42\n\n\x08_version\"\xda\x01\n\x16ListAssignmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\t\n\x01q\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0bpage_number\x18\x05 \x01(\x05\x12\x0c\n\x04sort\x18\x06 \x01(\t\x12*\n\x06\x66ields\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x1b\n\x13include_total_count\x18\x08 \x01(\x08\x12\x12\n\npage_token\x18\t \x01(\t\"\x99\x01\n\x17ListAssignmentsResponse\x12\x33\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x1e.customersegment.v1.Assignment\x12\x13\n\x0btotal_count\x18\x02 \x01(\x03\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\x12\x1b\n\x13previous_page_token\x18\x04 \x01(\t\"\x93\x01\n\x0e\x42ulkUpsertItem\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x02 \x01(\t\x12\x13\n\x0bmixins_json\x18\x03 \x01(\t\x12\x1c\n\x14metadata_mixins_json\x18\x04 \x01(\t\x12\x14\n\x07version\x18\x05 \x01(\x03H\x00\x88\x01\x01\x42\n\n\x08_version\"u\n\x1c\x42ulkUpsertAssignmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x31\n\x05items\x18\x03 \x03(\x0b\x32\".customersegment.v1.BulkUpsertItem\">\n\x0e\x42ulkRemoveItem\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x02 \x01(\t\"u\n\x1c\x42ulkRemoveAssignmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x31\n\x05items\x18\x03 \x03(\x0b\x32\".customersegment.v1.BulkRemoveItem*L\n\x0e\x41ssignmentType\x12\x1f\n\x1b\x41SSIGNMENT_TYPE_UNSPECIFIED\x10\x00\x12\n\n\x06MANUAL\x10\x01\x12\r\n\tAUTOMATIC\x10\x02\x32\xe8\x07\n\x19\x43ustomerAssignmentService\x12Y\n\rGetAssignment\x12(.customersegment.v1.GetAssignmentRequest\x1a\x1e.customersegment.v1.Assignment\x12m\n\x10UpsertAssignment\x12+.customersegment.v1.UpsertAssignmentRequest\x1a,.customersegment.v1.UpsertAssignmentResponse\x12W\n\x10RemoveAssignment\x12+.customersegment.v1.RemoveAssignmentRequest\x1a\x16.google.protobuf.Empty\x12j\n\x0fListAssignments\x12*.customersegment.v1.ListAssignmentsRequest\x1a+.customersegment.v1.ListAssignmentsResponse\x12l\n\x11SearchAssignments\x12*.customersegment.v1.ListAssignmentsRequest\x1a+.customersegment.v1.ListAssignmentsResponse\x12p\n\x15\x42ulkUpsertAssignments\x12\x30.customersegment.v1.BulkUpsertAssignmentsRequest\x1a#.customersegment.v1.BulkItemResults0\x01\x12p\n\x15\x42ulkRemoveAssignments\x12\x30.customersegment.v1.BulkRemoveAssignmentsRequest\x1a#.customersegment.v1.BulkItemResults0\x01\x12t\n\x17StreamUpsertAssignments\x12\x30.customersegment.v1.BulkUpsertAssignmentsRequest\x1a#.customersegment.v1.BulkItemResults(\x01\x30\x01\x12t\n\x17StreamRemoveAssignments\x12\x30.customersegment.v1.BulkRemoveAssignmentsRequest\x1a#.customersegment.v1.BulkItemResults(\x01\x30\x01\x42\x19\n\x15io.customersegment.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#customersegment/v1/assignment.proto\x12\x12\x63ustomersegment.v1\x1a\x1f\x63ustomersegment/v1/common.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"L\n\x08\x43ustomer\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nfirst_name\x18\x02 \x01(\t\x12\x11\n\tlast_name\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\"\'\n\x0bLegalEntity\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x9b\x01\n\x12\x41ssignmentMetadata\x12.\n\ncreated_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bmodified_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x13\n\x0bmixins_json\x18\x04 \x01(\t\"\x93\x02\n\nAssignment\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12.\n\x08\x63ustomer\x18\x02 \x01(\x0b\x32\x1c.customersegment.v1.Customer\x12\x35\n\x0clegal_entity\x18\x03 \x01(\x0b\x32\x1f.customersegment.v1.LegalEntity\x12;\n\x0f\x61ssignment_type\x18\x04 \x01(\x0e\x32\".customersegment.v1.AssignmentType\x12\x13\n\x0bmixins_json\x18\x05 \x01(\t\x12\x38\n\x08metadata\x18\x06 \x01(\x0b\x32&.customersegment.v1.AssignmentMetadata\"h\n\x14GetAssignmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x04 \x01(\t\"K\n\x15GetAssignmentResponse\x12\x32\n\nassignment\x18\x01 \x01(\x0b\x32\x1e.customersegment.v1.Assignment\"\xd4\x01\n\x17UpsertAssignmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x04 \x01(\t\x12\x13\n\x0bmixins_json\x18\x05 \x01(\t\x12\x1c\n\x14metadata_mixins_json\x18\x06 \x01(\t\x12\x14\n\x07version\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nmust_exist\x18\x08 \x01(\x08\x42\n\n\x08_version\"_\n\x18UpsertAssignmentResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\x12\x32\n\nassignment\x18\x02 \x01(\x0b\x32\x1e.customersegment.v1.Assignment\"\xa1\x01\n\x17RemoveAssignmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x04 \x01(\t\x12\x14\n\x07version\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nmust_exist\x18\x06 \x01(\x08\x42\n\n\x08_version\"\x1a\n\x18RemoveAssignmentResponse\"\xda\x01\n\x16ListAssignmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\t\n\x01q\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0bpage_number\x18\x05 \x01(\x05\x12\x0c\n\x04sort\x18\x06 \x01(\t\x12*\n\x06\x66ields\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x1b\n\x13include_total_count\x18\x08 \x01(\x08\x12\x12\n\npage_token\x18\t \x01(\t\"\x99\x01\n\x17ListAssignmentsResponse\x12\x33\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x1e.customersegment.v1.Assignment\x12\x13\n\x0btotal_count\x18\x02 \x01(\x03\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\x12\x1b\n\x13previous_page_token\x18\x04 \x01(\t\"\xdc\x01\n\x18SearchAssignmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\t\n\x01q\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0bpage_number\x18\x05 \x01(\x05\x12\x0c\n\x04sort\x18\x06 \x01(\t\x12*\n\x06\x66ields\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x1b\n\x13include_total_count\x18\x08 \x01(\x08\x12\x12\n\npage_token\x18\t \x01(\t\"\x9b\x01\n\x19SearchAssignmentsResponse\x12\x33\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x1e.customersegment.v1.Assignment\x12\x13\n\x0btotal_count\x18\x02 \x01(\x03\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\x12\x1b\n\x13previous_page_token\x18\x04 \x01(\t\"\x93\x01\n\x0e\x42ulkUpsertItem\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x02 \x01(\t\x12\x13\n\x0bmixins_json\x18\x03 \x01(\t\x12\x1c\n\x14metadata_mixins_json\x18\x04 \x01(\t\x12\x14\n\x07version\x18\x05 \x01(\x03H\x00\x88\x01\x01\x42\n\n\x08_version\"u\n\x1c\x42ulkUpsertAssignmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x31\n\x05items\x18\x03 \x03(\x0b\x32\".customersegment.v1.BulkUpsertItem\">\n\x0e\x42ulkRemoveItem\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x02 \x01(\t\"u\n\x1c\x42ulkRemoveAssignmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x31\n\x05items\x18\x03 \x03(\x0b\x32\".customersegment.v1.BulkRemoveItem\"T\n\x1d\x42ulkUpsertAssignmentsResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".customersegment.v1.BulkItemResult\"T\n\x1d\x42ulkRemoveAssignmentsResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".customersegment.v1.BulkItemResult\"w\n\x1eStreamUpsertAssignmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x31\n\x05items\x18\x03 \x03(\x0b\x32\".customersegment.v1.BulkUpsertItem\"V\n\x1fStreamUpsertAssignmentsResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".customersegment.v1.BulkItemResult\"w\n\x1eStreamRemoveAssignmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x31\n\x05items\x18\x03 \x03(\x0b\x32\".customersegment.v1.BulkRemoveItem\"V\n\x1fStreamRemoveAssignmentsResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".customersegment.v1.BulkItemResult*l\n\x0e\x41ssignmentType\x12\x1f\n\x1b\x41SSIGNMENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41SSIGNMENT_TYPE_MANUAL\x10\x01\x12\x1d\n\x19\x41SSIGNMENT_TYPE_AUTOMATIC\x10\x02\x32\xcf\x08\n\x19\x43ustomerAssignmentService\x12\x64\n\rGetAssignment\x12(.customersegment.v1.GetAssignmentRequest\x1a).customersegment.v1.GetAssignmentResponse\x12m\n\x10UpsertAssignment\x12+.customersegment.v1.UpsertAssignmentRequest\x1a,.customersegment.v1.UpsertAssignmentResponse\x12m\n\x10RemoveAssignment\x12+.customersegment.v1.RemoveAssignmentRequest\x1a,.customersegment.v1.RemoveAssignmentResponse\x12j\n\x0fListAssignments\x12*.customersegment.v1.ListAssignmentsRequest\x1a+.customersegment.v1.ListAssignmentsResponse\x12p\n\x11SearchAssignments\x12,.customersegment.v1.SearchAssignmentsRequest\x1a-.customersegment.v1.SearchAssignmentsResponse\x12~\n\x15\x42ulkUpsertAssignments\x12\x30.customersegment.v1.BulkUpsertAssignmentsRequest\x1a\x31.customersegment.v1.BulkUpsertAssignmentsResponse0\x01\x12~\n\x15\x42ulkRemoveAssignments\x12\x30.customersegment.v1.BulkRemoveAssignmentsRequest\x1a\x31.customersegment.v1.BulkRemoveAssignmentsResponse0\x01\x12\x86\x01\n\x17StreamUpsertAssignments\x12\x32.customersegment.v1.StreamUpsertAssignmentsRequest\x1a\x33.customersegment.v1.StreamUpsertAssignmentsResponse(\x01\x30\x01\x12\x86\x01\n\x17StreamRemoveAssignments\x12\x32.customersegment.v1.StreamRemoveAssignmentsRequest\x1a\x33.customersegment.v1.StreamRemoveAssignmentsResponse(\x01\x30\x01\x42\x19\n\x15io.customersegment.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,36 +35,56 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'customersegment.v1.assignme
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\025io.customersegment.v1P\001'
-  _globals['_ASSIGNMENTTYPE']._serialized_start=2154
-  _globals['_ASSIGNMENTTYPE']._serialized_end=2230
-  _globals['_CUSTOMER']._serialized_start=188
-  _globals['_CUSTOMER']._serialized_end=264
-  _globals['_LEGALENTITY']._serialized_start=266
-  _globals['_LEGALENTITY']._serialized_end=305
-  _globals['_ASSIGNMENTMETADATA']._serialized_start=308
-  _globals['_ASSIGNMENTMETADATA']._serialized_end=463
-  _globals['_ASSIGNMENT']._serialized_start=466
-  _globals['_ASSIGNMENT']._serialized_end=741
-  _globals['_GETASSIGNMENTREQUEST']._serialized_start=743
-  _globals['_GETASSIGNMENTREQUEST']._serialized_end=847
-  _globals['_UPSERTASSIGNMENTREQUEST']._serialized_start=850
-  _globals['_UPSERTASSIGNMENTREQUEST']._serialized_end=1062
-  _globals['_UPSERTASSIGNMENTRESPONSE']._serialized_start=1064
-  _globals['_UPSERTASSIGNMENTRESPONSE']._serialized_end=1159
-  _globals['_REMOVEASSIGNMENTREQUEST']._serialized_start=1162
-  _globals['_REMOVEASSIGNMENTREQUEST']._serialized_end=1323
-  _globals['_LISTASSIGNMENTSREQUEST']._serialized_start=1326
-  _globals['_LISTASSIGNMENTSREQUEST']._serialized_end=1544
-  _globals['_LISTASSIGNMENTSRESPONSE']._serialized_start=1547
-  _globals['_LISTASSIGNMENTSRESPONSE']._serialized_end=1700
-  _globals['_BULKUPSERTITEM']._serialized_start=1703
-  _globals['_BULKUPSERTITEM']._serialized_end=1850
-  _globals['_BULKUPSERTASSIGNMENTSREQUEST']._serialized_start=1852
-  _globals['_BULKUPSERTASSIGNMENTSREQUEST']._serialized_end=1969
-  _globals['_BULKREMOVEITEM']._serialized_start=1971
-  _globals['_BULKREMOVEITEM']._serialized_end=2033
-  _globals['_BULKREMOVEASSIGNMENTSREQUEST']._serialized_start=2035
-  _globals['_BULKREMOVEASSIGNMENTSREQUEST']._serialized_end=2152
-  _globals['_CUSTOMERASSIGNMENTSERVICE']._serialized_start=2233
-  _globals['_CUSTOMERASSIGNMENTSERVICE']._serialized_end=3233
+  _globals['_ASSIGNMENTTYPE']._serialized_start=3201
+  _globals['_ASSIGNMENTTYPE']._serialized_end=3309
+  _globals['_CUSTOMER']._serialized_start=159
+  _globals['_CUSTOMER']._serialized_end=235
+  _globals['_LEGALENTITY']._serialized_start=237
+  _globals['_LEGALENTITY']._serialized_end=276
+  _globals['_ASSIGNMENTMETADATA']._serialized_start=279
+  _globals['_ASSIGNMENTMETADATA']._serialized_end=434
+  _globals['_ASSIGNMENT']._serialized_start=437
+  _globals['_ASSIGNMENT']._serialized_end=712
+  _globals['_GETASSIGNMENTREQUEST']._serialized_start=714
+  _globals['_GETASSIGNMENTREQUEST']._serialized_end=818
+  _globals['_GETASSIGNMENTRESPONSE']._serialized_start=820
+  _globals['_GETASSIGNMENTRESPONSE']._serialized_end=895
+  _globals['_UPSERTASSIGNMENTREQUEST']._serialized_start=898
+  _globals['_UPSERTASSIGNMENTREQUEST']._serialized_end=1110
+  _globals['_UPSERTASSIGNMENTRESPONSE']._serialized_start=1112
+  _globals['_UPSERTASSIGNMENTRESPONSE']._serialized_end=1207
+  _globals['_REMOVEASSIGNMENTREQUEST']._serialized_start=1210
+  _globals['_REMOVEASSIGNMENTREQUEST']._serialized_end=1371
+  _globals['_REMOVEASSIGNMENTRESPONSE']._serialized_start=1373
+  _globals['_REMOVEASSIGNMENTRESPONSE']._serialized_end=1399
+  _globals['_LISTASSIGNMENTSREQUEST']._serialized_start=1402
+  _globals['_LISTASSIGNMENTSREQUEST']._serialized_end=1620
+  _globals['_LISTASSIGNMENTSRESPONSE']._serialized_start=1623
+  _globals['_LISTASSIGNMENTSRESPONSE']._serialized_end=1776
+  _globals['_SEARCHASSIGNMENTSREQUEST']._serialized_start=1779
+  _globals['_SEARCHASSIGNMENTSREQUEST']._serialized_end=1999
+  _globals['_SEARCHASSIGNMENTSRESPONSE']._serialized_start=2002
+  _globals['_SEARCHASSIGNMENTSRESPONSE']._serialized_end=2157
+  _globals['_BULKUPSERTITEM']._serialized_start=2160
+  _globals['_BULKUPSERTITEM']._serialized_end=2307
+  _globals['_BULKUPSERTASSIGNMENTSREQUEST']._serialized_start=2309
+  _globals['_BULKUPSERTASSIGNMENTSREQUEST']._serialized_end=2426
+  _globals['_BULKREMOVEITEM']._serialized_start=2428
+  _globals['_BULKREMOVEITEM']._serialized_end=2490
+  _globals['_BULKREMOVEASSIGNMENTSREQUEST']._serialized_start=2492
+  _globals['_BULKREMOVEASSIGNMENTSREQUEST']._serialized_end=2609
+  _globals['_BULKUPSERTASSIGNMENTSRESPONSE']._serialized_start=2611
+  _globals['_BULKUPSERTASSIGNMENTSRESPONSE']._serialized_end=2695
+  _globals['_BULKREMOVEASSIGNMENTSRESPONSE']._serialized_start=2697
+  _globals['_BULKREMOVEASSIGNMENTSRESPONSE']._serialized_end=2781
+  _globals['_STREAMUPSERTASSIGNMENTSREQUEST']._serialized_start=2783
+  _globals['_STREAMUPSERTASSIGNMENTSREQUEST']._serialized_end=2902
+  _globals['_STREAMUPSERTASSIGNMENTSRESPONSE']._serialized_start=2904
+  _globals['_STREAMUPSERTASSIGNMENTSRESPONSE']._serialized_end=2990
+  _globals['_STREAMREMOVEASSIGNMENTSREQUEST']._serialized_start=2992
+  _globals['_STREAMREMOVEASSIGNMENTSREQUEST']._serialized_end=3111
+  _globals['_STREAMREMOVEASSIGNMENTSRESPONSE']._serialized_start=3113
+  _globals['_STREAMREMOVEASSIGNMENTSRESPONSE']._serialized_end=3199
+  _globals['_CUSTOMERASSIGNMENTSERVICE']._serialized_start=3312
+  _globals['_CUSTOMERASSIGNMENTSERVICE']._serialized_end=4415
 # @@protoc_insertion_point(module_scope)

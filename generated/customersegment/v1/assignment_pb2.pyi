@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from customersegment.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
@@ -28,17 +29,17 @@ class _AssignmentType:
 class _AssignmentTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AssignmentType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     ASSIGNMENT_TYPE_UNSPECIFIED: _AssignmentType.ValueType  # 0
-    MANUAL: _AssignmentType.ValueType  # 1
+    ASSIGNMENT_TYPE_MANUAL: _AssignmentType.ValueType  # 1
     """Made through this API."""
-    AUTOMATIC: _AssignmentType.ValueType  # 2
+    ASSIGNMENT_TYPE_AUTOMATIC: _AssignmentType.ValueType  # 2
     """Reserved for assignments made by rules."""
 
 class AssignmentType(_AssignmentType, metaclass=_AssignmentTypeEnumTypeWrapper): ...
 
 ASSIGNMENT_TYPE_UNSPECIFIED: AssignmentType.ValueType  # 0
-MANUAL: AssignmentType.ValueType  # 1
+ASSIGNMENT_TYPE_MANUAL: AssignmentType.ValueType  # 1
 """Made through this API."""
-AUTOMATIC: AssignmentType.ValueType  # 2
+ASSIGNMENT_TYPE_AUTOMATIC: AssignmentType.ValueType  # 2
 """Reserved for assignments made by rules."""
 Global___AssignmentType: _TypeAlias = AssignmentType  # noqa: Y015
 
@@ -196,6 +197,26 @@ class GetAssignmentRequest(_message.Message):
 Global___GetAssignmentRequest: _TypeAlias = GetAssignmentRequest  # noqa: Y015
 
 @_typing.final
+class GetAssignmentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSIGNMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def assignment(self) -> Global___Assignment: ...
+    def __init__(
+        self,
+        *,
+        assignment: Global___Assignment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assignment", b"assignment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignment", b"assignment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAssignmentResponse: _TypeAlias = GetAssignmentResponse  # noqa: Y015
+
+@_typing.final
 class UpsertAssignmentRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -309,6 +330,21 @@ class RemoveAssignmentRequest(_message.Message):
 Global___RemoveAssignmentRequest: _TypeAlias = RemoveAssignmentRequest  # noqa: Y015
 
 @_typing.final
+class RemoveAssignmentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveAssignmentResponse: _TypeAlias = RemoveAssignmentResponse  # noqa: Y015
+
+@_typing.final
 class ListAssignmentsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -400,6 +436,83 @@ class ListAssignmentsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListAssignmentsResponse: _TypeAlias = ListAssignmentsResponse  # noqa: Y015
+
+@_typing.final
+class SearchAssignmentsRequest(_message.Message):
+    """The fields of ListAssignmentsRequest, with the same meaning."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    SEGMENT_ID_FIELD_NUMBER: _builtins.int
+    Q_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_NUMBER_FIELD_NUMBER: _builtins.int
+    SORT_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    INCLUDE_TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    segment_id: _builtins.str
+    q: _builtins.str
+    page_size: _builtins.int
+    page_number: _builtins.int
+    sort: _builtins.str
+    include_total_count: _builtins.bool
+    page_token: _builtins.str
+    @_builtins.property
+    def fields(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        segment_id: _builtins.str = ...,
+        q: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_number: _builtins.int = ...,
+        sort: _builtins.str = ...,
+        fields: _field_mask_pb2.FieldMask | None = ...,
+        include_total_count: _builtins.bool = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields", "include_total_count", b"include_total_count", "page_number", b"page_number", "page_size", b"page_size", "page_token", b"page_token", "q", b"q", "segment_id", b"segment_id", "sort", b"sort", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchAssignmentsRequest: _TypeAlias = SearchAssignmentsRequest  # noqa: Y015
+
+@_typing.final
+class SearchAssignmentsResponse(_message.Message):
+    """The fields of ListAssignmentsResponse, with the same meaning."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSIGNMENTS_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    PREVIOUS_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    total_count: _builtins.int
+    next_page_token: _builtins.str
+    previous_page_token: _builtins.str
+    @_builtins.property
+    def assignments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Assignment]: ...
+    def __init__(
+        self,
+        *,
+        assignments: _abc.Iterable[Global___Assignment] | None = ...,
+        total_count: _builtins.int = ...,
+        next_page_token: _builtins.str = ...,
+        previous_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments", "next_page_token", b"next_page_token", "previous_page_token", b"previous_page_token", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchAssignmentsResponse: _TypeAlias = SearchAssignmentsResponse  # noqa: Y015
 
 @_typing.final
 class BulkUpsertItem(_message.Message):
@@ -508,3 +621,141 @@ class BulkRemoveAssignmentsRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BulkRemoveAssignmentsRequest: _TypeAlias = BulkRemoveAssignmentsRequest  # noqa: Y015
+
+@_typing.final
+class BulkUpsertAssignmentsResponse(_message.Message):
+    """The results of one batch of items (see BulkItemResult)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.BulkItemResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[_common_pb2.BulkItemResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BulkUpsertAssignmentsResponse: _TypeAlias = BulkUpsertAssignmentsResponse  # noqa: Y015
+
+@_typing.final
+class BulkRemoveAssignmentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.BulkItemResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[_common_pb2.BulkItemResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BulkRemoveAssignmentsResponse: _TypeAlias = BulkRemoveAssignmentsResponse  # noqa: Y015
+
+@_typing.final
+class StreamUpsertAssignmentsRequest(_message.Message):
+    """One message of the stream: the fields of BulkUpsertAssignmentsRequest; after the first
+    message, tenant and segment_id may be left empty.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    SEGMENT_ID_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    segment_id: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BulkUpsertItem]: ...
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        segment_id: _builtins.str = ...,
+        items: _abc.Iterable[Global___BulkUpsertItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "segment_id", b"segment_id", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamUpsertAssignmentsRequest: _TypeAlias = StreamUpsertAssignmentsRequest  # noqa: Y015
+
+@_typing.final
+class StreamUpsertAssignmentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.BulkItemResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[_common_pb2.BulkItemResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamUpsertAssignmentsResponse: _TypeAlias = StreamUpsertAssignmentsResponse  # noqa: Y015
+
+@_typing.final
+class StreamRemoveAssignmentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    SEGMENT_ID_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    segment_id: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BulkRemoveItem]: ...
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        segment_id: _builtins.str = ...,
+        items: _abc.Iterable[Global___BulkRemoveItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "segment_id", b"segment_id", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamRemoveAssignmentsRequest: _TypeAlias = StreamRemoveAssignmentsRequest  # noqa: Y015
+
+@_typing.final
+class StreamRemoveAssignmentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.BulkItemResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[_common_pb2.BulkItemResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamRemoveAssignmentsResponse: _TypeAlias = StreamRemoveAssignmentsResponse  # noqa: Y015

@@ -4,8 +4,6 @@ import grpc
 import warnings
 
 from customersegment.v1 import assignment_pb2 as customersegment_dot_v1_dot_assignment__pb2
-from customersegment.v1 import common_pb2 as customersegment_dot_v1_dot_common__pb2
-from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -43,7 +41,7 @@ class CustomerAssignmentServiceStub:
         self.GetAssignment = channel.unary_unary(
                 '/customersegment.v1.CustomerAssignmentService/GetAssignment',
                 request_serializer=customersegment_dot_v1_dot_assignment__pb2.GetAssignmentRequest.SerializeToString,
-                response_deserializer=customersegment_dot_v1_dot_assignment__pb2.Assignment.FromString,
+                response_deserializer=customersegment_dot_v1_dot_assignment__pb2.GetAssignmentResponse.FromString,
                 _registered_method=True)
         self.UpsertAssignment = channel.unary_unary(
                 '/customersegment.v1.CustomerAssignmentService/UpsertAssignment',
@@ -53,7 +51,7 @@ class CustomerAssignmentServiceStub:
         self.RemoveAssignment = channel.unary_unary(
                 '/customersegment.v1.CustomerAssignmentService/RemoveAssignment',
                 request_serializer=customersegment_dot_v1_dot_assignment__pb2.RemoveAssignmentRequest.SerializeToString,
-                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                response_deserializer=customersegment_dot_v1_dot_assignment__pb2.RemoveAssignmentResponse.FromString,
                 _registered_method=True)
         self.ListAssignments = channel.unary_unary(
                 '/customersegment.v1.CustomerAssignmentService/ListAssignments',
@@ -62,28 +60,28 @@ class CustomerAssignmentServiceStub:
                 _registered_method=True)
         self.SearchAssignments = channel.unary_unary(
                 '/customersegment.v1.CustomerAssignmentService/SearchAssignments',
-                request_serializer=customersegment_dot_v1_dot_assignment__pb2.ListAssignmentsRequest.SerializeToString,
-                response_deserializer=customersegment_dot_v1_dot_assignment__pb2.ListAssignmentsResponse.FromString,
+                request_serializer=customersegment_dot_v1_dot_assignment__pb2.SearchAssignmentsRequest.SerializeToString,
+                response_deserializer=customersegment_dot_v1_dot_assignment__pb2.SearchAssignmentsResponse.FromString,
                 _registered_method=True)
         self.BulkUpsertAssignments = channel.unary_stream(
                 '/customersegment.v1.CustomerAssignmentService/BulkUpsertAssignments',
                 request_serializer=customersegment_dot_v1_dot_assignment__pb2.BulkUpsertAssignmentsRequest.SerializeToString,
-                response_deserializer=customersegment_dot_v1_dot_common__pb2.BulkItemResults.FromString,
+                response_deserializer=customersegment_dot_v1_dot_assignment__pb2.BulkUpsertAssignmentsResponse.FromString,
                 _registered_method=True)
         self.BulkRemoveAssignments = channel.unary_stream(
                 '/customersegment.v1.CustomerAssignmentService/BulkRemoveAssignments',
                 request_serializer=customersegment_dot_v1_dot_assignment__pb2.BulkRemoveAssignmentsRequest.SerializeToString,
-                response_deserializer=customersegment_dot_v1_dot_common__pb2.BulkItemResults.FromString,
+                response_deserializer=customersegment_dot_v1_dot_assignment__pb2.BulkRemoveAssignmentsResponse.FromString,
                 _registered_method=True)
         self.StreamUpsertAssignments = channel.stream_stream(
                 '/customersegment.v1.CustomerAssignmentService/StreamUpsertAssignments',
-                request_serializer=customersegment_dot_v1_dot_assignment__pb2.BulkUpsertAssignmentsRequest.SerializeToString,
-                response_deserializer=customersegment_dot_v1_dot_common__pb2.BulkItemResults.FromString,
+                request_serializer=customersegment_dot_v1_dot_assignment__pb2.StreamUpsertAssignmentsRequest.SerializeToString,
+                response_deserializer=customersegment_dot_v1_dot_assignment__pb2.StreamUpsertAssignmentsResponse.FromString,
                 _registered_method=True)
         self.StreamRemoveAssignments = channel.stream_stream(
                 '/customersegment.v1.CustomerAssignmentService/StreamRemoveAssignments',
-                request_serializer=customersegment_dot_v1_dot_assignment__pb2.BulkRemoveAssignmentsRequest.SerializeToString,
-                response_deserializer=customersegment_dot_v1_dot_common__pb2.BulkItemResults.FromString,
+                request_serializer=customersegment_dot_v1_dot_assignment__pb2.StreamRemoveAssignmentsRequest.SerializeToString,
+                response_deserializer=customersegment_dot_v1_dot_assignment__pb2.StreamRemoveAssignmentsResponse.FromString,
                 _registered_method=True)
 
 
@@ -162,7 +160,7 @@ def add_CustomerAssignmentServiceServicer_to_server(servicer, server):
             'GetAssignment': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAssignment,
                     request_deserializer=customersegment_dot_v1_dot_assignment__pb2.GetAssignmentRequest.FromString,
-                    response_serializer=customersegment_dot_v1_dot_assignment__pb2.Assignment.SerializeToString,
+                    response_serializer=customersegment_dot_v1_dot_assignment__pb2.GetAssignmentResponse.SerializeToString,
             ),
             'UpsertAssignment': grpc.unary_unary_rpc_method_handler(
                     servicer.UpsertAssignment,
@@ -172,7 +170,7 @@ def add_CustomerAssignmentServiceServicer_to_server(servicer, server):
             'RemoveAssignment': grpc.unary_unary_rpc_method_handler(
                     servicer.RemoveAssignment,
                     request_deserializer=customersegment_dot_v1_dot_assignment__pb2.RemoveAssignmentRequest.FromString,
-                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+                    response_serializer=customersegment_dot_v1_dot_assignment__pb2.RemoveAssignmentResponse.SerializeToString,
             ),
             'ListAssignments': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAssignments,
@@ -181,28 +179,28 @@ def add_CustomerAssignmentServiceServicer_to_server(servicer, server):
             ),
             'SearchAssignments': grpc.unary_unary_rpc_method_handler(
                     servicer.SearchAssignments,
-                    request_deserializer=customersegment_dot_v1_dot_assignment__pb2.ListAssignmentsRequest.FromString,
-                    response_serializer=customersegment_dot_v1_dot_assignment__pb2.ListAssignmentsResponse.SerializeToString,
+                    request_deserializer=customersegment_dot_v1_dot_assignment__pb2.SearchAssignmentsRequest.FromString,
+                    response_serializer=customersegment_dot_v1_dot_assignment__pb2.SearchAssignmentsResponse.SerializeToString,
             ),
             'BulkUpsertAssignments': grpc.unary_stream_rpc_method_handler(
                     servicer.BulkUpsertAssignments,
                     request_deserializer=customersegment_dot_v1_dot_assignment__pb2.BulkUpsertAssignmentsRequest.FromString,
-                    response_serializer=customersegment_dot_v1_dot_common__pb2.BulkItemResults.SerializeToString,
+                    response_serializer=customersegment_dot_v1_dot_assignment__pb2.BulkUpsertAssignmentsResponse.SerializeToString,
             ),
             'BulkRemoveAssignments': grpc.unary_stream_rpc_method_handler(
                     servicer.BulkRemoveAssignments,
                     request_deserializer=customersegment_dot_v1_dot_assignment__pb2.BulkRemoveAssignmentsRequest.FromString,
-                    response_serializer=customersegment_dot_v1_dot_common__pb2.BulkItemResults.SerializeToString,
+                    response_serializer=customersegment_dot_v1_dot_assignment__pb2.BulkRemoveAssignmentsResponse.SerializeToString,
             ),
             'StreamUpsertAssignments': grpc.stream_stream_rpc_method_handler(
                     servicer.StreamUpsertAssignments,
-                    request_deserializer=customersegment_dot_v1_dot_assignment__pb2.BulkUpsertAssignmentsRequest.FromString,
-                    response_serializer=customersegment_dot_v1_dot_common__pb2.BulkItemResults.SerializeToString,
+                    request_deserializer=customersegment_dot_v1_dot_assignment__pb2.StreamUpsertAssignmentsRequest.FromString,
+                    response_serializer=customersegment_dot_v1_dot_assignment__pb2.StreamUpsertAssignmentsResponse.SerializeToString,
             ),
             'StreamRemoveAssignments': grpc.stream_stream_rpc_method_handler(
                     servicer.StreamRemoveAssignments,
-                    request_deserializer=customersegment_dot_v1_dot_assignment__pb2.BulkRemoveAssignmentsRequest.FromString,
-                    response_serializer=customersegment_dot_v1_dot_common__pb2.BulkItemResults.SerializeToString,
+                    request_deserializer=customersegment_dot_v1_dot_assignment__pb2.StreamRemoveAssignmentsRequest.FromString,
+                    response_serializer=customersegment_dot_v1_dot_assignment__pb2.StreamRemoveAssignmentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -235,7 +233,7 @@ class CustomerAssignmentService:
             target,
             '/customersegment.v1.CustomerAssignmentService/GetAssignment',
             customersegment_dot_v1_dot_assignment__pb2.GetAssignmentRequest.SerializeToString,
-            customersegment_dot_v1_dot_assignment__pb2.Assignment.FromString,
+            customersegment_dot_v1_dot_assignment__pb2.GetAssignmentResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -289,7 +287,7 @@ class CustomerAssignmentService:
             target,
             '/customersegment.v1.CustomerAssignmentService/RemoveAssignment',
             customersegment_dot_v1_dot_assignment__pb2.RemoveAssignmentRequest.SerializeToString,
-            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            customersegment_dot_v1_dot_assignment__pb2.RemoveAssignmentResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -342,8 +340,8 @@ class CustomerAssignmentService:
             request,
             target,
             '/customersegment.v1.CustomerAssignmentService/SearchAssignments',
-            customersegment_dot_v1_dot_assignment__pb2.ListAssignmentsRequest.SerializeToString,
-            customersegment_dot_v1_dot_assignment__pb2.ListAssignmentsResponse.FromString,
+            customersegment_dot_v1_dot_assignment__pb2.SearchAssignmentsRequest.SerializeToString,
+            customersegment_dot_v1_dot_assignment__pb2.SearchAssignmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -370,7 +368,7 @@ class CustomerAssignmentService:
             target,
             '/customersegment.v1.CustomerAssignmentService/BulkUpsertAssignments',
             customersegment_dot_v1_dot_assignment__pb2.BulkUpsertAssignmentsRequest.SerializeToString,
-            customersegment_dot_v1_dot_common__pb2.BulkItemResults.FromString,
+            customersegment_dot_v1_dot_assignment__pb2.BulkUpsertAssignmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -397,7 +395,7 @@ class CustomerAssignmentService:
             target,
             '/customersegment.v1.CustomerAssignmentService/BulkRemoveAssignments',
             customersegment_dot_v1_dot_assignment__pb2.BulkRemoveAssignmentsRequest.SerializeToString,
-            customersegment_dot_v1_dot_common__pb2.BulkItemResults.FromString,
+            customersegment_dot_v1_dot_assignment__pb2.BulkRemoveAssignmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -423,8 +421,8 @@ class CustomerAssignmentService:
             request_iterator,
             target,
             '/customersegment.v1.CustomerAssignmentService/StreamUpsertAssignments',
-            customersegment_dot_v1_dot_assignment__pb2.BulkUpsertAssignmentsRequest.SerializeToString,
-            customersegment_dot_v1_dot_common__pb2.BulkItemResults.FromString,
+            customersegment_dot_v1_dot_assignment__pb2.StreamUpsertAssignmentsRequest.SerializeToString,
+            customersegment_dot_v1_dot_assignment__pb2.StreamUpsertAssignmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -450,8 +448,8 @@ class CustomerAssignmentService:
             request_iterator,
             target,
             '/customersegment.v1.CustomerAssignmentService/StreamRemoveAssignments',
-            customersegment_dot_v1_dot_assignment__pb2.BulkRemoveAssignmentsRequest.SerializeToString,
-            customersegment_dot_v1_dot_common__pb2.BulkItemResults.FromString,
+            customersegment_dot_v1_dot_assignment__pb2.StreamRemoveAssignmentsRequest.SerializeToString,
+            customersegment_dot_v1_dot_assignment__pb2.StreamRemoveAssignmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

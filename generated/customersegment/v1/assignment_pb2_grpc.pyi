@@ -5,8 +5,6 @@ isort:skip_file
 
 from collections import abc as _abc
 from customersegment.v1 import assignment_pb2 as _assignment_pb2
-from customersegment.v1 import common_pb2 as _common_pb2
-from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc
@@ -39,25 +37,25 @@ class CustomerAssignmentServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CustomerAssignmentServiceAsyncStub: ...
-    GetAssignment: _grpc.UnaryUnaryMultiCallable[_assignment_pb2.GetAssignmentRequest, _assignment_pb2.Assignment]
+    GetAssignment: _grpc.UnaryUnaryMultiCallable[_assignment_pb2.GetAssignmentRequest, _assignment_pb2.GetAssignmentResponse]
     UpsertAssignment: _grpc.UnaryUnaryMultiCallable[_assignment_pb2.UpsertAssignmentRequest, _assignment_pb2.UpsertAssignmentResponse]
     """PUT semantics: creates or replaces mixins and metadata.mixins. `created` tells which."""
-    RemoveAssignment: _grpc.UnaryUnaryMultiCallable[_assignment_pb2.RemoveAssignmentRequest, _empty_pb2.Empty]
+    RemoveAssignment: _grpc.UnaryUnaryMultiCallable[_assignment_pb2.RemoveAssignmentRequest, _assignment_pb2.RemoveAssignmentResponse]
     """Idempotent: succeeds whether or not the assignment existed."""
     ListAssignments: _grpc.UnaryUnaryMultiCallable[_assignment_pb2.ListAssignmentsRequest, _assignment_pb2.ListAssignmentsResponse]
-    SearchAssignments: _grpc.UnaryUnaryMultiCallable[_assignment_pb2.ListAssignmentsRequest, _assignment_pb2.ListAssignmentsResponse]
+    SearchAssignments: _grpc.UnaryUnaryMultiCallable[_assignment_pb2.SearchAssignmentsRequest, _assignment_pb2.SearchAssignmentsResponse]
     """The same answer as ListAssignments, under the scope rules of the Emporix search path: a
     customer token (segment_read_own) may list its own assignments but not search.
     """
-    BulkUpsertAssignments: _grpc.UnaryStreamMultiCallable[_assignment_pb2.BulkUpsertAssignmentsRequest, _common_pb2.BulkItemResults]
+    BulkUpsertAssignments: _grpc.UnaryStreamMultiCallable[_assignment_pb2.BulkUpsertAssignmentsRequest, _assignment_pb2.BulkUpsertAssignmentsResponse]
     """Upserts every item independently; results stream back as items are decided."""
-    BulkRemoveAssignments: _grpc.UnaryStreamMultiCallable[_assignment_pb2.BulkRemoveAssignmentsRequest, _common_pb2.BulkItemResults]
-    StreamUpsertAssignments: _grpc.StreamStreamMultiCallable[_assignment_pb2.BulkUpsertAssignmentsRequest, _common_pb2.BulkItemResults]
+    BulkRemoveAssignments: _grpc.UnaryStreamMultiCallable[_assignment_pb2.BulkRemoveAssignmentsRequest, _assignment_pb2.BulkRemoveAssignmentsResponse]
+    StreamUpsertAssignments: _grpc.StreamStreamMultiCallable[_assignment_pb2.StreamUpsertAssignmentsRequest, _assignment_pb2.StreamUpsertAssignmentsResponse]
     """The same, with the items streamed in: send any number of messages; the first one names
     tenant and segment_id, later ones may leave them empty (or must repeat the same values).
     Item indexes count across the whole stream.
     """
-    StreamRemoveAssignments: _grpc.StreamStreamMultiCallable[_assignment_pb2.BulkRemoveAssignmentsRequest, _common_pb2.BulkItemResults]
+    StreamRemoveAssignments: _grpc.StreamStreamMultiCallable[_assignment_pb2.StreamRemoveAssignmentsRequest, _assignment_pb2.StreamRemoveAssignmentsResponse]
 
 @_typing.type_check_only
 class CustomerAssignmentServiceAsyncStub(CustomerAssignmentServiceStub):
@@ -68,25 +66,25 @@ class CustomerAssignmentServiceAsyncStub(CustomerAssignmentServiceStub):
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    GetAssignment: _aio.UnaryUnaryMultiCallable[_assignment_pb2.GetAssignmentRequest, _assignment_pb2.Assignment]  # type: ignore[assignment]
+    GetAssignment: _aio.UnaryUnaryMultiCallable[_assignment_pb2.GetAssignmentRequest, _assignment_pb2.GetAssignmentResponse]  # type: ignore[assignment]
     UpsertAssignment: _aio.UnaryUnaryMultiCallable[_assignment_pb2.UpsertAssignmentRequest, _assignment_pb2.UpsertAssignmentResponse]  # type: ignore[assignment]
     """PUT semantics: creates or replaces mixins and metadata.mixins. `created` tells which."""
-    RemoveAssignment: _aio.UnaryUnaryMultiCallable[_assignment_pb2.RemoveAssignmentRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    RemoveAssignment: _aio.UnaryUnaryMultiCallable[_assignment_pb2.RemoveAssignmentRequest, _assignment_pb2.RemoveAssignmentResponse]  # type: ignore[assignment]
     """Idempotent: succeeds whether or not the assignment existed."""
     ListAssignments: _aio.UnaryUnaryMultiCallable[_assignment_pb2.ListAssignmentsRequest, _assignment_pb2.ListAssignmentsResponse]  # type: ignore[assignment]
-    SearchAssignments: _aio.UnaryUnaryMultiCallable[_assignment_pb2.ListAssignmentsRequest, _assignment_pb2.ListAssignmentsResponse]  # type: ignore[assignment]
+    SearchAssignments: _aio.UnaryUnaryMultiCallable[_assignment_pb2.SearchAssignmentsRequest, _assignment_pb2.SearchAssignmentsResponse]  # type: ignore[assignment]
     """The same answer as ListAssignments, under the scope rules of the Emporix search path: a
     customer token (segment_read_own) may list its own assignments but not search.
     """
-    BulkUpsertAssignments: _aio.UnaryStreamMultiCallable[_assignment_pb2.BulkUpsertAssignmentsRequest, _common_pb2.BulkItemResults]  # type: ignore[assignment]
+    BulkUpsertAssignments: _aio.UnaryStreamMultiCallable[_assignment_pb2.BulkUpsertAssignmentsRequest, _assignment_pb2.BulkUpsertAssignmentsResponse]  # type: ignore[assignment]
     """Upserts every item independently; results stream back as items are decided."""
-    BulkRemoveAssignments: _aio.UnaryStreamMultiCallable[_assignment_pb2.BulkRemoveAssignmentsRequest, _common_pb2.BulkItemResults]  # type: ignore[assignment]
-    StreamUpsertAssignments: _aio.StreamStreamMultiCallable[_assignment_pb2.BulkUpsertAssignmentsRequest, _common_pb2.BulkItemResults]  # type: ignore[assignment]
+    BulkRemoveAssignments: _aio.UnaryStreamMultiCallable[_assignment_pb2.BulkRemoveAssignmentsRequest, _assignment_pb2.BulkRemoveAssignmentsResponse]  # type: ignore[assignment]
+    StreamUpsertAssignments: _aio.StreamStreamMultiCallable[_assignment_pb2.StreamUpsertAssignmentsRequest, _assignment_pb2.StreamUpsertAssignmentsResponse]  # type: ignore[assignment]
     """The same, with the items streamed in: send any number of messages; the first one names
     tenant and segment_id, later ones may leave them empty (or must repeat the same values).
     Item indexes count across the whole stream.
     """
-    StreamRemoveAssignments: _aio.StreamStreamMultiCallable[_assignment_pb2.BulkRemoveAssignmentsRequest, _common_pb2.BulkItemResults]  # type: ignore[assignment]
+    StreamRemoveAssignments: _aio.StreamStreamMultiCallable[_assignment_pb2.StreamRemoveAssignmentsRequest, _assignment_pb2.StreamRemoveAssignmentsResponse]  # type: ignore[assignment]
 
 class CustomerAssignmentServiceServicer(metaclass=_abc_1.ABCMeta):
     """Which customers (B2C, or on behalf of a B2B legal entity) belong to which segment.
@@ -100,7 +98,7 @@ class CustomerAssignmentServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _assignment_pb2.GetAssignmentRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_assignment_pb2.Assignment, _abc.Awaitable[_assignment_pb2.Assignment]]: ...
+    ) -> _typing.Union[_assignment_pb2.GetAssignmentResponse, _abc.Awaitable[_assignment_pb2.GetAssignmentResponse]]: ...
 
     @_abc_1.abstractmethod
     def UpsertAssignment(
@@ -115,7 +113,7 @@ class CustomerAssignmentServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _assignment_pb2.RemoveAssignmentRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+    ) -> _typing.Union[_assignment_pb2.RemoveAssignmentResponse, _abc.Awaitable[_assignment_pb2.RemoveAssignmentResponse]]:
         """Idempotent: succeeds whether or not the assignment existed."""
 
     @_abc_1.abstractmethod
@@ -128,9 +126,9 @@ class CustomerAssignmentServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def SearchAssignments(
         self,
-        request: _assignment_pb2.ListAssignmentsRequest,
+        request: _assignment_pb2.SearchAssignmentsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_assignment_pb2.ListAssignmentsResponse, _abc.Awaitable[_assignment_pb2.ListAssignmentsResponse]]:
+    ) -> _typing.Union[_assignment_pb2.SearchAssignmentsResponse, _abc.Awaitable[_assignment_pb2.SearchAssignmentsResponse]]:
         """The same answer as ListAssignments, under the scope rules of the Emporix search path: a
         customer token (segment_read_own) may list its own assignments but not search.
         """
@@ -140,7 +138,7 @@ class CustomerAssignmentServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _assignment_pb2.BulkUpsertAssignmentsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_common_pb2.BulkItemResults], _abc.AsyncIterator[_common_pb2.BulkItemResults]]:
+    ) -> _typing.Union[_abc.Iterator[_assignment_pb2.BulkUpsertAssignmentsResponse], _abc.AsyncIterator[_assignment_pb2.BulkUpsertAssignmentsResponse]]:
         """Upserts every item independently; results stream back as items are decided."""
 
     @_abc_1.abstractmethod
@@ -148,14 +146,14 @@ class CustomerAssignmentServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _assignment_pb2.BulkRemoveAssignmentsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_common_pb2.BulkItemResults], _abc.AsyncIterator[_common_pb2.BulkItemResults]]: ...
+    ) -> _typing.Union[_abc.Iterator[_assignment_pb2.BulkRemoveAssignmentsResponse], _abc.AsyncIterator[_assignment_pb2.BulkRemoveAssignmentsResponse]]: ...
 
     @_abc_1.abstractmethod
     def StreamUpsertAssignments(
         self,
-        request_iterator: _MaybeAsyncIterator[_assignment_pb2.BulkUpsertAssignmentsRequest],
+        request_iterator: _MaybeAsyncIterator[_assignment_pb2.StreamUpsertAssignmentsRequest],
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_common_pb2.BulkItemResults], _abc.AsyncIterator[_common_pb2.BulkItemResults]]:
+    ) -> _typing.Union[_abc.Iterator[_assignment_pb2.StreamUpsertAssignmentsResponse], _abc.AsyncIterator[_assignment_pb2.StreamUpsertAssignmentsResponse]]:
         """The same, with the items streamed in: send any number of messages; the first one names
         tenant and segment_id, later ones may leave them empty (or must repeat the same values).
         Item indexes count across the whole stream.
@@ -164,8 +162,8 @@ class CustomerAssignmentServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def StreamRemoveAssignments(
         self,
-        request_iterator: _MaybeAsyncIterator[_assignment_pb2.BulkRemoveAssignmentsRequest],
+        request_iterator: _MaybeAsyncIterator[_assignment_pb2.StreamRemoveAssignmentsRequest],
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_common_pb2.BulkItemResults], _abc.AsyncIterator[_common_pb2.BulkItemResults]]: ...
+    ) -> _typing.Union[_abc.Iterator[_assignment_pb2.StreamRemoveAssignmentsResponse], _abc.AsyncIterator[_assignment_pb2.StreamRemoveAssignmentsResponse]]: ...
 
 def add_CustomerAssignmentServiceServicer_to_server(servicer: CustomerAssignmentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63ustomersegment/v1/common.proto\x12\x12\x63ustomersegment.v1\"|\n\x0e\x42ulkItemResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x05 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x06 \x01(\t\"F\n\x0f\x42ulkItemResults\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".customersegment.v1.BulkItemResultB\x19\n\x15io.customersegment.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63ustomersegment/v1/common.proto\x12\x12\x63ustomersegment.v1\"|\n\x0e\x42ulkItemResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x05 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x06 \x01(\tB\x19\n\x15io.customersegment.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,6 +34,4 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\025io.customersegment.v1P\001'
   _globals['_BULKITEMRESULT']._serialized_start=55
   _globals['_BULKITEMRESULT']._serialized_end=179
-  _globals['_BULKITEMRESULTS']._serialized_start=181
-  _globals['_BULKITEMRESULTS']._serialized_end=251
 # @@protoc_insertion_point(module_scope)

@@ -3,10 +3,8 @@
 isort:skip_file
 """
 
-from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -22,6 +20,10 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class BulkItemResult(_message.Message):
     """Outcome of one item of a bulk request. The fields mirror the Emporix 207 body so that the
     REST gateway can pass them through unchanged.
+
+    Items are decided in batches (one transaction each). Every result of a batch is sent in one
+    response message the moment the batch commits, so a caller sees each result as soon as it is
+    final without paying one HTTP/2 frame per item.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -60,28 +62,3 @@ class BulkItemResult(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BulkItemResult: _TypeAlias = BulkItemResult  # noqa: Y015
-
-@_typing.final
-class BulkItemResults(_message.Message):
-    """Items are decided in batches (one transaction each). Every result of a batch is sent in one
-    message the moment the batch commits, so a caller sees each result as soon as it is final
-    without paying one HTTP/2 frame per item.
-    """
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    RESULTS_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___BulkItemResult]: ...
-    def __init__(
-        self,
-        *,
-        results: _abc.Iterable[Global___BulkItemResult] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___BulkItemResults: _TypeAlias = BulkItemResults  # noqa: Y015

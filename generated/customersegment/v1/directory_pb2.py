@@ -22,10 +22,9 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"customersegment/v1/directory.proto\x12\x12\x63ustomersegment.v1\x1a\x1bgoogle/protobuf/empty.proto\"r\n\x15UpsertCustomerRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x12\n\nfirst_name\x18\x03 \x01(\t\x12\x11\n\tlast_name\x18\x04 \x01(\t\x12\r\n\x05\x65mail\x18\x05 \x01(\t\"Q\n\x18UpsertLegalEntityRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t2\xc2\x01\n\x10\x44irectoryService\x12S\n\x0eUpsertCustomer\x12).customersegment.v1.UpsertCustomerRequest\x1a\x16.google.protobuf.Empty\x12Y\n\x11UpsertLegalEntity\x12,.customersegment.v1.UpsertLegalEntityRequest\x1a\x16.google.protobuf.EmptyB\x19\n\x15io.customersegment.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"customersegment/v1/directory.proto\x12\x12\x63ustomersegment.v1\"r\n\x15UpsertCustomerRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x12\n\nfirst_name\x18\x03 \x01(\t\x12\x11\n\tlast_name\x18\x04 \x01(\t\x12\r\n\x05\x65mail\x18\x05 \x01(\t\"\x18\n\x16UpsertCustomerResponse\"Q\n\x18UpsertLegalEntityRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x1b\n\x19UpsertLegalEntityResponse2\xed\x01\n\x10\x44irectoryService\x12g\n\x0eUpsertCustomer\x12).customersegment.v1.UpsertCustomerRequest\x1a*.customersegment.v1.UpsertCustomerResponse\x12p\n\x11UpsertLegalEntity\x12,.customersegment.v1.UpsertLegalEntityRequest\x1a-.customersegment.v1.UpsertLegalEntityResponseB\x19\n\x15io.customersegment.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +32,14 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'customersegment.v1.director
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\025io.customersegment.v1P\001'
-  _globals['_UPSERTCUSTOMERREQUEST']._serialized_start=87
-  _globals['_UPSERTCUSTOMERREQUEST']._serialized_end=201
-  _globals['_UPSERTLEGALENTITYREQUEST']._serialized_start=203
-  _globals['_UPSERTLEGALENTITYREQUEST']._serialized_end=284
-  _globals['_DIRECTORYSERVICE']._serialized_start=287
-  _globals['_DIRECTORYSERVICE']._serialized_end=481
+  _globals['_UPSERTCUSTOMERREQUEST']._serialized_start=58
+  _globals['_UPSERTCUSTOMERREQUEST']._serialized_end=172
+  _globals['_UPSERTCUSTOMERRESPONSE']._serialized_start=174
+  _globals['_UPSERTCUSTOMERRESPONSE']._serialized_end=198
+  _globals['_UPSERTLEGALENTITYREQUEST']._serialized_start=200
+  _globals['_UPSERTLEGALENTITYREQUEST']._serialized_end=281
+  _globals['_UPSERTLEGALENTITYRESPONSE']._serialized_start=283
+  _globals['_UPSERTLEGALENTITYRESPONSE']._serialized_end=310
+  _globals['_DIRECTORYSERVICE']._serialized_start=313
+  _globals['_DIRECTORYSERVICE']._serialized_end=550
 # @@protoc_insertion_point(module_scope)

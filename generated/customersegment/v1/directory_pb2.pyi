@@ -48,6 +48,21 @@ class UpsertCustomerRequest(_message.Message):
 Global___UpsertCustomerRequest: _TypeAlias = UpsertCustomerRequest  # noqa: Y015
 
 @_typing.final
+class UpsertCustomerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertCustomerResponse: _TypeAlias = UpsertCustomerResponse  # noqa: Y015
+
+@_typing.final
 class UpsertLegalEntityRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -71,3 +86,18 @@ class UpsertLegalEntityRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpsertLegalEntityRequest: _TypeAlias = UpsertLegalEntityRequest  # noqa: Y015
+
+@_typing.final
+class UpsertLegalEntityResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertLegalEntityResponse: _TypeAlias = UpsertLegalEntityResponse  # noqa: Y015

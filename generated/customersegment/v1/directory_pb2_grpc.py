@@ -4,7 +4,6 @@ import grpc
 import warnings
 
 from customersegment.v1 import directory_pb2 as customersegment_dot_v1_dot_directory__pb2
-from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -40,12 +39,12 @@ class DirectoryServiceStub:
         self.UpsertCustomer = channel.unary_unary(
                 '/customersegment.v1.DirectoryService/UpsertCustomer',
                 request_serializer=customersegment_dot_v1_dot_directory__pb2.UpsertCustomerRequest.SerializeToString,
-                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                response_deserializer=customersegment_dot_v1_dot_directory__pb2.UpsertCustomerResponse.FromString,
                 _registered_method=True)
         self.UpsertLegalEntity = channel.unary_unary(
                 '/customersegment.v1.DirectoryService/UpsertLegalEntity',
                 request_serializer=customersegment_dot_v1_dot_directory__pb2.UpsertLegalEntityRequest.SerializeToString,
-                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                response_deserializer=customersegment_dot_v1_dot_directory__pb2.UpsertLegalEntityResponse.FromString,
                 _registered_method=True)
 
 
@@ -72,12 +71,12 @@ def add_DirectoryServiceServicer_to_server(servicer, server):
             'UpsertCustomer': grpc.unary_unary_rpc_method_handler(
                     servicer.UpsertCustomer,
                     request_deserializer=customersegment_dot_v1_dot_directory__pb2.UpsertCustomerRequest.FromString,
-                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+                    response_serializer=customersegment_dot_v1_dot_directory__pb2.UpsertCustomerResponse.SerializeToString,
             ),
             'UpsertLegalEntity': grpc.unary_unary_rpc_method_handler(
                     servicer.UpsertLegalEntity,
                     request_deserializer=customersegment_dot_v1_dot_directory__pb2.UpsertLegalEntityRequest.FromString,
-                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+                    response_serializer=customersegment_dot_v1_dot_directory__pb2.UpsertLegalEntityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -108,7 +107,7 @@ class DirectoryService:
             target,
             '/customersegment.v1.DirectoryService/UpsertCustomer',
             customersegment_dot_v1_dot_directory__pb2.UpsertCustomerRequest.SerializeToString,
-            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            customersegment_dot_v1_dot_directory__pb2.UpsertCustomerResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -135,7 +134,7 @@ class DirectoryService:
             target,
             '/customersegment.v1.DirectoryService/UpsertLegalEntity',
             customersegment_dot_v1_dot_directory__pb2.UpsertLegalEntityRequest.SerializeToString,
-            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            customersegment_dot_v1_dot_directory__pb2.UpsertLegalEntityResponse.FromString,
             options,
             channel_credentials,
             insecure,

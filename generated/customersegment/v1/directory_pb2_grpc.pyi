@@ -5,7 +5,6 @@ isort:skip_file
 
 from collections import abc as _abc
 from customersegment.v1 import directory_pb2 as _directory_pb2
-from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc
@@ -36,8 +35,8 @@ class DirectoryServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> DirectoryServiceAsyncStub: ...
-    UpsertCustomer: _grpc.UnaryUnaryMultiCallable[_directory_pb2.UpsertCustomerRequest, _empty_pb2.Empty]
-    UpsertLegalEntity: _grpc.UnaryUnaryMultiCallable[_directory_pb2.UpsertLegalEntityRequest, _empty_pb2.Empty]
+    UpsertCustomer: _grpc.UnaryUnaryMultiCallable[_directory_pb2.UpsertCustomerRequest, _directory_pb2.UpsertCustomerResponse]
+    UpsertLegalEntity: _grpc.UnaryUnaryMultiCallable[_directory_pb2.UpsertLegalEntityRequest, _directory_pb2.UpsertLegalEntityResponse]
 
 @_typing.type_check_only
 class DirectoryServiceAsyncStub(DirectoryServiceStub):
@@ -46,8 +45,8 @@ class DirectoryServiceAsyncStub(DirectoryServiceStub):
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    UpsertCustomer: _aio.UnaryUnaryMultiCallable[_directory_pb2.UpsertCustomerRequest, _empty_pb2.Empty]  # type: ignore[assignment]
-    UpsertLegalEntity: _aio.UnaryUnaryMultiCallable[_directory_pb2.UpsertLegalEntityRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    UpsertCustomer: _aio.UnaryUnaryMultiCallable[_directory_pb2.UpsertCustomerRequest, _directory_pb2.UpsertCustomerResponse]  # type: ignore[assignment]
+    UpsertLegalEntity: _aio.UnaryUnaryMultiCallable[_directory_pb2.UpsertLegalEntityRequest, _directory_pb2.UpsertLegalEntityResponse]  # type: ignore[assignment]
 
 class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
     """The directory of customer and legal entity display data, fed by internal callers (for
@@ -59,13 +58,13 @@ class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _directory_pb2.UpsertCustomerRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]: ...
+    ) -> _typing.Union[_directory_pb2.UpsertCustomerResponse, _abc.Awaitable[_directory_pb2.UpsertCustomerResponse]]: ...
 
     @_abc_1.abstractmethod
     def UpsertLegalEntity(
         self,
         request: _directory_pb2.UpsertLegalEntityRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]: ...
+    ) -> _typing.Union[_directory_pb2.UpsertLegalEntityResponse, _abc.Awaitable[_directory_pb2.UpsertLegalEntityResponse]]: ...
 
 def add_DirectoryServiceServicer_to_server(servicer: DirectoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -4,7 +4,6 @@ import grpc
 import warnings
 
 from customersegment.v1 import segment_pb2 as customersegment_dot_v1_dot_segment__pb2
-from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -39,7 +38,7 @@ class SegmentServiceStub:
         self.CreateSegment = channel.unary_unary(
                 '/customersegment.v1.SegmentService/CreateSegment',
                 request_serializer=customersegment_dot_v1_dot_segment__pb2.CreateSegmentRequest.SerializeToString,
-                response_deserializer=customersegment_dot_v1_dot_segment__pb2.Segment.FromString,
+                response_deserializer=customersegment_dot_v1_dot_segment__pb2.CreateSegmentResponse.FromString,
                 _registered_method=True)
         self.UpsertSegment = channel.unary_unary(
                 '/customersegment.v1.SegmentService/UpsertSegment',
@@ -49,12 +48,12 @@ class SegmentServiceStub:
         self.PatchSegment = channel.unary_unary(
                 '/customersegment.v1.SegmentService/PatchSegment',
                 request_serializer=customersegment_dot_v1_dot_segment__pb2.PatchSegmentRequest.SerializeToString,
-                response_deserializer=customersegment_dot_v1_dot_segment__pb2.Segment.FromString,
+                response_deserializer=customersegment_dot_v1_dot_segment__pb2.PatchSegmentResponse.FromString,
                 _registered_method=True)
         self.GetSegment = channel.unary_unary(
                 '/customersegment.v1.SegmentService/GetSegment',
                 request_serializer=customersegment_dot_v1_dot_segment__pb2.GetSegmentRequest.SerializeToString,
-                response_deserializer=customersegment_dot_v1_dot_segment__pb2.Segment.FromString,
+                response_deserializer=customersegment_dot_v1_dot_segment__pb2.GetSegmentResponse.FromString,
                 _registered_method=True)
         self.ListSegments = channel.unary_unary(
                 '/customersegment.v1.SegmentService/ListSegments',
@@ -64,7 +63,7 @@ class SegmentServiceStub:
         self.DeleteSegment = channel.unary_unary(
                 '/customersegment.v1.SegmentService/DeleteSegment',
                 request_serializer=customersegment_dot_v1_dot_segment__pb2.DeleteSegmentRequest.SerializeToString,
-                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                response_deserializer=customersegment_dot_v1_dot_segment__pb2.DeleteSegmentResponse.FromString,
                 _registered_method=True)
 
 
@@ -120,7 +119,7 @@ def add_SegmentServiceServicer_to_server(servicer, server):
             'CreateSegment': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateSegment,
                     request_deserializer=customersegment_dot_v1_dot_segment__pb2.CreateSegmentRequest.FromString,
-                    response_serializer=customersegment_dot_v1_dot_segment__pb2.Segment.SerializeToString,
+                    response_serializer=customersegment_dot_v1_dot_segment__pb2.CreateSegmentResponse.SerializeToString,
             ),
             'UpsertSegment': grpc.unary_unary_rpc_method_handler(
                     servicer.UpsertSegment,
@@ -130,12 +129,12 @@ def add_SegmentServiceServicer_to_server(servicer, server):
             'PatchSegment': grpc.unary_unary_rpc_method_handler(
                     servicer.PatchSegment,
                     request_deserializer=customersegment_dot_v1_dot_segment__pb2.PatchSegmentRequest.FromString,
-                    response_serializer=customersegment_dot_v1_dot_segment__pb2.Segment.SerializeToString,
+                    response_serializer=customersegment_dot_v1_dot_segment__pb2.PatchSegmentResponse.SerializeToString,
             ),
             'GetSegment': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSegment,
                     request_deserializer=customersegment_dot_v1_dot_segment__pb2.GetSegmentRequest.FromString,
-                    response_serializer=customersegment_dot_v1_dot_segment__pb2.Segment.SerializeToString,
+                    response_serializer=customersegment_dot_v1_dot_segment__pb2.GetSegmentResponse.SerializeToString,
             ),
             'ListSegments': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSegments,
@@ -145,7 +144,7 @@ def add_SegmentServiceServicer_to_server(servicer, server):
             'DeleteSegment': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteSegment,
                     request_deserializer=customersegment_dot_v1_dot_segment__pb2.DeleteSegmentRequest.FromString,
-                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+                    response_serializer=customersegment_dot_v1_dot_segment__pb2.DeleteSegmentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,7 +174,7 @@ class SegmentService:
             target,
             '/customersegment.v1.SegmentService/CreateSegment',
             customersegment_dot_v1_dot_segment__pb2.CreateSegmentRequest.SerializeToString,
-            customersegment_dot_v1_dot_segment__pb2.Segment.FromString,
+            customersegment_dot_v1_dot_segment__pb2.CreateSegmentResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -229,7 +228,7 @@ class SegmentService:
             target,
             '/customersegment.v1.SegmentService/PatchSegment',
             customersegment_dot_v1_dot_segment__pb2.PatchSegmentRequest.SerializeToString,
-            customersegment_dot_v1_dot_segment__pb2.Segment.FromString,
+            customersegment_dot_v1_dot_segment__pb2.PatchSegmentResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -256,7 +255,7 @@ class SegmentService:
             target,
             '/customersegment.v1.SegmentService/GetSegment',
             customersegment_dot_v1_dot_segment__pb2.GetSegmentRequest.SerializeToString,
-            customersegment_dot_v1_dot_segment__pb2.Segment.FromString,
+            customersegment_dot_v1_dot_segment__pb2.GetSegmentResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -310,7 +309,7 @@ class SegmentService:
             target,
             '/customersegment.v1.SegmentService/DeleteSegment',
             customersegment_dot_v1_dot_segment__pb2.DeleteSegmentRequest.SerializeToString,
-            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            customersegment_dot_v1_dot_segment__pb2.DeleteSegmentResponse.FromString,
             options,
             channel_credentials,
             insecure,

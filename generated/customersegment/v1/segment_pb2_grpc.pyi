@@ -5,7 +5,6 @@ isort:skip_file
 
 from collections import abc as _abc
 from customersegment.v1 import segment_pb2 as _segment_pb2
-from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc
@@ -34,17 +33,17 @@ class SegmentServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> SegmentServiceAsyncStub: ...
-    CreateSegment: _grpc.UnaryUnaryMultiCallable[_segment_pb2.CreateSegmentRequest, _segment_pb2.Segment]
+    CreateSegment: _grpc.UnaryUnaryMultiCallable[_segment_pb2.CreateSegmentRequest, _segment_pb2.CreateSegmentResponse]
     """Creates a segment; ALREADY_EXISTS if the id is taken. An empty id gets a generated one."""
     UpsertSegment: _grpc.UnaryUnaryMultiCallable[_segment_pb2.UpsertSegmentRequest, _segment_pb2.UpsertSegmentResponse]
     """Creates or replaces a segment (PUT semantics, optimistic locking through `version`)."""
-    PatchSegment: _grpc.UnaryUnaryMultiCallable[_segment_pb2.PatchSegmentRequest, _segment_pb2.Segment]
+    PatchSegment: _grpc.UnaryUnaryMultiCallable[_segment_pb2.PatchSegmentRequest, _segment_pb2.PatchSegmentResponse]
     """Applies a JSON Patch (RFC 6902: add, remove, replace) to the segment and writes it, in one
     transaction; the REST PATCH path. Needs only the write scope, unlike a read then an upsert.
     """
-    GetSegment: _grpc.UnaryUnaryMultiCallable[_segment_pb2.GetSegmentRequest, _segment_pb2.Segment]
+    GetSegment: _grpc.UnaryUnaryMultiCallable[_segment_pb2.GetSegmentRequest, _segment_pb2.GetSegmentResponse]
     ListSegments: _grpc.UnaryUnaryMultiCallable[_segment_pb2.ListSegmentsRequest, _segment_pb2.ListSegmentsResponse]
-    DeleteSegment: _grpc.UnaryUnaryMultiCallable[_segment_pb2.DeleteSegmentRequest, _empty_pb2.Empty]
+    DeleteSegment: _grpc.UnaryUnaryMultiCallable[_segment_pb2.DeleteSegmentRequest, _segment_pb2.DeleteSegmentResponse]
     """Deletes a segment. A segment that still has assignments needs `force`, which removes them
     in the same transaction.
     """
@@ -54,17 +53,17 @@ class SegmentServiceAsyncStub(SegmentServiceStub):
     """Segments that customer assignments belong to."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    CreateSegment: _aio.UnaryUnaryMultiCallable[_segment_pb2.CreateSegmentRequest, _segment_pb2.Segment]  # type: ignore[assignment]
+    CreateSegment: _aio.UnaryUnaryMultiCallable[_segment_pb2.CreateSegmentRequest, _segment_pb2.CreateSegmentResponse]  # type: ignore[assignment]
     """Creates a segment; ALREADY_EXISTS if the id is taken. An empty id gets a generated one."""
     UpsertSegment: _aio.UnaryUnaryMultiCallable[_segment_pb2.UpsertSegmentRequest, _segment_pb2.UpsertSegmentResponse]  # type: ignore[assignment]
     """Creates or replaces a segment (PUT semantics, optimistic locking through `version`)."""
-    PatchSegment: _aio.UnaryUnaryMultiCallable[_segment_pb2.PatchSegmentRequest, _segment_pb2.Segment]  # type: ignore[assignment]
+    PatchSegment: _aio.UnaryUnaryMultiCallable[_segment_pb2.PatchSegmentRequest, _segment_pb2.PatchSegmentResponse]  # type: ignore[assignment]
     """Applies a JSON Patch (RFC 6902: add, remove, replace) to the segment and writes it, in one
     transaction; the REST PATCH path. Needs only the write scope, unlike a read then an upsert.
     """
-    GetSegment: _aio.UnaryUnaryMultiCallable[_segment_pb2.GetSegmentRequest, _segment_pb2.Segment]  # type: ignore[assignment]
+    GetSegment: _aio.UnaryUnaryMultiCallable[_segment_pb2.GetSegmentRequest, _segment_pb2.GetSegmentResponse]  # type: ignore[assignment]
     ListSegments: _aio.UnaryUnaryMultiCallable[_segment_pb2.ListSegmentsRequest, _segment_pb2.ListSegmentsResponse]  # type: ignore[assignment]
-    DeleteSegment: _aio.UnaryUnaryMultiCallable[_segment_pb2.DeleteSegmentRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    DeleteSegment: _aio.UnaryUnaryMultiCallable[_segment_pb2.DeleteSegmentRequest, _segment_pb2.DeleteSegmentResponse]  # type: ignore[assignment]
     """Deletes a segment. A segment that still has assignments needs `force`, which removes them
     in the same transaction.
     """
@@ -77,7 +76,7 @@ class SegmentServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _segment_pb2.CreateSegmentRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_segment_pb2.Segment, _abc.Awaitable[_segment_pb2.Segment]]:
+    ) -> _typing.Union[_segment_pb2.CreateSegmentResponse, _abc.Awaitable[_segment_pb2.CreateSegmentResponse]]:
         """Creates a segment; ALREADY_EXISTS if the id is taken. An empty id gets a generated one."""
 
     @_abc_1.abstractmethod
@@ -93,7 +92,7 @@ class SegmentServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _segment_pb2.PatchSegmentRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_segment_pb2.Segment, _abc.Awaitable[_segment_pb2.Segment]]:
+    ) -> _typing.Union[_segment_pb2.PatchSegmentResponse, _abc.Awaitable[_segment_pb2.PatchSegmentResponse]]:
         """Applies a JSON Patch (RFC 6902: add, remove, replace) to the segment and writes it, in one
         transaction; the REST PATCH path. Needs only the write scope, unlike a read then an upsert.
         """
@@ -103,7 +102,7 @@ class SegmentServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _segment_pb2.GetSegmentRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_segment_pb2.Segment, _abc.Awaitable[_segment_pb2.Segment]]: ...
+    ) -> _typing.Union[_segment_pb2.GetSegmentResponse, _abc.Awaitable[_segment_pb2.GetSegmentResponse]]: ...
 
     @_abc_1.abstractmethod
     def ListSegments(
@@ -117,7 +116,7 @@ class SegmentServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _segment_pb2.DeleteSegmentRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+    ) -> _typing.Union[_segment_pb2.DeleteSegmentResponse, _abc.Awaitable[_segment_pb2.DeleteSegmentResponse]]:
         """Deletes a segment. A segment that still has assignments needs `force`, which removes them
         in the same transaction.
         """

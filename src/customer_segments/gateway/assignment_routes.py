@@ -68,6 +68,16 @@ def _key(request: web.Request) -> _KeyFields:
     }
 
 
+def _listing_fields(request: web.Request, q: str) -> dict[str, Any]:
+    """The fields that ListAssignmentsRequest and SearchAssignmentsRequest share."""
+    return {
+        "tenant": request.match_info["tenant"],
+        "segment_id": request.match_info["segmentId"],
+        "q": q,
+        **paging_fields(request),
+    }
+
+
 class AssignmentRoutes:
     def __init__(self, client: GrpcClient) -> None:
         self.client = client
@@ -85,12 +95,12 @@ class AssignmentRoutes:
             router.add_delete(path, self.remove_assignment)
 
     async def _get(self, request: web.Request) -> assignment_pb2.Assignment:
-        answer: assignment_pb2.Assignment = await self.client.call(
+        answer: assignment_pb2.GetAssignmentResponse = await self.client.call(
             request,
             self.client.assignments.GetAssignment,
             assignment_pb2.GetAssignmentRequest(**_key(request)),
         )
-        return answer
+        return answer.assignment
 
     async def _current_version(self, request: web.Request) -> int | None:
         try:
@@ -154,23 +164,21 @@ class AssignmentRoutes:
 
     async def list_assignments(self, request: web.Request) -> web.StreamResponse:
         method = self.client.assignments.ListAssignments
-        return await self._list(request, method, request.query.get("q", ""))
+        message = assignment_pb2.ListAssignmentsRequest(
+            **_listing_fields(request, request.query.get("q", ""))
+        )
+        return await self._list(request, method, message)
 
     async def search_assignments(self, request: web.Request) -> web.StreamResponse:
         search: Search = parsed(Search, await json_body(request))
-        return await self._list(request, self.client.assignments.SearchAssignments, search.q or "")
-
-    async def _list(self, request: web.Request, method: Any, q: str) -> web.StreamResponse:
-        answer = await self.client.call(
-            request,
-            method,
-            assignment_pb2.ListAssignmentsRequest(
-                tenant=request.match_info["tenant"],
-                segment_id=request.match_info["segmentId"],
-                q=q,
-                **paging_fields(request),
-            ),
+        method = self.client.assignments.SearchAssignments
+        message = assignment_pb2.SearchAssignmentsRequest(
+            **_listing_fields(request, search.q or "")
         )
+        return await self._list(request, method, message)
+
+    async def _list(self, request: web.Request, method: Any, message: Any) -> web.StreamResponse:
+        answer = await self.client.call(request, method, message)
         bodies = [render.assignment(item) for item in answer.assignments]
         return listing(request, bodies, answer)
 

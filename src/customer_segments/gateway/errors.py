@@ -42,6 +42,8 @@ _REST_FIELD_NAMES = {
     "metadata_mixins_json": "metadata.mixins",
     "segment.mixins_json": "mixins",
     "segment.metadata.mixins_json": "metadata.mixins",
+    "segment.validity.start_time": "validity.from",
+    "segment.validity.end_time": "validity.to",
 }
 
 

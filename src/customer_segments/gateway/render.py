@@ -11,6 +11,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from customer_segments.gateway.errors import rest_field
 
+# The proto's enum values carry these prefixes; REST's do not (SEGMENT_STATUS_ACTIVE is ACTIVE).
+ASSIGNMENT_TYPE_PREFIX = "ASSIGNMENT_TYPE_"
+SEGMENT_STATUS_PREFIX = "SEGMENT_STATUS_"
+
 
 def timestamp(value: Timestamp) -> str:
     """ISO 8601 in UTC with milliseconds and Z. Straight from the seconds: a datetime and
@@ -42,7 +46,9 @@ def assignment(message: assignment_pb2.Assignment) -> dict[str, Any]:
         if message.legal_entity.name:
             legal_entity["name"] = message.legal_entity.name
         body["legalEntity"] = legal_entity
-    body["assignmentType"] = assignment_pb2.AssignmentType.Name(message.assignment_type)
+    body["assignmentType"] = assignment_pb2.AssignmentType.Name(
+        message.assignment_type
+    ).removeprefix(ASSIGNMENT_TYPE_PREFIX)
     _add_mixins_and_metadata(body, message)
     return body
 
@@ -103,13 +109,15 @@ def segment(message: segment_pb2.Segment) -> dict[str, Any]:
     if message.description:
         body["description"] = dict(message.description)
     validity: dict[str, str] = {}
-    if message.validity.HasField("from"):
-        validity["from"] = timestamp(getattr(message.validity, "from"))
-    if message.validity.HasField("to"):
-        validity["to"] = timestamp(message.validity.to)
+    if message.validity.HasField("start_time"):
+        validity["from"] = timestamp(message.validity.start_time)
+    if message.validity.HasField("end_time"):
+        validity["to"] = timestamp(message.validity.end_time)
     if validity:
         body["validity"] = validity
-    body["status"] = segment_pb2.SegmentStatus.Name(message.status)
+    body["status"] = segment_pb2.SegmentStatus.Name(message.status).removeprefix(
+        SEGMENT_STATUS_PREFIX
+    )
     body["siteCode"] = message.site_code
     _add_mixins_and_metadata(body, message)
     return body

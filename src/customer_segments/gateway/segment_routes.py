@@ -10,7 +10,6 @@ from urllib.parse import quote
 import grpc
 from aiohttp import web
 from customersegment.v1 import segment_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from customer_segments.domain.segment_document import SegmentDocument
 from customer_segments.gateway import render
@@ -48,7 +47,7 @@ def _segment(upsert: SegmentDocument, segment_id: str = "") -> segment_pb2.Segme
         name=upsert.name,
         description=upsert.description or {},
         status=(
-            segment_pb2.SegmentStatus.Value(upsert.status)
+            segment_pb2.SegmentStatus.Value(render.SEGMENT_STATUS_PREFIX + upsert.status)
             if upsert.status
             else segment_pb2.SEGMENT_STATUS_UNSPECIFIED
         ),
@@ -58,11 +57,10 @@ def _segment(upsert: SegmentDocument, segment_id: str = "") -> segment_pb2.Segme
     if upsert.metadata is not None:
         message.metadata.mixins_json = mixins_json(upsert.metadata.mixins)
     if upsert.validity is not None:
-        for name, moment in (("from", upsert.validity.from_), ("to", upsert.validity.to)):
-            if moment is not None:
-                stamp = Timestamp()
-                stamp.FromDatetime(moment)
-                getattr(message.validity, name).CopyFrom(stamp)
+        if upsert.validity.from_ is not None:
+            message.validity.start_time.FromDatetime(upsert.validity.from_)
+        if upsert.validity.to is not None:
+            message.validity.end_time.FromDatetime(upsert.validity.to)
     return message
 
 
@@ -132,24 +130,25 @@ class SegmentRoutes:
         location = request.rel_url.raw_path.rstrip("/") + "/" + quote(created.id, safe="")
         return web.json_response({"id": created.id}, status=201, headers={"Location": location})
 
-    async def _create(self, request: web.Request, creation: SegmentCreation) -> Any:
-        return await self.client.call(
+    async def _create(self, request: web.Request, creation: SegmentCreation) -> segment_pb2.Segment:
+        answer: segment_pb2.CreateSegmentResponse = await self.client.call(
             request,
             self.client.segments.CreateSegment,
             segment_pb2.CreateSegmentRequest(
                 tenant=request.match_info["tenant"], segment=_segment(creation, creation.id or "")
             ),
         )
+        return answer.segment
 
     async def _get(self, request: web.Request) -> segment_pb2.Segment:
-        segment: segment_pb2.Segment = await self.client.call(
+        answer: segment_pb2.GetSegmentResponse = await self.client.call(
             request,
             self.client.segments.GetSegment,
             segment_pb2.GetSegmentRequest(
                 tenant=request.match_info["tenant"], segment_id=request.match_info["segmentId"]
             ),
         )
-        return segment
+        return answer.segment
 
     async def _current_version(self, request: web.Request) -> int | None:
         try:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
-from customersegment.v1 import assignment_pb2, assignment_pb2_grpc, common_pb2
-from google.protobuf import empty_pb2
+from customersegment.v1 import assignment_pb2, assignment_pb2_grpc
 from google.protobuf.field_mask_pb2 import FieldMask
 from grpc import aio
 
@@ -36,7 +35,20 @@ def _read_mask(mask: FieldMask) -> FieldMask | None:
     return mask
 
 
-def _upsert_inputs(request: assignment_pb2.BulkUpsertAssignmentsRequest) -> list[BulkUpsertInput]:
+# Bulk and Stream RPCs have messages of their own with the same fields.
+_UpsertMessage = (
+    assignment_pb2.BulkUpsertAssignmentsRequest | assignment_pb2.StreamUpsertAssignmentsRequest
+)
+_RemoveMessage = (
+    assignment_pb2.BulkRemoveAssignmentsRequest | assignment_pb2.StreamRemoveAssignmentsRequest
+)
+_ListMessage = assignment_pb2.ListAssignmentsRequest | assignment_pb2.SearchAssignmentsRequest
+_ListAnswer = TypeVar(
+    "_ListAnswer", assignment_pb2.ListAssignmentsResponse, assignment_pb2.SearchAssignmentsResponse
+)
+
+
+def _upsert_inputs(request: _UpsertMessage) -> list[BulkUpsertInput]:
     return [
         BulkUpsertInput(
             item.customer_id,
@@ -49,7 +61,7 @@ def _upsert_inputs(request: assignment_pb2.BulkUpsertAssignmentsRequest) -> list
     ]
 
 
-def _remove_inputs(request: assignment_pb2.BulkRemoveAssignmentsRequest) -> list[BulkRemoveInput]:
+def _remove_inputs(request: _RemoveMessage) -> list[BulkRemoveInput]:
     return [BulkRemoveInput(item.customer_id, item.legal_entity_id) for item in request.items]
 
 
@@ -63,7 +75,7 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
 
     async def GetAssignment(
         self, request: assignment_pb2.GetAssignmentRequest, context: Context
-    ) -> assignment_pb2.Assignment:
+    ) -> assignment_pb2.GetAssignmentResponse:
         assignment = await assignments.get_assignment(
             self.store,
             caller(),
@@ -72,7 +84,7 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
             request.customer_id,
             request.legal_entity_id,
         )
-        return assignment_to_proto(assignment)
+        return assignment_pb2.GetAssignmentResponse(assignment=assignment_to_proto(assignment))
 
     async def UpsertAssignment(
         self, request: assignment_pb2.UpsertAssignmentRequest, context: Context
@@ -95,7 +107,7 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
 
     async def RemoveAssignment(
         self, request: assignment_pb2.RemoveAssignmentRequest, context: Context
-    ) -> empty_pb2.Empty:
+    ) -> assignment_pb2.RemoveAssignmentResponse:
         await assignments.remove_assignment(
             self.store,
             caller(),
@@ -106,21 +118,21 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
             version=request.version if request.HasField("version") else None,
             must_exist=request.must_exist,
         )
-        return empty_pb2.Empty()
+        return assignment_pb2.RemoveAssignmentResponse()
 
     async def ListAssignments(
         self, request: assignment_pb2.ListAssignmentsRequest, context: Context
     ) -> assignment_pb2.ListAssignmentsResponse:
-        return await self._list(request, search=False)
+        return await self._list(request, assignment_pb2.ListAssignmentsResponse(), search=False)
 
     async def SearchAssignments(
-        self, request: assignment_pb2.ListAssignmentsRequest, context: Context
-    ) -> assignment_pb2.ListAssignmentsResponse:
-        return await self._list(request, search=True)
+        self, request: assignment_pb2.SearchAssignmentsRequest, context: Context
+    ) -> assignment_pb2.SearchAssignmentsResponse:
+        return await self._list(request, assignment_pb2.SearchAssignmentsResponse(), search=True)
 
     async def _list(
-        self, request: assignment_pb2.ListAssignmentsRequest, *, search: bool
-    ) -> assignment_pb2.ListAssignmentsResponse:
+        self, request: _ListMessage, response: _ListAnswer, *, search: bool
+    ) -> _ListAnswer:
         mask = _read_mask(request.fields)
         # The same answer, for different scopes.
         use_case = assignments.search_assignments if search else assignments.list_assignments
@@ -135,11 +147,9 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
             page_token=request.page_token,
             include_total_count=request.include_total_count,
         )
-        response = assignment_pb2.ListAssignmentsResponse(
-            total_count=page.total_count or 0,
-            next_page_token=page.cursors.next,
-            previous_page_token=page.cursors.previous,
-        )
+        response.total_count = page.total_count or 0
+        response.next_page_token = page.cursors.next
+        response.previous_page_token = page.cursors.previous
         for assignment in page.items:
             full = assignment_to_proto(assignment)
             if mask is None:
@@ -150,42 +160,50 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
 
     async def BulkUpsertAssignments(
         self, request: assignment_pb2.BulkUpsertAssignmentsRequest, context: Context
-    ) -> AsyncIterator[common_pb2.BulkItemResults]:
+    ) -> AsyncIterator[assignment_pb2.BulkUpsertAssignmentsResponse]:
         batch = Batch(_upsert_inputs(request), request.tenant, request.segment_id)
         results = bulk_assignments.bulk_upsert_assignments(self.store, caller(), _single(batch))
         async for decided in results:
-            yield bulk_results_to_proto(decided)
+            yield assignment_pb2.BulkUpsertAssignmentsResponse(
+                results=bulk_results_to_proto(decided)
+            )
 
     async def BulkRemoveAssignments(
         self, request: assignment_pb2.BulkRemoveAssignmentsRequest, context: Context
-    ) -> AsyncIterator[common_pb2.BulkItemResults]:
+    ) -> AsyncIterator[assignment_pb2.BulkRemoveAssignmentsResponse]:
         batch = Batch(_remove_inputs(request), request.tenant, request.segment_id)
         results = bulk_assignments.bulk_remove_assignments(self.store, caller(), _single(batch))
         async for decided in results:
-            yield bulk_results_to_proto(decided)
+            yield assignment_pb2.BulkRemoveAssignmentsResponse(
+                results=bulk_results_to_proto(decided)
+            )
 
     async def StreamUpsertAssignments(
         self,
-        request_iterator: AsyncIterable[assignment_pb2.BulkUpsertAssignmentsRequest],
+        request_iterator: AsyncIterable[assignment_pb2.StreamUpsertAssignmentsRequest],
         context: Context,
-    ) -> AsyncIterator[common_pb2.BulkItemResults]:
+    ) -> AsyncIterator[assignment_pb2.StreamUpsertAssignmentsResponse]:
         batches = (
             Batch(_upsert_inputs(message), message.tenant, message.segment_id)
             async for message in request_iterator
         )
         results = bulk_assignments.bulk_upsert_assignments(self.store, caller(), batches)
         async for decided in results:
-            yield bulk_results_to_proto(decided)
+            yield assignment_pb2.StreamUpsertAssignmentsResponse(
+                results=bulk_results_to_proto(decided)
+            )
 
     async def StreamRemoveAssignments(
         self,
-        request_iterator: AsyncIterable[assignment_pb2.BulkRemoveAssignmentsRequest],
+        request_iterator: AsyncIterable[assignment_pb2.StreamRemoveAssignmentsRequest],
         context: Context,
-    ) -> AsyncIterator[common_pb2.BulkItemResults]:
+    ) -> AsyncIterator[assignment_pb2.StreamRemoveAssignmentsResponse]:
         batches = (
             Batch(_remove_inputs(message), message.tenant, message.segment_id)
             async for message in request_iterator
         )
         results = bulk_assignments.bulk_remove_assignments(self.store, caller(), batches)
         async for decided in results:
-            yield bulk_results_to_proto(decided)
+            yield assignment_pb2.StreamRemoveAssignmentsResponse(
+                results=bulk_results_to_proto(decided)
+            )

@@ -16,12 +16,12 @@ from customer_segments.domain.segment import Segment, SegmentStatus
 from customer_segments.domain.validation import dump_json
 
 _ASSIGNMENT_TYPES = {
-    AssignmentType.MANUAL: assignment_pb2.MANUAL,
-    AssignmentType.AUTOMATIC: assignment_pb2.AUTOMATIC,
+    AssignmentType.MANUAL: assignment_pb2.ASSIGNMENT_TYPE_MANUAL,
+    AssignmentType.AUTOMATIC: assignment_pb2.ASSIGNMENT_TYPE_AUTOMATIC,
 }
 _SEGMENT_STATUSES = {
-    SegmentStatus.ACTIVE: segment_pb2.ACTIVE,
-    SegmentStatus.INACTIVE: segment_pb2.INACTIVE,
+    SegmentStatus.ACTIVE: segment_pb2.SEGMENT_STATUS_ACTIVE,
+    SegmentStatus.INACTIVE: segment_pb2.SEGMENT_STATUS_INACTIVE,
 }
 SEGMENT_STATUS_FROM_PROTO = {proto: status for status, proto in _SEGMENT_STATUSES.items()}
 
@@ -84,26 +84,24 @@ def segment_to_proto(segment: Segment) -> segment_pb2.Segment:
         ),
     )
     if segment.validity_from is not None:
-        getattr(message.validity, "from").CopyFrom(timestamp(segment.validity_from))
+        message.validity.start_time.CopyFrom(timestamp(segment.validity_from))
     if segment.validity_to is not None:
-        message.validity.to.CopyFrom(timestamp(segment.validity_to))
+        message.validity.end_time.CopyFrom(timestamp(segment.validity_to))
     return message
 
 
 _PHRASES = {status.value: status.phrase for status in HTTPStatus}
 
 
-def bulk_results_to_proto(results: list[BulkItemResult]) -> common_pb2.BulkItemResults:
-    return common_pb2.BulkItemResults(
-        results=[
-            common_pb2.BulkItemResult(
-                index=result.index,
-                code=result.code,
-                status=_PHRASES[result.code],
-                message=result.message,
-                customer_id=result.customer_id,
-                legal_entity_id=result.legal_entity_id,
-            )
-            for result in results
-        ]
-    )
+def bulk_results_to_proto(results: list[BulkItemResult]) -> list[common_pb2.BulkItemResult]:
+    return [
+        common_pb2.BulkItemResult(
+            index=result.index,
+            code=result.code,
+            status=_PHRASES[result.code],
+            message=result.message,
+            customer_id=result.customer_id,
+            legal_entity_id=result.legal_entity_id,
+        )
+        for result in results
+    ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from customersegment.v1 import directory_pb2, directory_pb2_grpc
-from google.protobuf import empty_pb2
 from grpc import aio
 
 from customer_segments.grpc.auth_interceptor import caller
@@ -21,7 +20,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
 
     async def UpsertCustomer(
         self, request: directory_pb2.UpsertCustomerRequest, context: Context
-    ) -> empty_pb2.Empty:
+    ) -> directory_pb2.UpsertCustomerResponse:
         await directory.upsert_customer(
             self.store,
             caller(),
@@ -31,12 +30,12 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
             request.last_name,
             request.email,
         )
-        return empty_pb2.Empty()
+        return directory_pb2.UpsertCustomerResponse()
 
     async def UpsertLegalEntity(
         self, request: directory_pb2.UpsertLegalEntityRequest, context: Context
-    ) -> empty_pb2.Empty:
+    ) -> directory_pb2.UpsertLegalEntityResponse:
         await directory.upsert_legal_entity(
             self.store, caller(), request.tenant, request.legal_entity_id, request.name
         )
-        return empty_pb2.Empty()
+        return directory_pb2.UpsertLegalEntityResponse()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from customersegment.v1 import segment_pb2, segment_pb2_grpc
-from google.protobuf import empty_pb2
 from grpc import aio
 
 from customer_segments.domain.listing import Page
@@ -25,10 +24,12 @@ def _input(segment: segment_pb2.Segment) -> SegmentInput:
     return SegmentInput(
         name=dict(segment.name),
         description=dict(segment.description),
-        validity_from=moment(getattr(validity, "from"), "segment.validity.from")
-        if validity.HasField("from")
+        validity_from=moment(validity.start_time, "segment.validity.start_time")
+        if validity.HasField("start_time")
         else None,
-        validity_to=moment(validity.to, "segment.validity.to") if validity.HasField("to") else None,
+        validity_to=moment(validity.end_time, "segment.validity.end_time")
+        if validity.HasField("end_time")
+        else None,
         status=SEGMENT_STATUS_FROM_PROTO.get(segment.status),
         site_code=segment.site_code,
         mixins_json=segment.mixins_json,
@@ -42,11 +43,11 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
 
     async def CreateSegment(
         self, request: segment_pb2.CreateSegmentRequest, context: Context
-    ) -> segment_pb2.Segment:
+    ) -> segment_pb2.CreateSegmentResponse:
         segment = await segments.create_segment(
             self.store, caller(), request.tenant, request.segment.id, _input(request.segment)
         )
-        return segment_to_proto(segment)
+        return segment_pb2.CreateSegmentResponse(segment=segment_to_proto(segment))
 
     async def UpsertSegment(
         self, request: segment_pb2.UpsertSegmentRequest, context: Context
@@ -66,7 +67,7 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
 
     async def PatchSegment(
         self, request: segment_pb2.PatchSegmentRequest, context: Context
-    ) -> segment_pb2.Segment:
+    ) -> segment_pb2.PatchSegmentResponse:
         operations = [
             PatchInput(operation.op, operation.path, operation.value_json)
             for operation in request.operations
@@ -79,14 +80,15 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
             operations,
             expected_version=request.version if request.HasField("version") else None,
         )
-        return segment_to_proto(segment)
+        return segment_pb2.PatchSegmentResponse(segment=segment_to_proto(segment))
 
     async def GetSegment(
         self, request: segment_pb2.GetSegmentRequest, context: Context
-    ) -> segment_pb2.Segment:
-        return segment_to_proto(
-            await segments.get_segment(self.store, caller(), request.tenant, request.segment_id)
+    ) -> segment_pb2.GetSegmentResponse:
+        segment = await segments.get_segment(
+            self.store, caller(), request.tenant, request.segment_id
         )
+        return segment_pb2.GetSegmentResponse(segment=segment_to_proto(segment))
 
     async def ListSegments(
         self, request: segment_pb2.ListSegmentsRequest, context: Context
@@ -113,7 +115,7 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
 
     async def DeleteSegment(
         self, request: segment_pb2.DeleteSegmentRequest, context: Context
-    ) -> empty_pb2.Empty:
+    ) -> segment_pb2.DeleteSegmentResponse:
         await segments.delete_segment(
             self.store,
             caller(),
@@ -122,4 +124,4 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
             force=request.force,
             expected_version=request.version if request.HasField("version") else None,
         )
-        return empty_pb2.Empty()
+        return segment_pb2.DeleteSegmentResponse()
