@@ -11,9 +11,9 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc.aio import AioRpcError, Metadata
 from grpc_status import rpc_status
 
-from customer_segments.domain.errors import InvalidArgument, NotFound
-from customer_segments.gateway.errors import SERVICE_ERROR_DOMAIN, from_rpc_error, rest_field
-from customer_segments.grpc.errors import ERROR_DOMAIN, to_status
+from customer_segments.domain.errors import ERROR_DOMAIN, InvalidArgument, NotFound
+from customer_segments.gateway.errors import from_rpc_error, rest_field
+from customer_segments.grpc.errors import to_status
 
 
 def rpc_error(code: grpc.StatusCode, details: str, trailing: Metadata | None = None) -> AioRpcError:
@@ -58,7 +58,6 @@ def _service_status(code: grpc.StatusCode, message: str) -> AioRpcError:
 
 
 def test_resource_exhausted_from_the_service_is_429() -> None:
-    assert SERVICE_ERROR_DOMAIN == ERROR_DOMAIN
     response = from_rpc_error(_service_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down"))
     assert response.status == 429
     assert response.headers["Retry-After"] == "1"
@@ -86,7 +85,7 @@ def test_grpc_unavailable_hides_the_addresses_the_service_keeps_its_words() -> N
         "received initial metadata size exceeds limit",
     ],
 )
-def test_a_grpc_size_limit_is_never_429(details: str) -> None:
+def test_a_grpc_size_limit_is_never_429_nor_503(details: str) -> None:
     """gRPC's own RESOURCE_EXHAUSTED (a message over a limit) is no reason to slow down: an
     answer too large is 500, without gRPC's words; a request too large is 413."""
     error = rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, details)
@@ -127,7 +126,21 @@ def test_details_name_the_field_and_the_resource() -> None:
     assert json.loads(response.body)["resourceId"] == "gold"  # type: ignore[arg-type]
 
 
-def test_rest_field_names() -> None:
-    assert rest_field("customer_id") == "customerId"
-    assert rest_field("page_size") == "pageSize"
-    assert rest_field("mixins_json") == "mixins"
+@pytest.mark.parametrize(
+    ("proto_path", "rest_path"),
+    [
+        ("customer_id", "customerId"),
+        ("page_size", "pageSize"),
+        ("mixins_json", "mixins"),
+        ("metadata_mixins_json", "metadata.mixins"),
+        ("segment.site_code", "siteCode"),
+        ("segment.validity.from", "validity.from"),
+        ("segment.metadata.mixins_json", "metadata.mixins"),
+        ("operations[2].path", "[2].path"),
+        ("operations[12].value_json", "[12].value"),
+        ("items[3].legal_entity_id", "items[3].legalEntityId"),
+        ("segment", "body"),
+    ],
+)
+def test_rest_field_names(proto_path: str, rest_path: str) -> None:
+    assert rest_field(proto_path) == rest_path
