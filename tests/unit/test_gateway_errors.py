@@ -7,6 +7,7 @@ import json
 import grpc
 import pytest
 from google.protobuf import any_pb2
+from google.protobuf.duration_pb2 import Duration
 from google.rpc import error_details_pb2, status_pb2
 from grpc.aio import AioRpcError, Metadata
 from grpc_status import rpc_status
@@ -46,13 +47,17 @@ def test_canonical_mapping_and_error_body(code: grpc.StatusCode, http: int) -> N
         assert body["message"] == "what went wrong"
 
 
-def _service_status(code: grpc.StatusCode, message: str) -> AioRpcError:
+def _service_status(
+    code: grpc.StatusCode, message: str, *extra: error_details_pb2.RetryInfo
+) -> AioRpcError:
     """An error as the service itself reports it: with its ErrorInfo."""
-    info = error_details_pb2.ErrorInfo(reason="SLOW_DOWN", domain=ERROR_DOMAIN)
-    packed = any_pb2.Any()
-    packed.Pack(info)
+    details = []
+    for detail in (error_details_pb2.ErrorInfo(reason="SLOW_DOWN", domain=ERROR_DOMAIN), *extra):
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        details.append(packed)
     status = rpc_status.to_status(
-        status_pb2.Status(code=code.value[0], message=message, details=[packed])
+        status_pb2.Status(code=code.value[0], message=message, details=details)
     )
     return rpc_error(status.code, status.details, Metadata(*status.trailing_metadata))
 
@@ -61,6 +66,16 @@ def test_resource_exhausted_from_the_service_is_429() -> None:
     response = from_rpc_error(_service_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down"))
     assert response.status == 429
     assert response.headers["Retry-After"] == "1"
+
+
+@pytest.mark.parametrize(("seconds", "nanos", "header"), [(2, 500_000_000, "3"), (0, 1, "1")])
+def test_retry_after_is_the_retry_info_delay_in_whole_seconds(
+    seconds: int, nanos: int, header: str
+) -> None:
+    retry = error_details_pb2.RetryInfo(retry_delay=Duration(seconds=seconds, nanos=nanos))
+    for code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
+        response = from_rpc_error(_service_status(code, "later", retry))
+        assert response.headers["Retry-After"] == header
 
 
 def test_grpc_unavailable_hides_the_addresses_the_service_keeps_its_words() -> None:
