@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import grpc
 import pytest
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from customer_segments.auth.tokens import issue_token
+from customer_segments.domain.errors import ERROR_DOMAIN
 from customer_segments.domain.principal import Scope
+
+Detail = TypeVar("Detail", bound=Message)
 
 
 async def expect_error(
@@ -29,17 +33,33 @@ async def expect_error(
     return error
 
 
+def status_details(error: grpc.aio.AioRpcError, kind: type[Detail]) -> list[Detail]:
+    """The google.rpc.Status details of an error that are of `kind` (e.g. ErrorInfo)."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]  # an AioRpcError is a call
+    assert status is not None, "no google.rpc.Status details"
+    found: list[Detail] = []
+    for detail in status.details:
+        if detail.Is(kind.DESCRIPTOR):
+            message = kind()
+            detail.Unpack(message)
+            found.append(message)
+    return found
+
+
 def field_violations(error: grpc.aio.AioRpcError) -> list[str]:
     """The fields named by the google.rpc.BadRequest detail of an error."""
-    status = rpc_status.from_call(error)
-    assert status is not None, "no google.rpc.Status details"
-    fields: list[str] = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad_request = error_details_pb2.BadRequest()
-            detail.Unpack(bad_request)
-            fields += [violation.field for violation in bad_request.field_violations]
-    return fields
+    return [
+        violation.field
+        for bad_request in status_details(error, error_details_pb2.BadRequest)
+        for violation in bad_request.field_violations
+    ]
+
+
+def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    """The service's ErrorInfo of an error (exactly one, in the service's domain)."""
+    (info,) = status_details(error, error_details_pb2.ErrorInfo)
+    assert info.domain == ERROR_DOMAIN, info
+    return info
 
 
 def loads(text: str) -> Any:

@@ -4,6 +4,7 @@ it is back no call fails on a connection the pool kept from before."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -16,13 +17,14 @@ import pytest
 import pytest_asyncio
 from customersegment.v1 import assignment_pb2 as pb
 from customersegment.v1 import segment_pb2
+from google.rpc import error_details_pb2
 
 from customer_segments.domain.assignment import AssignmentKey
-from customer_segments.domain.errors import Unavailable
+from customer_segments.domain.errors import Reason, Unavailable
 from customer_segments.gateway.app import start_gateway
 from customer_segments.store.database import Database
 from tests.conftest import PG_ADMIN_URL, Service, fresh_postgres_database, service_on
-from tests.helpers import bearer, expect_error
+from tests.helpers import bearer, error_info, expect_error, status_details
 from tests.own_postgres import OwnPostgres, server_binaries
 from tests.tcp_proxy import TcpProxy
 
@@ -148,7 +150,10 @@ async def test_while_the_database_is_away_calls_are_unavailable(
         await proxy.cut()
         for _ in range(2):  # the lost connections, then refused ones
             for call in calls:
-                await expect_error(call(), grpc.StatusCode.UNAVAILABLE, "retry")
+                error = await expect_error(call(), grpc.StatusCode.UNAVAILABLE, "retry")
+                assert error_info(error).reason == Reason.DATABASE_UNAVAILABLE
+                (retry,) = status_details(error, error_details_pb2.RetryInfo)
+                assert retry.retry_delay.ToSeconds() == 1
             stream = stubs.BulkUpsertAssignments(
                 pb.BulkUpsertAssignmentsRequest(**key, items=[pb.BulkUpsertItem(customer_id="b")])
             )
@@ -160,9 +165,13 @@ async def test_while_the_database_is_away_calls_are_unavailable(
             path = f"/customer-segment/{TENANT}/segments/{SEGMENT}/customers/c1"
             async with http.get(path, headers={"Authorization": bearer(TENANT)}) as response:
                 assert response.status == 503
-                assert int(response.headers["Retry-After"]) > 0
+                assert response.headers["Retry-After"] == "1"  # RetryInfo's delay
                 body = await response.json()
                 assert body["code"] == 503 and body["status"] == "Service Unavailable"
+                # Not where the database is, nor what its driver said.
+                text = json.dumps(body)
+                assert "127.0.0.1" not in text and str(proxy.port) not in text, body
+                assert body["message"] == "The database is unavailable; retry later."
     finally:
         await gateway.stop()
         await proxy.start()
@@ -177,11 +186,13 @@ async def test_sqlite_locked_beyond_the_busy_timeout_is_unavailable(tmp_path: An
         try:
             other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
             upsert = pb.UpsertAssignmentRequest(tenant=TENANT, segment_id=SEGMENT, customer_id="c")
-            await expect_error(
+            error = await expect_error(
                 service.stubs.assignments.UpsertAssignment(upsert),
                 grpc.StatusCode.UNAVAILABLE,
                 "retry",
             )
+            assert error_info(error).reason == Reason.DATABASE_UNAVAILABLE
+            assert status_details(error, error_details_pb2.RetryInfo)
         finally:
             other.close()
         await service.stubs.assignments.UpsertAssignment(upsert)  # the lock is gone

@@ -13,11 +13,13 @@ import pytest
 import pytest_asyncio
 from customersegment.v1 import assignment_pb2 as pb
 from customersegment.v1 import segment_pb2
+from google.rpc import error_details_pb2
 
+from customer_segments.domain.errors import Reason
 from customer_segments.store.database import Database
 from customer_segments.store.store import Store
 from tests.conftest import BACKENDS, Service, Stubs, fresh_postgres_database, service_on
-from tests.helpers import expect_error
+from tests.helpers import error_info, expect_error, status_details
 
 
 async def test_with_every_expensive_read_connection_busy_writes_and_reads_go_on(
@@ -79,7 +81,9 @@ async def test_a_search_that_finds_no_connection_in_time_is_unavailable(
     async with AsyncExitStack() as held:
         for _ in range(impatient.store.database.expensive_read_pool_size):
             await held.enter_async_context(impatient.store.expensive_read(60_000))
-        await expect_error(
+        error = await expect_error(
             stubs.assignments.ListAssignments(request), grpc.StatusCode.UNAVAILABLE, "busy"
         )
+        assert error_info(error).reason == Reason.DATABASE_BUSY
+        assert status_details(error, error_details_pb2.RetryInfo)
     await stubs.assignments.ListAssignments(request)

@@ -7,13 +7,14 @@ import json
 import grpc
 import pytest
 from google.protobuf import any_pb2
+from google.protobuf.duration_pb2 import Duration
 from google.rpc import error_details_pb2, status_pb2
 from grpc.aio import AioRpcError, Metadata
 from grpc_status import rpc_status
 
-from customer_segments.domain.errors import InvalidArgument, NotFound
-from customer_segments.gateway.errors import SERVICE_ERROR_DOMAIN, from_rpc_error, rest_field
-from customer_segments.grpc.errors import ERROR_DOMAIN, to_status
+from customer_segments.domain.errors import ERROR_DOMAIN, InvalidArgument, NotFound
+from customer_segments.gateway.errors import from_rpc_error, rest_field
+from customer_segments.grpc.errors import to_status
 
 
 def rpc_error(code: grpc.StatusCode, details: str, trailing: Metadata | None = None) -> AioRpcError:
@@ -46,22 +47,35 @@ def test_canonical_mapping_and_error_body(code: grpc.StatusCode, http: int) -> N
         assert body["message"] == "what went wrong"
 
 
-def _service_status(code: grpc.StatusCode, message: str) -> AioRpcError:
+def _service_status(
+    code: grpc.StatusCode, message: str, *extra: error_details_pb2.RetryInfo
+) -> AioRpcError:
     """An error as the service itself reports it: with its ErrorInfo."""
-    info = error_details_pb2.ErrorInfo(reason="SLOW_DOWN", domain=ERROR_DOMAIN)
-    packed = any_pb2.Any()
-    packed.Pack(info)
+    details = []
+    for detail in (error_details_pb2.ErrorInfo(reason="SLOW_DOWN", domain=ERROR_DOMAIN), *extra):
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        details.append(packed)
     status = rpc_status.to_status(
-        status_pb2.Status(code=code.value[0], message=message, details=[packed])
+        status_pb2.Status(code=code.value[0], message=message, details=details)
     )
     return rpc_error(status.code, status.details, Metadata(*status.trailing_metadata))
 
 
 def test_resource_exhausted_from_the_service_is_429() -> None:
-    assert SERVICE_ERROR_DOMAIN == ERROR_DOMAIN
     response = from_rpc_error(_service_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down"))
     assert response.status == 429
     assert response.headers["Retry-After"] == "1"
+
+
+@pytest.mark.parametrize(("seconds", "nanos", "header"), [(2, 500_000_000, "3"), (0, 1, "1")])
+def test_retry_after_is_the_retry_info_delay_in_whole_seconds(
+    seconds: int, nanos: int, header: str
+) -> None:
+    retry = error_details_pb2.RetryInfo(retry_delay=Duration(seconds=seconds, nanos=nanos))
+    for code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
+        response = from_rpc_error(_service_status(code, "later", retry))
+        assert response.headers["Retry-After"] == header
 
 
 def test_grpc_unavailable_hides_the_addresses_the_service_keeps_its_words() -> None:
@@ -86,7 +100,7 @@ def test_grpc_unavailable_hides_the_addresses_the_service_keeps_its_words() -> N
         "received initial metadata size exceeds limit",
     ],
 )
-def test_a_grpc_size_limit_is_never_429(details: str) -> None:
+def test_a_grpc_size_limit_is_never_429_nor_503(details: str) -> None:
     """gRPC's own RESOURCE_EXHAUSTED (a message over a limit) is no reason to slow down: an
     answer too large is 500, without gRPC's words; a request too large is 413."""
     error = rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, details)
@@ -127,7 +141,21 @@ def test_details_name_the_field_and_the_resource() -> None:
     assert json.loads(response.body)["resourceId"] == "gold"  # type: ignore[arg-type]
 
 
-def test_rest_field_names() -> None:
-    assert rest_field("customer_id") == "customerId"
-    assert rest_field("page_size") == "pageSize"
-    assert rest_field("mixins_json") == "mixins"
+@pytest.mark.parametrize(
+    ("proto_path", "rest_path"),
+    [
+        ("customer_id", "customerId"),
+        ("page_size", "pageSize"),
+        ("mixins_json", "mixins"),
+        ("metadata_mixins_json", "metadata.mixins"),
+        ("segment.site_code", "siteCode"),
+        ("segment.validity.from", "validity.from"),
+        ("segment.metadata.mixins_json", "metadata.mixins"),
+        ("operations[2].path", "[2].path"),
+        ("operations[12].value_json", "[12].value"),
+        ("items[3].legal_entity_id", "items[3].legalEntityId"),
+        ("segment", "body"),
+    ],
+)
+def test_rest_field_names(proto_path: str, rest_path: str) -> None:
+    assert rest_field(proto_path) == rest_path

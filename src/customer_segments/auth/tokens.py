@@ -14,7 +14,7 @@ from typing import Any
 import jwt
 
 from customer_segments.auth.jwks import KEY_TYPE_OF_ALGORITHM, JwksKeys
-from customer_segments.domain.errors import Unauthenticated
+from customer_segments.domain.errors import Reason, Unauthenticated
 from customer_segments.domain.principal import Principal
 
 REQUIRED_CLAIMS = ["exp", "tenant"]
@@ -108,7 +108,7 @@ def _numeric_date(value: Any, name: str) -> None:
 
 def _bearer_token(authorization: str | None) -> str:
     if not authorization:
-        raise Unauthenticated("no Authorization")
+        raise Unauthenticated("no Authorization", Reason.TOKEN_MISSING)
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("Authorization is not 'Bearer <token>'")

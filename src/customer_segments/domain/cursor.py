@@ -17,7 +17,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from customer_segments.domain.errors import InvalidArgument
+from customer_segments.domain.errors import InvalidArgument, Reason
 from customer_segments.domain.listing import Boundary
 
 MAX_LENGTH = 4096
@@ -58,7 +58,7 @@ def encode(query_fingerprint: str, boundary: Boundary) -> str:
 
 
 def _invalid(problem: str = "is not a cursor of this listing") -> InvalidArgument:
-    return InvalidArgument(_FIELD, problem)
+    return InvalidArgument(_FIELD, problem, Reason.INVALID_PAGE_TOKEN)
 
 
 def decode(token: str, query_fingerprint: str) -> Boundary:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeVar
 
-from customer_segments.domain.errors import InvalidArgument
+from customer_segments.domain.errors import InvalidArgument, over_limit
 
 DEFAULT_PAGE_SIZE = 60
 MAX_PAGE_SIZE = 1000
@@ -32,7 +32,7 @@ class Page(NamedTuple):
         if size < 0:
             raise InvalidArgument("page_size", "must be at least 1")
         if size > MAX_PAGE_SIZE:
-            raise InvalidArgument("page_size", f"must be at most {MAX_PAGE_SIZE}")
+            raise over_limit("page_size", f"must be at most {MAX_PAGE_SIZE}")
         return cls(number or 1, size or DEFAULT_PAGE_SIZE)
 
 

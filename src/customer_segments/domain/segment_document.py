@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from customer_segments.domain import validation
-from customer_segments.domain.errors import InvalidArgument
+from customer_segments.domain.errors import InvalidArgument, over_limit
 from customer_segments.domain.segment import Segment, SegmentFields, SegmentStatus, segment_fields
 
 
@@ -124,7 +124,7 @@ def patched_fields(segment: Segment, operations: Sequence[PatchOperation]) -> Se
         ("metadata.mixins", metadata.get("mixins") if isinstance(metadata, dict) else None),
     ):
         if validation.nested_deeper_than(value, validation.MAX_JSON_DEPTH):
-            raise InvalidArgument(name, validation.TOO_DEEP)
+            raise over_limit(name, validation.TOO_DEEP)
     try:
         patched = SegmentDocument.model_validate(document)
     except ValidationError as error:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from customer_segments.domain.errors import InvalidArgument
+from customer_segments.domain.errors import InvalidArgument, over_limit
 
 TENANT_PATTERN = re.compile(r"[a-z][a-z0-9]{2,15}")
 MAX_ID_LENGTH = 255
@@ -43,7 +43,7 @@ def optional_identifier(value: str, field: str) -> str:
     if not value or _VALID_ID.fullmatch(value):
         return value
     if len(value) > MAX_ID_LENGTH:
-        raise InvalidArgument(field, f"must have at most {MAX_ID_LENGTH} characters")
+        raise over_limit(field, f"must have at most {MAX_ID_LENGTH} characters")
     if _CONTROL.search(value):
         raise InvalidArgument(field, "must not contain control characters")
     raise InvalidArgument(field, "must not start or end with whitespace")
@@ -56,7 +56,7 @@ def display_text(value: str, field: str) -> str:
     """A name or e-mail shown with assignments: at most 255 characters and no control
     characters (PostgreSQL refuses NUL, and a line break has no place in a name)."""
     if len(value) > MAX_DISPLAY_TEXT:
-        raise InvalidArgument(field, f"must have at most {MAX_DISPLAY_TEXT} characters")
+        raise over_limit(field, f"must have at most {MAX_DISPLAY_TEXT} characters")
     if _CONTROL.search(value):
         raise InvalidArgument(field, "must not contain control characters")
     return value
@@ -134,14 +134,14 @@ def json_value(text: str, field: str) -> Any:
     try:
         value = _DECODER.decode(text)
     except RecursionError:
-        raise InvalidArgument(field, TOO_DEEP) from None
+        raise over_limit(field, TOO_DEEP) from None
     except ValueError as error:
         raise InvalidArgument(field, f"is not valid JSON ({error})") from None
     # Counting brackets is cheap and bounds the depth of nearly every document without a walk.
     if text.count("{") + text.count("[") > MAX_JSON_DEPTH and nested_deeper_than(
         value, MAX_JSON_DEPTH
     ):
-        raise InvalidArgument(field, TOO_DEEP)
+        raise over_limit(field, TOO_DEEP)
     lowered = text.lower()
     if "\\u0000" in lowered:
         raise InvalidArgument(field, "must not contain the NUL character (\\u0000)")

@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from customer_segments.gateway.connection_limits import HttpLimits
-from customer_segments.gateway.errors import error_body
+from customer_segments.gateway.errors import error_body, error_response
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def add_probes(app: web.Application) -> None:
 
     async def readyz(request: web.Request) -> web.Response:
         if request.app[STOPPING].is_set():
-            return web.json_response(error_body(503, "The service is stopping."), status=503)
+            return error_response(503, "The service is stopping.")
         return web.json_response({"status": "UP"})
 
     app.router.add_get(PROBE_PATHS[0], healthz)

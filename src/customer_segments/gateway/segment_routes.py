@@ -21,10 +21,9 @@ from customer_segments.gateway.conditions import (
     if_match,
     not_modified,
 )
-from customer_segments.gateway.errors import HTTP_STATUS_OF, refused_by_grpc
+from customer_segments.gateway.errors import rest_failure
 from customer_segments.gateway.grpc_client import GrpcClient, RpcFailed
 from customer_segments.gateway.models import PatchOperation, Search, SegmentCreation
-from customer_segments.gateway.render import rest_message
 from customer_segments.gateway.requests import (
     BadRequest,
     bulk_items,
@@ -89,12 +88,7 @@ _REQUEST_LEVEL = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PER
 def _failed_item(index: int, failure: RpcFailed, segment_id: str | None) -> dict[str, Any]:
     if failure.error.code() in _REQUEST_LEVEL:
         raise failure
-    refused = refused_by_grpc(failure.error, failure.request_bytes)
-    if refused is not None:
-        code, message = refused
-    else:
-        code = HTTP_STATUS_OF.get(failure.error.code(), 500)
-        message = rest_message(failure.error.details() or "") if code < 500 else "Internal error"
+    code, message, *_ = rest_failure(failure.error, request_bytes=failure.request_bytes)
     result: dict[str, Any] = {"index": index, "code": code, "status": _phrase(code)}
     if segment_id:
         result["id"] = segment_id

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from customer_segments.domain.errors import InvalidArgument
+from customer_segments.domain.errors import InvalidArgument, Reason
 from customer_segments.query.regex import RegexError, compile_regex
 from customer_segments.query.syntax import (
     AnyOf,
@@ -52,7 +52,7 @@ INT64 = 2**63
 
 def fail(position: int, problem: str) -> InvalidArgument:
     """`position` is 0-based; the message counts from 1, as people do."""
-    return InvalidArgument("q", f"at position {position + 1}: {problem}")
+    return InvalidArgument("q", f"at position {position + 1}: {problem}", Reason.INVALID_QUERY)
 
 
 class Searchable:

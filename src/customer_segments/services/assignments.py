@@ -15,7 +15,6 @@ from customer_segments.domain.assignment import (
 from customer_segments.domain.errors import (
     InvalidArgument,
     NotFound,
-    PermissionDenied,
     VersionConflict,
 )
 from customer_segments.domain.listing import Page
@@ -23,9 +22,9 @@ from customer_segments.domain.principal import Principal
 from customer_segments.query.syntax import Compare, Condition, Field, FieldKind, IsNull, Operator
 from customer_segments.services.audit import authorized_write
 from customer_segments.services.authorization import (
-    OWN_VIEW_ONLY,
     UseCase,
     authorize,
+    outside_own_view,
     require_customer,
 )
 from customer_segments.services.paging import Listed, cursors, listing, reading
@@ -92,7 +91,9 @@ async def write_assignment(
         version = await store.assignments.upsert(connection, write, utc_now())
         # A creation that must not be one is rolled back with the transaction.
         if version is None or (must_exist and is_creation(version)):
-            raise VersionConflict(key.display_id)
+            # Read only on this rare path, for the caller's PreconditionFailure.
+            current = None if version is not None else await store.assignments.get(connection, key)
+            raise _conflict(key, write.expected_version, current)
         assignment = await store.assignments.get(connection, key)
     assert assignment is not None  # written in this very transaction
     return UpsertOutcome(created=is_creation(version), assignment=assignment)
@@ -119,7 +120,14 @@ async def remove_assignment(
             await require_segment(store, connection, key.tenant, key.segment_id)
             removed = await store.assignments.delete(connection, key, version)
             if (version is not None or must_exist) and not removed:
-                raise VersionConflict(key.display_id)
+                raise _conflict(key, version, await store.assignments.get(connection, key))
+
+
+def _conflict(
+    key: AssignmentKey, expected: int | None, current: Assignment | None
+) -> VersionConflict:
+    actual = None if current is None else current.version
+    return VersionConflict("customer assignment", key.display_id, expected, actual)
 
 
 async def list_assignments(
@@ -212,7 +220,7 @@ async def _own_assignments(
         or not segment.is_active_at(utc_now())
         or await store.assignments.get(connection, own) is None
     ):
-        raise PermissionDenied(OWN_VIEW_ONLY)
+        raise outside_own_view()
     legal_entity = Field("legalEntityId", FieldKind.TEXT)
     return (
         Compare(Field("customerId", FieldKind.TEXT), Operator.EQ, customer_id),

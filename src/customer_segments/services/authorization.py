@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from customer_segments.domain.errors import PermissionDenied
+from customer_segments.domain.errors import PermissionDenied, Reason
 from customer_segments.domain.principal import Principal, Scope
 
 
@@ -68,6 +68,10 @@ OWN_VIEW_ONLY = (
 )
 
 
+def outside_own_view() -> PermissionDenied:
+    return PermissionDenied(OWN_VIEW_ONLY, Reason.CUSTOMER_VIEW_ONLY)
+
+
 def authorize(principal: Principal, use_case: UseCase, tenant: str | None) -> None:
     """PermissionDenied unless the caller holds a scope of `use_case` and, when the call names
     a tenant, is bound to it. A use case missing from the table is denied: a new one stays
@@ -75,7 +79,7 @@ def authorize(principal: Principal, use_case: UseCase, tenant: str | None) -> No
     allowed = USE_CASE_SCOPES.get(use_case, _NO_SCOPE)
     if allowed.isdisjoint(principal.scopes):
         needed = " or ".join(sorted(allowed)) or "an unknown scope"
-        raise PermissionDenied(f"The access token lacks the scope {needed}.")
+        raise PermissionDenied(f"The access token lacks the scope {needed}.", Reason.SCOPE_MISSING)
     if tenant is not None and principal.tenant != tenant:
         raise _not_valid_for(tenant)
 
@@ -86,11 +90,16 @@ def require_tenant(principal: Principal, tenant: str) -> None:
 
 
 def _not_valid_for(tenant: str) -> PermissionDenied:
-    return PermissionDenied(f"The access token is not valid for tenant '{tenant}'.")
+    return PermissionDenied(
+        f"The access token is not valid for tenant '{tenant}'.", Reason.TENANT_MISMATCH
+    )
 
 
 def require_customer(principal: Principal) -> str:
     """The customer id of a customer token (its `sub`)."""
     if not principal.subject:
-        raise PermissionDenied("A customer access token must name the customer (claim 'sub').")
+        raise PermissionDenied(
+            "A customer access token must name the customer (claim 'sub').",
+            Reason.CUSTOMER_VIEW_ONLY,
+        )
     return principal.subject

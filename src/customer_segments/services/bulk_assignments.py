@@ -280,7 +280,7 @@ async def _write_rounds(
                 continue
             conditional = await store.assignments.upsert(connection, write, now)
             if conditional is None:
-                message = VersionConflict(write.key.display_id).message
+                message = VersionConflict.MESSAGE
                 results.append(_result(index, CONFLICT, write.key, message))
             else:
                 results.append(_result(index, _code(conditional), write.key))

@@ -10,7 +10,7 @@ from typing import Generic, NamedTuple
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from customer_segments.domain import cursor
-from customer_segments.domain.errors import InvalidArgument
+from customer_segments.domain.errors import over_limit
 from customer_segments.domain.listing import (
     Boundary,
     Item,
@@ -77,7 +77,7 @@ async def reading(store: Store, query: Query) -> AsyncIterator[AsyncConnection]:
         async with store.expensive_read(REGEX_TIMEOUT_MS) as connection:
             yield connection
     except StatementTimedOut as error:
-        raise InvalidArgument(
+        raise over_limit(
             "q", f"took longer than {error.timeout_ms} ms; make the regular expression narrower"
         ) from None
 

@@ -11,7 +11,7 @@ from customer_segments.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
+    Reason,
     VersionConflict,
 )
 from customer_segments.domain.listing import Page, Window
@@ -21,9 +21,9 @@ from customer_segments.domain.segment_document import PatchInput, patched_fields
 from customer_segments.query.syntax import Compare, Field, FieldKind, Operator, Query
 from customer_segments.services.audit import authorized_write
 from customer_segments.services.authorization import (
-    OWN_VIEW_ONLY,
     UseCase,
     authorize,
+    outside_own_view,
     require_customer,
 )
 from customer_segments.services.paging import Listed, cursors, listing, reading
@@ -79,9 +79,12 @@ async def upsert_segment(
                 connection, tenant, segment_id, fields, expected_version, utc_now()
             )
             if written is not None and must_exist and written.version == 1:
-                raise VersionConflict(segment_id)  # rolls the creation back
-        if written is None:
-            raise VersionConflict(segment_id)
+                # Rolls the creation back.
+                raise VersionConflict("segment", segment_id, expected_version, None)
+            if written is None:  # read only on this rare path, for PreconditionFailure
+                current = await store.segments.get(connection, tenant, segment_id)
+                actual = None if current is None else current.version
+                raise VersionConflict("segment", segment_id, expected_version, actual)
         return SegmentUpsertOutcome(created=written.version == 1, segment=written)
 
 
@@ -111,8 +114,7 @@ async def patch_segment(
             segment = await store.segments.upsert(
                 connection, tenant, segment_id, fields, current.version, utc_now()
             )
-        if segment is None:
-            raise VersionConflict(segment_id)
+        assert segment is not None  # written at the version read under the lock
         return segment
 
 
@@ -127,7 +129,8 @@ def _require_version(
     """A write that expects a version finds the (locked) segment at it; an absent segment is
     a conflict too, as If-Match asks (RFC 9110)."""
     if expected_version is not None and (current is None or current.version != expected_version):
-        raise VersionConflict(segment_id)
+        actual = None if current is None else current.version
+        raise VersionConflict("segment", segment_id, expected_version, actual)
 
 
 async def get_segment(store: Store, principal: Principal, tenant: str, segment_id: str) -> Segment:
@@ -143,7 +146,7 @@ async def get_segment(store: Store, principal: Principal, tenant: str, segment_i
             own = _own_segments(principal, Query((by_id,)))
             found = await store.segments.list(connection, tenant, own, [], Window(1, 0, None))
             if not found.items:
-                raise PermissionDenied(OWN_VIEW_ONLY)
+                raise outside_own_view()
             return found.items[0]
         segment = await store.segments.get(connection, tenant, segment_id)
     if segment is None:
@@ -181,7 +184,7 @@ async def list_segments(
             "",
             segment_filter.legal_entity_id,
         ):
-            raise PermissionDenied(OWN_VIEW_ONLY)
+            raise outside_own_view()
     else:
         segment_filter = SegmentFilter(request.query, customer_id, legal_entity_id or None)
     async with reading(store, request.query) as connection:
@@ -235,6 +238,7 @@ async def delete_segment(
                         f"The segment with id {segment_id} still has customer assignments; "
                         "delete with force to remove them too.",
                         segment_id,
+                        Reason.SEGMENT_HAS_ASSIGNMENTS,
                     )
                 await store.assignments.delete_all_in_segment(connection, tenant, segment_id)
             await store.segments.delete(connection, tenant, segment_id)

@@ -33,7 +33,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util.concurrency import await_
 
-from customer_segments.domain.errors import Unavailable
+from customer_segments.domain.errors import Reason, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +314,7 @@ def _raise_if_outage(error: Exception) -> None:
     should retry, which a client does for UNAVAILABLE and not for INTERNAL."""
     if isinstance(error, sqlalchemy_errors.TimeoutError):  # the pool's, not a statement's
         log.warning("no database connection became free within the pool timeout")
-        raise Unavailable("The database is busy; retry later.") from None
+        raise Unavailable("The database is busy; retry later.", Reason.DATABASE_BUSY) from None
     if _is_outage(error):
         log.warning("database unavailable: %s", error)
         raise Unavailable() from None

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, Select, and_, bindparam, false, or_, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from customer_segments.domain.errors import InvalidArgument
+from customer_segments.domain.errors import InvalidArgument, Reason
 from customer_segments.domain.listing import Boundary, Item, Slice, SortField, Window
 from customer_segments.query.syntax import FieldKind
 
@@ -103,7 +103,9 @@ def _checked(keys: Sequence[_Key], boundary: Boundary) -> tuple[Any, ...]:
         for key, value in zip(keys, values, strict=False)
     )
     if not fits:
-        raise InvalidArgument("page_token", "does not belong to this query")
+        raise InvalidArgument(
+            "page_token", "does not belong to this query", Reason.INVALID_PAGE_TOKEN
+        )
     return values
 
 
