@@ -481,3 +481,222 @@ class DeleteSegmentRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__version) -> _WhichOneofReturnType__version | None: ...
 
 Global___DeleteSegmentRequest: _TypeAlias = DeleteSegmentRequest  # noqa: Y015
+
+@_typing.final
+class BulkSegmentResult(_message.Message):
+    """The outcome of one item of a segment bulk call; the fields mirror the Emporix 207 body."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    SEGMENT_ID_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """1-based position of the item in the request."""
+    code: _builtins.int
+    """The HTTP status the item would have got alone: 201, 204, 400, 404, 409 (503 when the
+    database was unavailable for it).
+    """
+    status: _builtins.str
+    """Reason phrase of `code` ("Created", "No Content", "Bad Request", ...)."""
+    message: _builtins.str
+    """What was wrong; empty on success. A field it names is a path of the item's message."""
+    segment_id: _builtins.str
+    """The segment the item addressed (the generated id of a created segment that had none);
+    empty when the item named none.
+    """
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        code: _builtins.int = ...,
+        status: _builtins.str = ...,
+        message: _builtins.str = ...,
+        segment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "index", b"index", "message", b"message", "segment_id", b"segment_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BulkSegmentResult: _TypeAlias = BulkSegmentResult  # noqa: Y015
+
+@_typing.final
+class BulkCreateSegmentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    SEGMENTS_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    @_builtins.property
+    def segments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Segment]:
+        """Each is created as CreateSegment would create it; an empty id gets a generated one, a
+        taken id is 409.
+        """
+
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        segments: _abc.Iterable[Global___Segment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["segments", b"segments", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BulkCreateSegmentsRequest: _TypeAlias = BulkCreateSegmentsRequest  # noqa: Y015
+
+@_typing.final
+class BulkCreateSegmentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___BulkSegmentResult]:
+        """The results decided since the previous message, in request order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___BulkSegmentResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BulkCreateSegmentsResponse: _TypeAlias = BulkCreateSegmentsResponse  # noqa: Y015
+
+@_typing.final
+class BulkUpsertSegmentsItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEGMENT_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    """When set, the write happens only if the stored version equals it (409 otherwise); a
+    segment that does not exist yet is created whatever it is.
+    """
+    @_builtins.property
+    def segment(self) -> Global___Segment:
+        """`segment.id` is required: the segment to create or replace."""
+
+    def __init__(
+        self,
+        *,
+        segment: Global___Segment | None = ...,
+        version: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "segment", b"segment", "version", b"version"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "segment", b"segment", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__version: _TypeAlias = _typing.Literal["version"]  # noqa: Y015
+    _WhichOneofArgType__version: _TypeAlias = _typing.Literal["_version", b"_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__version) -> _WhichOneofReturnType__version | None: ...
+
+Global___BulkUpsertSegmentsItem: _TypeAlias = BulkUpsertSegmentsItem  # noqa: Y015
+
+@_typing.final
+class BulkUpsertSegmentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BulkUpsertSegmentsItem]:
+        """Each is written as UpsertSegment would write it: 201 created, 204 replaced."""
+
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        items: _abc.Iterable[Global___BulkUpsertSegmentsItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BulkUpsertSegmentsRequest: _TypeAlias = BulkUpsertSegmentsRequest  # noqa: Y015
+
+@_typing.final
+class BulkUpsertSegmentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___BulkSegmentResult]:
+        """The results decided since the previous message, in request order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___BulkSegmentResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BulkUpsertSegmentsResponse: _TypeAlias = BulkUpsertSegmentsResponse  # noqa: Y015
+
+@_typing.final
+class BulkDeleteSegmentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    SEGMENT_IDS_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    force: _builtins.bool
+    """Also delete each segment's assignments; without it, a segment that has any is 400."""
+    @_builtins.property
+    def segment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Each is deleted as DeleteSegment would delete it: 204, or 404 when it does not exist."""
+
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        segment_ids: _abc.Iterable[_builtins.str] | None = ...,
+        force: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "segment_ids", b"segment_ids", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BulkDeleteSegmentsRequest: _TypeAlias = BulkDeleteSegmentsRequest  # noqa: Y015
+
+@_typing.final
+class BulkDeleteSegmentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___BulkSegmentResult]:
+        """The results decided since the previous message, in request order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___BulkSegmentResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BulkDeleteSegmentsResponse: _TypeAlias = BulkDeleteSegmentsResponse  # noqa: Y015

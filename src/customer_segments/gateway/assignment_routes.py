@@ -16,6 +16,7 @@ from customer_segments.gateway.conditions import (
     expectation,
     if_match,
     not_modified,
+    refuse_if_match,
 )
 from customer_segments.gateway.grpc_client import GrpcClient, RpcFailed
 from customer_segments.gateway.models import (
@@ -29,6 +30,7 @@ from customer_segments.gateway.requests import (
     json_body,
     listing,
     mixins_json,
+    multi_status,
     paging_fields,
     parse_items,
     parsed,
@@ -175,6 +177,7 @@ class AssignmentRoutes:
         return listing(request, bodies, answer)
 
     async def bulk_upsert(self, request: web.Request) -> web.StreamResponse:
+        refuse_if_match(request)
         valid, results = parse_items(await json_body(request), CustomerAssignmentUpsertBulk)
         message = assignment_pb2.BulkUpsertAssignmentsRequest(
             tenant=request.match_info["tenant"], segment_id=request.match_info["segmentId"]
@@ -186,9 +189,13 @@ class AssignmentRoutes:
                 **_write_fields(item),
             )
         method = self.client.assignments.BulkUpsertAssignments
-        return await self._bulk(request, method, message, [index for index, _ in valid], results)
+        forwarded = [index for index, _ in valid]
+        return await multi_status(
+            self.client, request, method, message, forwarded, results, render.bulk_result
+        )
 
     async def bulk_remove(self, request: web.Request) -> web.StreamResponse:
+        refuse_if_match(request)
         valid, results = parse_items(await json_body(request), CustomerAssignmentRemoveBulk)
         message = assignment_pb2.BulkRemoveAssignmentsRequest(
             tenant=request.match_info["tenant"], segment_id=request.match_info["segmentId"]
@@ -198,20 +205,7 @@ class AssignmentRoutes:
                 customer_id=item.customer_id or "", legal_entity_id=item.legal_entity_id or ""
             )
         method = self.client.assignments.BulkRemoveAssignments
-        return await self._bulk(request, method, message, [index for index, _ in valid], results)
-
-    async def _bulk(
-        self,
-        request: web.Request,
-        method: Any,
-        message: Any,
-        forwarded: list[int],
-        results: dict[int, dict[str, Any]],
-    ) -> web.StreamResponse:
-        """207 with one entry per request item, in request order, 1-based `index`."""
-        if forwarded:
-            async for batch in self.client.stream(request, method, message):
-                for result in batch.results:
-                    index = forwarded[result.index - 1]
-                    results[index] = render.bulk_result(result, index)
-        return web.json_response([results[index] for index in sorted(results)], status=207)
+        forwarded = [index for index, _ in valid]
+        return await multi_status(
+            self.client, request, method, message, forwarded, results, render.bulk_result
+        )

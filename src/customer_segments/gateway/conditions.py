@@ -9,6 +9,8 @@ from typing import NamedTuple
 
 from aiohttp import web
 
+from customer_segments.gateway.requests import BadRequest
+
 # An entity tag of a list: optional W/, then the quoted opaque tag (RFC 9110 section 8.8.3).
 _ENTITY_TAG = re.compile(r'(W/)?"([^"]*)"')
 
@@ -117,3 +119,14 @@ async def expectation(
     if current is None or not condition.allows(current):
         raise PreconditionFailed(resource_id)
     return Expectation(current, must_exist=True)
+
+
+def refuse_if_match(request: web.Request) -> None:
+    """400 for If-Match on a bulk path. Its target is the collection, which has no version;
+    each item carries its own metadata.version. Ignoring the header would make a write its
+    caller asked to be conditional unconditional, and the Emporix file documents 400 for
+    these paths."""
+    if "If-Match" in request.headers:
+        raise BadRequest(
+            "If-Match", "does not apply to a bulk request; give each item its metadata.version"
+        )

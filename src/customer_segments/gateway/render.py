@@ -91,10 +91,19 @@ def rest_message(message: str) -> str:
     return message
 
 
-def bulk_result(result: common_pb2.BulkItemResult, index: int) -> dict[str, Any]:
+def bulk_result(
+    result: common_pb2.BulkItemResult | segment_pb2.BulkSegmentResult, index: int
+) -> dict[str, Any]:
     body: dict[str, Any] = {"index": index, "code": result.code, "status": result.status}
     if result.message:
         body["message"] = rest_message(result.message)
+    return body
+
+
+def segment_bulk_result(result: segment_pb2.BulkSegmentResult, index: int) -> dict[str, Any]:
+    body = bulk_result(result, index)
+    if result.segment_id:
+        body["id"] = result.segment_id
     return body
 
 

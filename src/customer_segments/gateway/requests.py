@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import unquote_plus, unquote_to_bytes
 
@@ -16,6 +17,7 @@ from yarl import URL
 
 from customer_segments.domain.validation import MAX_JSON_DEPTH
 from customer_segments.gateway.errors import error_response, rest_field
+from customer_segments.gateway.grpc_client import GrpcClient
 from customer_segments.gateway.render import select
 
 BULK_LIMIT = 200
@@ -228,6 +230,26 @@ def bulk_items(body: Any) -> list[Any]:
     if len(body) > BULK_LIMIT:
         raise BadRequest("body", f"holds {len(body)} items; at most {BULK_LIMIT} are allowed")
     return body
+
+
+async def multi_status(
+    client: GrpcClient,
+    request: web.Request,
+    method: Any,
+    message: Any,
+    forwarded: list[int],
+    results: dict[int, dict[str, Any]],
+    rendered: Callable[[Any, int], dict[str, Any]],
+) -> web.Response:
+    """207 with one entry per request item, in request order, 1-based `index`: the results of
+    the items the gateway refused itself, and those the bulk RPC streams back for the
+    `forwarded` ones (its n-th item is the request's item forwarded[n - 1])."""
+    if forwarded:
+        async for batch in client.stream(request, method, message):
+            for result in batch.results:
+                index = forwarded[result.index - 1]
+                results[index] = rendered(result, index)
+    return web.json_response([results[index] for index in sorted(results)], status=207)
 
 
 def bad_item(index: int, error: BadRequest) -> dict[str, Any]:

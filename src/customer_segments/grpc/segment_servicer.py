@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from customersegment.v1 import segment_pb2, segment_pb2_grpc
@@ -9,12 +10,17 @@ from google.protobuf import empty_pb2
 from grpc import aio
 
 from customer_segments.domain.listing import Page
-from customer_segments.domain.segment import SegmentInput
+from customer_segments.domain.segment import BulkSegmentUpsert, SegmentInput
 from customer_segments.domain.segment_document import PatchInput
 from customer_segments.grpc.auth_interceptor import caller
-from customer_segments.grpc.convert import SEGMENT_STATUS_FROM_PROTO, moment, segment_to_proto
+from customer_segments.grpc.convert import (
+    SEGMENT_STATUS_FROM_PROTO,
+    bulk_segment_result_to_proto,
+    moment,
+    segment_to_proto,
+)
 from customer_segments.grpc.page_budget import within_budget
-from customer_segments.services import segments
+from customer_segments.services import bulk_segments, segments
 from customer_segments.store.store import Store
 
 Context = aio.ServicerContext[Any, Any]
@@ -34,6 +40,11 @@ def _input(segment: segment_pb2.Segment) -> SegmentInput:
         mixins_json=segment.mixins_json,
         metadata_mixins_json=segment.metadata.mixins_json,
     )
+
+
+def _upsert_item(item: segment_pb2.BulkUpsertSegmentsItem) -> BulkSegmentUpsert:
+    version = item.version if item.HasField("version") else None
+    return BulkSegmentUpsert(item.segment.id, _input(item.segment), version)
 
 
 class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
@@ -123,3 +134,35 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
             expected_version=request.version if request.HasField("version") else None,
         )
         return empty_pb2.Empty()
+
+    async def BulkCreateSegments(
+        self, request: segment_pb2.BulkCreateSegmentsRequest, context: Context
+    ) -> AsyncIterator[segment_pb2.BulkCreateSegmentsResponse]:
+        # Each read when it is decided: a timestamp out of range is that item's 400.
+        items = ((lambda s=segment: (s.id, _input(s))) for segment in request.segments)
+        results = bulk_segments.bulk_create_segments(self.store, caller(), request.tenant, items)
+        async for result in results:
+            yield segment_pb2.BulkCreateSegmentsResponse(
+                results=[bulk_segment_result_to_proto(result)]
+            )
+
+    async def BulkUpsertSegments(
+        self, request: segment_pb2.BulkUpsertSegmentsRequest, context: Context
+    ) -> AsyncIterator[segment_pb2.BulkUpsertSegmentsResponse]:
+        items = ((lambda i=item: _upsert_item(i)) for item in request.items)
+        results = bulk_segments.bulk_upsert_segments(self.store, caller(), request.tenant, items)
+        async for result in results:
+            yield segment_pb2.BulkUpsertSegmentsResponse(
+                results=[bulk_segment_result_to_proto(result)]
+            )
+
+    async def BulkDeleteSegments(
+        self, request: segment_pb2.BulkDeleteSegmentsRequest, context: Context
+    ) -> AsyncIterator[segment_pb2.BulkDeleteSegmentsResponse]:
+        results = bulk_segments.bulk_delete_segments(
+            self.store, caller(), request.tenant, request.segment_ids, force=request.force
+        )
+        async for result in results:
+            yield segment_pb2.BulkDeleteSegmentsResponse(
+                results=[bulk_segment_result_to_proto(result)]
+            )
