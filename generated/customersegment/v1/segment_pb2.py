@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n customersegment/v1/segment.proto\x12\x12\x63ustomersegment.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\\\n\x08Validity\x12(\n\x04\x66rom\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02to\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x98\x01\n\x0fSegmentMetadata\x12.\n\ncreated_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bmodified_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x13\n\x0bmixins_json\x18\x04 \x01(\t\"\xb0\x03\n\x07Segment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x33\n\x04name\x18\x02 \x03(\x0b\x32%.customersegment.v1.Segment.NameEntry\x12\x41\n\x0b\x64\x65scription\x18\x03 \x03(\x0b\x32,.customersegment.v1.Segment.DescriptionEntry\x12.\n\x08validity\x18\x04 \x01(\x0b\x32\x1c.customersegment.v1.Validity\x12\x31\n\x06status\x18\x05 \x01(\x0e\x32!.customersegment.v1.SegmentStatus\x12\x11\n\tsite_code\x18\x06 \x01(\t\x12\x13\n\x0bmixins_json\x18\x07 \x01(\t\x12\x35\n\x08metadata\x18\x08 \x01(\x0b\x32#.customersegment.v1.SegmentMetadata\x1a+\n\tNameEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x44\x65scriptionEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"T\n\x14\x43reateSegmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12,\n\x07segment\x18\x02 \x01(\x0b\x32\x1b.customersegment.v1.Segment\"\x9e\x01\n\x14UpsertSegmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12,\n\x07segment\x18\x03 \x01(\x0b\x32\x1b.customersegment.v1.Segment\x12\x14\n\x07version\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nmust_exist\x18\x05 \x01(\x08\x42\n\n\x08_version\"V\n\x15UpsertSegmentResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\x12,\n\x07segment\x18\x02 \x01(\x0b\x32\x1b.customersegment.v1.Segment\"\x97\x01\n\x13PatchSegmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12:\n\noperations\x18\x03 \x03(\x0b\x32&.customersegment.v1.JsonPatchOperation\x12\x14\n\x07version\x18\x04 \x01(\x03H\x00\x88\x01\x01\x42\n\n\x08_version\"B\n\x12JsonPatchOperation\x12\n\n\x02op\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\nvalue_json\x18\x03 \x01(\t\"7\n\x11GetSegmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\"\xc5\x01\n\x13ListSegmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x13\n\x0bpage_number\x18\x03 \x01(\x05\x12\x0c\n\x04sort\x18\x04 \x01(\t\x12\x1b\n\x13include_total_count\x18\x05 \x01(\x08\x12\t\n\x01q\x18\x06 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x07 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x08 \x01(\t\x12\x12\n\npage_token\x18\t \x01(\t\"\x90\x01\n\x14ListSegmentsResponse\x12-\n\x08segments\x18\x01 \x03(\x0b\x32\x1b.customersegment.v1.Segment\x12\x13\n\x0btotal_count\x18\x02 \x01(\x03\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\x12\x1b\n\x13previous_page_token\x18\x04 \x01(\t\"k\n\x14\x44\x65leteSegmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x12\x14\n\x07version\x18\x04 \x01(\x03H\x00\x88\x01\x01\x42\n\n\x08_version\"e\n\x11\x42ulkSegmentResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x12\n\nsegment_id\x18\x05 \x01(\t\"Z\n\x19\x42ulkCreateSegmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12-\n\x08segments\x18\x02 \x03(\x0b\x32\x1b.customersegment.v1.Segment\"T\n\x1a\x42ulkCreateSegmentsResponse\x12\x36\n\x07results\x18\x01 \x03(\x0b\x32%.customersegment.v1.BulkSegmentResult\"h\n\x16\x42ulkUpsertSegmentsItem\x12,\n\x07segment\x18\x01 \x01(\x0b\x32\x1b.customersegment.v1.Segment\x12\x14\n\x07version\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\n\n\x08_version\"f\n\x19\x42ulkUpsertSegmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x39\n\x05items\x18\x02 \x03(\x0b\x32*.customersegment.v1.BulkUpsertSegmentsItem\"T\n\x1a\x42ulkUpsertSegmentsResponse\x12\x36\n\x07results\x18\x01 \x03(\x0b\x32%.customersegment.v1.BulkSegmentResult\"O\n\x19\x42ulkDeleteSegmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x13\n\x0bsegment_ids\x18\x02 \x03(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"T\n\x1a\x42ulkDeleteSegmentsResponse\x12\x36\n\x07results\x18\x01 \x03(\x0b\x32%.customersegment.v1.BulkSegmentResult*I\n\rSegmentStatus\x12\x1e\n\x1aSEGMENT_STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\x0c\n\x08INACTIVE\x10\x02\x32\x91\x07\n\x0eSegmentService\x12V\n\rCreateSegment\x12(.customersegment.v1.CreateSegmentRequest\x1a\x1b.customersegment.v1.Segment\x12\x64\n\rUpsertSegment\x12(.customersegment.v1.UpsertSegmentRequest\x1a).customersegment.v1.UpsertSegmentResponse\x12T\n\x0cPatchSegment\x12\'.customersegment.v1.PatchSegmentRequest\x1a\x1b.customersegment.v1.Segment\x12P\n\nGetSegment\x12%.customersegment.v1.GetSegmentRequest\x1a\x1b.customersegment.v1.Segment\x12\x61\n\x0cListSegments\x12\'.customersegment.v1.ListSegmentsRequest\x1a(.customersegment.v1.ListSegmentsResponse\x12Q\n\rDeleteSegment\x12(.customersegment.v1.DeleteSegmentRequest\x1a\x16.google.protobuf.Empty\x12u\n\x12\x42ulkCreateSegments\x12-.customersegment.v1.BulkCreateSegmentsRequest\x1a..customersegment.v1.BulkCreateSegmentsResponse0\x01\x12u\n\x12\x42ulkUpsertSegments\x12-.customersegment.v1.BulkUpsertSegmentsRequest\x1a..customersegment.v1.BulkUpsertSegmentsResponse0\x01\x12u\n\x12\x42ulkDeleteSegments\x12-.customersegment.v1.BulkDeleteSegmentsRequest\x1a..customersegment.v1.BulkDeleteSegmentsResponse0\x01\x42\x19\n\x15io.customersegment.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n customersegment/v1/segment.proto\x12\x12\x63ustomersegment.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\\\n\x08Validity\x12(\n\x04\x66rom\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02to\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x98\x01\n\x0fSegmentMetadata\x12.\n\ncreated_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bmodified_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x13\n\x0bmixins_json\x18\x04 \x01(\t\"\xb0\x03\n\x07Segment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x33\n\x04name\x18\x02 \x03(\x0b\x32%.customersegment.v1.Segment.NameEntry\x12\x41\n\x0b\x64\x65scription\x18\x03 \x03(\x0b\x32,.customersegment.v1.Segment.DescriptionEntry\x12.\n\x08validity\x18\x04 \x01(\x0b\x32\x1c.customersegment.v1.Validity\x12\x31\n\x06status\x18\x05 \x01(\x0e\x32!.customersegment.v1.SegmentStatus\x12\x11\n\tsite_code\x18\x06 \x01(\t\x12\x13\n\x0bmixins_json\x18\x07 \x01(\t\x12\x35\n\x08metadata\x18\x08 \x01(\x0b\x32#.customersegment.v1.SegmentMetadata\x1a+\n\tNameEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x44\x65scriptionEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"T\n\x14\x43reateSegmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12,\n\x07segment\x18\x02 \x01(\x0b\x32\x1b.customersegment.v1.Segment\"\x9e\x01\n\x14UpsertSegmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12,\n\x07segment\x18\x03 \x01(\x0b\x32\x1b.customersegment.v1.Segment\x12\x14\n\x07version\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nmust_exist\x18\x05 \x01(\x08\x42\n\n\x08_version\"V\n\x15UpsertSegmentResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\x12,\n\x07segment\x18\x02 \x01(\x0b\x32\x1b.customersegment.v1.Segment\"\x97\x01\n\x13PatchSegmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12:\n\noperations\x18\x03 \x03(\x0b\x32&.customersegment.v1.JsonPatchOperation\x12\x14\n\x07version\x18\x04 \x01(\x03H\x00\x88\x01\x01\x42\n\n\x08_version\"B\n\x12JsonPatchOperation\x12\n\n\x02op\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\nvalue_json\x18\x03 \x01(\t\"f\n\x11GetSegmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12-\n\tread_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\xf4\x01\n\x13ListSegmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x13\n\x0bpage_number\x18\x03 \x01(\x05\x12\x0c\n\x04sort\x18\x04 \x01(\t\x12\x1b\n\x13include_total_count\x18\x05 \x01(\x08\x12\t\n\x01q\x18\x06 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x07 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x08 \x01(\t\x12\x12\n\npage_token\x18\t \x01(\t\x12-\n\tread_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\x90\x01\n\x14ListSegmentsResponse\x12-\n\x08segments\x18\x01 \x03(\x0b\x32\x1b.customersegment.v1.Segment\x12\x13\n\x0btotal_count\x18\x02 \x01(\x03\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\x12\x1b\n\x13previous_page_token\x18\x04 \x01(\t\"k\n\x14\x44\x65leteSegmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x12\x14\n\x07version\x18\x04 \x01(\x03H\x00\x88\x01\x01\x42\n\n\x08_version\"e\n\x11\x42ulkSegmentResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x12\n\nsegment_id\x18\x05 \x01(\t\"Z\n\x19\x42ulkCreateSegmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12-\n\x08segments\x18\x02 \x03(\x0b\x32\x1b.customersegment.v1.Segment\"T\n\x1a\x42ulkCreateSegmentsResponse\x12\x36\n\x07results\x18\x01 \x03(\x0b\x32%.customersegment.v1.BulkSegmentResult\"h\n\x16\x42ulkUpsertSegmentsItem\x12,\n\x07segment\x18\x01 \x01(\x0b\x32\x1b.customersegment.v1.Segment\x12\x14\n\x07version\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\n\n\x08_version\"f\n\x19\x42ulkUpsertSegmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x39\n\x05items\x18\x02 \x03(\x0b\x32*.customersegment.v1.BulkUpsertSegmentsItem\"T\n\x1a\x42ulkUpsertSegmentsResponse\x12\x36\n\x07results\x18\x01 \x03(\x0b\x32%.customersegment.v1.BulkSegmentResult\"O\n\x19\x42ulkDeleteSegmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x13\n\x0bsegment_ids\x18\x02 \x03(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"T\n\x1a\x42ulkDeleteSegmentsResponse\x12\x36\n\x07results\x18\x01 \x03(\x0b\x32%.customersegment.v1.BulkSegmentResult*I\n\rSegmentStatus\x12\x1e\n\x1aSEGMENT_STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\x0c\n\x08INACTIVE\x10\x02\x32\x91\x07\n\x0eSegmentService\x12V\n\rCreateSegment\x12(.customersegment.v1.CreateSegmentRequest\x1a\x1b.customersegment.v1.Segment\x12\x64\n\rUpsertSegment\x12(.customersegment.v1.UpsertSegmentRequest\x1a).customersegment.v1.UpsertSegmentResponse\x12T\n\x0cPatchSegment\x12\'.customersegment.v1.PatchSegmentRequest\x1a\x1b.customersegment.v1.Segment\x12P\n\nGetSegment\x12%.customersegment.v1.GetSegmentRequest\x1a\x1b.customersegment.v1.Segment\x12\x61\n\x0cListSegments\x12\'.customersegment.v1.ListSegmentsRequest\x1a(.customersegment.v1.ListSegmentsResponse\x12Q\n\rDeleteSegment\x12(.customersegment.v1.DeleteSegmentRequest\x1a\x16.google.protobuf.Empty\x12u\n\x12\x42ulkCreateSegments\x12-.customersegment.v1.BulkCreateSegmentsRequest\x1a..customersegment.v1.BulkCreateSegmentsResponse0\x01\x12u\n\x12\x42ulkUpsertSegments\x12-.customersegment.v1.BulkUpsertSegmentsRequest\x1a..customersegment.v1.BulkUpsertSegmentsResponse0\x01\x12u\n\x12\x42ulkDeleteSegments\x12-.customersegment.v1.BulkDeleteSegmentsRequest\x1a..customersegment.v1.BulkDeleteSegmentsResponse0\x01\x42\x19\n\x15io.customersegment.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,52 +39,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEGMENT_NAMEENTRY']._serialized_options = b'8\001'
   _globals['_SEGMENT_DESCRIPTIONENTRY']._loaded_options = None
   _globals['_SEGMENT_DESCRIPTIONENTRY']._serialized_options = b'8\001'
-  _globals['_SEGMENTSTATUS']._serialized_start=2616
-  _globals['_SEGMENTSTATUS']._serialized_end=2689
-  _globals['_VALIDITY']._serialized_start=118
-  _globals['_VALIDITY']._serialized_end=210
-  _globals['_SEGMENTMETADATA']._serialized_start=213
-  _globals['_SEGMENTMETADATA']._serialized_end=365
-  _globals['_SEGMENT']._serialized_start=368
-  _globals['_SEGMENT']._serialized_end=800
-  _globals['_SEGMENT_NAMEENTRY']._serialized_start=705
-  _globals['_SEGMENT_NAMEENTRY']._serialized_end=748
-  _globals['_SEGMENT_DESCRIPTIONENTRY']._serialized_start=750
-  _globals['_SEGMENT_DESCRIPTIONENTRY']._serialized_end=800
-  _globals['_CREATESEGMENTREQUEST']._serialized_start=802
-  _globals['_CREATESEGMENTREQUEST']._serialized_end=886
-  _globals['_UPSERTSEGMENTREQUEST']._serialized_start=889
-  _globals['_UPSERTSEGMENTREQUEST']._serialized_end=1047
-  _globals['_UPSERTSEGMENTRESPONSE']._serialized_start=1049
-  _globals['_UPSERTSEGMENTRESPONSE']._serialized_end=1135
-  _globals['_PATCHSEGMENTREQUEST']._serialized_start=1138
-  _globals['_PATCHSEGMENTREQUEST']._serialized_end=1289
-  _globals['_JSONPATCHOPERATION']._serialized_start=1291
-  _globals['_JSONPATCHOPERATION']._serialized_end=1357
-  _globals['_GETSEGMENTREQUEST']._serialized_start=1359
-  _globals['_GETSEGMENTREQUEST']._serialized_end=1414
-  _globals['_LISTSEGMENTSREQUEST']._serialized_start=1417
-  _globals['_LISTSEGMENTSREQUEST']._serialized_end=1614
-  _globals['_LISTSEGMENTSRESPONSE']._serialized_start=1617
-  _globals['_LISTSEGMENTSRESPONSE']._serialized_end=1761
-  _globals['_DELETESEGMENTREQUEST']._serialized_start=1763
-  _globals['_DELETESEGMENTREQUEST']._serialized_end=1870
-  _globals['_BULKSEGMENTRESULT']._serialized_start=1872
-  _globals['_BULKSEGMENTRESULT']._serialized_end=1973
-  _globals['_BULKCREATESEGMENTSREQUEST']._serialized_start=1975
-  _globals['_BULKCREATESEGMENTSREQUEST']._serialized_end=2065
-  _globals['_BULKCREATESEGMENTSRESPONSE']._serialized_start=2067
-  _globals['_BULKCREATESEGMENTSRESPONSE']._serialized_end=2151
-  _globals['_BULKUPSERTSEGMENTSITEM']._serialized_start=2153
-  _globals['_BULKUPSERTSEGMENTSITEM']._serialized_end=2257
-  _globals['_BULKUPSERTSEGMENTSREQUEST']._serialized_start=2259
-  _globals['_BULKUPSERTSEGMENTSREQUEST']._serialized_end=2361
-  _globals['_BULKUPSERTSEGMENTSRESPONSE']._serialized_start=2363
-  _globals['_BULKUPSERTSEGMENTSRESPONSE']._serialized_end=2447
-  _globals['_BULKDELETESEGMENTSREQUEST']._serialized_start=2449
-  _globals['_BULKDELETESEGMENTSREQUEST']._serialized_end=2528
-  _globals['_BULKDELETESEGMENTSRESPONSE']._serialized_start=2530
-  _globals['_BULKDELETESEGMENTSRESPONSE']._serialized_end=2614
-  _globals['_SEGMENTSERVICE']._serialized_start=2692
-  _globals['_SEGMENTSERVICE']._serialized_end=3605
+  _globals['_SEGMENTSTATUS']._serialized_start=2744
+  _globals['_SEGMENTSTATUS']._serialized_end=2817
+  _globals['_VALIDITY']._serialized_start=152
+  _globals['_VALIDITY']._serialized_end=244
+  _globals['_SEGMENTMETADATA']._serialized_start=247
+  _globals['_SEGMENTMETADATA']._serialized_end=399
+  _globals['_SEGMENT']._serialized_start=402
+  _globals['_SEGMENT']._serialized_end=834
+  _globals['_SEGMENT_NAMEENTRY']._serialized_start=739
+  _globals['_SEGMENT_NAMEENTRY']._serialized_end=782
+  _globals['_SEGMENT_DESCRIPTIONENTRY']._serialized_start=784
+  _globals['_SEGMENT_DESCRIPTIONENTRY']._serialized_end=834
+  _globals['_CREATESEGMENTREQUEST']._serialized_start=836
+  _globals['_CREATESEGMENTREQUEST']._serialized_end=920
+  _globals['_UPSERTSEGMENTREQUEST']._serialized_start=923
+  _globals['_UPSERTSEGMENTREQUEST']._serialized_end=1081
+  _globals['_UPSERTSEGMENTRESPONSE']._serialized_start=1083
+  _globals['_UPSERTSEGMENTRESPONSE']._serialized_end=1169
+  _globals['_PATCHSEGMENTREQUEST']._serialized_start=1172
+  _globals['_PATCHSEGMENTREQUEST']._serialized_end=1323
+  _globals['_JSONPATCHOPERATION']._serialized_start=1325
+  _globals['_JSONPATCHOPERATION']._serialized_end=1391
+  _globals['_GETSEGMENTREQUEST']._serialized_start=1393
+  _globals['_GETSEGMENTREQUEST']._serialized_end=1495
+  _globals['_LISTSEGMENTSREQUEST']._serialized_start=1498
+  _globals['_LISTSEGMENTSREQUEST']._serialized_end=1742
+  _globals['_LISTSEGMENTSRESPONSE']._serialized_start=1745
+  _globals['_LISTSEGMENTSRESPONSE']._serialized_end=1889
+  _globals['_DELETESEGMENTREQUEST']._serialized_start=1891
+  _globals['_DELETESEGMENTREQUEST']._serialized_end=1998
+  _globals['_BULKSEGMENTRESULT']._serialized_start=2000
+  _globals['_BULKSEGMENTRESULT']._serialized_end=2101
+  _globals['_BULKCREATESEGMENTSREQUEST']._serialized_start=2103
+  _globals['_BULKCREATESEGMENTSREQUEST']._serialized_end=2193
+  _globals['_BULKCREATESEGMENTSRESPONSE']._serialized_start=2195
+  _globals['_BULKCREATESEGMENTSRESPONSE']._serialized_end=2279
+  _globals['_BULKUPSERTSEGMENTSITEM']._serialized_start=2281
+  _globals['_BULKUPSERTSEGMENTSITEM']._serialized_end=2385
+  _globals['_BULKUPSERTSEGMENTSREQUEST']._serialized_start=2387
+  _globals['_BULKUPSERTSEGMENTSREQUEST']._serialized_end=2489
+  _globals['_BULKUPSERTSEGMENTSRESPONSE']._serialized_start=2491
+  _globals['_BULKUPSERTSEGMENTSRESPONSE']._serialized_end=2575
+  _globals['_BULKDELETESEGMENTSREQUEST']._serialized_start=2577
+  _globals['_BULKDELETESEGMENTSREQUEST']._serialized_end=2656
+  _globals['_BULKDELETESEGMENTSRESPONSE']._serialized_start=2658
+  _globals['_BULKDELETESEGMENTSRESPONSE']._serialized_end=2742
+  _globals['_SEGMENTSERVICE']._serialized_start=2820
+  _globals['_SEGMENTSERVICE']._serialized_end=3733
 # @@protoc_insertion_point(module_scope)

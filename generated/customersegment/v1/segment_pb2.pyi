@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -342,17 +343,25 @@ class GetSegmentRequest(_message.Message):
 
     TENANT_FIELD_NUMBER: _builtins.int
     SEGMENT_ID_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     segment_id: _builtins.str
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask:
+        """Paths of the Segment message to return (AIP-157), e.g. `id,metadata.version`; empty
+        returns everything. An unknown path is INVALID_ARGUMENT naming `read_mask`.
+        """
+
     def __init__(
         self,
         *,
         tenant: _builtins.str = ...,
         segment_id: _builtins.str = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["segment_id", b"segment_id", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask", "segment_id", b"segment_id", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -371,6 +380,7 @@ class ListSegmentsRequest(_message.Message):
     CUSTOMER_ID_FIELD_NUMBER: _builtins.int
     LEGAL_ENTITY_ID_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     page_size: _builtins.int
     """Default 60, at most 1000."""
@@ -394,6 +404,12 @@ class ListSegmentsRequest(_message.Message):
     """A `next_page_token` or `previous_page_token` of an earlier answer to the same request:
     keyset paging; `page_number` and `include_total_count` are ignored when it is set.
     """
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask:
+        """Paths of the Segment message to return for each segment (AIP-157); empty returns
+        everything. An unknown path is INVALID_ARGUMENT naming `read_mask`.
+        """
+
     def __init__(
         self,
         *,
@@ -406,10 +422,11 @@ class ListSegmentsRequest(_message.Message):
         customer_id: _builtins.str = ...,
         legal_entity_id: _builtins.str = ...,
         page_token: _builtins.str = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "include_total_count", b"include_total_count", "legal_entity_id", b"legal_entity_id", "page_number", b"page_number", "page_size", b"page_size", "page_token", b"page_token", "q", b"q", "sort", b"sort", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "include_total_count", b"include_total_count", "legal_entity_id", b"legal_entity_id", "page_number", b"page_number", "page_size", b"page_size", "page_token", b"page_token", "q", b"q", "read_mask", b"read_mask", "sort", b"sort", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -64,7 +64,8 @@ async def emporix_answers(request: web.Request, handler: Handler) -> web.StreamR
         cursor = (request.query.get("next") and "next") or (request.query.get("prev") and "prev")
         response = from_rpc_error(
             failure.error,
-            {"page_token": cursor or "pageToken"},
+            # The read mask is the `fields` parameter, translated (gateway/field_names.py).
+            {"page_token": cursor or "pageToken", "read_mask": "fields"},
             failure.request_bytes,
             conditional=request.get(CONDITIONAL, False),
         )

@@ -7,17 +7,18 @@ from typing import Any, TypedDict
 import grpc
 from aiohttp import web
 from customersegment.v1 import assignment_pb2
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from customer_segments.gateway import render
 from customer_segments.gateway.conditions import (
     CONDITIONAL,
     Expectation,
-    etag,
     expectation,
     if_match,
-    not_modified,
     refuse_if_match,
+    single,
 )
+from customer_segments.gateway.field_names import ASSIGNMENT_FIELDS
 from customer_segments.gateway.grpc_client import GrpcClient, RpcFailed
 from customer_segments.gateway.models import (
     CustomerAssignmentRemoveBulk,
@@ -26,7 +27,6 @@ from customer_segments.gateway.models import (
     Search,
 )
 from customer_segments.gateway.requests import (
-    fields_of,
     json_body,
     listing,
     mixins_json,
@@ -34,6 +34,7 @@ from customer_segments.gateway.requests import (
     paging_fields,
     parse_items,
     parsed,
+    read_mask,
 )
 
 BASE = "/customer-segment/{tenant}/segments/{segmentId}/customers"
@@ -86,11 +87,13 @@ class AssignmentRoutes:
             router.add_put(path, self.upsert_assignment)
             router.add_delete(path, self.remove_assignment)
 
-    async def _get(self, request: web.Request) -> assignment_pb2.Assignment:
+    async def _get(
+        self, request: web.Request, mask: FieldMask | None = None
+    ) -> assignment_pb2.Assignment:
         answer: assignment_pb2.Assignment = await self.client.call(
             request,
             self.client.assignments.GetAssignment,
-            assignment_pb2.GetAssignmentRequest(**_key(request)),
+            assignment_pb2.GetAssignmentRequest(**_key(request), read_mask=mask),
         )
         return answer
 
@@ -103,16 +106,8 @@ class AssignmentRoutes:
             raise
 
     async def get_assignment(self, request: web.Request) -> web.StreamResponse:
-        answer = await self._get(request)
-        version = answer.metadata.version
-        unchanged = not_modified(request, version)
-        if unchanged is not None:
-            return unchanged
-        body = render.assignment(answer)
-        paths = fields_of(request)
-        return web.json_response(
-            render.select(body, paths) if paths else body, headers={"ETag": etag(version)}
-        )
+        answer = await self._get(request, read_mask(request, ASSIGNMENT_FIELDS))
+        return single(request, render.assignment(answer), answer.metadata.version)
 
     async def _expectation(self, request: web.Request, body_version: int | None) -> Expectation:
         condition = if_match(request)
@@ -170,6 +165,7 @@ class AssignmentRoutes:
                 tenant=request.match_info["tenant"],
                 segment_id=request.match_info["segmentId"],
                 q=q,
+                fields=read_mask(request, ASSIGNMENT_FIELDS),
                 **paging_fields(request),
             ),
         )

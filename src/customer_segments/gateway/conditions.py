@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
@@ -41,6 +41,17 @@ def not_modified(request: web.Request, version: int) -> web.Response | None:
     if anything or any(opaque == str(version) for _, opaque in tags):
         return web.Response(status=304, headers={"ETag": etag(version)})
     return None
+
+
+def single(request: web.Request, body: dict[str, Any], version: int) -> web.Response:
+    """One assignment or segment, with its ETag; 304 when If-None-Match names its version. An
+    answer whose `fields` left out metadata.version carries neither (version 0: not sent)."""
+    if not version:
+        return web.json_response(body)
+    unchanged = not_modified(request, version)
+    if unchanged is not None:
+        return unchanged
+    return web.json_response(body, headers={"ETag": etag(version)})
 
 
 class IfMatch:

@@ -12,13 +12,13 @@ from urllib.parse import unquote_plus, unquote_to_bytes
 
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
+from google.protobuf.field_mask_pb2 import FieldMask
 from pydantic import BaseModel, ValidationError
 from yarl import URL
 
 from customer_segments.domain.validation import MAX_JSON_DEPTH
 from customer_segments.gateway.errors import error_response, rest_field
 from customer_segments.gateway.grpc_client import GrpcClient
-from customer_segments.gateway.render import select
 
 BULK_LIMIT = 200
 Model = TypeVar("Model", bound=BaseModel)
@@ -262,10 +262,19 @@ def bad_item(index: int, error: BadRequest) -> dict[str, Any]:
     }
 
 
-def fields_of(request: web.Request) -> list[str] | None:
-    """The `fields` parameter as paths, or None when every field is wanted."""
-    fields = request.query.get("fields")
-    return [path.strip() for path in fields.split(",")] if fields else None
+def read_mask(request: web.Request, rest_to_proto: dict[str, str]) -> FieldMask | None:
+    """The `fields` parameter (comma-separated REST paths; empty entries are skipped) as a
+    FieldMask of proto paths; None when every field is wanted. An unknown path is 400."""
+    given = request.query.get("fields", "")
+    paths = [path.strip() for path in given.split(",") if path.strip()]
+    if not paths:
+        return None
+    unknown = [path for path in paths if path not in rest_to_proto]
+    if unknown:
+        known = ", ".join(rest_to_proto)
+        shown = unknown[0][:100]  # echoed, so bounded
+        raise BadRequest("fields", f"unknown field {shown!r}; the fields are {known}")
+    return FieldMask(paths=[rest_to_proto[path] for path in paths])
 
 
 def wants_total(request: web.Request) -> bool:
@@ -297,11 +306,8 @@ def paging_fields(request: web.Request) -> dict[str, Any]:
 
 
 def listing(request: web.Request, bodies: list[dict[str, Any]], answer: Any) -> web.Response:
-    """A page as documented: the `fields` asked for, X-Total-Count when it was asked for (not
-    with a cursor), and the cursors of the neighbouring pages."""
-    paths = fields_of(request)
-    if paths:
-        bodies = [select(body, paths) for body in bodies]
+    """A page as documented: X-Total-Count when it was asked for (not with a cursor), and the
+    cursors of the neighbouring pages."""
     headers: dict[str, str] = {}
     if wants_total(request) and cursor_parameter(request) is None:
         headers["X-Total-Count"] = str(answer.total_count)

@@ -9,6 +9,7 @@ from urllib.parse import quote
 import grpc
 from aiohttp import web
 from customersegment.v1 import segment_pb2
+from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from customer_segments.domain.segment_document import SegmentDocument
@@ -16,19 +17,18 @@ from customer_segments.gateway import render
 from customer_segments.gateway.conditions import (
     CONDITIONAL,
     Expectation,
-    etag,
     expectation,
     if_match,
-    not_modified,
     refuse_if_match,
+    single,
 )
+from customer_segments.gateway.field_names import SEGMENT_FIELDS
 from customer_segments.gateway.grpc_client import GrpcClient, RpcFailed
 from customer_segments.gateway.models import PatchOperation, Search, SegmentCreation
 from customer_segments.gateway.requests import (
     BadRequest,
     bad_item,
     bulk_items,
-    fields_of,
     json_body,
     listing,
     mixins_json,
@@ -36,6 +36,7 @@ from customer_segments.gateway.requests import (
     paging_fields,
     parse_items,
     parsed,
+    read_mask,
 )
 
 BASE = "/customer-segment/{tenant}/segments"
@@ -117,12 +118,16 @@ class SegmentRoutes:
             ),
         )
 
-    async def _get(self, request: web.Request) -> segment_pb2.Segment:
+    async def _get(
+        self, request: web.Request, mask: FieldMask | None = None
+    ) -> segment_pb2.Segment:
         segment: segment_pb2.Segment = await self.client.call(
             request,
             self.client.segments.GetSegment,
             segment_pb2.GetSegmentRequest(
-                tenant=request.match_info["tenant"], segment_id=request.match_info["segmentId"]
+                tenant=request.match_info["tenant"],
+                segment_id=request.match_info["segmentId"],
+                read_mask=mask,
             ),
         )
         return segment
@@ -147,16 +152,8 @@ class SegmentRoutes:
         )
 
     async def get_segment(self, request: web.Request) -> web.StreamResponse:
-        segment = await self._get(request)
-        version = segment.metadata.version
-        unchanged = not_modified(request, version)
-        if unchanged is not None:
-            return unchanged
-        body = render.segment(segment)
-        paths = fields_of(request)
-        return web.json_response(
-            render.select(body, paths) if paths else body, headers={"ETag": etag(version)}
-        )
+        segment = await self._get(request, read_mask(request, SEGMENT_FIELDS))
+        return single(request, render.segment(segment), segment.metadata.version)
 
     async def upsert_segment(self, request: web.Request) -> web.StreamResponse:
         upsert = parsed(SegmentDocument, await json_body(request))
@@ -229,6 +226,7 @@ class SegmentRoutes:
                 q=q,
                 customer_id=request.query.get("customerId", ""),
                 legal_entity_id=request.query.get("legalEntityId", ""),
+                read_mask=read_mask(request, SEGMENT_FIELDS),
                 **paging_fields(request),
             ),
         )

@@ -7,7 +7,6 @@ from typing import Any
 
 from customersegment.v1 import assignment_pb2, assignment_pb2_grpc, common_pb2
 from google.protobuf import empty_pb2
-from google.protobuf.field_mask_pb2 import FieldMask
 from grpc import aio
 
 from customer_segments.domain.assignment import (
@@ -15,25 +14,15 @@ from customer_segments.domain.assignment import (
     BulkRemoveInput,
     BulkUpsertInput,
 )
-from customer_segments.domain.errors import InvalidArgument
 from customer_segments.domain.listing import Page
 from customer_segments.grpc.auth_interceptor import caller
 from customer_segments.grpc.convert import assignment_to_proto, bulk_results_to_proto
 from customer_segments.grpc.page_budget import within_budget
+from customer_segments.grpc.projection import projected, read_mask
 from customer_segments.services import assignments, bulk_assignments
 from customer_segments.store.store import Store
 
 Context = aio.ServicerContext[Any, Any]
-
-
-def _read_mask(mask: FieldMask) -> FieldMask | None:
-    if not mask.paths:
-        return None
-    if not mask.IsValidForDescriptor(assignment_pb2.Assignment.DESCRIPTOR):
-        raise InvalidArgument(
-            "fields", f"unknown field path in '{','.join(mask.paths)}' (paths of Assignment)"
-        )
-    return mask
 
 
 def _upsert_inputs(request: assignment_pb2.BulkUpsertAssignmentsRequest) -> list[BulkUpsertInput]:
@@ -64,6 +53,7 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
     async def GetAssignment(
         self, request: assignment_pb2.GetAssignmentRequest, context: Context
     ) -> assignment_pb2.Assignment:
+        mask = read_mask(request.read_mask, assignment_pb2.Assignment.DESCRIPTOR, "read_mask")
         assignment = await assignments.get_assignment(
             self.store,
             caller(),
@@ -72,7 +62,7 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
             request.customer_id,
             request.legal_entity_id,
         )
-        return assignment_to_proto(assignment)
+        return projected(assignment_to_proto(assignment), mask)
 
     async def UpsertAssignment(
         self, request: assignment_pb2.UpsertAssignmentRequest, context: Context
@@ -121,7 +111,7 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
     async def _list(
         self, request: assignment_pb2.ListAssignmentsRequest, *, search: bool
     ) -> assignment_pb2.ListAssignmentsResponse:
-        mask = _read_mask(request.fields)
+        mask = read_mask(request.fields, assignment_pb2.Assignment.DESCRIPTOR, "fields")
         # The same answer, for different scopes.
         use_case = assignments.search_assignments if search else assignments.list_assignments
         page = await use_case(
@@ -140,12 +130,9 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
             next_page_token=page.cursors.next,
             previous_page_token=page.cursors.previous,
         )
-        for assignment in page.items:
-            full = assignment_to_proto(assignment)
-            if mask is None:
-                response.assignments.append(full)
-            else:
-                mask.MergeMessage(full, response.assignments.add())
+        response.assignments.extend(
+            projected(assignment_to_proto(assignment), mask) for assignment in page.items
+        )
         return within_budget(response, "assignments", page)
 
     async def BulkUpsertAssignments(

@@ -20,6 +20,7 @@ from customer_segments.grpc.convert import (
     segment_to_proto,
 )
 from customer_segments.grpc.page_budget import within_budget
+from customer_segments.grpc.projection import projected, read_mask
 from customer_segments.services import bulk_segments, segments
 from customer_segments.store.store import Store
 
@@ -95,13 +96,16 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
     async def GetSegment(
         self, request: segment_pb2.GetSegmentRequest, context: Context
     ) -> segment_pb2.Segment:
-        return segment_to_proto(
-            await segments.get_segment(self.store, caller(), request.tenant, request.segment_id)
+        mask = read_mask(request.read_mask, segment_pb2.Segment.DESCRIPTOR, "read_mask")
+        segment = await segments.get_segment(
+            self.store, caller(), request.tenant, request.segment_id
         )
+        return projected(segment_to_proto(segment), mask)
 
     async def ListSegments(
         self, request: segment_pb2.ListSegmentsRequest, context: Context
     ) -> segment_pb2.ListSegmentsResponse:
+        mask = read_mask(request.read_mask, segment_pb2.Segment.DESCRIPTOR, "read_mask")
         page = await segments.list_segments(
             self.store,
             caller(),
@@ -115,7 +119,7 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
             include_total_count=request.include_total_count,
         )
         response = segment_pb2.ListSegmentsResponse(
-            segments=[segment_to_proto(segment) for segment in page.items],
+            segments=[projected(segment_to_proto(segment), mask) for segment in page.items],
             total_count=page.total_count or 0,
             next_page_token=page.cursors.next,
             previous_page_token=page.cursors.previous,
