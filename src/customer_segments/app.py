@@ -176,6 +176,7 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
                     share_port,
                     settings.log_level,
                     http_limits(settings),
+                    settings.cors_origin_list,
                 ),
                 stop,
             )

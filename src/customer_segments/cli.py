@@ -77,6 +77,10 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
         "http_header_timeout_seconds",
         "time a REST connection's first request head may take (default 10)",
     ),
+    "--cors-origins": (
+        "cors_origins",
+        "REST CORS: comma-separated origins (https://shop.example) or * (default: off)",
+    ),
     "--workers": ("workers", "processes sharing the ports, one core each (default 1)"),
     "--log-level": ("log_level", "DEBUG, INFO, WARNING, ERROR (default INFO)"),
     "--jwks": (
@@ -87,7 +91,8 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
     "--jwt-audience": ("jwt_audience", "required token audience, claim aud (default: none)"),
 }
 # What `gateway` (the gateway alone) takes of them.
-_HTTP_LIMIT_FLAGS = [
+_GATEWAY_FLAGS = [
+    "--cors-origins",
     "--max-connections",
     "--http-keepalive-seconds",
     "--http-header-timeout-seconds",
@@ -139,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
             "--http-host": _SERVE_FLAGS["--http-host"],
             "--http-port": _SERVE_FLAGS["--http-port"],
             "--log-level": _SERVE_FLAGS["--log-level"],
-            **{flag: _SERVE_FLAGS[flag] for flag in _HTTP_LIMIT_FLAGS},
+            **{flag: _SERVE_FLAGS[flag] for flag in _GATEWAY_FLAGS},
         },
     )
     token = commands.add_parser(
@@ -223,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "http_host",
                 "http_port",
                 "log_level",
-                *(_SERVE_FLAGS[flag][0] for flag in _HTTP_LIMIT_FLAGS),
+                *(_SERVE_FLAGS[flag][0] for flag in _GATEWAY_FLAGS),
             ],
         )
     else:
@@ -243,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     settings.http_host,
                     settings.http_port,
                     http_limits(settings),
+                    settings.cors_origin_list,
                 )
             )
         else:

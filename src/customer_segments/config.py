@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ENV_PREFIX = "CUSTOMER_SEGMENTS_"
+# An origin as browsers send it: scheme://host[:port], no path.
+_ORIGIN = re.compile(r"https?://[^/\s,*]+")
 
 
 class Settings(BaseModel):
@@ -47,6 +50,8 @@ class Settings(BaseModel):
     # arrive within http_header_timeout_seconds of their first byte.
     http_keepalive_seconds: float = Field(75.0, gt=0)
     http_header_timeout_seconds: float = Field(10.0, gt=0)
+    # REST CORS: comma-separated origins (https://shop.example), or `*`; empty: off.
+    cors_origins: str = ""
     # Processes serving one port (SO_REUSEPORT): one asyncio loop uses one core.
     workers: int = Field(1, ge=1, le=64)
     log_level: str = "INFO"
@@ -57,6 +62,20 @@ class Settings(BaseModel):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in _origin_list(value):
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin (scheme://host[:port], no path) or *"
+                )
+        return value
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        return _origin_list(self.cors_origins)
+
     @property
     def embedded(self) -> bool:
         return self.database_url is None
@@ -66,3 +85,10 @@ class Settings(BaseModel):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'customer-segments.db').resolve()}"
+
+
+def _origin_list(value: str) -> tuple[str, ...]:
+    # Browsers send the origin without a trailing slash, host in lower case.
+    return tuple(
+        origin.strip().rstrip("/").lower() for origin in value.split(",") if origin.strip()
+    )

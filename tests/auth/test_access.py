@@ -223,6 +223,46 @@ GRPC_OPERATIONS: dict[str, tuple[frozenset[str], GrpcCall]] = {
             metadata=m,
         ),
     ),
+    "BulkCreateSegments": (
+        frozenset({MANAGE}),
+        lambda s, t, g, m: _drain(
+            s.segments.BulkCreateSegments(
+                segment_pb2.BulkCreateSegmentsRequest(
+                    tenant=t, segments=[segment_pb2.Segment(name={"en": "N"}, site_code="main")]
+                ),
+                metadata=m,
+            )
+        ),
+    ),
+    "BulkUpsertSegments": (
+        frozenset({MANAGE}),
+        lambda s, t, g, m: _drain(
+            s.segments.BulkUpsertSegments(
+                segment_pb2.BulkUpsertSegmentsRequest(
+                    tenant=t,
+                    items=[
+                        segment_pb2.BulkUpsertSegmentsItem(
+                            segment=segment_pb2.Segment(
+                                id="scratch", name={"en": "N"}, site_code="main"
+                            )
+                        )
+                    ],
+                ),
+                metadata=m,
+            )
+        ),
+    ),
+    "BulkDeleteSegments": (
+        frozenset({MANAGE}),
+        lambda s, t, g, m: _drain(
+            s.segments.BulkDeleteSegments(
+                segment_pb2.BulkDeleteSegmentsRequest(
+                    tenant=t, segment_ids=["inactive"], force=True
+                ),
+                metadata=m,
+            )
+        ),
+    ),
     "UpsertCustomer": (
         frozenset({MANAGE}),
         lambda s, t, g, m: s.directory.UpsertCustomer(

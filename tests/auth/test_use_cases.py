@@ -21,9 +21,20 @@ from customer_segments.domain.assignment import Batch, BulkRemoveInput, BulkUpse
 from customer_segments.domain.errors import PermissionDenied
 from customer_segments.domain.listing import Page
 from customer_segments.domain.principal import Principal, Scope
-from customer_segments.domain.segment import SegmentInput, SegmentStatus
+from customer_segments.domain.segment import (
+    BulkSegmentResult,
+    BulkSegmentUpsert,
+    SegmentInput,
+    SegmentStatus,
+)
 from customer_segments.domain.segment_document import PatchInput
-from customer_segments.services import assignments, bulk_assignments, directory, segments
+from customer_segments.services import (
+    assignments,
+    bulk_assignments,
+    bulk_segments,
+    directory,
+    segments,
+)
 from customer_segments.services.authorization import UseCase, authorize
 from customer_segments.store.database import Database
 from customer_segments.store.store import Store
@@ -31,9 +42,15 @@ from customer_segments.store.store import Store
 READ, READ_OWN, MANAGE = Scope.READ.value, Scope.READ_OWN.value, Scope.MANAGE.value
 ALL = frozenset({READ, READ_OWN, MANAGE})
 SCOPES = {"read": READ, "read_own": READ_OWN, "manage": MANAGE, "other": "customersegment.x"}
-USE_CASE_MODULES = (assignments, bulk_assignments, segments, directory)
+USE_CASE_MODULES = (assignments, bulk_assignments, bulk_segments, segments, directory)
 # Async functions of those modules that are not use cases: they run inside one that checked.
-HELPERS = {"require_segment", "write_assignment"}
+HELPERS = {
+    "require_segment",
+    "write_assignment",
+    "insert_segment",
+    "write_segment",
+    "remove_segment",
+}
 
 
 def admin(tenant: str) -> Principal:
@@ -55,6 +72,14 @@ async def _single(batch: Batch[Any]) -> AsyncIterator[Batch[Any]]:
 
 async def _drain(results: AsyncIterator[Any]) -> list[Any]:
     return [result async for result in results]
+
+
+async def _decided(results: AsyncIterator[BulkSegmentResult]) -> list[BulkSegmentResult]:
+    """A segment bulk call reports an unreachable database per item (503), not for the call."""
+    drained = await _drain(results)
+    if any(result.code == 503 for result in drained):
+        raise RuntimeError(f"the database was unreachable for an item: {drained}")
+    return drained
 
 
 UseCaseCall = Callable[[Store, Principal, str], Awaitable[Any]]
@@ -123,6 +148,26 @@ USE_CASES: dict[UseCase, tuple[frozenset[str], UseCaseCall]] = {
     UseCase.DELETE_SEGMENT: (
         frozenset({MANAGE}),
         lambda s, p, t: segments.delete_segment(s, p, t, "inactive", force=True),
+    ),
+    UseCase.BULK_CREATE_SEGMENTS: (
+        frozenset({MANAGE}),
+        lambda s, p, t: _decided(
+            bulk_segments.bulk_create_segments(s, p, t, [lambda: ("", _segment())])
+        ),
+    ),
+    UseCase.BULK_UPSERT_SEGMENTS: (
+        frozenset({MANAGE}),
+        lambda s, p, t: _decided(
+            bulk_segments.bulk_upsert_segments(
+                s, p, t, [lambda: BulkSegmentUpsert("scratch", _segment(), None)]
+            )
+        ),
+    ),
+    UseCase.BULK_DELETE_SEGMENTS: (
+        frozenset({MANAGE}),
+        lambda s, p, t: _decided(
+            bulk_segments.bulk_delete_segments(s, p, t, ["inactive"], force=True)
+        ),
     ),
     UseCase.UPSERT_CUSTOMER: (
         frozenset({MANAGE}),

@@ -118,7 +118,8 @@ DELIBERATE_DIFFERENCES: tuple[Difference, ...] = (
         frozenset({LIST, GET_B2C, GET_B2B, DELETE_B2C, DELETE_B2B})
         | {LIST_SEGMENTS, GET_SEGMENT, DELETE_SEGMENT},
         "Malformed input is 400 naming the field (SPEC): a tenant not matching the file's own "
-        "pattern, ids with control characters, bad pageSize/pageNumber/sort/q/forceDelete; the "
+        "pattern, ids with control characters, bad pageSize/pageNumber/sort/q/forceDelete, a "
+        "`fields` path the resource does not have; the "
         "file documents 400 only on writes and search. Deleting a segment that still has "
         "assignments without forceDelete=true is a 400 too (FAILED_PRECONDITION).",
     ),

@@ -175,11 +175,18 @@ class GetAssignmentRequest(_message.Message):
     SEGMENT_ID_FIELD_NUMBER: _builtins.int
     CUSTOMER_ID_FIELD_NUMBER: _builtins.int
     LEGAL_ENTITY_ID_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     segment_id: _builtins.str
     customer_id: _builtins.str
     legal_entity_id: _builtins.str
     """Empty for B2C."""
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask:
+        """Paths of the Assignment message to return (AIP-157), e.g. `customer.id,metadata.version`;
+        empty returns everything. An unknown path is INVALID_ARGUMENT naming `read_mask`.
+        """
+
     def __init__(
         self,
         *,
@@ -187,10 +194,11 @@ class GetAssignmentRequest(_message.Message):
         segment_id: _builtins.str = ...,
         customer_id: _builtins.str = ...,
         legal_entity_id: _builtins.str = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "legal_entity_id", b"legal_entity_id", "segment_id", b"segment_id", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "legal_entity_id", b"legal_entity_id", "read_mask", b"read_mask", "segment_id", b"segment_id", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n customersegment/v1/segment.proto\x12\x12\x63ustomersegment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"h\n\x08Validity\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x98\x01\n\x0fSegmentMetadata\x12.\n\ncreated_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bmodified_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x13\n\x0bmixins_json\x18\x04 \x01(\t\"\xb0\x03\n\x07Segment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x33\n\x04name\x18\x02 \x03(\x0b\x32%.customersegment.v1.Segment.NameEntry\x12\x41\n\x0b\x64\x65scription\x18\x03 \x03(\x0b\x32,.customersegment.v1.Segment.DescriptionEntry\x12.\n\x08validity\x18\x04 \x01(\x0b\x32\x1c.customersegment.v1.Validity\x12\x31\n\x06status\x18\x05 \x01(\x0e\x32!.customersegment.v1.SegmentStatus\x12\x11\n\tsite_code\x18\x06 \x01(\t\x12\x13\n\x0bmixins_json\x18\x07 \x01(\t\x12\x35\n\x08metadata\x18\x08 \x01(\x0b\x32#.customersegment.v1.SegmentMetadata\x1a+\n\tNameEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x44\x65scriptionEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"T\n\x14\x43reateSegmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12,\n\x07segment\x18\x02 \x01(\x0b\x32\x1b.customersegment.v1.Segment\"E\n\x15\x43reateSegmentResponse\x12,\n\x07segment\x18\x01 \x01(\x0b\x32\x1b.customersegment.v1.Segment\"\x9e\x01\n\x14UpsertSegmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12,\n\x07segment\x18\x03 \x01(\x0b\x32\x1b.customersegment.v1.Segment\x12\x14\n\x07version\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nmust_exist\x18\x05 \x01(\x08\x42\n\n\x08_version\"V\n\x15UpsertSegmentResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\x12,\n\x07segment\x18\x02 \x01(\x0b\x32\x1b.customersegment.v1.Segment\"\x97\x01\n\x13PatchSegmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12:\n\noperations\x18\x03 \x03(\x0b\x32&.customersegment.v1.JsonPatchOperation\x12\x14\n\x07version\x18\x04 \x01(\x03H\x00\x88\x01\x01\x42\n\n\x08_version\"D\n\x14PatchSegmentResponse\x12,\n\x07segment\x18\x01 \x01(\x0b\x32\x1b.customersegment.v1.Segment\"B\n\x12JsonPatchOperation\x12\n\n\x02op\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\nvalue_json\x18\x03 \x01(\t\"7\n\x11GetSegmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\"B\n\x12GetSegmentResponse\x12,\n\x07segment\x18\x01 \x01(\x0b\x32\x1b.customersegment.v1.Segment\"\xc5\x01\n\x13ListSegmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x13\n\x0bpage_number\x18\x03 \x01(\x05\x12\x0c\n\x04sort\x18\x04 \x01(\t\x12\x1b\n\x13include_total_count\x18\x05 \x01(\x08\x12\t\n\x01q\x18\x06 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x07 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x08 \x01(\t\x12\x12\n\npage_token\x18\t \x01(\t\"\x90\x01\n\x14ListSegmentsResponse\x12-\n\x08segments\x18\x01 \x03(\x0b\x32\x1b.customersegment.v1.Segment\x12\x13\n\x0btotal_count\x18\x02 \x01(\x03\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\x12\x1b\n\x13previous_page_token\x18\x04 \x01(\t\"k\n\x14\x44\x65leteSegmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x12\x14\n\x07version\x18\x04 \x01(\x03H\x00\x88\x01\x01\x42\n\n\x08_version\"\x17\n\x15\x44\x65leteSegmentResponse*g\n\rSegmentStatus\x12\x1e\n\x1aSEGMENT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15SEGMENT_STATUS_ACTIVE\x10\x01\x12\x1b\n\x17SEGMENT_STATUS_INACTIVE\x10\x02\x32\xe5\x04\n\x0eSegmentService\x12\x64\n\rCreateSegment\x12(.customersegment.v1.CreateSegmentRequest\x1a).customersegment.v1.CreateSegmentResponse\x12\x64\n\rUpsertSegment\x12(.customersegment.v1.UpsertSegmentRequest\x1a).customersegment.v1.UpsertSegmentResponse\x12\x61\n\x0cPatchSegment\x12\'.customersegment.v1.PatchSegmentRequest\x1a(.customersegment.v1.PatchSegmentResponse\x12[\n\nGetSegment\x12%.customersegment.v1.GetSegmentRequest\x1a&.customersegment.v1.GetSegmentResponse\x12\x61\n\x0cListSegments\x12\'.customersegment.v1.ListSegmentsRequest\x1a(.customersegment.v1.ListSegmentsResponse\x12\x64\n\rDeleteSegment\x12(.customersegment.v1.DeleteSegmentRequest\x1a).customersegment.v1.DeleteSegmentResponseB\x19\n\x15io.customersegment.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n customersegment/v1/segment.proto\x12\x12\x63ustomersegment.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"h\n\x08Validity\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x98\x01\n\x0fSegmentMetadata\x12.\n\ncreated_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bmodified_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x13\n\x0bmixins_json\x18\x04 \x01(\t\"\xb0\x03\n\x07Segment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x33\n\x04name\x18\x02 \x03(\x0b\x32%.customersegment.v1.Segment.NameEntry\x12\x41\n\x0b\x64\x65scription\x18\x03 \x03(\x0b\x32,.customersegment.v1.Segment.DescriptionEntry\x12.\n\x08validity\x18\x04 \x01(\x0b\x32\x1c.customersegment.v1.Validity\x12\x31\n\x06status\x18\x05 \x01(\x0e\x32!.customersegment.v1.SegmentStatus\x12\x11\n\tsite_code\x18\x06 \x01(\t\x12\x13\n\x0bmixins_json\x18\x07 \x01(\t\x12\x35\n\x08metadata\x18\x08 \x01(\x0b\x32#.customersegment.v1.SegmentMetadata\x1a+\n\tNameEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x44\x65scriptionEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"T\n\x14\x43reateSegmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12,\n\x07segment\x18\x02 \x01(\x0b\x32\x1b.customersegment.v1.Segment\"E\n\x15\x43reateSegmentResponse\x12,\n\x07segment\x18\x01 \x01(\x0b\x32\x1b.customersegment.v1.Segment\"\x9e\x01\n\x14UpsertSegmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12,\n\x07segment\x18\x03 \x01(\x0b\x32\x1b.customersegment.v1.Segment\x12\x14\n\x07version\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nmust_exist\x18\x05 \x01(\x08\x42\n\n\x08_version\"V\n\x15UpsertSegmentResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\x12,\n\x07segment\x18\x02 \x01(\x0b\x32\x1b.customersegment.v1.Segment\"\x97\x01\n\x13PatchSegmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12:\n\noperations\x18\x03 \x03(\x0b\x32&.customersegment.v1.JsonPatchOperation\x12\x14\n\x07version\x18\x04 \x01(\x03H\x00\x88\x01\x01\x42\n\n\x08_version\"D\n\x14PatchSegmentResponse\x12,\n\x07segment\x18\x01 \x01(\x0b\x32\x1b.customersegment.v1.Segment\"B\n\x12JsonPatchOperation\x12\n\n\x02op\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\nvalue_json\x18\x03 \x01(\t\"f\n\x11GetSegmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12-\n\tread_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"B\n\x12GetSegmentResponse\x12,\n\x07segment\x18\x01 \x01(\x0b\x32\x1b.customersegment.v1.Segment\"\xf4\x01\n\x13ListSegmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x13\n\x0bpage_number\x18\x03 \x01(\x05\x12\x0c\n\x04sort\x18\x04 \x01(\t\x12\x1b\n\x13include_total_count\x18\x05 \x01(\x08\x12\t\n\x01q\x18\x06 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x07 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x08 \x01(\t\x12\x12\n\npage_token\x18\t \x01(\t\x12-\n\tread_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\x90\x01\n\x14ListSegmentsResponse\x12-\n\x08segments\x18\x01 \x03(\x0b\x32\x1b.customersegment.v1.Segment\x12\x13\n\x0btotal_count\x18\x02 \x01(\x03\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\x12\x1b\n\x13previous_page_token\x18\x04 \x01(\t\"k\n\x14\x44\x65leteSegmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x12\x14\n\x07version\x18\x04 \x01(\x03H\x00\x88\x01\x01\x42\n\n\x08_version\"\x17\n\x15\x44\x65leteSegmentResponse\"e\n\x11\x42ulkSegmentResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x12\n\nsegment_id\x18\x05 \x01(\t\"Z\n\x19\x42ulkCreateSegmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12-\n\x08segments\x18\x02 \x03(\x0b\x32\x1b.customersegment.v1.Segment\"T\n\x1a\x42ulkCreateSegmentsResponse\x12\x36\n\x07results\x18\x01 \x03(\x0b\x32%.customersegment.v1.BulkSegmentResult\"h\n\x16\x42ulkUpsertSegmentsItem\x12,\n\x07segment\x18\x01 \x01(\x0b\x32\x1b.customersegment.v1.Segment\x12\x14\n\x07version\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\n\n\x08_version\"f\n\x19\x42ulkUpsertSegmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x39\n\x05items\x18\x02 \x03(\x0b\x32*.customersegment.v1.BulkUpsertSegmentsItem\"T\n\x1a\x42ulkUpsertSegmentsResponse\x12\x36\n\x07results\x18\x01 \x03(\x0b\x32%.customersegment.v1.BulkSegmentResult\"O\n\x19\x42ulkDeleteSegmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x13\n\x0bsegment_ids\x18\x02 \x03(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"T\n\x1a\x42ulkDeleteSegmentsResponse\x12\x36\n\x07results\x18\x01 \x03(\x0b\x32%.customersegment.v1.BulkSegmentResult*g\n\rSegmentStatus\x12\x1e\n\x1aSEGMENT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15SEGMENT_STATUS_ACTIVE\x10\x01\x12\x1b\n\x17SEGMENT_STATUS_INACTIVE\x10\x02\x32\xca\x07\n\x0eSegmentService\x12\x64\n\rCreateSegment\x12(.customersegment.v1.CreateSegmentRequest\x1a).customersegment.v1.CreateSegmentResponse\x12\x64\n\rUpsertSegment\x12(.customersegment.v1.UpsertSegmentRequest\x1a).customersegment.v1.UpsertSegmentResponse\x12\x61\n\x0cPatchSegment\x12\'.customersegment.v1.PatchSegmentRequest\x1a(.customersegment.v1.PatchSegmentResponse\x12[\n\nGetSegment\x12%.customersegment.v1.GetSegmentRequest\x1a&.customersegment.v1.GetSegmentResponse\x12\x61\n\x0cListSegments\x12\'.customersegment.v1.ListSegmentsRequest\x1a(.customersegment.v1.ListSegmentsResponse\x12\x64\n\rDeleteSegment\x12(.customersegment.v1.DeleteSegmentRequest\x1a).customersegment.v1.DeleteSegmentResponse\x12u\n\x12\x42ulkCreateSegments\x12-.customersegment.v1.BulkCreateSegmentsRequest\x1a..customersegment.v1.BulkCreateSegmentsResponse0\x01\x12u\n\x12\x42ulkUpsertSegments\x12-.customersegment.v1.BulkUpsertSegmentsRequest\x1a..customersegment.v1.BulkUpsertSegmentsResponse0\x01\x12u\n\x12\x42ulkDeleteSegments\x12-.customersegment.v1.BulkDeleteSegmentsRequest\x1a..customersegment.v1.BulkDeleteSegmentsResponse0\x01\x42\x19\n\x15io.customersegment.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,44 +38,60 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEGMENT_NAMEENTRY']._serialized_options = b'8\001'
   _globals['_SEGMENT_DESCRIPTIONENTRY']._loaded_options = None
   _globals['_SEGMENT_DESCRIPTIONENTRY']._serialized_options = b'8\001'
-  _globals['_SEGMENTSTATUS']._serialized_start=2089
-  _globals['_SEGMENTSTATUS']._serialized_end=2192
-  _globals['_VALIDITY']._serialized_start=89
-  _globals['_VALIDITY']._serialized_end=193
-  _globals['_SEGMENTMETADATA']._serialized_start=196
-  _globals['_SEGMENTMETADATA']._serialized_end=348
-  _globals['_SEGMENT']._serialized_start=351
-  _globals['_SEGMENT']._serialized_end=783
-  _globals['_SEGMENT_NAMEENTRY']._serialized_start=688
-  _globals['_SEGMENT_NAMEENTRY']._serialized_end=731
-  _globals['_SEGMENT_DESCRIPTIONENTRY']._serialized_start=733
-  _globals['_SEGMENT_DESCRIPTIONENTRY']._serialized_end=783
-  _globals['_CREATESEGMENTREQUEST']._serialized_start=785
-  _globals['_CREATESEGMENTREQUEST']._serialized_end=869
-  _globals['_CREATESEGMENTRESPONSE']._serialized_start=871
-  _globals['_CREATESEGMENTRESPONSE']._serialized_end=940
-  _globals['_UPSERTSEGMENTREQUEST']._serialized_start=943
-  _globals['_UPSERTSEGMENTREQUEST']._serialized_end=1101
-  _globals['_UPSERTSEGMENTRESPONSE']._serialized_start=1103
-  _globals['_UPSERTSEGMENTRESPONSE']._serialized_end=1189
-  _globals['_PATCHSEGMENTREQUEST']._serialized_start=1192
-  _globals['_PATCHSEGMENTREQUEST']._serialized_end=1343
-  _globals['_PATCHSEGMENTRESPONSE']._serialized_start=1345
-  _globals['_PATCHSEGMENTRESPONSE']._serialized_end=1413
-  _globals['_JSONPATCHOPERATION']._serialized_start=1415
-  _globals['_JSONPATCHOPERATION']._serialized_end=1481
-  _globals['_GETSEGMENTREQUEST']._serialized_start=1483
-  _globals['_GETSEGMENTREQUEST']._serialized_end=1538
-  _globals['_GETSEGMENTRESPONSE']._serialized_start=1540
-  _globals['_GETSEGMENTRESPONSE']._serialized_end=1606
-  _globals['_LISTSEGMENTSREQUEST']._serialized_start=1609
-  _globals['_LISTSEGMENTSREQUEST']._serialized_end=1806
-  _globals['_LISTSEGMENTSRESPONSE']._serialized_start=1809
-  _globals['_LISTSEGMENTSRESPONSE']._serialized_end=1953
-  _globals['_DELETESEGMENTREQUEST']._serialized_start=1955
-  _globals['_DELETESEGMENTREQUEST']._serialized_end=2062
-  _globals['_DELETESEGMENTRESPONSE']._serialized_start=2064
-  _globals['_DELETESEGMENTRESPONSE']._serialized_end=2087
-  _globals['_SEGMENTSERVICE']._serialized_start=2195
-  _globals['_SEGMENTSERVICE']._serialized_end=2808
+  _globals['_SEGMENTSTATUS']._serialized_start=2961
+  _globals['_SEGMENTSTATUS']._serialized_end=3064
+  _globals['_VALIDITY']._serialized_start=123
+  _globals['_VALIDITY']._serialized_end=227
+  _globals['_SEGMENTMETADATA']._serialized_start=230
+  _globals['_SEGMENTMETADATA']._serialized_end=382
+  _globals['_SEGMENT']._serialized_start=385
+  _globals['_SEGMENT']._serialized_end=817
+  _globals['_SEGMENT_NAMEENTRY']._serialized_start=722
+  _globals['_SEGMENT_NAMEENTRY']._serialized_end=765
+  _globals['_SEGMENT_DESCRIPTIONENTRY']._serialized_start=767
+  _globals['_SEGMENT_DESCRIPTIONENTRY']._serialized_end=817
+  _globals['_CREATESEGMENTREQUEST']._serialized_start=819
+  _globals['_CREATESEGMENTREQUEST']._serialized_end=903
+  _globals['_CREATESEGMENTRESPONSE']._serialized_start=905
+  _globals['_CREATESEGMENTRESPONSE']._serialized_end=974
+  _globals['_UPSERTSEGMENTREQUEST']._serialized_start=977
+  _globals['_UPSERTSEGMENTREQUEST']._serialized_end=1135
+  _globals['_UPSERTSEGMENTRESPONSE']._serialized_start=1137
+  _globals['_UPSERTSEGMENTRESPONSE']._serialized_end=1223
+  _globals['_PATCHSEGMENTREQUEST']._serialized_start=1226
+  _globals['_PATCHSEGMENTREQUEST']._serialized_end=1377
+  _globals['_PATCHSEGMENTRESPONSE']._serialized_start=1379
+  _globals['_PATCHSEGMENTRESPONSE']._serialized_end=1447
+  _globals['_JSONPATCHOPERATION']._serialized_start=1449
+  _globals['_JSONPATCHOPERATION']._serialized_end=1515
+  _globals['_GETSEGMENTREQUEST']._serialized_start=1517
+  _globals['_GETSEGMENTREQUEST']._serialized_end=1619
+  _globals['_GETSEGMENTRESPONSE']._serialized_start=1621
+  _globals['_GETSEGMENTRESPONSE']._serialized_end=1687
+  _globals['_LISTSEGMENTSREQUEST']._serialized_start=1690
+  _globals['_LISTSEGMENTSREQUEST']._serialized_end=1934
+  _globals['_LISTSEGMENTSRESPONSE']._serialized_start=1937
+  _globals['_LISTSEGMENTSRESPONSE']._serialized_end=2081
+  _globals['_DELETESEGMENTREQUEST']._serialized_start=2083
+  _globals['_DELETESEGMENTREQUEST']._serialized_end=2190
+  _globals['_DELETESEGMENTRESPONSE']._serialized_start=2192
+  _globals['_DELETESEGMENTRESPONSE']._serialized_end=2215
+  _globals['_BULKSEGMENTRESULT']._serialized_start=2217
+  _globals['_BULKSEGMENTRESULT']._serialized_end=2318
+  _globals['_BULKCREATESEGMENTSREQUEST']._serialized_start=2320
+  _globals['_BULKCREATESEGMENTSREQUEST']._serialized_end=2410
+  _globals['_BULKCREATESEGMENTSRESPONSE']._serialized_start=2412
+  _globals['_BULKCREATESEGMENTSRESPONSE']._serialized_end=2496
+  _globals['_BULKUPSERTSEGMENTSITEM']._serialized_start=2498
+  _globals['_BULKUPSERTSEGMENTSITEM']._serialized_end=2602
+  _globals['_BULKUPSERTSEGMENTSREQUEST']._serialized_start=2604
+  _globals['_BULKUPSERTSEGMENTSREQUEST']._serialized_end=2706
+  _globals['_BULKUPSERTSEGMENTSRESPONSE']._serialized_start=2708
+  _globals['_BULKUPSERTSEGMENTSRESPONSE']._serialized_end=2792
+  _globals['_BULKDELETESEGMENTSREQUEST']._serialized_start=2794
+  _globals['_BULKDELETESEGMENTSREQUEST']._serialized_end=2873
+  _globals['_BULKDELETESEGMENTSRESPONSE']._serialized_start=2875
+  _globals['_BULKDELETESEGMENTSRESPONSE']._serialized_end=2959
+  _globals['_SEGMENTSERVICE']._serialized_start=3067
+  _globals['_SEGMENTSERVICE']._serialized_end=4037
 # @@protoc_insertion_point(module_scope)

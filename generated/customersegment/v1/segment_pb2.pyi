@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -387,17 +388,25 @@ class GetSegmentRequest(_message.Message):
 
     TENANT_FIELD_NUMBER: _builtins.int
     SEGMENT_ID_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     segment_id: _builtins.str
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask:
+        """Paths of the Segment message to return (AIP-157), e.g. `id,metadata.version`; empty
+        returns everything. An unknown path is INVALID_ARGUMENT naming `read_mask`.
+        """
+
     def __init__(
         self,
         *,
         tenant: _builtins.str = ...,
         segment_id: _builtins.str = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["segment_id", b"segment_id", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask", "segment_id", b"segment_id", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -436,6 +445,7 @@ class ListSegmentsRequest(_message.Message):
     CUSTOMER_ID_FIELD_NUMBER: _builtins.int
     LEGAL_ENTITY_ID_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     page_size: _builtins.int
     """Default 60, at most 1000."""
@@ -459,6 +469,12 @@ class ListSegmentsRequest(_message.Message):
     """A `next_page_token` or `previous_page_token` of an earlier answer to the same request:
     keyset paging; `page_number` and `include_total_count` are ignored when it is set.
     """
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask:
+        """Paths of the Segment message to return for each segment (AIP-157); empty returns
+        everything. An unknown path is INVALID_ARGUMENT naming `read_mask`.
+        """
+
     def __init__(
         self,
         *,
@@ -471,10 +487,11 @@ class ListSegmentsRequest(_message.Message):
         customer_id: _builtins.str = ...,
         legal_entity_id: _builtins.str = ...,
         page_token: _builtins.str = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "include_total_count", b"include_total_count", "legal_entity_id", b"legal_entity_id", "page_number", b"page_number", "page_size", b"page_size", "page_token", b"page_token", "q", b"q", "sort", b"sort", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "include_total_count", b"include_total_count", "legal_entity_id", b"legal_entity_id", "page_number", b"page_number", "page_size", b"page_size", "page_token", b"page_token", "q", b"q", "read_mask", b"read_mask", "sort", b"sort", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -561,3 +578,222 @@ class DeleteSegmentResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteSegmentResponse: _TypeAlias = DeleteSegmentResponse  # noqa: Y015
+
+@_typing.final
+class BulkSegmentResult(_message.Message):
+    """The outcome of one item of a segment bulk call; the fields mirror the Emporix 207 body."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    SEGMENT_ID_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """1-based position of the item in the request."""
+    code: _builtins.int
+    """The HTTP status the item would have got alone: 201, 204, 400, 404, 409 (503 when the
+    database was unavailable for it).
+    """
+    status: _builtins.str
+    """Reason phrase of `code` ("Created", "No Content", "Bad Request", ...)."""
+    message: _builtins.str
+    """What was wrong; empty on success. A field it names is a path of the item's message."""
+    segment_id: _builtins.str
+    """The segment the item addressed (the generated id of a created segment that had none);
+    empty when the item named none.
+    """
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        code: _builtins.int = ...,
+        status: _builtins.str = ...,
+        message: _builtins.str = ...,
+        segment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "index", b"index", "message", b"message", "segment_id", b"segment_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BulkSegmentResult: _TypeAlias = BulkSegmentResult  # noqa: Y015
+
+@_typing.final
+class BulkCreateSegmentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    SEGMENTS_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    @_builtins.property
+    def segments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Segment]:
+        """Each is created as CreateSegment would create it; an empty id gets a generated one, a
+        taken id is 409.
+        """
+
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        segments: _abc.Iterable[Global___Segment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["segments", b"segments", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BulkCreateSegmentsRequest: _TypeAlias = BulkCreateSegmentsRequest  # noqa: Y015
+
+@_typing.final
+class BulkCreateSegmentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___BulkSegmentResult]:
+        """The results decided since the previous message, in request order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___BulkSegmentResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BulkCreateSegmentsResponse: _TypeAlias = BulkCreateSegmentsResponse  # noqa: Y015
+
+@_typing.final
+class BulkUpsertSegmentsItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEGMENT_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    """When set, the write happens only if the stored version equals it (409 otherwise); a
+    segment that does not exist yet is created whatever it is.
+    """
+    @_builtins.property
+    def segment(self) -> Global___Segment:
+        """`segment.id` is required: the segment to create or replace."""
+
+    def __init__(
+        self,
+        *,
+        segment: Global___Segment | None = ...,
+        version: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "segment", b"segment", "version", b"version"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_version", b"_version", "segment", b"segment", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__version: _TypeAlias = _typing.Literal["version"]  # noqa: Y015
+    _WhichOneofArgType__version: _TypeAlias = _typing.Literal["_version", b"_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__version) -> _WhichOneofReturnType__version | None: ...
+
+Global___BulkUpsertSegmentsItem: _TypeAlias = BulkUpsertSegmentsItem  # noqa: Y015
+
+@_typing.final
+class BulkUpsertSegmentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BulkUpsertSegmentsItem]:
+        """Each is written as UpsertSegment would write it: 201 created, 204 replaced."""
+
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        items: _abc.Iterable[Global___BulkUpsertSegmentsItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BulkUpsertSegmentsRequest: _TypeAlias = BulkUpsertSegmentsRequest  # noqa: Y015
+
+@_typing.final
+class BulkUpsertSegmentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___BulkSegmentResult]:
+        """The results decided since the previous message, in request order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___BulkSegmentResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BulkUpsertSegmentsResponse: _TypeAlias = BulkUpsertSegmentsResponse  # noqa: Y015
+
+@_typing.final
+class BulkDeleteSegmentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    SEGMENT_IDS_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    force: _builtins.bool
+    """Also delete each segment's assignments; without it, a segment that has any is 400."""
+    @_builtins.property
+    def segment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Each is deleted as DeleteSegment would delete it: 204, or 404 when it does not exist."""
+
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        segment_ids: _abc.Iterable[_builtins.str] | None = ...,
+        force: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "segment_ids", b"segment_ids", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BulkDeleteSegmentsRequest: _TypeAlias = BulkDeleteSegmentsRequest  # noqa: Y015
+
+@_typing.final
+class BulkDeleteSegmentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___BulkSegmentResult]:
+        """The results decided since the previous message, in request order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___BulkSegmentResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BulkDeleteSegmentsResponse: _TypeAlias = BulkDeleteSegmentsResponse  # noqa: Y015

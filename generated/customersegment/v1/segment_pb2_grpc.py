@@ -65,6 +65,21 @@ class SegmentServiceStub:
                 request_serializer=customersegment_dot_v1_dot_segment__pb2.DeleteSegmentRequest.SerializeToString,
                 response_deserializer=customersegment_dot_v1_dot_segment__pb2.DeleteSegmentResponse.FromString,
                 _registered_method=True)
+        self.BulkCreateSegments = channel.unary_stream(
+                '/customersegment.v1.SegmentService/BulkCreateSegments',
+                request_serializer=customersegment_dot_v1_dot_segment__pb2.BulkCreateSegmentsRequest.SerializeToString,
+                response_deserializer=customersegment_dot_v1_dot_segment__pb2.BulkCreateSegmentsResponse.FromString,
+                _registered_method=True)
+        self.BulkUpsertSegments = channel.unary_stream(
+                '/customersegment.v1.SegmentService/BulkUpsertSegments',
+                request_serializer=customersegment_dot_v1_dot_segment__pb2.BulkUpsertSegmentsRequest.SerializeToString,
+                response_deserializer=customersegment_dot_v1_dot_segment__pb2.BulkUpsertSegmentsResponse.FromString,
+                _registered_method=True)
+        self.BulkDeleteSegments = channel.unary_stream(
+                '/customersegment.v1.SegmentService/BulkDeleteSegments',
+                request_serializer=customersegment_dot_v1_dot_segment__pb2.BulkDeleteSegmentsRequest.SerializeToString,
+                response_deserializer=customersegment_dot_v1_dot_segment__pb2.BulkDeleteSegmentsResponse.FromString,
+                _registered_method=True)
 
 
 class SegmentServiceServicer:
@@ -113,6 +128,29 @@ class SegmentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BulkCreateSegments(self, request, context):
+        """The REST bulk paths (POST, PUT and DELETE .../segments/bulk). Each item is decided on its
+        own, in request order, in a transaction of its own, exactly as the single call would decide
+        it: one bad item never stops the others, and a failed item leaves nothing behind. Results
+        stream back as items are decided. A caller that may not write the tenant gets
+        PERMISSION_DENIED for the whole call; over gRPC there is no 200-item cap.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkUpsertSegments(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkDeleteSegments(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SegmentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +183,21 @@ def add_SegmentServiceServicer_to_server(servicer, server):
                     servicer.DeleteSegment,
                     request_deserializer=customersegment_dot_v1_dot_segment__pb2.DeleteSegmentRequest.FromString,
                     response_serializer=customersegment_dot_v1_dot_segment__pb2.DeleteSegmentResponse.SerializeToString,
+            ),
+            'BulkCreateSegments': grpc.unary_stream_rpc_method_handler(
+                    servicer.BulkCreateSegments,
+                    request_deserializer=customersegment_dot_v1_dot_segment__pb2.BulkCreateSegmentsRequest.FromString,
+                    response_serializer=customersegment_dot_v1_dot_segment__pb2.BulkCreateSegmentsResponse.SerializeToString,
+            ),
+            'BulkUpsertSegments': grpc.unary_stream_rpc_method_handler(
+                    servicer.BulkUpsertSegments,
+                    request_deserializer=customersegment_dot_v1_dot_segment__pb2.BulkUpsertSegmentsRequest.FromString,
+                    response_serializer=customersegment_dot_v1_dot_segment__pb2.BulkUpsertSegmentsResponse.SerializeToString,
+            ),
+            'BulkDeleteSegments': grpc.unary_stream_rpc_method_handler(
+                    servicer.BulkDeleteSegments,
+                    request_deserializer=customersegment_dot_v1_dot_segment__pb2.BulkDeleteSegmentsRequest.FromString,
+                    response_serializer=customersegment_dot_v1_dot_segment__pb2.BulkDeleteSegmentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +363,87 @@ class SegmentService:
             '/customersegment.v1.SegmentService/DeleteSegment',
             customersegment_dot_v1_dot_segment__pb2.DeleteSegmentRequest.SerializeToString,
             customersegment_dot_v1_dot_segment__pb2.DeleteSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkCreateSegments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/customersegment.v1.SegmentService/BulkCreateSegments',
+            customersegment_dot_v1_dot_segment__pb2.BulkCreateSegmentsRequest.SerializeToString,
+            customersegment_dot_v1_dot_segment__pb2.BulkCreateSegmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkUpsertSegments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/customersegment.v1.SegmentService/BulkUpsertSegments',
+            customersegment_dot_v1_dot_segment__pb2.BulkUpsertSegmentsRequest.SerializeToString,
+            customersegment_dot_v1_dot_segment__pb2.BulkUpsertSegmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkDeleteSegments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/customersegment.v1.SegmentService/BulkDeleteSegments',
+            customersegment_dot_v1_dot_segment__pb2.BulkDeleteSegmentsRequest.SerializeToString,
+            customersegment_dot_v1_dot_segment__pb2.BulkDeleteSegmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

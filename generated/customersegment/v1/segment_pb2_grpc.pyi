@@ -47,6 +47,15 @@ class SegmentServiceStub:
     """Deletes a segment. A segment that still has assignments needs `force`, which removes them
     in the same transaction.
     """
+    BulkCreateSegments: _grpc.UnaryStreamMultiCallable[_segment_pb2.BulkCreateSegmentsRequest, _segment_pb2.BulkCreateSegmentsResponse]
+    """The REST bulk paths (POST, PUT and DELETE .../segments/bulk). Each item is decided on its
+    own, in request order, in a transaction of its own, exactly as the single call would decide
+    it: one bad item never stops the others, and a failed item leaves nothing behind. Results
+    stream back as items are decided. A caller that may not write the tenant gets
+    PERMISSION_DENIED for the whole call; over gRPC there is no 200-item cap.
+    """
+    BulkUpsertSegments: _grpc.UnaryStreamMultiCallable[_segment_pb2.BulkUpsertSegmentsRequest, _segment_pb2.BulkUpsertSegmentsResponse]
+    BulkDeleteSegments: _grpc.UnaryStreamMultiCallable[_segment_pb2.BulkDeleteSegmentsRequest, _segment_pb2.BulkDeleteSegmentsResponse]
 
 @_typing.type_check_only
 class SegmentServiceAsyncStub(SegmentServiceStub):
@@ -67,6 +76,15 @@ class SegmentServiceAsyncStub(SegmentServiceStub):
     """Deletes a segment. A segment that still has assignments needs `force`, which removes them
     in the same transaction.
     """
+    BulkCreateSegments: _aio.UnaryStreamMultiCallable[_segment_pb2.BulkCreateSegmentsRequest, _segment_pb2.BulkCreateSegmentsResponse]  # type: ignore[assignment]
+    """The REST bulk paths (POST, PUT and DELETE .../segments/bulk). Each item is decided on its
+    own, in request order, in a transaction of its own, exactly as the single call would decide
+    it: one bad item never stops the others, and a failed item leaves nothing behind. Results
+    stream back as items are decided. A caller that may not write the tenant gets
+    PERMISSION_DENIED for the whole call; over gRPC there is no 200-item cap.
+    """
+    BulkUpsertSegments: _aio.UnaryStreamMultiCallable[_segment_pb2.BulkUpsertSegmentsRequest, _segment_pb2.BulkUpsertSegmentsResponse]  # type: ignore[assignment]
+    BulkDeleteSegments: _aio.UnaryStreamMultiCallable[_segment_pb2.BulkDeleteSegmentsRequest, _segment_pb2.BulkDeleteSegmentsResponse]  # type: ignore[assignment]
 
 class SegmentServiceServicer(metaclass=_abc_1.ABCMeta):
     """Segments that customer assignments belong to."""
@@ -120,5 +138,32 @@ class SegmentServiceServicer(metaclass=_abc_1.ABCMeta):
         """Deletes a segment. A segment that still has assignments needs `force`, which removes them
         in the same transaction.
         """
+
+    @_abc_1.abstractmethod
+    def BulkCreateSegments(
+        self,
+        request: _segment_pb2.BulkCreateSegmentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_segment_pb2.BulkCreateSegmentsResponse], _abc.AsyncIterator[_segment_pb2.BulkCreateSegmentsResponse]]:
+        """The REST bulk paths (POST, PUT and DELETE .../segments/bulk). Each item is decided on its
+        own, in request order, in a transaction of its own, exactly as the single call would decide
+        it: one bad item never stops the others, and a failed item leaves nothing behind. Results
+        stream back as items are decided. A caller that may not write the tenant gets
+        PERMISSION_DENIED for the whole call; over gRPC there is no 200-item cap.
+        """
+
+    @_abc_1.abstractmethod
+    def BulkUpsertSegments(
+        self,
+        request: _segment_pb2.BulkUpsertSegmentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_segment_pb2.BulkUpsertSegmentsResponse], _abc.AsyncIterator[_segment_pb2.BulkUpsertSegmentsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def BulkDeleteSegments(
+        self,
+        request: _segment_pb2.BulkDeleteSegmentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_segment_pb2.BulkDeleteSegmentsResponse], _abc.AsyncIterator[_segment_pb2.BulkDeleteSegmentsResponse]]: ...
 
 def add_SegmentServiceServicer_to_server(servicer: SegmentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

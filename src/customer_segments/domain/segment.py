@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -107,3 +108,21 @@ class SegmentInput(NamedTuple):
 
     def validated(self) -> SegmentFields:
         return segment_fields(**self._asdict())
+
+
+class BulkSegmentUpsert(NamedTuple):
+    """An item of a segment bulk upsert, before validation (validation is per item)."""
+
+    segment_id: str
+    segment: SegmentInput
+    expected_version: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BulkSegmentResult:
+    """One item's outcome in a segment bulk call: the HTTP code it would have got alone."""
+
+    index: int  # 1-based position in the request
+    code: int
+    message: str
+    segment_id: str  # empty when the item named none

@@ -7,16 +7,18 @@ from typing import Any, TypedDict
 import grpc
 from aiohttp import web
 from customersegment.v1 import assignment_pb2
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from customer_segments.gateway import render
 from customer_segments.gateway.conditions import (
     CONDITIONAL,
     Expectation,
-    etag,
     expectation,
     if_match,
-    not_modified,
+    refuse_if_match,
+    single,
 )
+from customer_segments.gateway.field_names import ASSIGNMENT_FIELDS
 from customer_segments.gateway.grpc_client import GrpcClient, RpcFailed
 from customer_segments.gateway.models import (
     CustomerAssignmentRemoveBulk,
@@ -25,13 +27,14 @@ from customer_segments.gateway.models import (
     Search,
 )
 from customer_segments.gateway.requests import (
-    fields_of,
     json_body,
     listing,
     mixins_json,
+    multi_status,
     paging_fields,
     parse_items,
     parsed,
+    read_mask,
 )
 
 BASE = "/customer-segment/{tenant}/segments/{segmentId}/customers"
@@ -74,6 +77,7 @@ def _listing_fields(request: web.Request, q: str) -> dict[str, Any]:
         "tenant": request.match_info["tenant"],
         "segment_id": request.match_info["segmentId"],
         "q": q,
+        "fields": read_mask(request, ASSIGNMENT_FIELDS),
         **paging_fields(request),
     }
 
@@ -94,11 +98,13 @@ class AssignmentRoutes:
             router.add_put(path, self.upsert_assignment)
             router.add_delete(path, self.remove_assignment)
 
-    async def _get(self, request: web.Request) -> assignment_pb2.Assignment:
+    async def _get(
+        self, request: web.Request, mask: FieldMask | None = None
+    ) -> assignment_pb2.Assignment:
         answer: assignment_pb2.GetAssignmentResponse = await self.client.call(
             request,
             self.client.assignments.GetAssignment,
-            assignment_pb2.GetAssignmentRequest(**_key(request)),
+            assignment_pb2.GetAssignmentRequest(**_key(request), read_mask=mask),
         )
         return answer.assignment
 
@@ -111,16 +117,8 @@ class AssignmentRoutes:
             raise
 
     async def get_assignment(self, request: web.Request) -> web.StreamResponse:
-        answer = await self._get(request)
-        version = answer.metadata.version
-        unchanged = not_modified(request, version)
-        if unchanged is not None:
-            return unchanged
-        body = render.assignment(answer)
-        paths = fields_of(request)
-        return web.json_response(
-            render.select(body, paths) if paths else body, headers={"ETag": etag(version)}
-        )
+        answer = await self._get(request, read_mask(request, ASSIGNMENT_FIELDS))
+        return single(request, render.assignment(answer), answer.metadata.version)
 
     async def _expectation(self, request: web.Request, body_version: int | None) -> Expectation:
         condition = if_match(request)
@@ -183,6 +181,7 @@ class AssignmentRoutes:
         return listing(request, bodies, answer)
 
     async def bulk_upsert(self, request: web.Request) -> web.StreamResponse:
+        refuse_if_match(request)
         valid, results = parse_items(await json_body(request), CustomerAssignmentUpsertBulk)
         message = assignment_pb2.BulkUpsertAssignmentsRequest(
             tenant=request.match_info["tenant"], segment_id=request.match_info["segmentId"]
@@ -194,9 +193,13 @@ class AssignmentRoutes:
                 **_write_fields(item),
             )
         method = self.client.assignments.BulkUpsertAssignments
-        return await self._bulk(request, method, message, [index for index, _ in valid], results)
+        forwarded = [index for index, _ in valid]
+        return await multi_status(
+            self.client, request, method, message, forwarded, results, render.bulk_result
+        )
 
     async def bulk_remove(self, request: web.Request) -> web.StreamResponse:
+        refuse_if_match(request)
         valid, results = parse_items(await json_body(request), CustomerAssignmentRemoveBulk)
         message = assignment_pb2.BulkRemoveAssignmentsRequest(
             tenant=request.match_info["tenant"], segment_id=request.match_info["segmentId"]
@@ -206,20 +209,7 @@ class AssignmentRoutes:
                 customer_id=item.customer_id or "", legal_entity_id=item.legal_entity_id or ""
             )
         method = self.client.assignments.BulkRemoveAssignments
-        return await self._bulk(request, method, message, [index for index, _ in valid], results)
-
-    async def _bulk(
-        self,
-        request: web.Request,
-        method: Any,
-        message: Any,
-        forwarded: list[int],
-        results: dict[int, dict[str, Any]],
-    ) -> web.StreamResponse:
-        """207 with one entry per request item, in request order, 1-based `index`."""
-        if forwarded:
-            async for batch in self.client.stream(request, method, message):
-                for result in batch.results:
-                    index = forwarded[result.index - 1]
-                    results[index] = render.bulk_result(result, index)
-        return web.json_response([results[index] for index in sorted(results)], status=207)
+        forwarded = [index for index, _ in valid]
+        return await multi_status(
+            self.client, request, method, message, forwarded, results, render.bulk_result
+        )

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from aiohttp import web
+
+from customer_segments.gateway.requests import BadRequest
 
 # An entity tag of a list: optional W/, then the quoted opaque tag (RFC 9110 section 8.8.3).
 _ENTITY_TAG = re.compile(r'(W/)?"([^"]*)"')
@@ -39,6 +41,17 @@ def not_modified(request: web.Request, version: int) -> web.Response | None:
     if anything or any(opaque == str(version) for _, opaque in tags):
         return web.Response(status=304, headers={"ETag": etag(version)})
     return None
+
+
+def single(request: web.Request, body: dict[str, Any], version: int) -> web.Response:
+    """One assignment or segment, with its ETag; 304 when If-None-Match names its version. An
+    answer whose `fields` left out metadata.version carries neither (version 0: not sent)."""
+    if not version:
+        return web.json_response(body)
+    unchanged = not_modified(request, version)
+    if unchanged is not None:
+        return unchanged
+    return web.json_response(body, headers={"ETag": etag(version)})
 
 
 class IfMatch:
@@ -117,3 +130,14 @@ async def expectation(
     if current is None or not condition.allows(current):
         raise PreconditionFailed(resource_id)
     return Expectation(current, must_exist=True)
+
+
+def refuse_if_match(request: web.Request) -> None:
+    """400 for If-Match on a bulk path. Its target is the collection, which has no version;
+    each item carries its own metadata.version. Ignoring the header would make a write its
+    caller asked to be conditional unconditional, and the Emporix file documents 400 for
+    these paths."""
+    if "If-Match" in request.headers:
+        raise BadRequest(
+            "If-Match", "does not apply to a bulk request; give each item its metadata.version"
+        )

@@ -47,6 +47,8 @@ class GatewayOptions(NamedTuple):
     share_port: bool
     log_level: str
     limits: HttpLimits
+    # REST CORS origins (or `*`); none: CORS is off.
+    cors_origins: tuple[str, ...] = ()
 
 
 STOPPING = b"stopping\n"
@@ -131,6 +133,7 @@ def gateway_arguments(options: GatewayOptions) -> list[str]:
     argv += ["--keepalive", str(limits.keepalive_seconds)]
     argv += ["--header-timeout", str(limits.header_timeout_seconds)]
     argv += ["--max-connections", str(limits.max_connections)]
+    argv += ["--cors-origins", ",".join(options.cors_origins)]
     return argv + (["--share-port"] if options.share_port else [])
 
 
@@ -146,6 +149,7 @@ def _options(argv: list[str]) -> tuple[GatewayOptions, int]:
     parser.add_argument("--keepalive", type=float, required=True)
     parser.add_argument("--header-timeout", type=float, required=True)
     parser.add_argument("--max-connections", type=int, required=True)
+    parser.add_argument("--cors-origins", default="")
     parsed = parser.parse_args(argv)
     options = GatewayOptions(
         parsed.grpc_target,
@@ -155,6 +159,7 @@ def _options(argv: list[str]) -> tuple[GatewayOptions, int]:
         parsed.share_port,
         parsed.log_level,
         HttpLimits(parsed.keepalive, parsed.header_timeout, parsed.max_connections),
+        tuple(origin for origin in parsed.cors_origins.split(",") if origin),
     )
     return options, parsed.control_fd
 
@@ -174,6 +179,7 @@ async def _run(options: GatewayOptions, control: socket.socket) -> None:
             options.grace,
             share_port=options.share_port,
             limits=options.limits,
+            cors_origins=options.cors_origins,
         )
     except OSError as error:
         reason = error.strerror or str(error)

@@ -31,26 +31,40 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
+# What is rendered is what the message holds: a full one from the service, or the fields of a
+# read mask (REST `fields`, projected by the service). An absent field is a zero value, which a
+# stored object never has where it is rendered (ids, names, types, versions, timestamps), and
+# a part left empty is left out.
+
+
 def assignment(message: assignment_pb2.Assignment) -> dict[str, Any]:
-    customer: dict[str, Any] = {"id": message.customer.id}
-    for key, value in (
-        ("firstName", message.customer.first_name),
-        ("lastName", message.customer.last_name),
-        ("email", message.customer.email),
-    ):
-        if value:  # unknown to the directory: just the id
-            customer[key] = value
-    body: dict[str, Any] = {"customer": customer}
+    body: dict[str, Any] = {}
+    customer = _present(
+        (
+            ("id", message.customer.id),
+            ("firstName", message.customer.first_name),
+            ("lastName", message.customer.last_name),
+            ("email", message.customer.email),
+        )
+    )  # unknown to the directory: just the id
+    if customer:
+        body["customer"] = customer
     if message.HasField("legal_entity"):
-        legal_entity: dict[str, Any] = {"id": message.legal_entity.id}
-        if message.legal_entity.name:
-            legal_entity["name"] = message.legal_entity.name
-        body["legalEntity"] = legal_entity
-    body["assignmentType"] = assignment_pb2.AssignmentType.Name(
-        message.assignment_type
-    ).removeprefix(ASSIGNMENT_TYPE_PREFIX)
+        legal_entity = _present(
+            (("id", message.legal_entity.id), ("name", message.legal_entity.name))
+        )
+        if legal_entity:
+            body["legalEntity"] = legal_entity
+    if message.assignment_type:
+        body["assignmentType"] = assignment_pb2.AssignmentType.Name(
+            message.assignment_type
+        ).removeprefix(ASSIGNMENT_TYPE_PREFIX)
     _add_mixins_and_metadata(body, message)
     return body
+
+
+def _present(values: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    return {key: value for key, value in values if value}
 
 
 def _add_mixins_and_metadata(
@@ -60,33 +74,21 @@ def _add_mixins_and_metadata(
     mixins = _json_object(message.mixins_json)
     if mixins:
         body["mixins"] = mixins
-    metadata: dict[str, Any] = {
-        "createdAt": timestamp(message.metadata.created_at),
-        "modifiedAt": timestamp(message.metadata.modified_at),
-        "version": message.metadata.version,
-    }
-    metadata_mixins = _json_object(message.metadata.mixins_json)
+    if not message.HasField("metadata"):
+        return
+    given = message.metadata
+    metadata: dict[str, Any] = {}
+    if given.HasField("created_at"):
+        metadata["createdAt"] = timestamp(given.created_at)
+    if given.HasField("modified_at"):
+        metadata["modifiedAt"] = timestamp(given.modified_at)
+    if given.version:
+        metadata["version"] = given.version
+    metadata_mixins = _json_object(given.mixins_json)
     if metadata_mixins:
         metadata["mixins"] = metadata_mixins
-    body["metadata"] = metadata
-
-
-def select(body: dict[str, Any], paths: list[str]) -> dict[str, Any]:
-    """Only the given dotted paths of a body (the `fields` parameter); unknown ones are skipped."""
-    selected: dict[str, Any] = {}
-    for path in paths:
-        source: Any = body
-        parts = path.split(".")
-        for part in parts:
-            if not isinstance(source, dict) or part not in source:
-                break
-            source = source[part]
-        else:
-            target = selected
-            for part in parts[:-1]:
-                target = target.setdefault(part, {})
-            target[parts[-1]] = source
-    return selected
+    if metadata:
+        body["metadata"] = metadata
 
 
 def rest_message(message: str) -> str:
@@ -97,15 +99,28 @@ def rest_message(message: str) -> str:
     return message
 
 
-def bulk_result(result: common_pb2.BulkItemResult, index: int) -> dict[str, Any]:
+def bulk_result(
+    result: common_pb2.BulkItemResult | segment_pb2.BulkSegmentResult, index: int
+) -> dict[str, Any]:
     body: dict[str, Any] = {"index": index, "code": result.code, "status": result.status}
     if result.message:
         body["message"] = rest_message(result.message)
     return body
 
 
+def segment_bulk_result(result: segment_pb2.BulkSegmentResult, index: int) -> dict[str, Any]:
+    body = bulk_result(result, index)
+    if result.segment_id:
+        body["id"] = result.segment_id
+    return body
+
+
 def segment(message: segment_pb2.Segment) -> dict[str, Any]:
-    body: dict[str, Any] = {"id": message.id, "name": dict(message.name)}
+    body: dict[str, Any] = {}
+    if message.id:
+        body["id"] = message.id
+    if message.name:
+        body["name"] = dict(message.name)
     if message.description:
         body["description"] = dict(message.description)
     validity: dict[str, str] = {}
@@ -115,9 +130,11 @@ def segment(message: segment_pb2.Segment) -> dict[str, Any]:
         validity["to"] = timestamp(message.validity.end_time)
     if validity:
         body["validity"] = validity
-    body["status"] = segment_pb2.SegmentStatus.Name(message.status).removeprefix(
-        SEGMENT_STATUS_PREFIX
-    )
-    body["siteCode"] = message.site_code
+    if message.status:
+        body["status"] = segment_pb2.SegmentStatus.Name(message.status).removeprefix(
+            SEGMENT_STATUS_PREFIX
+        )
+    if message.site_code:
+        body["siteCode"] = message.site_code
     _add_mixins_and_metadata(body, message)
     return body

@@ -6,17 +6,19 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import unquote_plus, unquote_to_bytes
 
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
+from google.protobuf.field_mask_pb2 import FieldMask
 from pydantic import BaseModel, ValidationError
 from yarl import URL
 
 from customer_segments.domain.validation import MAX_JSON_DEPTH
 from customer_segments.gateway.errors import error_response, rest_field
-from customer_segments.gateway.render import select
+from customer_segments.gateway.grpc_client import GrpcClient
 
 BULK_LIMIT = 200
 Model = TypeVar("Model", bound=BaseModel)
@@ -230,6 +232,26 @@ def bulk_items(body: Any) -> list[Any]:
     return body
 
 
+async def multi_status(
+    client: GrpcClient,
+    request: web.Request,
+    method: Any,
+    message: Any,
+    forwarded: list[int],
+    results: dict[int, dict[str, Any]],
+    rendered: Callable[[Any, int], dict[str, Any]],
+) -> web.Response:
+    """207 with one entry per request item, in request order, 1-based `index`: the results of
+    the items the gateway refused itself, and those the bulk RPC streams back for the
+    `forwarded` ones (its n-th item is the request's item forwarded[n - 1])."""
+    if forwarded:
+        async for batch in client.stream(request, method, message):
+            for result in batch.results:
+                index = forwarded[result.index - 1]
+                results[index] = rendered(result, index)
+    return web.json_response([results[index] for index in sorted(results)], status=207)
+
+
 def bad_item(index: int, error: BadRequest) -> dict[str, Any]:
     field = rest_field(error.field.split("].", 1)[-1])
     return {
@@ -240,10 +262,19 @@ def bad_item(index: int, error: BadRequest) -> dict[str, Any]:
     }
 
 
-def fields_of(request: web.Request) -> list[str] | None:
-    """The `fields` parameter as paths, or None when every field is wanted."""
-    fields = request.query.get("fields")
-    return [path.strip() for path in fields.split(",")] if fields else None
+def read_mask(request: web.Request, rest_to_proto: dict[str, str]) -> FieldMask | None:
+    """The `fields` parameter (comma-separated REST paths; empty entries are skipped) as a
+    FieldMask of proto paths; None when every field is wanted. An unknown path is 400."""
+    given = request.query.get("fields", "")
+    paths = [path.strip() for path in given.split(",") if path.strip()]
+    if not paths:
+        return None
+    unknown = [path for path in paths if path not in rest_to_proto]
+    if unknown:
+        known = ", ".join(rest_to_proto)
+        shown = unknown[0][:100]  # echoed, so bounded
+        raise BadRequest("fields", f"unknown field {shown!r}; the fields are {known}")
+    return FieldMask(paths=[rest_to_proto[path] for path in paths])
 
 
 def wants_total(request: web.Request) -> bool:
@@ -275,11 +306,8 @@ def paging_fields(request: web.Request) -> dict[str, Any]:
 
 
 def listing(request: web.Request, bodies: list[dict[str, Any]], answer: Any) -> web.Response:
-    """A page as documented: the `fields` asked for, X-Total-Count when it was asked for (not
-    with a cursor), and the cursors of the neighbouring pages."""
-    paths = fields_of(request)
-    if paths:
-        bodies = [select(body, paths) for body in bodies]
+    """A page as documented: X-Total-Count when it was asked for (not with a cursor), and the
+    cursors of the neighbouring pages."""
     headers: dict[str, str] = {}
     if wants_total(request) and cursor_parameter(request) is None:
         headers["X-Total-Count"] = str(answer.total_count)

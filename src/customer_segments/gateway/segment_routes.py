@@ -3,37 +3,39 @@
 from __future__ import annotations
 
 import json
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
 
 import grpc
 from aiohttp import web
 from customersegment.v1 import segment_pb2
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from customer_segments.domain.segment_document import SegmentDocument
 from customer_segments.gateway import render
 from customer_segments.gateway.conditions import (
     CONDITIONAL,
     Expectation,
-    etag,
     expectation,
     if_match,
-    not_modified,
+    refuse_if_match,
+    single,
 )
-from customer_segments.gateway.errors import rest_failure
+from customer_segments.gateway.field_names import SEGMENT_FIELDS
 from customer_segments.gateway.grpc_client import GrpcClient, RpcFailed
 from customer_segments.gateway.models import PatchOperation, Search, SegmentCreation
 from customer_segments.gateway.requests import (
     BadRequest,
+    bad_item,
     bulk_items,
-    fields_of,
     json_body,
     listing,
     mixins_json,
+    multi_status,
     paging_fields,
     parse_items,
     parsed,
+    read_mask,
 )
 
 BASE = "/customer-segment/{tenant}/segments"
@@ -81,25 +83,6 @@ def _force(request: web.Request) -> bool:
     return value == "true"
 
 
-# A refused token refuses the whole request, not item by item.
-_REQUEST_LEVEL = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
-
-
-def _failed_item(index: int, failure: RpcFailed, segment_id: str | None) -> dict[str, Any]:
-    if failure.error.code() in _REQUEST_LEVEL:
-        raise failure
-    code, message, *_ = rest_failure(failure.error, request_bytes=failure.request_bytes)
-    result: dict[str, Any] = {"index": index, "code": code, "status": _phrase(code)}
-    if segment_id:
-        result["id"] = segment_id
-    result["message"] = message
-    return result
-
-
-def _phrase(code: int) -> str:
-    return HTTPStatus(code).phrase
-
-
 class SegmentRoutes:
     def __init__(self, client: GrpcClient) -> None:
         self.client = client
@@ -134,12 +117,16 @@ class SegmentRoutes:
         )
         return answer.segment
 
-    async def _get(self, request: web.Request) -> segment_pb2.Segment:
+    async def _get(
+        self, request: web.Request, mask: FieldMask | None = None
+    ) -> segment_pb2.Segment:
         answer: segment_pb2.GetSegmentResponse = await self.client.call(
             request,
             self.client.segments.GetSegment,
             segment_pb2.GetSegmentRequest(
-                tenant=request.match_info["tenant"], segment_id=request.match_info["segmentId"]
+                tenant=request.match_info["tenant"],
+                segment_id=request.match_info["segmentId"],
+                read_mask=mask,
             ),
         )
         return answer.segment
@@ -164,16 +151,8 @@ class SegmentRoutes:
         )
 
     async def get_segment(self, request: web.Request) -> web.StreamResponse:
-        segment = await self._get(request)
-        version = segment.metadata.version
-        unchanged = not_modified(request, version)
-        if unchanged is not None:
-            return unchanged
-        body = render.segment(segment)
-        paths = fields_of(request)
-        return web.json_response(
-            render.select(body, paths) if paths else body, headers={"ETag": etag(version)}
-        )
+        segment = await self._get(request, read_mask(request, SEGMENT_FIELDS))
+        return single(request, render.segment(segment), segment.metadata.version)
 
     async def upsert_segment(self, request: web.Request) -> web.StreamResponse:
         upsert = parsed(SegmentDocument, await json_body(request))
@@ -246,76 +225,57 @@ class SegmentRoutes:
                 q=q,
                 customer_id=request.query.get("customerId", ""),
                 legal_entity_id=request.query.get("legalEntityId", ""),
+                read_mask=read_mask(request, SEGMENT_FIELDS),
                 **paging_fields(request),
             ),
         )
         bodies = [render.segment(segment) for segment in answer.segments]
         return listing(request, bodies, answer)
 
-    # Bulk: each item is its own call, so each is decided (and reported) on its own.
+    # Bulk: the service decides each item on its own (SegmentService Bulk* RPCs).
 
     async def bulk_create(self, request: web.Request) -> web.StreamResponse:
+        refuse_if_match(request)
         valid, results = parse_items(await json_body(request), SegmentCreation)
-        for index, creation in valid:
-            try:
-                created = await self._create(request, creation)
-            except RpcFailed as failure:
-                results[index] = _failed_item(index, failure, creation.id)
-                continue
-            results[index] = {"index": index, "id": created.id, "code": 201, "status": "Created"}
-        return _multi_status(results)
+        message = segment_pb2.BulkCreateSegmentsRequest(
+            tenant=request.match_info["tenant"],
+            segments=[_segment(creation, creation.id or "") for _, creation in valid],
+        )
+        method = self.client.segments.BulkCreateSegments
+        forwarded = [index for index, _ in valid]
+        return await multi_status(
+            self.client, request, method, message, forwarded, results, render.segment_bulk_result
+        )
 
     async def bulk_upsert(self, request: web.Request) -> web.StreamResponse:
+        refuse_if_match(request)
         valid, results = parse_items(await json_body(request), SegmentCreation)
-        for index, item in valid:
-            if not item.id:
-                results[index] = {
-                    "index": index,
-                    "code": 400,
-                    "status": "Bad Request",
-                    "message": "id: is required",
-                }
-                continue
-            try:
-                answer = await self.client.call(
-                    request,
-                    self.client.segments.UpsertSegment,
-                    _upsert_request(request.match_info["tenant"], item.id, item),
-                )
-            except RpcFailed as failure:
-                results[index] = _failed_item(index, failure, item.id)
-                continue
-            code = 201 if answer.created else 204
-            results[index] = {"index": index, "id": item.id, "code": code, "status": _phrase(code)}
-        return _multi_status(results)
+        message = segment_pb2.BulkUpsertSegmentsRequest(tenant=request.match_info["tenant"])
+        for _, upsert in valid:
+            item = message.items.add(segment=_segment(upsert, upsert.id or ""))
+            if upsert.metadata is not None and upsert.metadata.version is not None:
+                item.version = upsert.metadata.version
+        method = self.client.segments.BulkUpsertSegments
+        forwarded = [index for index, _ in valid]
+        return await multi_status(
+            self.client, request, method, message, forwarded, results, render.segment_bulk_result
+        )
 
     async def bulk_delete(self, request: web.Request) -> web.StreamResponse:
+        refuse_if_match(request)
         ids = bulk_items(await json_body(request))
-        force = _force(request)
+        message = segment_pb2.BulkDeleteSegmentsRequest(
+            tenant=request.match_info["tenant"], force=_force(request)
+        )
         results: dict[int, dict[str, Any]] = {}
+        forwarded: list[int] = []
         for index, segment_id in enumerate(ids, start=1):
-            if not isinstance(segment_id, str):
-                results[index] = {
-                    "index": index,
-                    "code": 400,
-                    "status": "Bad Request",
-                    "message": "id: must be a string",
-                }
-                continue
-            try:
-                await self.client.call(
-                    request,
-                    self.client.segments.DeleteSegment,
-                    segment_pb2.DeleteSegmentRequest(
-                        tenant=request.match_info["tenant"], segment_id=segment_id, force=force
-                    ),
-                )
-            except RpcFailed as failure:
-                results[index] = _failed_item(index, failure, segment_id)
-                continue
-            results[index] = {"index": index, "id": segment_id, "code": 204, "status": "No Content"}
-        return _multi_status(results)
-
-
-def _multi_status(results: dict[int, dict[str, Any]]) -> web.Response:
-    return web.json_response([results[index] for index in sorted(results)], status=207)
+            if isinstance(segment_id, str):
+                message.segment_ids.append(segment_id)
+                forwarded.append(index)
+            else:
+                results[index] = bad_item(index, BadRequest("id", "must be a string"))
+        method = self.client.segments.BulkDeleteSegments
+        return await multi_status(
+            self.client, request, method, message, forwarded, results, render.segment_bulk_result
+        )

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any, TypeVar
 
 from customersegment.v1 import assignment_pb2, assignment_pb2_grpc
-from google.protobuf.field_mask_pb2 import FieldMask
 from grpc import aio
 
 from customer_segments.domain.assignment import (
@@ -14,25 +13,15 @@ from customer_segments.domain.assignment import (
     BulkRemoveInput,
     BulkUpsertInput,
 )
-from customer_segments.domain.errors import InvalidArgument
 from customer_segments.domain.listing import Page
 from customer_segments.grpc.auth_interceptor import caller
 from customer_segments.grpc.convert import assignment_to_proto, bulk_results_to_proto
 from customer_segments.grpc.page_budget import within_budget
+from customer_segments.grpc.projection import projected, read_mask
 from customer_segments.services import assignments, bulk_assignments
 from customer_segments.store.store import Store
 
 Context = aio.ServicerContext[Any, Any]
-
-
-def _read_mask(mask: FieldMask) -> FieldMask | None:
-    if not mask.paths:
-        return None
-    if not mask.IsValidForDescriptor(assignment_pb2.Assignment.DESCRIPTOR):
-        raise InvalidArgument(
-            "fields", f"unknown field path in '{','.join(mask.paths)}' (paths of Assignment)"
-        )
-    return mask
 
 
 # Bulk and Stream RPCs have messages of their own with the same fields.
@@ -76,6 +65,7 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
     async def GetAssignment(
         self, request: assignment_pb2.GetAssignmentRequest, context: Context
     ) -> assignment_pb2.GetAssignmentResponse:
+        mask = read_mask(request.read_mask, assignment_pb2.Assignment.DESCRIPTOR, "read_mask")
         assignment = await assignments.get_assignment(
             self.store,
             caller(),
@@ -84,7 +74,9 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
             request.customer_id,
             request.legal_entity_id,
         )
-        return assignment_pb2.GetAssignmentResponse(assignment=assignment_to_proto(assignment))
+        return assignment_pb2.GetAssignmentResponse(
+            assignment=projected(assignment_to_proto(assignment), mask)
+        )
 
     async def UpsertAssignment(
         self, request: assignment_pb2.UpsertAssignmentRequest, context: Context
@@ -133,7 +125,7 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
     async def _list(
         self, request: _ListMessage, response: _ListAnswer, *, search: bool
     ) -> _ListAnswer:
-        mask = _read_mask(request.fields)
+        mask = read_mask(request.fields, assignment_pb2.Assignment.DESCRIPTOR, "fields")
         # The same answer, for different scopes.
         use_case = assignments.search_assignments if search else assignments.list_assignments
         page = await use_case(
@@ -150,12 +142,9 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
         response.total_count = page.total_count or 0
         response.next_page_token = page.cursors.next
         response.previous_page_token = page.cursors.previous
-        for assignment in page.items:
-            full = assignment_to_proto(assignment)
-            if mask is None:
-                response.assignments.append(full)
-            else:
-                mask.MergeMessage(full, response.assignments.add())
+        response.assignments.extend(
+            projected(assignment_to_proto(assignment), mask) for assignment in page.items
+        )
         return within_budget(response, "assignments", page)
 
     async def BulkUpsertAssignments(

@@ -12,7 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from customer_segments.domain.assignment import Assignment, AssignmentType, BulkItemResult
 from customer_segments.domain.errors import InvalidArgument
-from customer_segments.domain.segment import Segment, SegmentStatus
+from customer_segments.domain.segment import BulkSegmentResult, Segment, SegmentStatus
 from customer_segments.domain.validation import dump_json
 
 _ASSIGNMENT_TYPES = {
@@ -105,3 +105,13 @@ def bulk_results_to_proto(results: list[BulkItemResult]) -> list[common_pb2.Bulk
         )
         for result in results
     ]
+
+
+def bulk_segment_result_to_proto(result: BulkSegmentResult) -> segment_pb2.BulkSegmentResult:
+    return segment_pb2.BulkSegmentResult(
+        index=result.index,
+        code=result.code,
+        status=_PHRASES[result.code],
+        message=result.message,
+        segment_id=result.segment_id,
+    )

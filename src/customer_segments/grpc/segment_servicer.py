@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from customersegment.v1 import segment_pb2, segment_pb2_grpc
 from grpc import aio
 
 from customer_segments.domain.listing import Page
-from customer_segments.domain.segment import SegmentInput
+from customer_segments.domain.segment import BulkSegmentUpsert, SegmentInput
 from customer_segments.domain.segment_document import PatchInput
 from customer_segments.grpc.auth_interceptor import caller
-from customer_segments.grpc.convert import SEGMENT_STATUS_FROM_PROTO, moment, segment_to_proto
+from customer_segments.grpc.convert import (
+    SEGMENT_STATUS_FROM_PROTO,
+    bulk_segment_result_to_proto,
+    moment,
+    segment_to_proto,
+)
 from customer_segments.grpc.page_budget import within_budget
-from customer_segments.services import segments
+from customer_segments.grpc.projection import projected, read_mask
+from customer_segments.services import bulk_segments, segments
 from customer_segments.store.store import Store
 
 Context = aio.ServicerContext[Any, Any]
@@ -35,6 +42,11 @@ def _input(segment: segment_pb2.Segment) -> SegmentInput:
         mixins_json=segment.mixins_json,
         metadata_mixins_json=segment.metadata.mixins_json,
     )
+
+
+def _upsert_item(item: segment_pb2.BulkUpsertSegmentsItem) -> BulkSegmentUpsert:
+    version = item.version if item.HasField("version") else None
+    return BulkSegmentUpsert(item.segment.id, _input(item.segment), version)
 
 
 class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
@@ -85,14 +97,16 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
     async def GetSegment(
         self, request: segment_pb2.GetSegmentRequest, context: Context
     ) -> segment_pb2.GetSegmentResponse:
+        mask = read_mask(request.read_mask, segment_pb2.Segment.DESCRIPTOR, "read_mask")
         segment = await segments.get_segment(
             self.store, caller(), request.tenant, request.segment_id
         )
-        return segment_pb2.GetSegmentResponse(segment=segment_to_proto(segment))
+        return segment_pb2.GetSegmentResponse(segment=projected(segment_to_proto(segment), mask))
 
     async def ListSegments(
         self, request: segment_pb2.ListSegmentsRequest, context: Context
     ) -> segment_pb2.ListSegmentsResponse:
+        mask = read_mask(request.read_mask, segment_pb2.Segment.DESCRIPTOR, "read_mask")
         page = await segments.list_segments(
             self.store,
             caller(),
@@ -106,7 +120,7 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
             include_total_count=request.include_total_count,
         )
         response = segment_pb2.ListSegmentsResponse(
-            segments=[segment_to_proto(segment) for segment in page.items],
+            segments=[projected(segment_to_proto(segment), mask) for segment in page.items],
             total_count=page.total_count or 0,
             next_page_token=page.cursors.next,
             previous_page_token=page.cursors.previous,
@@ -125,3 +139,35 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
             expected_version=request.version if request.HasField("version") else None,
         )
         return segment_pb2.DeleteSegmentResponse()
+
+    async def BulkCreateSegments(
+        self, request: segment_pb2.BulkCreateSegmentsRequest, context: Context
+    ) -> AsyncIterator[segment_pb2.BulkCreateSegmentsResponse]:
+        # Each read when it is decided: a timestamp out of range is that item's 400.
+        items = ((lambda s=segment: (s.id, _input(s))) for segment in request.segments)
+        results = bulk_segments.bulk_create_segments(self.store, caller(), request.tenant, items)
+        async for result in results:
+            yield segment_pb2.BulkCreateSegmentsResponse(
+                results=[bulk_segment_result_to_proto(result)]
+            )
+
+    async def BulkUpsertSegments(
+        self, request: segment_pb2.BulkUpsertSegmentsRequest, context: Context
+    ) -> AsyncIterator[segment_pb2.BulkUpsertSegmentsResponse]:
+        items = ((lambda i=item: _upsert_item(i)) for item in request.items)
+        results = bulk_segments.bulk_upsert_segments(self.store, caller(), request.tenant, items)
+        async for result in results:
+            yield segment_pb2.BulkUpsertSegmentsResponse(
+                results=[bulk_segment_result_to_proto(result)]
+            )
+
+    async def BulkDeleteSegments(
+        self, request: segment_pb2.BulkDeleteSegmentsRequest, context: Context
+    ) -> AsyncIterator[segment_pb2.BulkDeleteSegmentsResponse]:
+        results = bulk_segments.bulk_delete_segments(
+            self.store, caller(), request.tenant, request.segment_ids, force=request.force
+        )
+        async for result in results:
+            yield segment_pb2.BulkDeleteSegmentsResponse(
+                results=[bulk_segment_result_to_proto(result)]
+            )

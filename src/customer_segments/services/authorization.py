@@ -28,6 +28,9 @@ class UseCase(StrEnum):
     GET_SEGMENT = "GetSegment"
     LIST_SEGMENTS = "ListSegments"
     DELETE_SEGMENT = "DeleteSegment"
+    BULK_CREATE_SEGMENTS = "BulkCreateSegments"
+    BULK_UPSERT_SEGMENTS = "BulkUpsertSegments"
+    BULK_DELETE_SEGMENTS = "BulkDeleteSegments"
     UPSERT_CUSTOMER = "UpsertCustomer"
     UPSERT_LEGAL_ENTITY = "UpsertLegalEntity"
 
@@ -52,6 +55,9 @@ USE_CASE_SCOPES: dict[UseCase, frozenset[str]] = {
     UseCase.GET_SEGMENT: _READ_OR_OWN,
     UseCase.LIST_SEGMENTS: _READ_OR_OWN,
     UseCase.DELETE_SEGMENT: _MANAGE,
+    UseCase.BULK_CREATE_SEGMENTS: _MANAGE,
+    UseCase.BULK_UPSERT_SEGMENTS: _MANAGE,
+    UseCase.BULK_DELETE_SEGMENTS: _MANAGE,
     # The directory is fed by internal services that manage assignments.
     UseCase.UPSERT_CUSTOMER: _MANAGE,
     UseCase.UPSERT_LEGAL_ENTITY: _MANAGE,

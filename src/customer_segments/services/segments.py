@@ -46,14 +46,21 @@ async def create_segment(
 ) -> Segment:
     """`segment_id` empty: an id is made (see `new_segment_id`)."""
     with authorized_write(principal, UseCase.CREATE_SEGMENT, tenant, segment_id):
-        fields = segment.validated()
-        validation.tenant(tenant)
-        segment_id = validation.optional_identifier(segment_id, "segment.id") or new_segment_id()
-        async with store.write() as connection:
-            created = await store.segments.insert(connection, tenant, segment_id, fields, utc_now())
-        if created is None:
-            raise AlreadyExists(segment_id)
-        return created
+        return await insert_segment(store, tenant, segment_id, segment)
+
+
+async def insert_segment(
+    store: Store, tenant: str, segment_id: str, segment: SegmentInput
+) -> Segment:
+    """The write of `create_segment`, for a caller already authorized (a bulk item)."""
+    fields = segment.validated()
+    validation.tenant(tenant)
+    segment_id = validation.optional_identifier(segment_id, "segment.id") or new_segment_id()
+    async with store.write() as connection:
+        created = await store.segments.insert(connection, tenant, segment_id, fields, utc_now())
+    if created is None:
+        raise AlreadyExists(segment_id)
+    return created
 
 
 async def upsert_segment(
@@ -69,23 +76,37 @@ async def upsert_segment(
     """With `expected_version`, only if that is the stored one (an absent segment is created
     whatever it is); with `must_exist`, never creates."""
     with authorized_write(principal, UseCase.UPSERT_SEGMENT, tenant, segment_id):
-        fields = segment.validated()
-        validation.tenant(tenant)
-        validation.identifier(segment_id, "segment_id")
-        if expected_version is not None and expected_version < 1:
-            raise InvalidArgument("version", "must be at least 1")
-        async with store.write() as connection:
-            written = await store.segments.upsert(
-                connection, tenant, segment_id, fields, expected_version, utc_now()
-            )
-            if written is not None and must_exist and written.version == 1:
-                # Rolls the creation back.
-                raise VersionConflict("segment", segment_id, expected_version, None)
-            if written is None:  # read only on this rare path, for PreconditionFailure
-                current = await store.segments.get(connection, tenant, segment_id)
-                actual = None if current is None else current.version
-                raise VersionConflict("segment", segment_id, expected_version, actual)
-        return SegmentUpsertOutcome(created=written.version == 1, segment=written)
+        return await write_segment(
+            store, tenant, segment_id, segment, expected_version, must_exist=must_exist
+        )
+
+
+async def write_segment(
+    store: Store,
+    tenant: str,
+    segment_id: str,
+    segment: SegmentInput,
+    expected_version: int | None,
+    *,
+    must_exist: bool = False,
+) -> SegmentUpsertOutcome:
+    """The write of `upsert_segment`, for a caller already authorized (a bulk item)."""
+    fields = segment.validated()
+    validation.tenant(tenant)
+    validation.identifier(segment_id, "segment_id")
+    _check_expected(expected_version)
+    async with store.write() as connection:
+        written = await store.segments.upsert(
+            connection, tenant, segment_id, fields, expected_version, utc_now()
+        )
+        if written is not None and must_exist and written.version == 1:
+            # Rolls the creation back.
+            raise VersionConflict("segment", segment_id, expected_version, None)
+        if written is None:  # read only on this rare path, for PreconditionFailure
+            current = await store.segments.get(connection, tenant, segment_id)
+            actual = None if current is None else current.version
+            raise VersionConflict("segment", segment_id, expected_version, actual)
+    return SegmentUpsertOutcome(created=written.version == 1, segment=written)
 
 
 async def patch_segment(
@@ -222,23 +243,37 @@ async def delete_segment(
     """A segment with assignments is deleted only with `force`, together with them; with
     `expected_version`, only at that version."""
     with authorized_write(principal, UseCase.DELETE_SEGMENT, tenant, segment_id):
-        validation.tenant(tenant)
-        validation.identifier(segment_id, "segment_id")
-        _check_expected(expected_version)
-        async with store.write() as connection:
-            # Locked first: a write of its assignments that is under way finishes before, and
-            # one that starts after waits, then finds the segment gone (NotFound).
-            current = await store.segments.get(connection, tenant, segment_id, lock=True)
-            _require_version(current, expected_version, segment_id)
-            if current is None:
-                raise NotFound("segment", segment_id)
-            if await store.assignments.any_in_segment(connection, tenant, segment_id):
-                if not force:
-                    raise FailedPrecondition(
-                        f"The segment with id {segment_id} still has customer assignments; "
-                        "delete with force to remove them too.",
-                        segment_id,
-                        Reason.SEGMENT_HAS_ASSIGNMENTS,
-                    )
-                await store.assignments.delete_all_in_segment(connection, tenant, segment_id)
-            await store.segments.delete(connection, tenant, segment_id)
+        await remove_segment(
+            store, tenant, segment_id, force=force, expected_version=expected_version
+        )
+
+
+async def remove_segment(
+    store: Store,
+    tenant: str,
+    segment_id: str,
+    *,
+    force: bool,
+    expected_version: int | None = None,
+) -> None:
+    """The deletion of `delete_segment`, for a caller already authorized (a bulk item)."""
+    validation.tenant(tenant)
+    validation.identifier(segment_id, "segment_id")
+    _check_expected(expected_version)
+    async with store.write() as connection:
+        # Locked first: a write of its assignments that is under way finishes before, and
+        # one that starts after waits, then finds the segment gone (NotFound).
+        current = await store.segments.get(connection, tenant, segment_id, lock=True)
+        _require_version(current, expected_version, segment_id)
+        if current is None:
+            raise NotFound("segment", segment_id)
+        if await store.assignments.any_in_segment(connection, tenant, segment_id):
+            if not force:
+                raise FailedPrecondition(
+                    f"The segment with id {segment_id} still has customer assignments; "
+                    "delete with force to remove them too.",
+                    segment_id,
+                    Reason.SEGMENT_HAS_ASSIGNMENTS,
+                )
+            await store.assignments.delete_all_in_segment(connection, tenant, segment_id)
+        await store.segments.delete(connection, tenant, segment_id)
