@@ -84,3 +84,27 @@ def test_the_core_dependencies_are_the_clients() -> None:
         for spec in project["optional-dependencies"]["server"]
     }
     assert {"sqlalchemy", "asyncpg", "aiohttp", "alembic", "google-re2"} <= server
+
+
+def test_the_command_without_the_server_says_what_to_install() -> None:
+    program = textwrap.dedent(
+        """
+        import importlib.abc, sys
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "pydantic":
+                    raise ModuleNotFoundError("no pydantic here", name=name)
+                return None
+
+        sys.meta_path.insert(0, Block())
+        from customer_segments.command import main
+        main()
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    assert done.returncode == 1
+    assert "pydantic is not installed" in done.stderr
+    assert "customer-segments[server]" in done.stderr
