@@ -24,6 +24,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from customer_segments.client.types import (
     Assignment,
+    AssignmentListing,
     AssignmentPage,
     AssignmentType,
     BulkItemResult,
@@ -31,9 +32,11 @@ from customer_segments.client.types import (
     BulkUpsertItem,
     Customer,
     LegalEntity,
+    Listing,
     Metadata,
     PatchOperation,
     Segment,
+    SegmentFields,
     SegmentPage,
     SegmentStatus,
     UpsertedAssignment,
@@ -172,27 +175,26 @@ def remove_assignment_request(
     )
 
 
+def _paging(listing: Listing) -> dict[str, Any]:
+    """The paging fields of a list request: the keys of Listing are the proto's field names."""
+    return {
+        "q": listing.get("q", ""),
+        "sort": listing.get("sort", ""),
+        "page_size": listing.get("page_size", 0),
+        "page_number": listing.get("page_number", 0),
+        "page_token": listing.get("page_token") or "",
+        "include_total_count": listing.get("include_total_count", False),
+    }
+
+
 def list_assignments_request(
-    tenant: str,
-    segment_id: str,
-    q: str,
-    sort: str,
-    page_size: int,
-    page_number: int,
-    page_token: str | None,
-    include_total_count: bool,
-    fields: Sequence[str] | None,
+    tenant: str, segment_id: str, listing: AssignmentListing
 ) -> assignment_pb2.ListAssignmentsRequest:
     return assignment_pb2.ListAssignmentsRequest(
         tenant=tenant,
         segment_id=segment_id,
-        q=q,
-        sort=sort,
-        page_size=page_size,
-        page_number=page_number,
-        page_token=page_token or "",
-        include_total_count=include_total_count,
-        fields=_field_mask(fields),
+        fields=_field_mask(listing.get("fields")),
+        **_paging(listing),
     )
 
 
@@ -291,27 +293,20 @@ def bulk_results(message: common_pb2.BulkItemResults) -> list[BulkItemResult]:
 # Segments -----------------------------------------------------------------------------------
 
 
-def segment_message(
-    segment_id: str,
-    name: Mapping[str, str],
-    site_code: str,
-    description: Mapping[str, str] | None,
-    status: SegmentStatus,
-    valid_from: datetime | None,
-    valid_to: datetime | None,
-    mixins: Mapping[str, Any] | None,
-    metadata_mixins: Mapping[str, Any] | None,
-) -> segment_pb2.Segment:
+def segment_message(segment_id: str, fields: SegmentFields) -> segment_pb2.Segment:
+    status = SegmentStatus(fields.get("status", SegmentStatus.INACTIVE))
     message = segment_pb2.Segment(
         id=segment_id,
-        name=dict(name),
-        description=dict(description or {}),
-        status=_SEGMENT_STATUSES_TO_PROTO[SegmentStatus(status)],
-        site_code=site_code,
-        mixins_json=_json_text(mixins),
+        name=dict(fields["name"]),
+        description=dict(fields.get("description") or {}),
+        status=_SEGMENT_STATUSES_TO_PROTO[status],
+        site_code=fields["site_code"],
+        mixins_json=_json_text(fields.get("mixins")),
     )
+    metadata_mixins = fields.get("metadata_mixins")
     if metadata_mixins:
         message.metadata.mixins_json = _json_text(metadata_mixins)
+    valid_from, valid_to = fields.get("valid_from"), fields.get("valid_to")
     if valid_from is not None:
         getattr(message.validity, "from").CopyFrom(_timestamp(valid_from))
     if valid_to is not None:
@@ -373,26 +368,13 @@ def get_segment_request(tenant: str, segment_id: str) -> segment_pb2.GetSegmentR
 
 
 def list_segments_request(
-    tenant: str,
-    q: str,
-    sort: str,
-    page_size: int,
-    page_number: int,
-    page_token: str | None,
-    include_total_count: bool,
-    customer_id: str | None,
-    legal_entity_id: str | None,
+    tenant: str, customer_id: str | None, legal_entity_id: str | None, listing: Listing
 ) -> segment_pb2.ListSegmentsRequest:
     return segment_pb2.ListSegmentsRequest(
         tenant=tenant,
-        q=q,
-        sort=sort,
-        page_size=page_size,
-        page_number=page_number,
-        page_token=page_token or "",
-        include_total_count=include_total_count,
         customer_id=customer_id or "",
         legal_entity_id=legal_entity_id or "",
+        **_paging(listing),
     )
 
 

@@ -14,10 +14,9 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, Unpack
 
 import grpc
 
@@ -25,14 +24,16 @@ from customer_segments.client import _convert as convert
 from customer_segments.client.errors import from_rpc_error
 from customer_segments.client.types import (
     Assignment,
+    AssignmentListing,
     AssignmentPage,
     BulkItemResult,
     BulkRemoveItem,
     BulkUpsertItem,
+    Listing,
     PatchOperation,
     Segment,
+    SegmentFields,
     SegmentPage,
-    SegmentStatus,
     UpsertedAssignment,
     UpsertedSegment,
 )
@@ -329,59 +330,26 @@ class CustomerSegmentsClient:
         tenant: str,
         segment_id: str,
         *,
-        q: str = "",
-        sort: str = "",
-        page_size: int = 0,
-        page_number: int = 0,
-        page_token: str | None = None,
-        include_total_count: bool = False,
-        fields: Sequence[str] | None = None,
         timeout: float | None = None,
+        **listing: Unpack[AssignmentListing],
     ) -> AssignmentPage:
-        """A page of the segment's assignments (a customer token: only its own). `q` and
-        `sort` are the Emporix syntax; page_size 0 is the server's default (60)."""
-        request = convert.list_assignments_request(
-            tenant,
-            segment_id,
-            q,
-            sort,
-            page_size,
-            page_number,
-            page_token,
-            include_total_count,
-            fields,
-        )
+        """A page of the segment's assignments (a customer token: only its own)."""
+        request = convert.list_assignments_request(tenant, segment_id, listing)
         answer = await self._unary(self._rpc.assignments.ListAssignments, request, timeout)
-        return convert.assignment_page(answer, include_total_count)
+        return convert.assignment_page(answer, listing.get("include_total_count", False))
 
     async def search_assignments(
         self,
         tenant: str,
         segment_id: str,
         *,
-        q: str = "",
-        sort: str = "",
-        page_size: int = 0,
-        page_number: int = 0,
-        page_token: str | None = None,
-        include_total_count: bool = False,
-        fields: Sequence[str] | None = None,
         timeout: float | None = None,
+        **listing: Unpack[AssignmentListing],
     ) -> AssignmentPage:
         """As list_assignments, under the scope rules of the search path (no customer tokens)."""
-        request = convert.search_assignments_request(
-            tenant,
-            segment_id,
-            q,
-            sort,
-            page_size,
-            page_number,
-            page_token,
-            include_total_count,
-            fields,
-        )
+        request = convert.search_assignments_request(tenant, segment_id, listing)
         answer = await self._unary(self._rpc.assignments.SearchAssignments, request, timeout)
-        return convert.assignment_page(answer, include_total_count)
+        return convert.assignment_page(answer, listing.get("include_total_count", False))
 
     async def bulk_upsert_assignments(
         self,
@@ -461,30 +429,14 @@ class CustomerSegmentsClient:
         self,
         tenant: str,
         *,
-        name: Mapping[str, str],
-        site_code: str,
         segment_id: str = "",
-        description: Mapping[str, str] | None = None,
-        status: SegmentStatus = SegmentStatus.INACTIVE,
-        valid_from: datetime | None = None,
-        valid_to: datetime | None = None,
-        mixins: Mapping[str, Any] | None = None,
-        metadata_mixins: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        **fields: Unpack[SegmentFields],
     ) -> Segment:
         """AlreadyExists when the id is taken; an empty id gets a generated one. Not retried."""
-        message = convert.segment_message(
-            segment_id,
-            name,
-            site_code,
-            description,
-            status,
-            valid_from,
-            valid_to,
-            mixins,
-            metadata_mixins,
+        request = convert.create_segment_request(
+            tenant, convert.segment_message(segment_id, fields)
         )
-        request = convert.create_segment_request(tenant, message)
         return convert.segment(
             await self._unary(self._rpc.segments.CreateSegment, request, timeout)
         )
@@ -494,29 +446,13 @@ class CustomerSegmentsClient:
         tenant: str,
         segment_id: str,
         *,
-        name: Mapping[str, str],
-        site_code: str,
-        description: Mapping[str, str] | None = None,
-        status: SegmentStatus = SegmentStatus.INACTIVE,
-        valid_from: datetime | None = None,
-        valid_to: datetime | None = None,
-        mixins: Mapping[str, Any] | None = None,
-        metadata_mixins: Mapping[str, Any] | None = None,
         version: int | None = None,
         must_exist: bool = False,
         timeout: float | None = None,
+        **fields: Unpack[SegmentFields],
     ) -> UpsertedSegment:
-        message = convert.segment_message(
-            segment_id,
-            name,
-            site_code,
-            description,
-            status,
-            valid_from,
-            valid_to,
-            mixins,
-            metadata_mixins,
-        )
+        """Creates or replaces (PUT semantics); `version` and `must_exist` as for assignments."""
+        message = convert.segment_message(segment_id, fields)
         request = convert.upsert_segment_request(tenant, segment_id, message, version, must_exist)
         answer = await self._unary(self._rpc.segments.UpsertSegment, request, timeout)
         return convert.upserted_segment(answer)
@@ -547,29 +483,14 @@ class CustomerSegmentsClient:
         *,
         customer_id: str | None = None,
         legal_entity_id: str | None = None,
-        q: str = "",
-        sort: str = "",
-        page_size: int = 0,
-        page_number: int = 0,
-        page_token: str | None = None,
-        include_total_count: bool = False,
         timeout: float | None = None,
+        **listing: Unpack[Listing],
     ) -> SegmentPage:
         """A page of the tenant's segments; with `customer_id` (and `legal_entity_id`), only
         the segments that customer is assigned to."""
-        request = convert.list_segments_request(
-            tenant,
-            q,
-            sort,
-            page_size,
-            page_number,
-            page_token,
-            include_total_count,
-            customer_id,
-            legal_entity_id,
-        )
+        request = convert.list_segments_request(tenant, customer_id, legal_entity_id, listing)
         answer = await self._unary(self._rpc.segments.ListSegments, request, timeout)
-        return convert.segment_page(answer, include_total_count)
+        return convert.segment_page(answer, listing.get("include_total_count", False))
 
     async def delete_segment(
         self,

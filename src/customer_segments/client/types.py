@@ -6,10 +6,11 @@ so a change of the wire format is not a change of the callers' code.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Required, TypedDict
 
 
 class AssignmentType(StrEnum):
@@ -150,3 +151,41 @@ class PatchOperation:
     op: str
     path: str
     value: Any = None
+
+
+class Listing(TypedDict, total=False):
+    """How a list call pages: keyword arguments of list_assignments, search_assignments and
+    list_segments."""
+
+    # Emporix query and sort syntax (README "Search").
+    q: str
+    sort: str
+    # 0: the server's default (60); at most 1000.
+    page_size: int
+    # 1-based; ignored with a page_token.
+    page_number: int
+    # A next_page_token or previous_page_token of an earlier page of the same q and sort.
+    page_token: str | None
+    # Fill total_count (a count of all matches; never with a page_token).
+    include_total_count: bool
+
+
+class AssignmentListing(Listing, total=False):
+    # Assignment paths to return (e.g. customer.id, metadata.version); None: everything.
+    fields: Sequence[str] | None
+
+
+class SegmentFields(TypedDict, total=False):
+    """A segment as written: keyword arguments of create_segment and upsert_segment."""
+
+    # Language code -> text.
+    name: Required[Mapping[str, str]]
+    site_code: Required[str]
+    description: Mapping[str, str] | None
+    # INACTIVE when not given.
+    status: SegmentStatus
+    valid_from: datetime | None
+    valid_to: datetime | None
+    mixins: Mapping[str, Any] | None
+    # Mixin name -> schema URL.
+    metadata_mixins: Mapping[str, Any] | None
