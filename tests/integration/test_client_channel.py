@@ -64,8 +64,17 @@ class FlakySegments(segment_pb2_grpc.SegmentServiceServicer):
 
 
 class FlakyAssignments(assignment_pb2_grpc.CustomerAssignmentServiceServicer):
+    """StreamUpsertAssignments is UNAVAILABLE; BulkUpsertAssignments never answers."""
+
     def __init__(self) -> None:
         self.attempts: Counter[str] = Counter()
+        self.never = asyncio.Event()
+
+    async def BulkUpsertAssignments(
+        self, request: Any, context: Any
+    ) -> AsyncIterator[common_pb2.BulkItemResults]:
+        await self.never.wait()
+        yield common_pb2.BulkItemResults()
 
     async def StreamUpsertAssignments(
         self, requests: Any, context: Any
@@ -92,6 +101,7 @@ async def flaky() -> AsyncIterator[Flaky]:
     await server.start()
     yield Flaky(segments, assignments, port)
     segments.never.set()
+    assignments.never.set()
     await server.stop(0)
 
 
@@ -133,6 +143,13 @@ async def test_every_call_has_the_default_deadline(flaky: Flaky) -> None:
     async with CustomerSegmentsClient(flaky.target, timeout=0.05) as client:
         with pytest.raises(DeadlineExceeded):
             await client.list_segments("acme")
+
+
+async def test_bulk_calls_have_the_bulk_deadline(flaky: Flaky) -> None:
+    async with CustomerSegmentsClient(flaky.target, timeout=3600, bulk_timeout=0.05) as client:
+        with pytest.raises(DeadlineExceeded):
+            async for _ in client.bulk_upsert_assignments("acme", "gold", [BulkUpsertItem("c")]):
+                pass
 
 
 async def test_a_call_overrides_the_deadline(flaky: Flaky) -> None:
@@ -236,10 +253,10 @@ async def test_tls_without_the_servers_ca_is_refused(tls_server: Tls) -> None:
     # into a success.
     async with CustomerSegmentsClient(tls_server.target, tls=True, retry=None) as client:
         with pytest.raises(Unavailable):
-            await client.get_segment("acme", "gold", timeout=5)
+            await client.get_segment("acme", "gold", timeout=60)
 
 
 async def test_plaintext_towards_a_tls_server_fails(tls_server: Tls) -> None:
     async with CustomerSegmentsClient(tls_server.target, retry=None) as client:
         with pytest.raises(Unavailable):
-            await client.get_segment("acme", "gold", timeout=5)
+            await client.get_segment("acme", "gold", timeout=60)

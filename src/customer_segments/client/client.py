@@ -40,6 +40,8 @@ from customer_segments.client.types import (
 
 TokenProvider = Callable[[], str | Awaitable[str]]
 DEFAULT_TIMEOUT_SECONDS = 30.0
+# A bulk call's deadline covers all its items, so it gets longer by default.
+DEFAULT_BULK_TIMEOUT_SECONDS = 600.0
 # Items per streamed message: the server decides items in batches of this size, so a result
 # comes back per message without one HTTP/2 frame per item.
 DEFAULT_CHUNK_SIZE = 200
@@ -123,9 +125,9 @@ class CustomerSegmentsClient:
     `token` is sent on every call; `token_provider` (sync or async) is asked for a token before
     every call instead, so that it can refresh them. `tls`: None or False for plaintext (a
     loopback or a mesh that encrypts), True for TLS with the system's roots, a TlsConfig, or
-    grpc.ChannelCredentials. Every call has a deadline: `timeout` seconds unless the call
-    gives its own. Failures raise customer_segments.client.errors.CustomerSegmentsError and
-    its subclasses.
+    grpc.ChannelCredentials. Every call has a deadline: `timeout` seconds (`bulk_timeout` for
+    the bulk calls, whose deadline covers all their items) unless the call gives its own.
+    Failures raise customer_segments.client.errors.CustomerSegmentsError and its subclasses.
     """
 
     def __init__(
@@ -136,18 +138,20 @@ class CustomerSegmentsClient:
         token_provider: TokenProvider | None = None,
         tls: bool | TlsConfig | grpc.ChannelCredentials | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        bulk_timeout: float = DEFAULT_BULK_TIMEOUT_SECONDS,
         retry: RetryPolicy | None = RetryPolicy(),
         channel_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         if token is not None and token_provider is not None:
             raise ValueError("give token or token_provider, not both")
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
+        if timeout <= 0 or bulk_timeout <= 0:
+            raise ValueError("timeout and bulk_timeout must be positive")
         self._target = target
         self._token = token
         self._token_provider = token_provider
         self._tls = tls
         self._timeout = timeout
+        self._bulk_timeout = bulk_timeout
         self._options = [
             ("grpc.enable_retries", 1),
             ("grpc.service_config", _service_config(retry)),
@@ -219,6 +223,9 @@ class CustomerSegmentsClient:
     def _deadline(self, timeout: float | None) -> float:
         return self._timeout if timeout is None else timeout
 
+    def _bulk_deadline(self, timeout: float | None) -> float:
+        return self._bulk_timeout if timeout is None else timeout
+
     async def _unary(self, method: Any, request: Any, timeout: float | None) -> Any:
         try:
             return await method(
@@ -261,7 +268,9 @@ class CustomerSegmentsClient:
             if first:  # no items: the stream still names its tenant and segment
                 yield message(tenant, segment_id, [])
 
-        call = method(requests(), metadata=await self._metadata(), timeout=self._deadline(timeout))
+        call = method(
+            requests(), metadata=await self._metadata(), timeout=self._bulk_deadline(timeout)
+        )
         async for result in self._results(call):
             yield result
 
@@ -363,7 +372,7 @@ class CustomerSegmentsClient:
         server decides them. For any number of items, use stream_upsert_assignments."""
         request = convert.bulk_upsert_request(tenant, segment_id, items)
         call = self._rpc.assignments.BulkUpsertAssignments(
-            request, metadata=await self._metadata(), timeout=self._deadline(timeout)
+            request, metadata=await self._metadata(), timeout=self._bulk_deadline(timeout)
         )
         async for result in self._results(call):
             yield result
@@ -378,7 +387,7 @@ class CustomerSegmentsClient:
     ) -> AsyncIterator[BulkItemResult]:
         request = convert.bulk_remove_request(tenant, segment_id, items)
         call = self._rpc.assignments.BulkRemoveAssignments(
-            request, metadata=await self._metadata(), timeout=self._deadline(timeout)
+            request, metadata=await self._metadata(), timeout=self._bulk_deadline(timeout)
         )
         async for result in self._results(call):
             yield result
