@@ -15,7 +15,7 @@ COPY src ./src
 COPY generated ./generated
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --upgrade pip \
-    && /opt/venv/bin/pip install --no-cache-dir .
+    && /opt/venv/bin/pip install --no-cache-dir ".[server]"
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /data --create-home app

@@ -12,7 +12,7 @@ BUF := node_modules/.bin/buf
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[server,dev]'
 	touch $(STAMP)
 
 # --ignore-scripts: buf's postinstall only optimizes the launcher; bin/buf finds the
