@@ -104,8 +104,8 @@ async def test_assignment_methods(client: CustomerSegmentsClient, tenant: str, g
     with pytest.raises(NotFound) as raised:
         await client.get_assignment(tenant, gold, "c1", "le1")
     error = raised.value
-    assert error.reason is not None and error.reason.endswith("NOT_FOUND")
-    assert error.domain == "customersegment.v1"
+    assert error.reason == "ASSIGNMENT_NOT_FOUND"
+    assert error.domain == "customersegment.emporix.example"
     assert error.metadata.get("resourceType")
 
 

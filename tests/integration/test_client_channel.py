@@ -45,14 +45,18 @@ class FlakySegments(segment_pb2_grpc.SegmentServiceServicer):
         self.tokens: list[str] = []
         self.never = asyncio.Event()
 
-    async def GetSegment(self, request: Any, context: Any) -> segment_pb2.Segment:
+    async def GetSegment(self, request: Any, context: Any) -> segment_pb2.GetSegmentResponse:
         self.attempts["GetSegment"] += 1
         self.tokens.append(dict(context.invocation_metadata()).get("authorization", ""))
         if self.attempts["GetSegment"] <= FAILURES_BEFORE_SUCCESS:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
-        return segment_pb2.Segment(id=request.segment_id, name={"en": "Gold"}, site_code="main")
+        return segment_pb2.GetSegmentResponse(
+            segment=segment_pb2.Segment(
+                id=request.segment_id, name={"en": "Gold"}, site_code="main"
+            )
+        )
 
-    async def CreateSegment(self, request: Any, context: Any) -> segment_pb2.Segment:
+    async def CreateSegment(self, request: Any, context: Any) -> segment_pb2.CreateSegmentResponse:
         self.attempts["CreateSegment"] += 1
         await context.abort(grpc.StatusCode.UNAVAILABLE, "down")
         raise AssertionError("abort returns only by raising")

@@ -13,7 +13,6 @@ import grpc
 from customersegment.v1 import (
     assignment_pb2,
     assignment_pb2_grpc,
-    common_pb2,
     directory_pb2,
     directory_pb2_grpc,
     segment_pb2,
@@ -75,13 +74,13 @@ class Stubs:
 
 _ASSIGNMENT_TYPES = {
     assignment_pb2.ASSIGNMENT_TYPE_UNSPECIFIED: AssignmentType.UNSPECIFIED,
-    assignment_pb2.MANUAL: AssignmentType.MANUAL,
-    assignment_pb2.AUTOMATIC: AssignmentType.AUTOMATIC,
+    assignment_pb2.ASSIGNMENT_TYPE_MANUAL: AssignmentType.MANUAL,
+    assignment_pb2.ASSIGNMENT_TYPE_AUTOMATIC: AssignmentType.AUTOMATIC,
 }
 _SEGMENT_STATUSES = {
     segment_pb2.SEGMENT_STATUS_UNSPECIFIED: SegmentStatus.UNSPECIFIED,
-    segment_pb2.ACTIVE: SegmentStatus.ACTIVE,
-    segment_pb2.INACTIVE: SegmentStatus.INACTIVE,
+    segment_pb2.SEGMENT_STATUS_ACTIVE: SegmentStatus.ACTIVE,
+    segment_pb2.SEGMENT_STATUS_INACTIVE: SegmentStatus.INACTIVE,
 }
 _SEGMENT_STATUSES_TO_PROTO = {status: proto for proto, status in _SEGMENT_STATUSES.items()}
 
@@ -198,8 +197,15 @@ def list_assignments_request(
     )
 
 
-# Today SearchAssignments takes ListAssignments' message; it gets one of its own in v1.
-search_assignments_request = list_assignments_request
+def search_assignments_request(
+    tenant: str, segment_id: str, listing: AssignmentListing
+) -> assignment_pb2.SearchAssignmentsRequest:
+    return assignment_pb2.SearchAssignmentsRequest(
+        tenant=tenant,
+        segment_id=segment_id,
+        fields=_field_mask(listing.get("fields")),
+        **_paging(listing),
+    )
 
 
 def bulk_upsert_request(
@@ -236,9 +242,24 @@ def bulk_remove_request(
     )
 
 
-# The messages of StreamUpsert/StreamRemoveAssignments are today those of the unary bulk RPCs.
-stream_upsert_request = bulk_upsert_request
-stream_remove_request = bulk_remove_request
+def stream_upsert_request(
+    tenant: str, segment_id: str, items: Iterable[BulkUpsertItem]
+) -> assignment_pb2.StreamUpsertAssignmentsRequest:
+    return assignment_pb2.StreamUpsertAssignmentsRequest(
+        tenant=tenant,
+        segment_id=segment_id,
+        items=bulk_upsert_request(tenant, segment_id, items).items,
+    )
+
+
+def stream_remove_request(
+    tenant: str, segment_id: str, items: Iterable[BulkRemoveItem]
+) -> assignment_pb2.StreamRemoveAssignmentsRequest:
+    return assignment_pb2.StreamRemoveAssignmentsRequest(
+        tenant=tenant,
+        segment_id=segment_id,
+        items=bulk_remove_request(tenant, segment_id, items).items,
+    )
 
 
 def assignment(message: assignment_pb2.Assignment) -> Assignment:
@@ -276,7 +297,16 @@ def assignment_page(
     )
 
 
-def bulk_results(message: common_pb2.BulkItemResults) -> list[BulkItemResult]:
+# Each bulk RPC answers a message of its own; all hold `results`.
+BulkAnswer = (
+    assignment_pb2.BulkUpsertAssignmentsResponse
+    | assignment_pb2.BulkRemoveAssignmentsResponse
+    | assignment_pb2.StreamUpsertAssignmentsResponse
+    | assignment_pb2.StreamRemoveAssignmentsResponse
+)
+
+
+def bulk_results(message: BulkAnswer) -> list[BulkItemResult]:
     return [
         BulkItemResult(
             index=result.index,
@@ -308,9 +338,9 @@ def segment_message(segment_id: str, fields: SegmentFields) -> segment_pb2.Segme
         message.metadata.mixins_json = _json_text(metadata_mixins)
     valid_from, valid_to = fields.get("valid_from"), fields.get("valid_to")
     if valid_from is not None:
-        getattr(message.validity, "from").CopyFrom(_timestamp(valid_from))
+        message.validity.start_time.CopyFrom(_timestamp(valid_from))
     if valid_to is not None:
-        message.validity.to.CopyFrom(_timestamp(valid_to))
+        message.validity.end_time.CopyFrom(_timestamp(valid_to))
     return message
 
 
@@ -388,15 +418,14 @@ def delete_segment_request(
 
 def segment(message: segment_pb2.Segment) -> Segment:
     validity = message.validity
-    valid_from = getattr(validity, "from")
     return Segment(
         id=message.id,
         name=dict(message.name),
         description=dict(message.description),
         status=_SEGMENT_STATUSES.get(message.status, SegmentStatus.UNSPECIFIED),
         site_code=message.site_code,
-        valid_from=_moment(valid_from) if validity.HasField("from") else None,
-        valid_to=_moment(validity.to) if validity.HasField("to") else None,
+        valid_from=_moment(validity.start_time) if validity.HasField("start_time") else None,
+        valid_to=_moment(validity.end_time) if validity.HasField("end_time") else None,
         mixins=_json_object(message.mixins_json),
         metadata=_metadata(message.metadata) if message.HasField("metadata") else None,
     )

@@ -287,7 +287,7 @@ class CustomerSegmentsClient:
     ) -> Assignment:
         request = convert.get_assignment_request(tenant, segment_id, customer_id, legal_entity_id)
         answer = await self._unary(self._rpc.assignments.GetAssignment, request, timeout)
-        return convert.assignment(answer)
+        return convert.assignment(answer.assignment)
 
     async def upsert_assignment(
         self,
@@ -447,7 +447,7 @@ class CustomerSegmentsClient:
             tenant, convert.segment_message(segment_id, fields)
         )
         return convert.segment(
-            await self._unary(self._rpc.segments.CreateSegment, request, timeout)
+            (await self._unary(self._rpc.segments.CreateSegment, request, timeout)).segment
         )
 
     async def upsert_segment(
@@ -478,13 +478,15 @@ class CustomerSegmentsClient:
         """RFC 6902 (add, remove, replace) on the segment as REST shows it, e.g.
         {"op": "replace", "path": "/name/en", "value": "Gold"}. All apply or none. Not retried."""
         request = convert.patch_segment_request(tenant, segment_id, operations, version)
-        return convert.segment(await self._unary(self._rpc.segments.PatchSegment, request, timeout))
+        answer = await self._unary(self._rpc.segments.PatchSegment, request, timeout)
+        return convert.segment(answer.segment)
 
     async def get_segment(
         self, tenant: str, segment_id: str, *, timeout: float | None = None
     ) -> Segment:
         request = convert.get_segment_request(tenant, segment_id)
-        return convert.segment(await self._unary(self._rpc.segments.GetSegment, request, timeout))
+        answer = await self._unary(self._rpc.segments.GetSegment, request, timeout)
+        return convert.segment(answer.segment)
 
     async def list_segments(
         self,
