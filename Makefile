@@ -30,7 +30,7 @@ test: $(STAMP) lint-protos
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist worksteal
 
 ## buf lint (STANDARD rules, buf.yaml) over protos/. Skipped where npm is absent, except under CI=true.
 ifneq ($(shell command -v npm 2>/dev/null),)

@@ -112,9 +112,11 @@ async def test_issuer_and_audience_when_configured() -> None:
 
 async def test_an_expired_token_is_refused_even_after_it_was_accepted() -> None:
     verifier = TokenVerifier(secret=TEST_SECRET.encode(), leeway_seconds=0)
-    token = f"Bearer {hs256(claims('acme', ttl=1))}"
+    expiring = claims("acme", ttl=2)  # at least a second to be accepted in
+    token = f"Bearer {hs256(expiring)}"
     assert (await verifier.verify(token)).tenant == "acme"
-    await asyncio.sleep(2.1)  # exp has whole seconds
+    # Until exp, not a fixed time: exp has whole seconds, so it is 1-2 s ahead.
+    await asyncio.sleep(max(0.0, expiring["exp"] - time.time()) + 0.05)
     with pytest.raises(Unauthenticated, match="expired"):
         await verifier.verify(token)
 

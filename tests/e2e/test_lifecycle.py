@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import aiohttp
@@ -329,13 +330,20 @@ def _mistakes(taken: int) -> list[tuple[str, list[str], str]]:
 
 def test_start_up_mistakes_are_one_line_and_exit_code_2(tmp_path: Path) -> None:
     require_postgres()  # (the database that does not exist is on it)
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
+    with ExitStack() as listeners:
+
+        def taken_port() -> int:
+            # One per attempt: two attempts on one port would also race for its port lock,
+            # and the loser would say "another instance", not "Address already in use".
+            taken = listeners.enter_context(socket.socket())
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            return int(taken.getsockname()[1])
+
         cases = [
             (name, arguments, expected, workers)
-            for name, arguments, expected in _mistakes(taken.getsockname()[1])
             for workers in ("1", "2")
+            for name, arguments, expected in _mistakes(taken_port())
         ]
 
         def attempt(n: int) -> str | None:

@@ -33,6 +33,18 @@ _HANDED_OUT: set[int] = set()
 _HANDING_OUT = threading.Lock()
 
 
+def _ports_of_this_worker(low: int = 20_000, high: int = 32_000) -> tuple[int, int]:
+    """Under pytest-xdist, each worker takes ports from a slice of its own: the set above is
+    per process, and two workers must never hand out the same port."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    size = (high - low) // workers
+    return low + worker * size, low + (worker + 1) * size
+
+
+_PORTS = _ports_of_this_worker()
+
+
 def free_port() -> int:
     """A port nothing listens on, never the same twice in a run, and below the kernel's
     ephemeral range (32768-60999 on Linux): a port that bind(0) picked is free again once the
@@ -40,7 +52,7 @@ def free_port() -> int:
     test's server) may take it before the server under test binds it."""
     with _HANDING_OUT:
         while True:
-            port = random.randrange(20_000, 32_000)
+            port = random.randrange(*_PORTS)
             if port in _HANDED_OUT:
                 continue
             with socket.socket() as probe:
