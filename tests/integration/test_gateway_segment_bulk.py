@@ -69,7 +69,7 @@ async def test_bulk_create_decides_each_item(http: aiohttp.ClientSession, tenant
             "code": 400,
             "status": "Bad Request",
             "id": BAD_ID,
-            "message": "segment.id: must not contain control characters",
+            "message": "id: must not contain control characters",
         },
         {"index": 7, "id": "<id>", "code": 201, "status": "Created"},
         {"index": 8, "id": "<id>", "code": 201, "status": "Created"},
@@ -78,7 +78,7 @@ async def test_bulk_create_decides_each_item(http: aiohttp.ClientSession, tenant
             "code": 400,
             "status": "Bad Request",
             "id": "v",
-            "message": "segment.validity: from must not be after to",
+            "message": "validity: from must not be after to",
         },
     ]
     async with http.get(segments(tenant), params={"pageSize": "100"}) as response:
@@ -269,7 +269,7 @@ async def test_grpc_bulk_create_streams_each_result_and_has_no_200_cap(
 async def test_grpc_bulk_item_with_a_timestamp_out_of_range_fails_alone(
     stubs: Stubs, tenant: str
 ) -> None:
-    broken = _segment("broken", validity=pb.Validity(to=Timestamp(seconds=2**40)))
+    broken = _segment("broken", validity=pb.Validity(end_time=Timestamp(seconds=2**40)))
     request = pb.BulkUpsertSegmentsRequest(
         tenant=tenant,
         items=[
@@ -284,7 +284,7 @@ async def test_grpc_bulk_item_with_a_timestamp_out_of_range_fails_alone(
         (2, 201, "fine"),
         (3, 409, "fine"),
     ]
-    assert results[0].message == "segment.validity.to: is not a valid timestamp"
+    assert results[0].message == "segment.validity.end_time: is not a valid timestamp"
 
 
 async def test_grpc_bulk_delete_and_its_authorization(stubs: Stubs, tenant: str) -> None:

@@ -107,13 +107,13 @@ async def test_grpc_read_masks(stubs: Stubs, tenant: str, assigned: str) -> None
     one = await stubs.assignments.GetAssignment(
         pb.GetAssignmentRequest(tenant=tenant, segment_id="gold", customer_id="c1", read_mask=mask)
     )
-    assert one == pb.Assignment(customer=pb.Customer(id="c1"), mixins_json='{"tier":20}')
+    assert one.assignment == pb.Assignment(customer=pb.Customer(id="c1"), mixins_json='{"tier":20}')
     segment_mask = FieldMask(paths=["id", "metadata.version"])
     segment = await stubs.segments.GetSegment(
         segment_pb2.GetSegmentRequest(tenant=tenant, segment_id="gold", read_mask=segment_mask)
     )
     expected = segment_pb2.Segment(id="gold", metadata=segment_pb2.SegmentMetadata(version=1))
-    assert segment == expected
+    assert segment.segment == expected
     listed = await stubs.segments.ListSegments(
         segment_pb2.ListSegmentsRequest(tenant=tenant, read_mask=segment_mask)
     )
