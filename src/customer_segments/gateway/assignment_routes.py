@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import grpc
 from aiohttp import web
-from customersegment.v1 import assignment_pb2
+from customersegment.v1 import assignment_pb2, common_pb2
 
 from customer_segments.gateway import render
 from customer_segments.gateway.conditions import (
@@ -17,7 +17,7 @@ from customer_segments.gateway.conditions import (
     if_match,
     not_modified,
 )
-from customer_segments.gateway.grpc_client import GrpcClient, RpcFailed
+from customer_segments.gateway.grpc_client import GrpcClient, Request, RpcFailed
 from customer_segments.gateway.models import (
     CustomerAssignmentRemoveBulk,
     CustomerAssignmentUpsert,
@@ -39,10 +39,16 @@ BASE = "/customer-segment/{tenant}/segments/{segmentId}/customers"
 CUSTOMER = "{customerId:(?!(?:search|bulk)$)[^/]+}"
 
 
-def _write_fields(upsert: CustomerAssignmentUpsert) -> dict[str, Any]:
+class _WriteFields(TypedDict):
+    mixins_json: str
+    metadata_mixins_json: str
+    version: NotRequired[int]
+
+
+def _write_fields(upsert: CustomerAssignmentUpsert) -> _WriteFields:
     """The proto fields of what an upsert writes (mixins, metadata.mixins, metadata.version)."""
     metadata = upsert.metadata
-    fields: dict[str, Any] = {
+    fields: _WriteFields = {
         "mixins_json": mixins_json(upsert.mixins),
         "metadata_mixins_json": mixins_json(metadata.mixins if metadata else None),
     }
@@ -85,12 +91,11 @@ class AssignmentRoutes:
             router.add_delete(path, self.remove_assignment)
 
     async def _get(self, request: web.Request) -> assignment_pb2.Assignment:
-        answer: assignment_pb2.Assignment = await self.client.call(
+        return await self.client.call(
             request,
             self.client.assignments.GetAssignment,
             assignment_pb2.GetAssignmentRequest(**_key(request)),
         )
-        return answer
 
     async def _current_version(self, request: web.Request) -> int | None:
         try:
@@ -160,7 +165,14 @@ class AssignmentRoutes:
         search: Search = parsed(Search, await json_body(request))
         return await self._list(request, self.client.assignments.SearchAssignments, search.q or "")
 
-    async def _list(self, request: web.Request, method: Any, q: str) -> web.StreamResponse:
+    async def _list(
+        self,
+        request: web.Request,
+        method: grpc.aio.UnaryUnaryMultiCallable[
+            assignment_pb2.ListAssignmentsRequest, assignment_pb2.ListAssignmentsResponse
+        ],
+        q: str,
+    ) -> web.StreamResponse:
         answer = await self.client.call(
             request,
             method,
@@ -203,8 +215,8 @@ class AssignmentRoutes:
     async def _bulk(
         self,
         request: web.Request,
-        method: Any,
-        message: Any,
+        method: grpc.aio.UnaryStreamMultiCallable[Request, common_pb2.BulkItemResults],
+        message: Request,
         forwarded: list[int],
         results: dict[int, dict[str, Any]],
     ) -> web.StreamResponse:

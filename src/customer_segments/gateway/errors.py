@@ -8,7 +8,8 @@ from typing import Any
 
 import grpc
 from aiohttp import web
-from google.rpc import error_details_pb2
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 # https://github.com/googleapis/googleapis/blob/master/google/rpc/code.proto
@@ -133,12 +134,13 @@ def from_rpc_error(
     return error_response(code, message, resource_id=resource_id, field=field, problem=problem)
 
 
-def _status_details(error: grpc.aio.AioRpcError) -> list[Any]:
+def _status_details(error: grpc.aio.AioRpcError) -> list[any_pb2.Any]:
     """The google.rpc.Status details of a failed call; none when they are missing or do not
     belong to its status code (gRPC itself ended the call, e.g. over a metadata size limit,
     after the server had written details for another code)."""
     try:
-        status = rpc_status.from_call(error)  # type: ignore[arg-type]  # an AioRpcError is a call
+        # An AioRpcError is a call; grpc-stubs types neither that nor the answer.
+        status: status_pb2.Status | None = rpc_status.from_call(error)  # type: ignore[arg-type]
     except ValueError:
         return []
     return list(status.details) if status is not None else []

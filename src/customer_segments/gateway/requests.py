@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import re
 import sys
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 from urllib.parse import unquote_plus, unquote_to_bytes
 
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
+from customersegment.v1 import assignment_pb2, segment_pb2
 from pydantic import BaseModel, ValidationError
 from yarl import URL
 
@@ -258,7 +259,18 @@ def cursor_parameter(request: web.Request) -> str | None:
     return given[0] if given else None
 
 
-def paging_fields(request: web.Request) -> dict[str, Any]:
+class PagingFields(TypedDict):
+    """Fields that every List request has under the same names (checked where they are
+    passed as keywords to a request's constructor)."""
+
+    page_size: int
+    page_number: int
+    sort: str
+    include_total_count: bool
+    page_token: str
+
+
+def paging_fields(request: web.Request) -> PagingFields:
     """The paging, sorting and total fields of a List request from the query parameters and
     headers. With a cursor, the page number and X-Total-Count do not apply."""
     cursor = cursor_parameter(request)
@@ -274,7 +286,11 @@ def paging_fields(request: web.Request) -> dict[str, Any]:
     }
 
 
-def listing(request: web.Request, bodies: list[dict[str, Any]], answer: Any) -> web.Response:
+def listing(
+    request: web.Request,
+    bodies: list[dict[str, Any]],
+    answer: assignment_pb2.ListAssignmentsResponse | segment_pb2.ListSegmentsResponse,
+) -> web.Response:
     """A page as documented: the `fields` asked for, X-Total-Count when it was asked for (not
     with a cursor), and the cursors of the neighbouring pages."""
     paths = fields_of(request)

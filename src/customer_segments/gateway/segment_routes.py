@@ -132,7 +132,7 @@ class SegmentRoutes:
         location = request.rel_url.raw_path.rstrip("/") + "/" + quote(created.id, safe="")
         return web.json_response({"id": created.id}, status=201, headers={"Location": location})
 
-    async def _create(self, request: web.Request, creation: SegmentCreation) -> Any:
+    async def _create(self, request: web.Request, creation: SegmentCreation) -> segment_pb2.Segment:
         return await self.client.call(
             request,
             self.client.segments.CreateSegment,
@@ -142,14 +142,13 @@ class SegmentRoutes:
         )
 
     async def _get(self, request: web.Request) -> segment_pb2.Segment:
-        segment: segment_pb2.Segment = await self.client.call(
+        return await self.client.call(
             request,
             self.client.segments.GetSegment,
             segment_pb2.GetSegmentRequest(
                 tenant=request.match_info["tenant"], segment_id=request.match_info["segmentId"]
             ),
         )
-        return segment
 
     async def _current_version(self, request: web.Request) -> int | None:
         try:

@@ -21,7 +21,7 @@ from customer_segments.domain.errors import (
 
 ERROR_DOMAIN = "customersegment.v1"
 
-_CODES: list[tuple[type[DomainError], int, str]] = [
+_CODES: list[tuple[type[DomainError], code_pb2.Code.ValueType, str]] = [
     (InvalidArgument, code_pb2.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
     (NotFound, code_pb2.NOT_FOUND, "NOT_FOUND"),
     (VersionConflict, code_pb2.ABORTED, "VERSION_MISMATCH"),
