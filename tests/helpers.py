@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, TypedDict
 
 import aiohttp
 import grpc
 import pytest
+from customersegment.v1 import common_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -29,9 +30,19 @@ async def expect_error(
     return error
 
 
+async def next_results(
+    call: grpc.aio.StreamStreamCall[Any, common_pb2.BulkItemResults],
+) -> common_pb2.BulkItemResults:
+    """The next message of a bulk stream, which must not have ended (grpc-stubs types read()
+    as object: it may be EOF)."""
+    results = await call.read()
+    assert isinstance(results, common_pb2.BulkItemResults), f"the stream ended: {results}"
+    return results
+
+
 def field_violations(error: grpc.aio.AioRpcError) -> list[str]:
     """The fields named by the google.rpc.BadRequest detail of an error."""
-    status = rpc_status.from_call(error)
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]  # an AioRpcError is a call
     assert status is not None, "no google.rpc.Status details"
     fields: list[str] = []
     for detail in status.details:
@@ -40,6 +51,17 @@ def field_violations(error: grpc.aio.AioRpcError) -> list[str]:
             detail.Unpack(bad_request)
             fields += [violation.field for violation in bad_request.field_violations]
     return fields
+
+
+class SegmentFields(TypedDict):
+    """The tenant and segment of a request, as keywords to any message that has them."""
+
+    tenant: str
+    segment_id: str
+
+
+class AssignmentFields(SegmentFields):
+    customer_id: str
 
 
 def loads(text: str) -> Any:
@@ -83,12 +105,13 @@ def _with_token(details: grpc.aio.ClientCallDetails, tenant: str) -> grpc.aio.Cl
     )
 
 
-class _UnaryAdminToken(grpc.aio.UnaryUnaryClientInterceptor):
+# Generic only in grpc-stubs: the runtime classes take no type arguments.
+class _UnaryAdminToken(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(_with_token(details, request.tenant), request)
 
 
-class _ServerStreamingAdminToken(grpc.aio.UnaryStreamClientInterceptor):
+class _ServerStreamingAdminToken(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(_with_token(details, request.tenant), request)
 

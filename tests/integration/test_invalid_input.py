@@ -9,6 +9,7 @@ import pytest
 from customersegment.v1 import assignment_pb2 as pb
 from customersegment.v1 import segment_pb2
 from google.protobuf.field_mask_pb2 import FieldMask
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from tests.conftest import Stubs
 from tests.helpers import expect_error, field_violations, token
@@ -105,12 +106,12 @@ SEGMENTS: list[tuple[dict[str, Any], str]] = [
     (
         {
             "validity": segment_pb2.Validity(
-                **{"from": {"seconds": 2_000_000_000}, "to": {"seconds": 1_000_000_000}}
+                **{"from": Timestamp(seconds=2_000_000_000), "to": Timestamp(seconds=1_000_000_000)}
             )
         },
         "segment.validity",
     ),
-    ({"validity": segment_pb2.Validity(to={"seconds": 10**13})}, "segment.validity.to"),
+    ({"validity": segment_pb2.Validity(to=Timestamp(seconds=10**13))}, "segment.validity.to"),
 ]
 
 

@@ -160,11 +160,11 @@ async def test_an_assignment_over_4_mib_is_readable_everywhere(
     key = {"tenant": tenant, "segment_id": segment_id, "customer_id": "big"}
     got = await roomy_stubs.assignments.GetAssignment(pb.GetAssignmentRequest(**key))
     assert json.loads(got.mixins_json) == big
-    for method in (
+    for rpc in (
         roomy_stubs.assignments.ListAssignments,
         roomy_stubs.assignments.SearchAssignments,
     ):
-        page = await method(pb.ListAssignmentsRequest(tenant=tenant, segment_id=segment_id))
+        page = await rpc(pb.ListAssignmentsRequest(tenant=tenant, segment_id=segment_id))
         assert [a.customer.id for a in page.assignments] == ["big"] and page.next_page_token
 
 
