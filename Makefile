@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[server,dev]'
+	# mypy's cache can keep a module it once found missing as missing after a stub package
+	# arrives (google.rpc did), and report errors that a fresh run does not.
+	rm -rf .mypy_cache
 	touch $(STAMP)
 
 # --ignore-scripts: buf's postinstall only optimizes the launcher; bin/buf finds the

@@ -23,21 +23,24 @@ import time
 from harness import run_sql, with_database
 from run import DEFAULT_PGURL
 
-from customer_segments.domain.assignment import AssignmentKey, AssignmentWrite
-from customer_segments.domain.segment import segment_fields
+from customer_segments.domain.assignment import AssignmentKey
+from customer_segments.domain.principal import Principal, Scope
+from customer_segments.domain.segment import SegmentInput
 from customer_segments.services.assignments import get_assignment, upsert_assignment
 from customer_segments.services.segments import create_segment
 from customer_segments.store.database import Database
 from customer_segments.store.migrate import upgrade_to_head
 from customer_segments.store.store import Store
 
+ADMIN = Principal("bench", frozenset(scope.value for scope in Scope))
+
 
 async def per_call(store: Store, key: AssignmentKey, calls: int) -> tuple[float, float]:
     for _ in range(200):  # warm-up: statements prepared, connections made
-        await get_assignment(store, key)
+        await get_assignment(store, ADMIN, *key)
     wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(calls):
-        await get_assignment(store, key)
+        await get_assignment(store, ADMIN, *key)
     return (
         (time.perf_counter() - wall) / calls * 1e6,
         (time.process_time() - cpu) / calls * 1e6,
@@ -49,7 +52,7 @@ async def measure(url: str, calls: int, rounds: int) -> dict[str, list[tuple[flo
     setup = Database(url)
     await upgrade_to_head(setup)
     store = Store(setup)
-    fields = segment_fields(
+    segment = SegmentInput(
         name={"en": "S"},
         description={},
         validity_from=None,
@@ -59,8 +62,8 @@ async def measure(url: str, calls: int, rounds: int) -> dict[str, list[tuple[flo
         mixins_json="{}",
         metadata_mixins_json="{}",
     )
-    await create_segment(store, "bench", "seg", fields)
-    await upsert_assignment(store, AssignmentWrite.parse(key, "{}", "{}", None))
+    await create_segment(store, ADMIN, "bench", "seg", segment)
+    await upsert_assignment(store, ADMIN, *key, mixins_json="{}", metadata_mixins_json="{}")
     await store.close()
     figures: dict[str, list[tuple[float, float]]] = {"is_closed() flag": [], "pool_pre_ping": []}
     for _ in range(rounds):

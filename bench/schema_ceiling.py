@@ -28,7 +28,8 @@ BATCHES, ROWS, WORKERS = 250, 200, 4
 
 
 async def measure(url: str) -> dict[str, float]:
-    compiled = _UPSERT_MANY_POSTGRESQL.compile(dialect=asyncpg_dialect())
+    # SQLAlchemy leaves the dialect constructor untyped.
+    compiled = _UPSERT_MANY_POSTGRESQL.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
     sql, order = str(compiled), list(compiled.positiontup or [])
     setup = await asyncpg.connect(url)
     await setup.execute(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import aiohttp
 import grpc
 import pytest
+from customersegment.v1 import assignment_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -46,6 +47,21 @@ def status_details(error: grpc.aio.AioRpcError, kind: type[Detail]) -> list[Deta
     return found
 
 
+StreamAnswer = TypeVar(
+    "StreamAnswer",
+    assignment_pb2.StreamUpsertAssignmentsResponse,
+    assignment_pb2.StreamRemoveAssignmentsResponse,
+)
+
+
+async def next_results(call: grpc.aio.StreamStreamCall[Any, StreamAnswer]) -> StreamAnswer:
+    """The next message of a bulk stream, which must not have ended (grpc-stubs types read()
+    as object: it may be EOF)."""
+    results = await call.read()
+    assert results is not grpc.aio.EOF, "the stream ended"  # type: ignore[attr-defined]
+    return results  # type: ignore[return-value]  # read() is typed as object
+
+
 def field_violations(error: grpc.aio.AioRpcError) -> list[str]:
     """The fields named by the google.rpc.BadRequest detail of an error."""
     return [
@@ -60,6 +76,17 @@ def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
     (info,) = status_details(error, error_details_pb2.ErrorInfo)
     assert info.domain == ERROR_DOMAIN, info
     return info
+
+
+class SegmentFields(TypedDict):
+    """The tenant and segment of a request, as keywords to any message that has them."""
+
+    tenant: str
+    segment_id: str
+
+
+class AssignmentFields(SegmentFields):
+    customer_id: str
 
 
 def loads(text: str) -> Any:
@@ -103,12 +130,13 @@ def _with_token(details: grpc.aio.ClientCallDetails, tenant: str) -> grpc.aio.Cl
     )
 
 
-class _UnaryAdminToken(grpc.aio.UnaryUnaryClientInterceptor):
+# Generic only in grpc-stubs: the runtime classes take no type arguments.
+class _UnaryAdminToken(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(_with_token(details, request.tenant), request)
 
 
-class _ServerStreamingAdminToken(grpc.aio.UnaryStreamClientInterceptor):
+class _ServerStreamingAdminToken(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(_with_token(details, request.tenant), request)
 

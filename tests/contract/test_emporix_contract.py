@@ -32,6 +32,7 @@ import requests
 import schemathesis
 from customersegment.v1 import directory_pb2
 from hypothesis import HealthCheck, settings
+from requests.structures import CaseInsensitiveDict
 from schemathesis import checks
 from schemathesis.core.failures import FailureGroup
 
@@ -144,12 +145,12 @@ def deliberate_difference(operation: str, status: int) -> Difference | None:
     return None
 
 
-def _documented_statuses(case: schemathesis.Case) -> set[int]:
+def _documented_statuses(case: schemathesis.Case[Any]) -> set[int]:
     codes = case.operation.responses.status_codes
     return {int(code) for code in codes if code.isdigit()}
 
 
-def _expect_error_body(case: schemathesis.Case, response: schemathesis.Response) -> None:
+def _expect_error_body(case: schemathesis.Case[Any], response: schemathesis.Response) -> None:
     """The response's body must be the file's Error body, with `code` equal to the status."""
     status = response.status_code
     content_type = (response.headers.get("content-type") or [""])[0]
@@ -176,7 +177,7 @@ def _expect_error_body(case: schemathesis.Case, response: schemathesis.Response)
 
 
 def documented_status_or_deliberate_difference(
-    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case[Any]
 ) -> bool | None:
     """schemathesis' status_code_conformance, except for DELIBERATE_DIFFERENCES, whose bodies
     are checked against the file's Error schema instead."""
@@ -187,18 +188,20 @@ def documented_status_or_deliberate_difference(
     ):
         _expect_error_body(case, response)
         return None
-    return checks.status_code_conformance(ctx, response, case)
+    conforms: bool | None = checks.status_code_conformance(ctx, response, case)
+    return conforms
 
 
 def schema_conformance_or_selected_fields(
-    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case[Any]
 ) -> bool | None:
     """schemathesis' response_schema_conformance, except for a successful read with `fields`:
     only the listed fields come back (SPEC), so the schema's required ones may be missing; each
     returned object must then hold nothing but the listed fields."""
     fields = (case.query or {}).get("fields")
     if not fields or response.status_code != 200:
-        return checks.response_schema_conformance(ctx, response, case)
+        conforms: bool | None = checks.response_schema_conformance(ctx, response, case)
+        return conforms
     body = response.json()
     listed = {path.split(".")[0] for path in str(fields).split(",")}
     for item in body if isinstance(body, list) else [body]:
@@ -225,7 +228,7 @@ def _load_schema() -> Any:
 schema = _load_schema()
 
 
-def _fingerprint(case: schemathesis.Case) -> int:
+def _fingerprint(case: schemathesis.Case[Any]) -> int:
     """A number fixed by the generated case, from which `aim` draws its choices."""
     generated = (case.method, case.path_parameters, case.query, case.headers, case.body)
     return zlib.crc32(repr(generated).encode("utf-8", "surrogatepass"))
@@ -233,10 +236,11 @@ def _fingerprint(case: schemathesis.Case) -> int:
 
 def _share(fingerprint: int, slot: int) -> int:
     """An independent 0-99 value per slot."""
-    return (fingerprint // 100**slot) % 100
+    place: int = 100**slot  # an int: slot is never negative
+    return (fingerprint // place) % 100
 
 
-def aim(case: schemathesis.Case, tenant: str, segment_id: str) -> None:
+def aim(case: schemathesis.Case[Any], tenant: str, segment_id: str) -> None:
     """Points most cases at the tenant, segment and assignment that exist."""
     fingerprint = _fingerprint(case)
     path = case.path_parameters
@@ -297,14 +301,14 @@ async def seeded(stubs: Stubs, http: aiohttp.ClientSession, tenant: str, segment
     assert response.status == 207 and [r["code"] for r in results] == [201] * 4, results
 
 
-@schema.parametrize()
+@schema.parametrize()  # type: ignore[untyped-decorator]  # schemathesis types it as a bare Callable
 @settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 async def test_operations_conform_to_emporix(
-    case: schemathesis.Case,
+    case: schemathesis.Case[Any],
     gateway: Gateway,
     gateway_loop: asyncio.AbstractEventLoop,
     tenant: str,
@@ -318,11 +322,13 @@ async def test_operations_conform_to_emporix(
     await call_and_check(case, gateway)
 
 
-async def call_and_check(case: schemathesis.Case, gateway: Gateway) -> None:
+async def call_and_check(case: schemathesis.Case[Any], gateway: Gateway) -> None:
     base_url = f"http://127.0.0.1:{gateway.port}"
     # A valid token for the path's tenant, so that every case reaches the service (tests/auth
     # covers the tokens themselves); a 401 below would mean this suite checked nothing else.
-    case.headers = {**(case.headers or {}), "Authorization": bearer(case.path_parameters["tenant"])}
+    headers = CaseInsensitiveDict(case.headers or {})
+    headers["Authorization"] = bearer(case.path_parameters["tenant"])
+    case.headers = headers
     # Blocking requests call in a thread, so that the loop keeps serving the gateway meanwhile.
     response = await asyncio.to_thread(case.call, base_url=base_url, timeout=30)
     assert response.status_code != 401, "a valid token was refused"

@@ -23,6 +23,7 @@ from customersegment.v1 import assignment_pb2, assignment_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.conftest import fresh_postgres_database
+from tests.helpers import next_results
 
 BIN = Path(sys.executable).parent
 CLI = str(BIN / "customer-segments")
@@ -296,14 +297,14 @@ def test_sigterm_drains_in_flight_calls_and_reports_not_serving(embedded: Servic
             )
             stream = assignment_pb2_grpc.CustomerAssignmentServiceStub(
                 channel
-            ).StreamUpsertAssignments(metadata=embedded.metadata)
+            ).StreamUpsertAssignments(None, metadata=embedded.metadata)
             item = assignment_pb2.BulkUpsertItem
             await stream.write(
                 assignment_pb2.StreamUpsertAssignmentsRequest(
                     tenant="acme", segment_id="s", items=[item(customer_id="a")]
                 )
             )
-            assert [r.code for r in (await stream.read()).results] == [201]
+            assert [r.code for r in (await next_results(stream)).results] == [201]
             embedded.process.send_signal(signal.SIGTERM)
             assert (
                 await asyncio.wait_for(watch.read(), 10)
@@ -313,10 +314,10 @@ def test_sigterm_drains_in_flight_calls_and_reports_not_serving(embedded: Servic
                 assignment_pb2.StreamUpsertAssignmentsRequest(items=[item(customer_id="b")])
             )
             await stream.done_writing()
-            assert [r.code for r in (await stream.read()).results] == [201]
+            assert [r.code for r in (await next_results(stream)).results] == [201]
             # ... to its end: a client that closes before the status arrives makes gRPC log
             # a traceback of the status it could not send.
-            assert await stream.read() == grpc.aio.EOF
+            assert await stream.read() == grpc.aio.EOF  # type: ignore[attr-defined]  # not in grpc-stubs
             assert await stream.code() == grpc.StatusCode.OK
 
     asyncio.run(scenario())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable
 
 import grpc
 from customersegment.v1 import assignment_pb2 as pb
@@ -167,7 +168,7 @@ async def test_remove_is_idempotent(stubs: Stubs, tenant: str, segment_id: str) 
 
 
 async def test_every_call_on_an_unknown_segment_is_not_found(stubs: Stubs, tenant: str) -> None:
-    calls = [
+    calls: list[Awaitable[object]] = [
         stubs.assignments.GetAssignment(get(tenant, "nosuch", "c1")),
         stubs.assignments.UpsertAssignment(upsert(tenant, "nosuch", "c1")),
         stubs.assignments.RemoveAssignment(

@@ -11,7 +11,7 @@ from customersegment.v1 import assignment_pb2 as pb
 from customersegment.v1 import common_pb2, segment_pb2
 
 from tests.conftest import Stubs
-from tests.helpers import admin_metadata, expect_error, loads
+from tests.helpers import admin_metadata, expect_error, loads, next_results
 
 
 async def results_of(stream: Any) -> list[common_pb2.BulkItemResult]:
@@ -192,17 +192,17 @@ async def test_segment_deleted_mid_stream_reports_not_found_per_item(
     stubs: Stubs, tenant: str, segment_id: str
 ) -> None:
     first_results = []
-    call = stubs.assignments.StreamUpsertAssignments(metadata=admin_metadata(tenant))
+    call = stubs.assignments.StreamUpsertAssignments(None, metadata=admin_metadata(tenant))
     await call.write(
         pb.StreamUpsertAssignmentsRequest(tenant=tenant, segment_id=segment_id, items=[item("m1")])
     )
-    first_results.append(await call.read())
+    first_results.append(await next_results(call))
     await stubs.segments.DeleteSegment(
         segment_pb2.DeleteSegmentRequest(tenant=tenant, segment_id=segment_id, force=True)
     )
     await call.write(pb.StreamUpsertAssignmentsRequest(items=[item("m2"), item("m3")]))
     await call.done_writing()
-    later = await call.read()
+    later = await next_results(call)
     assert [r.code for r in first_results[0].results] == [201]
     assert [(r.index, r.code) for r in later.results] == [(2, 404), (3, 404)]
     assert "segment with id gold" in later.results[0].message

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from customersegment.v1 import (
+    assignment_pb2,
     assignment_pb2_grpc,
-    common_pb2,
     segment_pb2,
     segment_pb2_grpc,
 )
@@ -76,16 +76,16 @@ class FlakyAssignments(assignment_pb2_grpc.CustomerAssignmentServiceServicer):
 
     async def BulkUpsertAssignments(
         self, request: Any, context: Any
-    ) -> AsyncIterator[common_pb2.BulkItemResults]:
+    ) -> AsyncIterator[assignment_pb2.BulkUpsertAssignmentsResponse]:
         await self.never.wait()
-        yield common_pb2.BulkItemResults()
+        yield assignment_pb2.BulkUpsertAssignmentsResponse()
 
     async def StreamUpsertAssignments(
         self, requests: Any, context: Any
-    ) -> AsyncIterator[common_pb2.BulkItemResults]:
+    ) -> AsyncIterator[assignment_pb2.StreamUpsertAssignmentsResponse]:
         self.attempts["StreamUpsertAssignments"] += 1
         await context.abort(grpc.StatusCode.UNAVAILABLE, "down")
-        yield common_pb2.BulkItemResults()
+        yield assignment_pb2.StreamUpsertAssignmentsResponse()
 
 
 class Flaky:
@@ -98,7 +98,9 @@ class Flaky:
 @pytest_asyncio.fixture(loop_scope="session")
 async def flaky() -> AsyncIterator[Flaky]:
     server = grpc.aio.server()
-    segments, assignments = FlakySegments(), FlakyAssignments()
+    # Only the RPCs the tests call are implemented (the stubs mark every RPC abstract; the
+    # generated base answers the others UNIMPLEMENTED).
+    segments, assignments = FlakySegments(), FlakyAssignments()  # type: ignore[abstract]
     segment_pb2_grpc.add_SegmentServiceServicer_to_server(segments, server)
     assignment_pb2_grpc.add_CustomerAssignmentServiceServicer_to_server(assignments, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -210,7 +212,7 @@ async def tls_server() -> AsyncIterator[Tls]:
     # Named for its DNS name only, so that a client on 127.0.0.1 must say which name it expects.
     server_pem = _issue("segments", ca, [x509.DNSName("segments.internal")])
     server = grpc.aio.server()
-    segments = FlakySegments()
+    segments = FlakySegments()  # type: ignore[abstract]  # only GetSegment is called
     segments.attempts["GetSegment"] = FAILURES_BEFORE_SUCCESS  # answers at once
     segment_pb2_grpc.add_SegmentServiceServicer_to_server(segments, server)
     credentials = grpc.ssl_server_credentials(

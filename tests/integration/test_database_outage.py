@@ -24,7 +24,7 @@ from customer_segments.domain.errors import Reason, Unavailable
 from customer_segments.gateway.app import start_gateway
 from customer_segments.store.database import Database
 from tests.conftest import PG_ADMIN_URL, Service, fresh_postgres_database, service_on
-from tests.helpers import bearer, error_info, expect_error, status_details
+from tests.helpers import SegmentFields, bearer, error_info, expect_error, status_details
 from tests.own_postgres import OwnPostgres, server_binaries
 from tests.tcp_proxy import TcpProxy
 
@@ -80,7 +80,7 @@ async def _every_kind_of_call(service: Service, n: int) -> None:
     """A call on each pool: writes (single and one-statement bulk), plain and fast reads, an
     expensive read (a regular expression)."""
     stubs = service.stubs.assignments
-    key = {"tenant": TENANT, "segment_id": SEGMENT}
+    key: SegmentFields = {"tenant": TENANT, "segment_id": SEGMENT}
     await stubs.UpsertAssignment(pb.UpsertAssignmentRequest(**key, customer_id=f"c{n}"))
     await stubs.GetAssignment(pb.GetAssignmentRequest(**key, customer_id=f"c{n}"))
     items = [pb.BulkUpsertItem(customer_id=f"bulk-{n}-{i}") for i in range(3)]
@@ -137,7 +137,7 @@ async def test_while_the_database_is_away_calls_are_unavailable(
     service, proxy = behind_proxy
     await _every_kind_of_call(service, 1)
     stubs = service.stubs.assignments
-    key = {"tenant": TENANT, "segment_id": SEGMENT}
+    key: SegmentFields = {"tenant": TENANT, "segment_id": SEGMENT}
     calls: list[Any] = [
         lambda: stubs.GetAssignment(pb.GetAssignmentRequest(**key, customer_id="c1")),
         lambda: stubs.UpsertAssignment(pb.UpsertAssignmentRequest(**key, customer_id="c9")),

@@ -25,7 +25,15 @@ from customer_segments.grpc.server import ServerLimits, start_grpc_server
 from customer_segments.store.database import Database
 from customer_segments.store.store import Store
 from tests.conftest import Stubs
-from tests.helpers import TEST_SECRET, bearer, error_info, field_violations, status_details
+from tests.helpers import (
+    TEST_SECRET,
+    AssignmentFields,
+    SegmentFields,
+    bearer,
+    error_info,
+    field_violations,
+    status_details,
+)
 
 Call = Callable[[Stubs, Stubs, str, str], Awaitable[Any]]
 
@@ -69,7 +77,7 @@ def _create_again(stubs: Stubs, _bare: Stubs, tenant: str, segment: str) -> Awai
 
 
 async def _delete_with_assignments(stubs: Stubs, _bare: Stubs, tenant: str, segment: str) -> None:
-    key = {"tenant": tenant, "segment_id": segment}
+    key: SegmentFields = {"tenant": tenant, "segment_id": segment}
     await stubs.assignments.UpsertAssignment(pb.UpsertAssignmentRequest(**key, customer_id="c1"))
     await stubs.segments.DeleteSegment(segment_pb2.DeleteSegmentRequest(**key))
 
@@ -209,7 +217,7 @@ def _precondition(error: grpc.aio.AioRpcError) -> tuple[str, str, str]:
 async def test_a_version_conflict_says_what_was_expected_and_found(
     stubs: Stubs, tenant: str, segment_id: str
 ) -> None:
-    key = {"tenant": tenant, "segment_id": segment_id, "customer_id": "c1"}
+    key: AssignmentFields = {"tenant": tenant, "segment_id": segment_id, "customer_id": "c1"}
     await stubs.assignments.UpsertAssignment(pb.UpsertAssignmentRequest(**key))
     stale = await _version_conflict(
         stubs.assignments.UpsertAssignment(pb.UpsertAssignmentRequest(**key, version=5))
@@ -223,7 +231,9 @@ async def test_a_version_conflict_says_what_was_expected_and_found(
     assert (info.metadata["expectedVersion"], info.metadata["actualVersion"]) == ("5", "1")
     gone = await _version_conflict(
         stubs.assignments.RemoveAssignment(
-            pb.RemoveAssignmentRequest(**{**key, "customer_id": "c2"}, must_exist=True)
+            pb.RemoveAssignmentRequest(
+                tenant=tenant, segment_id=segment_id, customer_id="c2", must_exist=True
+            )
         )
     )
     assert _precondition(gone)[2] == "expected to exist, found it does not exist"

@@ -19,7 +19,7 @@ import json
 import os
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import grpc
@@ -30,6 +30,10 @@ from google.protobuf import descriptor, message
 from customer_segments.gateway.app import Gateway
 from customer_segments.grpc.server import GrpcServer
 from tests.helpers import bearer
+
+if TYPE_CHECKING:
+    # The stubs give a message's fields the pure-Python or the upb descriptor type.
+    from google._upb import _message as upb
 
 REST_REQUESTS = 2000
 GRPC_CALLS = 600
@@ -535,7 +539,9 @@ def fill(rng: random.Random, target: message.Message, tenant: str, depth: int = 
             setattr(target, field.name, scalar(rng, field, tenant))
 
 
-def scalar(rng: random.Random, field: descriptor.FieldDescriptor, tenant: str) -> Any:
+def scalar(
+    rng: random.Random, field: descriptor.FieldDescriptor | upb.FieldDescriptor, tenant: str
+) -> Any:
     kind = descriptor.FieldDescriptor
     if field.type == kind.TYPE_STRING:
         if field.name == "tenant":
@@ -550,6 +556,7 @@ def scalar(rng: random.Random, field: descriptor.FieldDescriptor, tenant: str) -
     if field.type == kind.TYPE_BOOL:
         return rng.random() < 0.5
     if field.type == kind.TYPE_ENUM:
+        assert field.enum_type is not None  # an enum field names its enum
         return rng.choice([value.number for value in field.enum_type.values] + [99])
     if field.type in (kind.TYPE_INT32, kind.TYPE_SINT32, kind.TYPE_SFIXED32):
         return rng.choice([n for n in INTEGERS if -(2**31) <= n < 2**31])

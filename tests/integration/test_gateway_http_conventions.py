@@ -14,7 +14,7 @@ from customersegment.v1 import assignment_pb2, segment_pb2
 from customer_segments.gateway.app import start_gateway
 from tests.conftest import Stubs
 from tests.e2e.test_service_process import free_port
-from tests.helpers import bearer
+from tests.helpers import AssignmentFields, bearer
 from tests.integration.test_gateway_assignments import answer, assert_error, base
 from tests.integration.test_gateway_segments import GOLDEN, segments
 
@@ -130,7 +130,7 @@ async def test_if_match_makes_a_segment_write_conditional(
 async def test_grpc_writes_with_a_version_are_aborted_when_it_is_not_the_stored_one(
     stubs: Stubs, tenant: str, segment_id: str
 ) -> None:
-    key = {"tenant": tenant, "segment_id": segment_id, "customer_id": "c3"}
+    key: AssignmentFields = {"tenant": tenant, "segment_id": segment_id, "customer_id": "c3"}
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await stubs.assignments.RemoveAssignment(
             assignment_pb2.RemoveAssignmentRequest(**key, version=1)
@@ -199,7 +199,7 @@ async def test_if_match_needs_no_read_scope_and_creates_nothing(
 async def test_grpc_writes_that_must_find_the_resource_never_create_it(
     stubs: Stubs, tenant: str, segment_id: str
 ) -> None:
-    key = {"tenant": tenant, "segment_id": segment_id, "customer_id": "c9"}
+    key: AssignmentFields = {"tenant": tenant, "segment_id": segment_id, "customer_id": "c9"}
     for call in (
         stubs.assignments.UpsertAssignment(
             assignment_pb2.UpsertAssignmentRequest(**key, version=1, must_exist=True)

@@ -9,7 +9,7 @@ import aiohttp
 from tests.integration.test_gateway_assignments import TIMESTAMP, answer, assert_error
 
 # The SegmentCreation example of the Emporix file.
-GOLDEN = {
+GOLDEN: dict[str, Any] = {
     "id": "628cd20c6e8b2432b6346ca6",
     "name": {"en": "Golden Segment"},
     "description": {"en": "Golden Segment"},
@@ -17,7 +17,7 @@ GOLDEN = {
     "status": "ACTIVE",
     "siteCode": "main",
 }
-PLATINUM = {
+PLATINUM: dict[str, Any] = {
     "id": "61ge81e13562e22001h6cf456",
     "name": {"en": "Platinum Segment"},
     "description": {"en": "Platinum Segment"},

@@ -4,6 +4,7 @@ a stored document too deep to read does not break the pages it is on."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from typing import Any
 
 import aiohttp
@@ -63,9 +64,8 @@ async def test_the_deepest_mixins_allowed_are_written_and_read_back(
 async def test_upsert_refuses_deeper_mixins(
     stubs: Stubs, tenant: str, segment_id: str, depth: int, field: str
 ) -> None:
-    request = pb.UpsertAssignmentRequest(
-        tenant=tenant, segment_id=segment_id, customer_id="c1", **{field: nested_text(depth)}
-    )
+    request = pb.UpsertAssignmentRequest(tenant=tenant, segment_id=segment_id, customer_id="c1")
+    setattr(request, field, nested_text(depth))
     error = await expect_error(
         stubs.assignments.UpsertAssignment(request),
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -136,7 +136,7 @@ def _segment(**fields: Any) -> segment_pb2.Segment:
 async def test_segment_writes_refuse_deeper_mixins(stubs: Stubs, tenant: str, depth: int) -> None:
     deep = nested_text(depth)
     segments = stubs.segments
-    for call, field in [
+    calls: list[tuple[Awaitable[object], str]] = [
         (
             segments.CreateSegment(
                 segment_pb2.CreateSegmentRequest(
@@ -155,7 +155,8 @@ async def test_segment_writes_refuse_deeper_mixins(stubs: Stubs, tenant: str, de
             ),
             "segment.metadata.mixins_json",
         ),
-    ]:
+    ]
+    for call, field in calls:
         error = await expect_error(call, grpc.StatusCode.INVALID_ARGUMENT, "must not nest")
         assert field_violations(error) == [field]
     await expect_error(

@@ -17,7 +17,7 @@ from customersegment.v1 import segment_pb2
 from customer_segments.grpc.server import GrpcServer
 from customer_segments.limits import DEFAULT_CLIENT_RECEIVE_BYTES, MAX_ANSWER_BYTES
 from tests.conftest import Stubs
-from tests.helpers import admin_tokens
+from tests.helpers import AssignmentFields, admin_tokens
 
 ITEM_BYTES = 100_000
 ITEMS = 60  # the default page size: 6 MB of mixins, more than a default client receives
@@ -163,7 +163,7 @@ async def test_an_assignment_over_4_mib_is_readable_everywhere(
             method, base(tenant, segment_id) + path, params={"next": cursor}, json={}
         ) as response:
             assert [item["customer"]["id"] for item in await response.json()] == ["small"]
-    key = {"tenant": tenant, "segment_id": segment_id, "customer_id": "big"}
+    key: AssignmentFields = {"tenant": tenant, "segment_id": segment_id, "customer_id": "big"}
     got = (await roomy_stubs.assignments.GetAssignment(pb.GetAssignmentRequest(**key))).assignment
     assert json.loads(got.mixins_json) == big
     for method, message in listings(roomy_stubs):

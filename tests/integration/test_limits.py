@@ -25,7 +25,8 @@ from customer_segments.config import Settings
 from customer_segments.gateway.app import Gateway, start_gateway
 from customer_segments.gateway.connection_limits import HttpLimits
 from customer_segments.gateway.http_server import STOPPING, log_accept_errors_once
-from customer_segments.grpc.server import MIB, GrpcServer, ServerLimits, start_grpc_server
+from customer_segments.grpc.server import GrpcServer, ServerLimits, start_grpc_server
+from customer_segments.limits import MIB
 from customer_segments.store.database import Database
 from customer_segments.store.store import Store
 from tests.conftest import Stubs
@@ -146,13 +147,13 @@ async def test_a_client_stream_must_send_its_first_message_in_time(
     async with grpc.aio.insecure_channel(f"127.0.0.1:{short_limits_server.port}") as channel:
         stub = assignment_pb2_grpc.CustomerAssignmentServiceStub(channel)
         # With a token: the stream is ended once the first message is overdue.
-        silent = stub.StreamUpsertAssignments(metadata=admin_metadata(tenant), timeout=60)
+        silent = stub.StreamUpsertAssignments(None, metadata=admin_metadata(tenant), timeout=60)
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await asyncio.wait_for(silent.read(), 30)
         assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert "no request message within 0.5 s" in (raised.value.details() or "")
         # Without one: refused at once, without waiting for a message.
-        refused = stub.StreamUpsertAssignments(timeout=60)
+        refused = stub.StreamUpsertAssignments(None, timeout=60)
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await asyncio.wait_for(refused.read(), 30)
         assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED

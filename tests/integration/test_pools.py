@@ -19,13 +19,13 @@ from customer_segments.domain.errors import Reason
 from customer_segments.store.database import Database
 from customer_segments.store.store import Store
 from tests.conftest import BACKENDS, Service, Stubs, fresh_postgres_database, service_on
-from tests.helpers import error_info, expect_error, status_details
+from tests.helpers import SegmentFields, error_info, expect_error, status_details
 
 
 async def test_with_every_expensive_read_connection_busy_writes_and_reads_go_on(
     store: Store, stubs: Stubs, tenant: str, segment_id: str
 ) -> None:
-    key = {"tenant": tenant, "segment_id": segment_id}
+    key: SegmentFields = {"tenant": tenant, "segment_id": segment_id}
     calls = stubs.assignments
     async with AsyncExitStack() as held:
         for _ in range(store.database.expensive_read_pool_size):

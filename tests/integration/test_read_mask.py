@@ -3,6 +3,9 @@ server projects, over HTTP and gRPC on both databases."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import aiohttp
 import grpc
 import pytest
@@ -125,7 +128,7 @@ async def test_grpc_unknown_read_mask_path_is_invalid_argument(
     stubs: Stubs, tenant: str, segment_id: str, rpc: str
 ) -> None:
     mask = FieldMask(paths=["customer.nosuch" if rpc == "GetAssignment" else "nosuch"])
-    calls = {
+    calls: dict[str, Callable[[], Awaitable[Any]]] = {
         "GetAssignment": lambda: stubs.assignments.GetAssignment(
             pb.GetAssignmentRequest(
                 tenant=tenant, segment_id=segment_id, customer_id="c1", read_mask=mask

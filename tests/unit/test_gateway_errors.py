@@ -18,7 +18,7 @@ from customer_segments.grpc.errors import to_status
 
 
 def rpc_error(code: grpc.StatusCode, details: str, trailing: Metadata | None = None) -> AioRpcError:
-    return AioRpcError(code, Metadata(), trailing or Metadata(), details)
+    return AioRpcError(code, Metadata(), trailing or Metadata(), details, None)
 
 
 @pytest.mark.parametrize(

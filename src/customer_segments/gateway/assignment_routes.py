@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import grpc
 from aiohttp import web
@@ -42,10 +42,16 @@ BASE = "/customer-segment/{tenant}/segments/{segmentId}/customers"
 CUSTOMER = "{customerId:(?!(?:search|bulk)$)[^/]+}"
 
 
-def _write_fields(upsert: CustomerAssignmentUpsert) -> dict[str, Any]:
+class _WriteFields(TypedDict):
+    mixins_json: str
+    metadata_mixins_json: str
+    version: NotRequired[int]
+
+
+def _write_fields(upsert: CustomerAssignmentUpsert) -> _WriteFields:
     """The proto fields of what an upsert writes (mixins, metadata.mixins, metadata.version)."""
     metadata = upsert.metadata
-    fields: dict[str, Any] = {
+    fields: _WriteFields = {
         "mixins_json": mixins_json(upsert.mixins),
         "metadata_mixins_json": mixins_json(metadata.mixins if metadata else None),
     }
@@ -80,6 +86,13 @@ def _listing_fields(request: web.Request, q: str) -> dict[str, Any]:
         "fields": read_mask(request, ASSIGNMENT_FIELDS),
         **paging_fields(request),
     }
+
+
+def _page(
+    request: web.Request,
+    answer: assignment_pb2.ListAssignmentsResponse | assignment_pb2.SearchAssignmentsResponse,
+) -> web.StreamResponse:
+    return listing(request, [render.assignment(item) for item in answer.assignments], answer)
 
 
 class AssignmentRoutes:
@@ -161,24 +174,19 @@ class AssignmentRoutes:
         return web.Response(status=204)
 
     async def list_assignments(self, request: web.Request) -> web.StreamResponse:
-        method = self.client.assignments.ListAssignments
         message = assignment_pb2.ListAssignmentsRequest(
             **_listing_fields(request, request.query.get("q", ""))
         )
-        return await self._list(request, method, message)
+        answer = await self.client.call(request, self.client.assignments.ListAssignments, message)
+        return _page(request, answer)
 
     async def search_assignments(self, request: web.Request) -> web.StreamResponse:
         search: Search = parsed(Search, await json_body(request))
-        method = self.client.assignments.SearchAssignments
         message = assignment_pb2.SearchAssignmentsRequest(
             **_listing_fields(request, search.q or "")
         )
-        return await self._list(request, method, message)
-
-    async def _list(self, request: web.Request, method: Any, message: Any) -> web.StreamResponse:
-        answer = await self.client.call(request, method, message)
-        bodies = [render.assignment(item) for item in answer.assignments]
-        return listing(request, bodies, answer)
+        answer = await self.client.call(request, self.client.assignments.SearchAssignments, message)
+        return _page(request, answer)
 
     async def bulk_upsert(self, request: web.Request) -> web.StreamResponse:
         refuse_if_match(request)

@@ -9,7 +9,8 @@ from typing import Any, NamedTuple
 
 import grpc
 from aiohttp import web
-from google.rpc import error_details_pb2
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from customer_segments.domain.errors import ERROR_DOMAIN
@@ -215,12 +216,13 @@ def rest_failure(
     return RestFailure(code, message, resource_id, field, problem, details.retry_after)
 
 
-def _status_details(error: grpc.aio.AioRpcError) -> list[Any]:
+def _status_details(error: grpc.aio.AioRpcError) -> list[any_pb2.Any]:
     """The google.rpc.Status details of a failed call; none when they are missing or do not
     belong to its status code (gRPC itself ended the call, e.g. over a metadata size limit,
     after the server had written details for another code)."""
     try:
-        status = rpc_status.from_call(error)  # type: ignore[arg-type]  # an AioRpcError is a call
+        # An AioRpcError is a call; grpc-stubs types neither that nor the answer.
+        status: status_pb2.Status | None = rpc_status.from_call(error)  # type: ignore[arg-type]
     except ValueError:
         return []
     return list(status.details) if status is not None else []

@@ -4,7 +4,7 @@ on as metadata, a deadline on every call, and failures turned into REST answers.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TypeVar
 
 import grpc
 from aiohttp import web
@@ -14,6 +14,11 @@ from google.protobuf.message import Message
 DEFAULT_DEADLINE_SECONDS = 30.0
 # Set on every request by the gateway's middleware (taken from X-Request-Id, or made).
 REQUEST_ID = web.RequestKey("request_id", str)
+
+# The message types of one RPC, taken from the stub's multicallable, so that an answer is
+# typed as that RPC's response message and a misnamed field fails mypy.
+Request = TypeVar("Request", bound=Message)
+Response = TypeVar("Response", bound=Message)
 
 
 class RpcFailed(Exception):
@@ -43,13 +48,23 @@ class GrpcClient:
             metadata.append(("authorization", authorization))
         return metadata
 
-    async def call(self, request: web.Request, method: Any, message: Any) -> Any:
+    async def call(
+        self,
+        request: web.Request,
+        method: grpc.aio.UnaryUnaryMultiCallable[Request, Response],
+        message: Request,
+    ) -> Response:
         try:
             return await method(message, metadata=self.metadata(request), timeout=self.deadline)
         except grpc.aio.AioRpcError as error:
             raise RpcFailed(error, message) from None
 
-    async def stream(self, request: web.Request, method: Any, message: Any) -> AsyncIterator[Any]:
+    async def stream(
+        self,
+        request: web.Request,
+        method: grpc.aio.UnaryStreamMultiCallable[Request, Response],
+        message: Request,
+    ) -> AsyncIterator[Response]:
         try:
             async for answer in method(
                 message, metadata=self.metadata(request), timeout=self.deadline

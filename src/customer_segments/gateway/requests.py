@@ -7,18 +7,20 @@ import json
 import re
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 from urllib.parse import unquote_plus, unquote_to_bytes
 
+import grpc
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
+from customersegment.v1 import assignment_pb2, segment_pb2
 from google.protobuf.field_mask_pb2 import FieldMask
 from pydantic import BaseModel, ValidationError
 from yarl import URL
 
 from customer_segments.domain.validation import MAX_JSON_DEPTH
 from customer_segments.gateway.errors import error_response, rest_field
-from customer_segments.gateway.grpc_client import GrpcClient
+from customer_segments.gateway.grpc_client import GrpcClient, Request
 
 BULK_LIMIT = 200
 Model = TypeVar("Model", bound=BaseModel)
@@ -232,11 +234,22 @@ def bulk_items(body: Any) -> list[Any]:
     return body
 
 
+# What the bulk RPCs stream (each RPC has a message of its own; all hold `results`).
+_Answer = TypeVar(
+    "_Answer",
+    assignment_pb2.BulkUpsertAssignmentsResponse,
+    assignment_pb2.BulkRemoveAssignmentsResponse,
+    segment_pb2.BulkCreateSegmentsResponse,
+    segment_pb2.BulkUpsertSegmentsResponse,
+    segment_pb2.BulkDeleteSegmentsResponse,
+)
+
+
 async def multi_status(
     client: GrpcClient,
     request: web.Request,
-    method: Any,
-    message: Any,
+    method: grpc.aio.UnaryStreamMultiCallable[Request, _Answer],
+    message: Request,
     forwarded: list[int],
     results: dict[int, dict[str, Any]],
     rendered: Callable[[Any, int], dict[str, Any]],
@@ -289,7 +302,18 @@ def cursor_parameter(request: web.Request) -> str | None:
     return given[0] if given else None
 
 
-def paging_fields(request: web.Request) -> dict[str, Any]:
+class PagingFields(TypedDict):
+    """Fields that every List request has under the same names (checked where they are
+    passed as keywords to a request's constructor)."""
+
+    page_size: int
+    page_number: int
+    sort: str
+    include_total_count: bool
+    page_token: str
+
+
+def paging_fields(request: web.Request) -> PagingFields:
     """The paging, sorting and total fields of a List request from the query parameters and
     headers. With a cursor, the page number and X-Total-Count do not apply."""
     cursor = cursor_parameter(request)
@@ -305,7 +329,13 @@ def paging_fields(request: web.Request) -> dict[str, Any]:
     }
 
 
-def listing(request: web.Request, bodies: list[dict[str, Any]], answer: Any) -> web.Response:
+def listing(
+    request: web.Request,
+    bodies: list[dict[str, Any]],
+    answer: assignment_pb2.ListAssignmentsResponse
+    | assignment_pb2.SearchAssignmentsResponse
+    | segment_pb2.ListSegmentsResponse,
+) -> web.Response:
     """A page as documented: X-Total-Count when it was asked for (not with a cursor), and the
     cursors of the neighbouring pages."""
     headers: dict[str, str] = {}

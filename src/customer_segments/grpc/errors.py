@@ -24,7 +24,7 @@ from customer_segments.domain.errors import (
     VersionConflict,
 )
 
-_CODES: list[tuple[type[DomainError], int]] = [
+_CODES: list[tuple[type[DomainError], code_pb2.Code.ValueType]] = [
     (InvalidArgument, code_pb2.INVALID_ARGUMENT),
     (NotFound, code_pb2.NOT_FOUND),
     (VersionConflict, code_pb2.ABORTED),
