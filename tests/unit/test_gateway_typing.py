@@ -30,7 +30,7 @@ async def use(client: GrpcClient, request: web.Request) -> None:
     bulk = assignment_pb2.BulkRemoveAssignmentsRequest(tenant="acme")
     async for batch in client.stream(request, client.assignments.BulkRemoveAssignments, bulk):
         print(batch.results[0].code)
-        print(batch.reslts)  # error: "BulkItemResults" has no attribute "reslts"
+        print(batch.reslts)  # error: "BulkRemoveAssignmentsResponse" has no attribute "reslts"
 """
 
 _ERROR = re.compile(r"^[^:]+:(\d+): error: (.*)$")

@@ -115,8 +115,11 @@ class GrpcServer:
         """Health turns NOT_SERVING and the public port takes no new calls (clients get
         GOAWAY and go elsewhere); calls in flight there get `grace` seconds."""
         if self._public_stop is None:
-            await self.health.enter_graceful_shutdown()
             self._public_stop = asyncio.ensure_future(self.server.stop(grace))
+            # The stop's first step refuses new calls; it must run before health says
+            # NOT_SERVING, or a caller told so could still have a call taken (seen under load).
+            await asyncio.sleep(0)
+            await self.health.enter_graceful_shutdown()
 
     async def stop(self, grace: float) -> None:
         """What stop_accepting does, if not done yet; then the local socket's calls get
