@@ -13,6 +13,7 @@ from customer_segments.client import (
     AlreadyExists,
     AssignmentType,
     BulkRemoveItem,
+    BulkSegmentItem,
     BulkUpsertItem,
     CustomerSegmentsClient,
     FailedPrecondition,
@@ -20,6 +21,7 @@ from customer_segments.client import (
     NotFound,
     PatchOperation,
     PermissionDenied,
+    SegmentFields,
     SegmentStatus,
     Unauthenticated,
 )
@@ -196,6 +198,42 @@ async def test_unary_bulk(client: CustomerSegmentsClient, tenant: str, gold: str
     ]
     assert [r.code for r in removed] == [204, 204]
     assert (await client.list_assignments(tenant, gold)).assignments == ()
+
+
+async def test_segment_bulk(client: CustomerSegmentsClient, tenant: str) -> None:
+    fields: SegmentFields = {"name": {"en": "Bulk"}, "site_code": "main"}
+    created = [
+        r
+        async for r in client.bulk_create_segments(
+            tenant,
+            [
+                BulkSegmentItem("b1", fields),
+                BulkSegmentItem("b1", fields),
+                BulkSegmentItem("", fields),
+                BulkSegmentItem("b2", {"name": {}, "site_code": "main"}),
+            ],
+        )
+    ]
+    assert [(r.index, r.code) for r in created] == [(1, 201), (2, 409), (3, 201), (4, 400)]
+    assert created[0].segment_id == "b1" and created[2].segment_id not in ("", "b1")
+    assert "name" in created[3].message
+    upserted = [
+        r
+        async for r in client.bulk_upsert_segments(
+            tenant,
+            [
+                BulkSegmentItem("b1", fields, version=1),
+                BulkSegmentItem("b1", fields, version=1),
+                BulkSegmentItem("b3", fields),
+            ],
+        )
+    ]
+    assert [r.code for r in upserted] == [204, 409, 201]
+    assert (await client.get_segment(tenant, "b1")).metadata is not None
+    deleted = [r async for r in client.bulk_delete_segments(tenant, ["b1", "b3", "nope"])]
+    assert [(r.code, r.segment_id) for r in deleted] == [(204, "b1"), (204, "b3"), (404, "nope")]
+    with pytest.raises(NotFound):
+        await client.get_segment(tenant, "b1")
 
 
 async def test_streaming_bulk_of_ten_thousand_items(

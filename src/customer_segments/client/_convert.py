@@ -28,6 +28,8 @@ from customer_segments.client.types import (
     AssignmentType,
     BulkItemResult,
     BulkRemoveItem,
+    BulkSegmentItem,
+    BulkSegmentResult,
     BulkUpsertItem,
     Customer,
     LegalEntity,
@@ -60,7 +62,7 @@ IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
         "BulkUpsertAssignments",
         "BulkRemoveAssignments",
     ),
-    SEGMENT_SERVICE: ("GetSegment", "ListSegments", "UpsertSegment"),
+    SEGMENT_SERVICE: ("GetSegment", "ListSegments", "UpsertSegment", "BulkUpsertSegments"),
     DIRECTORY_SERVICE: ("UpsertCustomer", "UpsertLegalEntity"),
 }
 
@@ -429,6 +431,60 @@ def segment(message: segment_pb2.Segment) -> Segment:
         mixins=_json_object(message.mixins_json),
         metadata=_metadata(message.metadata) if message.HasField("metadata") else None,
     )
+
+
+def bulk_create_segments_request(
+    tenant: str, items: Iterable[BulkSegmentItem]
+) -> segment_pb2.BulkCreateSegmentsRequest:
+    segments = []
+    for item in items:
+        if item.version is not None:
+            raise ValueError("a segment that is created has no version to expect")
+        segments.append(segment_message(item.segment_id, item.fields))
+    return segment_pb2.BulkCreateSegmentsRequest(tenant=tenant, segments=segments)
+
+
+def bulk_upsert_segments_request(
+    tenant: str, items: Iterable[BulkSegmentItem]
+) -> segment_pb2.BulkUpsertSegmentsRequest:
+    return segment_pb2.BulkUpsertSegmentsRequest(
+        tenant=tenant,
+        items=[
+            segment_pb2.BulkUpsertSegmentsItem(
+                segment=segment_message(item.segment_id, item.fields), version=item.version
+            )
+            for item in items
+        ],
+    )
+
+
+def bulk_delete_segments_request(
+    tenant: str, segment_ids: Iterable[str], force: bool
+) -> segment_pb2.BulkDeleteSegmentsRequest:
+    return segment_pb2.BulkDeleteSegmentsRequest(
+        tenant=tenant, segment_ids=list(segment_ids), force=force
+    )
+
+
+# Each segment bulk RPC answers a message of its own; all hold `results`.
+BulkSegmentAnswer = (
+    segment_pb2.BulkCreateSegmentsResponse
+    | segment_pb2.BulkUpsertSegmentsResponse
+    | segment_pb2.BulkDeleteSegmentsResponse
+)
+
+
+def bulk_segment_results(message: BulkSegmentAnswer) -> list[BulkSegmentResult]:
+    return [
+        BulkSegmentResult(
+            index=result.index,
+            code=result.code,
+            status=result.status,
+            message=result.message,
+            segment_id=result.segment_id,
+        )
+        for result in message.results
+    ]
 
 
 def upserted_segment(message: segment_pb2.UpsertSegmentResponse) -> UpsertedSegment:

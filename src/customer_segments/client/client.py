@@ -28,6 +28,8 @@ from customer_segments.client.types import (
     AssignmentPage,
     BulkItemResult,
     BulkRemoveItem,
+    BulkSegmentItem,
+    BulkSegmentResult,
     BulkUpsertItem,
     Listing,
     PatchOperation,
@@ -47,6 +49,9 @@ DEFAULT_BULK_TIMEOUT_SECONDS = 600.0
 DEFAULT_CHUNK_SIZE = 200
 
 _Item = TypeVar("_Item")
+
+
+_Result = TypeVar("_Result")
 
 
 @dataclass(frozen=True)
@@ -235,9 +240,15 @@ class CustomerSegmentsClient:
             raise from_rpc_error(error) from error
 
     async def _results(self, call: Any) -> AsyncIterator[BulkItemResult]:
+        async for result in self._decided(call, convert.bulk_results):
+            yield result
+
+    async def _decided(
+        self, call: Any, results_of: Callable[[Any], list[_Result]]
+    ) -> AsyncIterator[_Result]:
         try:
             async for answer in call:
-                for result in convert.bulk_results(answer):
+                for result in results_of(answer):
                     yield result
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error(error) from error
@@ -516,6 +527,54 @@ class CustomerSegmentsClient:
         Not retried."""
         request = convert.delete_segment_request(tenant, segment_id, force, version)
         await self._unary(self._rpc.segments.DeleteSegment, request, timeout)
+
+    async def bulk_create_segments(
+        self,
+        tenant: str,
+        items: Iterable[BulkSegmentItem],
+        *,
+        timeout: float | None = None,
+    ) -> AsyncIterator[BulkSegmentResult]:
+        """Each item created as create_segment would create it (409 for a taken id), in its own
+        transaction; results as the server decides them. Not retried."""
+        request = convert.bulk_create_segments_request(tenant, items)
+        call = self._rpc.segments.BulkCreateSegments(
+            request, metadata=await self._metadata(), timeout=self._bulk_deadline(timeout)
+        )
+        async for result in self._decided(call, convert.bulk_segment_results):
+            yield result
+
+    async def bulk_upsert_segments(
+        self,
+        tenant: str,
+        items: Iterable[BulkSegmentItem],
+        *,
+        timeout: float | None = None,
+    ) -> AsyncIterator[BulkSegmentResult]:
+        """Each item written as upsert_segment would write it: 201 created, 204 replaced."""
+        request = convert.bulk_upsert_segments_request(tenant, items)
+        call = self._rpc.segments.BulkUpsertSegments(
+            request, metadata=await self._metadata(), timeout=self._bulk_deadline(timeout)
+        )
+        async for result in self._decided(call, convert.bulk_segment_results):
+            yield result
+
+    async def bulk_delete_segments(
+        self,
+        tenant: str,
+        segment_ids: Iterable[str],
+        *,
+        force: bool = False,
+        timeout: float | None = None,
+    ) -> AsyncIterator[BulkSegmentResult]:
+        """Each deleted as delete_segment would delete it: 204, 404 when absent, 400 when it
+        has assignments and not `force`. Not retried."""
+        request = convert.bulk_delete_segments_request(tenant, segment_ids, force)
+        call = self._rpc.segments.BulkDeleteSegments(
+            request, metadata=await self._metadata(), timeout=self._bulk_deadline(timeout)
+        )
+        async for result in self._decided(call, convert.bulk_segment_results):
+            yield result
 
     # Directory ------------------------------------------------------------------------------
 

@@ -189,3 +189,32 @@ class SegmentFields(TypedDict, total=False):
     mixins: Mapping[str, Any] | None
     # Mixin name -> schema URL.
     metadata_mixins: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class BulkSegmentItem:
+    """One segment of a bulk create or upsert. For a create, an empty `segment_id` gets a
+    generated one and `version` must be None; for an upsert, `segment_id` is required and a
+    `version` makes the write conditional (409 when the stored version differs)."""
+
+    segment_id: str
+    fields: SegmentFields
+    version: int | None = None
+
+
+@dataclass(frozen=True)
+class BulkSegmentResult:
+    # 1-based position of the item in the request.
+    index: int
+    # The HTTP status the item would have got alone: 201, 204, 400, 404 or 409.
+    code: int
+    # Its reason phrase ("Created", "No Content", "Bad Request", ...).
+    status: str
+    # What was wrong; empty on success.
+    message: str
+    # The segment the item addressed (the generated id of a created one).
+    segment_id: str
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.code < 300
