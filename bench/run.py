@@ -320,10 +320,12 @@ def create_segment(channel: grpc.Channel, credentials: Credentials) -> None:
 
 def get_assignment(
     channel: grpc.Channel, request: Any, credentials: Credentials
-) -> assignment_pb2.Assignment:
+) -> assignment_pb2.GetAssignmentResponse:
+    """The whole answer (h2load checks its size), once it is shown to hold the assignment."""
     stub = assignment_pb2_grpc.CustomerAssignmentServiceStub(channel)
-    answer = stub.GetAssignment(request, timeout=10, metadata=credentials.metadata).assignment
-    if answer.customer.id != request.customer_id or answer.segment_id != request.segment_id:
+    answer = stub.GetAssignment(request, timeout=10, metadata=credentials.metadata)
+    found = answer.assignment
+    if found.customer.id != request.customer_id or found.segment_id != request.segment_id:
         raise BenchError(f"GetAssignment returned another assignment: {answer}")
     return answer
 
