@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# buf (proto lint) comes from npm, pinned in package.json / package-lock.json.
+# buf (proto lint and breaking-change check) comes from npm, pinned in package.json / package-lock.json.
 NODE_STAMP := node_modules/.installed
 BUF := node_modules/.bin/buf
 # What `buf breaking` compares the protos with: v1 as released (see `proto-baseline`).
@@ -30,7 +30,7 @@ $(NODE_STAMP): package.json package-lock.json
 run: $(STAMP)
 	$(BIN)/customer-segments serve
 
-## buf lint, lint, type-check, then every test (PostgreSQL half needs 127.0.0.1:5432; it and npm are required when CI=true).
+## buf lint and breaking, lint, type-check, then every test (PostgreSQL half needs 127.0.0.1:5432; it and npm are required when CI=true).
 test: $(STAMP) lint-protos
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
