@@ -3,11 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# buf (proto lint) comes from npm, pinned in package.json / package-lock.json.
+# buf (proto lint and breaking-change check) comes from npm, pinned in package.json / package-lock.json.
 NODE_STAMP := node_modules/.installed
 BUF := node_modules/.bin/buf
+# What `buf breaking` compares the protos with: v1 as released (see `proto-baseline`).
+PROTO_BASELINE := protos/v1.binpb
 
-.PHONY: run test lint-protos protos openapi bench clean
+.PHONY: run test lint-protos proto-baseline protos openapi bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,25 +30,35 @@ $(NODE_STAMP): package.json package-lock.json
 run: $(STAMP)
 	$(BIN)/customer-segments serve
 
-## buf lint, lint, type-check, then every test (PostgreSQL half needs 127.0.0.1:5432; it and npm are required when CI=true).
+## buf lint and breaking, lint, type-check, then every test (PostgreSQL half needs 127.0.0.1:5432; it and npm are required when CI=true).
 test: $(STAMP) lint-protos
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/pytest -q -n 2 --dist worksteal
 
-## buf lint (STANDARD rules, buf.yaml) over protos/. Skipped where npm is absent, except under CI=true.
+## buf lint (STANDARD and COMMENTS rules, buf.yaml) over protos/, and buf breaking against the
+## v1 baseline image (protos/v1.binpb). Skipped where npm is absent, except under CI=true.
+# The workspace has two modules (ours and the vendored google/api), which buf would compare as
+# two images against the one baseline image: so the current protos are built into one image
+# first and compared as such.
 ifneq ($(shell command -v npm 2>/dev/null),)
 lint-protos: $(NODE_STAMP)
 	$(BUF) lint
+	$(BUF) build --exclude-source-info -o -#format=binpb | $(BUF) breaking -#format=binpb --against $(PROTO_BASELINE)
 else ifeq ($(CI),true)
 lint-protos:
 	@echo "buf lint: npm is not installed, and CI=true requires it (install Node.js and npm)" >&2
 	@exit 1
 else
 lint-protos:
-	@echo "buf lint skipped: npm is not installed (install Node.js and npm to lint the protos)"
+	@echo "buf lint and breaking skipped: npm is not installed (install Node.js and npm to check the protos)"
 endif
+
+## Rewrites the baseline that `buf breaking` guards. Only when a new major version is
+## released on purpose, never to let a breaking change of v1 through.
+proto-baseline: $(NODE_STAMP)
+	$(BUF) build --exclude-source-info -o $(PROTO_BASELINE)
 
 ## Regenerates generated/ from protos/.
 protos: $(STAMP)

@@ -14,6 +14,10 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
+# google/api/annotations.proto and http.proto, vendored for buf (see buf.yaml). They are only
+# read here: the generated code imports google.api.annotations_pb2 from
+# googleapis-common-protos, so no second copy of google/api is generated.
+THIRD_PARTY = PROTOS / "third_party"
 
 
 def generate(out_dir: Path) -> None:
@@ -23,10 +27,13 @@ def generate(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     bin_dir = Path(sys.executable).parent
     well_known = Path(grpc_tools.__file__).parent / "_proto"
-    sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
+    sources = sorted(
+        str(p.relative_to(PROTOS)) for p in (PROTOS / "customersegment").rglob("*.proto")
+    )
     args = [
         "grpc_tools.protoc",
         f"-I{PROTOS}",
+        f"-I{THIRD_PARTY}",
         f"-I{well_known}",
         f"--plugin=protoc-gen-mypy={bin_dir / 'protoc-gen-mypy'}",
         f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",

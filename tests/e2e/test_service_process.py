@@ -222,6 +222,11 @@ def test_grpcurl_walkthrough_on_embedded_database(embedded: Service) -> None:
         "rpc SearchAssignments ( .customersegment.v1.SearchAssignmentsRequest ) returns"
         " ( .customersegment.v1.SearchAssignmentsResponse )" in described
     )
+    # Reflection serves the google.api.http annotations (and google/api/*.proto with them).
+    assert (
+        'option (.google.api.http) = { get:"/customer-segment/{tenant}/segments/{segment_id}'
+        '/customers/{customer_id}"' in described
+    ), described
     assert "SEGMENT_STATUS_ACTIVE = 1;" in embedded.grpcurl(
         "describe", "customersegment.v1.SegmentStatus"
     )

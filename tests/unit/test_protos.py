@@ -67,24 +67,76 @@ def test_buf_lint_passes() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_buf_lint_refuses_what_the_standard_rules_forbid(tmp_path: Path) -> None:
-    """buf.yaml must not switch off the rules that matter: an enum value without its enum's
-    prefix, and an RPC that shares its messages with another one."""
+def _copy_workspace(tmp_path: Path) -> Path:
+    """buf.yaml and protos/ in `tmp_path`; answers the copy of segment.proto."""
     shutil.copy(ROOT / "buf.yaml", tmp_path)
     shutil.copytree(ROOT / "protos", tmp_path / "protos")
-    segment_proto = tmp_path / "protos" / "customersegment" / "v1" / "segment.proto"
-    text = segment_proto.read_text()
-    text = text.replace("SEGMENT_STATUS_ACTIVE = 1;", "ACTIVE = 1;")
-    text = text.replace(
-        "rpc GetSegment(GetSegmentRequest) returns (GetSegmentResponse);",
-        "rpc GetSegment(GetSegmentRequest) returns (GetSegmentResponse);\n"
-        "  rpc FetchSegment(GetSegmentRequest) returns (GetSegmentResponse);",
+    return tmp_path / "protos" / "customersegment" / "v1" / "segment.proto"
+
+
+def _changed(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} is not in {path.name} any more: update this test"
+    path.write_text(text.replace(old, new))
+
+
+def test_buf_lint_refuses_what_the_standard_rules_forbid(tmp_path: Path) -> None:
+    """buf.yaml must not switch off the rules that matter: an enum value without its enum's
+    prefix, an RPC that shares its messages with another one, and a field without a comment."""
+    segment_proto = _copy_workspace(tmp_path)
+    _changed(segment_proto, "SEGMENT_STATUS_ACTIVE = 1;", "ACTIVE = 1;")
+    # The new RPC takes GetSegment's comment; GetSegment gets one of its own.
+    _changed(
+        segment_proto,
+        "  rpc GetSegment(",
+        "  rpc FetchSegment(GetSegmentRequest) returns (GetSegmentResponse);\n"
+        "  // One segment.\n"
+        "  rpc GetSegment(",
     )
-    segment_proto.write_text(text)
+    _changed(segment_proto, "  // add, remove or replace.\n  string op = 1;", "  string op = 1;")
     result = _lint(tmp_path)
     assert result.returncode != 0
     assert 'Enum value name "ACTIVE" should be prefixed with "SEGMENT_STATUS_"' in result.stdout
     assert "is used as the request or response type for multiple RPCs" in result.stdout
+    assert 'Field "op" should have a non-empty comment for documentation.' in result.stdout
+
+
+def _breaking(directory: Path) -> subprocess.CompletedProcess[str]:
+    """`buf breaking` of the protos in `directory` against the committed v1 baseline, as
+    `make test` runs it (the Makefile says why through an image)."""
+    image = directory / "current.binpb"
+    subprocess.run(
+        [str(_buf()), "build", "--exclude-source-info", "-o", str(image)],
+        cwd=directory,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return subprocess.run(
+        [str(_buf()), "breaking", str(image), "--against", str(ROOT / "protos" / "v1.binpb")],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_protos_keep_the_v1_baseline(tmp_path: Path) -> None:
+    _copy_workspace(tmp_path)
+    result = _breaking(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_buf_breaking_refuses_a_renamed_field(tmp_path: Path) -> None:
+    """A renamed field keeps the wire format but breaks every caller's generated code and the
+    JSON names: the baseline check must catch it."""
+    segment_proto = _copy_workspace(tmp_path)
+    _changed(segment_proto, "string site_code = 6;", "string site = 6;")
+    result = _breaking(tmp_path)
+    assert result.returncode != 0
+    assert 'Field "6" on message "Segment" changed name from "site_code" to "site".' in (
+        result.stdout
+    )
 
 
 def _messages(descriptors: list[Descriptor]) -> Iterator[Descriptor]:

@@ -23,11 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from customersegment.v1 import common_pb2 as customersegment_dot_v1_dot_common__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#customersegment/v1/assignment.proto\x12\x12\x63ustomersegment.v1\x1a\x1f\x63ustomersegment/v1/common.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"L\n\x08\x43ustomer\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nfirst_name\x18\x02 \x01(\t\x12\x11\n\tlast_name\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\"\'\n\x0bLegalEntity\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x9b\x01\n\x12\x41ssignmentMetadata\x12.\n\ncreated_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bmodified_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x13\n\x0bmixins_json\x18\x04 \x01(\t\"\x93\x02\n\nAssignment\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12.\n\x08\x63ustomer\x18\x02 \x01(\x0b\x32\x1c.customersegment.v1.Customer\x12\x35\n\x0clegal_entity\x18\x03 \x01(\x0b\x32\x1f.customersegment.v1.LegalEntity\x12;\n\x0f\x61ssignment_type\x18\x04 \x01(\x0e\x32\".customersegment.v1.AssignmentType\x12\x13\n\x0bmixins_json\x18\x05 \x01(\t\x12\x38\n\x08metadata\x18\x06 \x01(\x0b\x32&.customersegment.v1.AssignmentMetadata\"\x97\x01\n\x14GetAssignmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x04 \x01(\t\x12-\n\tread_mask\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"K\n\x15GetAssignmentResponse\x12\x32\n\nassignment\x18\x01 \x01(\x0b\x32\x1e.customersegment.v1.Assignment\"\xd4\x01\n\x17UpsertAssignmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x04 \x01(\t\x12\x13\n\x0bmixins_json\x18\x05 \x01(\t\x12\x1c\n\x14metadata_mixins_json\x18\x06 \x01(\t\x12\x14\n\x07version\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nmust_exist\x18\x08 \x01(\x08\x42\n\n\x08_version\"_\n\x18UpsertAssignmentResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\x12\x32\n\nassignment\x18\x02 \x01(\x0b\x32\x1e.customersegment.v1.Assignment\"\xa1\x01\n\x17RemoveAssignmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x04 \x01(\t\x12\x14\n\x07version\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nmust_exist\x18\x06 \x01(\x08\x42\n\n\x08_version\"\x1a\n\x18RemoveAssignmentResponse\"\xda\x01\n\x16ListAssignmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\t\n\x01q\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0bpage_number\x18\x05 \x01(\x05\x12\x0c\n\x04sort\x18\x06 \x01(\t\x12*\n\x06\x66ields\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x1b\n\x13include_total_count\x18\x08 \x01(\x08\x12\x12\n\npage_token\x18\t \x01(\t\"\x99\x01\n\x17ListAssignmentsResponse\x12\x33\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x1e.customersegment.v1.Assignment\x12\x13\n\x0btotal_count\x18\x02 \x01(\x03\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\x12\x1b\n\x13previous_page_token\x18\x04 \x01(\t\"\xdc\x01\n\x18SearchAssignmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\t\n\x01q\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0bpage_number\x18\x05 \x01(\x05\x12\x0c\n\x04sort\x18\x06 \x01(\t\x12*\n\x06\x66ields\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x1b\n\x13include_total_count\x18\x08 \x01(\x08\x12\x12\n\npage_token\x18\t \x01(\t\"\x9b\x01\n\x19SearchAssignmentsResponse\x12\x33\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x1e.customersegment.v1.Assignment\x12\x13\n\x0btotal_count\x18\x02 \x01(\x03\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\x12\x1b\n\x13previous_page_token\x18\x04 \x01(\t\"\x93\x01\n\x0e\x42ulkUpsertItem\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x02 \x01(\t\x12\x13\n\x0bmixins_json\x18\x03 \x01(\t\x12\x1c\n\x14metadata_mixins_json\x18\x04 \x01(\t\x12\x14\n\x07version\x18\x05 \x01(\x03H\x00\x88\x01\x01\x42\n\n\x08_version\"u\n\x1c\x42ulkUpsertAssignmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x31\n\x05items\x18\x03 \x03(\x0b\x32\".customersegment.v1.BulkUpsertItem\">\n\x0e\x42ulkRemoveItem\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x02 \x01(\t\"u\n\x1c\x42ulkRemoveAssignmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x31\n\x05items\x18\x03 \x03(\x0b\x32\".customersegment.v1.BulkRemoveItem\"T\n\x1d\x42ulkUpsertAssignmentsResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".customersegment.v1.BulkItemResult\"T\n\x1d\x42ulkRemoveAssignmentsResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".customersegment.v1.BulkItemResult\"w\n\x1eStreamUpsertAssignmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x31\n\x05items\x18\x03 \x03(\x0b\x32\".customersegment.v1.BulkUpsertItem\"V\n\x1fStreamUpsertAssignmentsResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".customersegment.v1.BulkItemResult\"w\n\x1eStreamRemoveAssignmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x31\n\x05items\x18\x03 \x03(\x0b\x32\".customersegment.v1.BulkRemoveItem\"V\n\x1fStreamRemoveAssignmentsResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".customersegment.v1.BulkItemResult*l\n\x0e\x41ssignmentType\x12\x1f\n\x1b\x41SSIGNMENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41SSIGNMENT_TYPE_MANUAL\x10\x01\x12\x1d\n\x19\x41SSIGNMENT_TYPE_AUTOMATIC\x10\x02\x32\xcf\x08\n\x19\x43ustomerAssignmentService\x12\x64\n\rGetAssignment\x12(.customersegment.v1.GetAssignmentRequest\x1a).customersegment.v1.GetAssignmentResponse\x12m\n\x10UpsertAssignment\x12+.customersegment.v1.UpsertAssignmentRequest\x1a,.customersegment.v1.UpsertAssignmentResponse\x12m\n\x10RemoveAssignment\x12+.customersegment.v1.RemoveAssignmentRequest\x1a,.customersegment.v1.RemoveAssignmentResponse\x12j\n\x0fListAssignments\x12*.customersegment.v1.ListAssignmentsRequest\x1a+.customersegment.v1.ListAssignmentsResponse\x12p\n\x11SearchAssignments\x12,.customersegment.v1.SearchAssignmentsRequest\x1a-.customersegment.v1.SearchAssignmentsResponse\x12~\n\x15\x42ulkUpsertAssignments\x12\x30.customersegment.v1.BulkUpsertAssignmentsRequest\x1a\x31.customersegment.v1.BulkUpsertAssignmentsResponse0\x01\x12~\n\x15\x42ulkRemoveAssignments\x12\x30.customersegment.v1.BulkRemoveAssignmentsRequest\x1a\x31.customersegment.v1.BulkRemoveAssignmentsResponse0\x01\x12\x86\x01\n\x17StreamUpsertAssignments\x12\x32.customersegment.v1.StreamUpsertAssignmentsRequest\x1a\x33.customersegment.v1.StreamUpsertAssignmentsResponse(\x01\x30\x01\x12\x86\x01\n\x17StreamRemoveAssignments\x12\x32.customersegment.v1.StreamRemoveAssignmentsRequest\x1a\x33.customersegment.v1.StreamRemoveAssignmentsResponse(\x01\x30\x01\x42\x19\n\x15io.customersegment.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#customersegment/v1/assignment.proto\x12\x12\x63ustomersegment.v1\x1a\x1f\x63ustomersegment/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"L\n\x08\x43ustomer\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nfirst_name\x18\x02 \x01(\t\x12\x11\n\tlast_name\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\"\'\n\x0bLegalEntity\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x9b\x01\n\x12\x41ssignmentMetadata\x12.\n\ncreated_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bmodified_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x13\n\x0bmixins_json\x18\x04 \x01(\t\"\x93\x02\n\nAssignment\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12.\n\x08\x63ustomer\x18\x02 \x01(\x0b\x32\x1c.customersegment.v1.Customer\x12\x35\n\x0clegal_entity\x18\x03 \x01(\x0b\x32\x1f.customersegment.v1.LegalEntity\x12;\n\x0f\x61ssignment_type\x18\x04 \x01(\x0e\x32\".customersegment.v1.AssignmentType\x12\x13\n\x0bmixins_json\x18\x05 \x01(\t\x12\x38\n\x08metadata\x18\x06 \x01(\x0b\x32&.customersegment.v1.AssignmentMetadata\"\x97\x01\n\x14GetAssignmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x04 \x01(\t\x12-\n\tread_mask\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"K\n\x15GetAssignmentResponse\x12\x32\n\nassignment\x18\x01 \x01(\x0b\x32\x1e.customersegment.v1.Assignment\"\xd4\x01\n\x17UpsertAssignmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x04 \x01(\t\x12\x13\n\x0bmixins_json\x18\x05 \x01(\t\x12\x1c\n\x14metadata_mixins_json\x18\x06 \x01(\t\x12\x14\n\x07version\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nmust_exist\x18\x08 \x01(\x08\x42\n\n\x08_version\"_\n\x18UpsertAssignmentResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\x12\x32\n\nassignment\x18\x02 \x01(\x0b\x32\x1e.customersegment.v1.Assignment\"\xa1\x01\n\x17RemoveAssignmentRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x04 \x01(\t\x12\x14\n\x07version\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nmust_exist\x18\x06 \x01(\x08\x42\n\n\x08_version\"\x1a\n\x18RemoveAssignmentResponse\"\xda\x01\n\x16ListAssignmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\t\n\x01q\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0bpage_number\x18\x05 \x01(\x05\x12\x0c\n\x04sort\x18\x06 \x01(\t\x12*\n\x06\x66ields\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x1b\n\x13include_total_count\x18\x08 \x01(\x08\x12\x12\n\npage_token\x18\t \x01(\t\"\x99\x01\n\x17ListAssignmentsResponse\x12\x33\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x1e.customersegment.v1.Assignment\x12\x13\n\x0btotal_count\x18\x02 \x01(\x03\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\x12\x1b\n\x13previous_page_token\x18\x04 \x01(\t\"\xdc\x01\n\x18SearchAssignmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\t\n\x01q\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x13\n\x0bpage_number\x18\x05 \x01(\x05\x12\x0c\n\x04sort\x18\x06 \x01(\t\x12*\n\x06\x66ields\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x1b\n\x13include_total_count\x18\x08 \x01(\x08\x12\x12\n\npage_token\x18\t \x01(\t\"\x9b\x01\n\x19SearchAssignmentsResponse\x12\x33\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x1e.customersegment.v1.Assignment\x12\x13\n\x0btotal_count\x18\x02 \x01(\x03\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\x12\x1b\n\x13previous_page_token\x18\x04 \x01(\t\"\x93\x01\n\x0e\x42ulkUpsertItem\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x02 \x01(\t\x12\x13\n\x0bmixins_json\x18\x03 \x01(\t\x12\x1c\n\x14metadata_mixins_json\x18\x04 \x01(\t\x12\x14\n\x07version\x18\x05 \x01(\x03H\x00\x88\x01\x01\x42\n\n\x08_version\"u\n\x1c\x42ulkUpsertAssignmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x31\n\x05items\x18\x03 \x03(\x0b\x32\".customersegment.v1.BulkUpsertItem\">\n\x0e\x42ulkRemoveItem\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x02 \x01(\t\"u\n\x1c\x42ulkRemoveAssignmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x31\n\x05items\x18\x03 \x03(\x0b\x32\".customersegment.v1.BulkRemoveItem\"T\n\x1d\x42ulkUpsertAssignmentsResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".customersegment.v1.BulkItemResult\"T\n\x1d\x42ulkRemoveAssignmentsResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".customersegment.v1.BulkItemResult\"w\n\x1eStreamUpsertAssignmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x31\n\x05items\x18\x03 \x03(\x0b\x32\".customersegment.v1.BulkUpsertItem\"V\n\x1fStreamUpsertAssignmentsResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".customersegment.v1.BulkItemResult\"w\n\x1eStreamRemoveAssignmentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x31\n\x05items\x18\x03 \x03(\x0b\x32\".customersegment.v1.BulkRemoveItem\"V\n\x1fStreamRemoveAssignmentsResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".customersegment.v1.BulkItemResult*l\n\x0e\x41ssignmentType\x12\x1f\n\x1b\x41SSIGNMENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41SSIGNMENT_TYPE_MANUAL\x10\x01\x12\x1d\n\x19\x41SSIGNMENT_TYPE_AUTOMATIC\x10\x02\x32\xa4\x0f\n\x19\x43ustomerAssignmentService\x12\x96\x02\n\rGetAssignment\x12(.customersegment.v1.GetAssignmentRequest\x1a).customersegment.v1.GetAssignmentResponse\"\xaf\x01\x82\xd3\xe4\x93\x02\xa8\x01\x12H/customer-segment/{tenant}/segments/{segment_id}/customers/{customer_id}Z\\\x12Z/customer-segment/{tenant}/segments/{segment_id}/customers/{customer_id}/{legal_entity_id}\x12\xa5\x02\n\x10UpsertAssignment\x12+.customersegment.v1.UpsertAssignmentRequest\x1a,.customersegment.v1.UpsertAssignmentResponse\"\xb5\x01\x82\xd3\xe4\x93\x02\xae\x01\x1aH/customer-segment/{tenant}/segments/{segment_id}/customers/{customer_id}:\x01*Z_\x1aZ/customer-segment/{tenant}/segments/{segment_id}/customers/{customer_id}/{legal_entity_id}:\x01*\x12\x9f\x02\n\x10RemoveAssignment\x12+.customersegment.v1.RemoveAssignmentRequest\x1a,.customersegment.v1.RemoveAssignmentResponse\"\xaf\x01\x82\xd3\xe4\x93\x02\xa8\x01*H/customer-segment/{tenant}/segments/{segment_id}/customers/{customer_id}Z\\*Z/customer-segment/{tenant}/segments/{segment_id}/customers/{customer_id}/{legal_entity_id}\x12\xae\x01\n\x0fListAssignments\x12*.customersegment.v1.ListAssignmentsRequest\x1a+.customersegment.v1.ListAssignmentsResponse\"B\x82\xd3\xe4\x93\x02<\x12:/customer-segment/{tenant}/segments/{segment_id}/customers\x12\xbe\x01\n\x11SearchAssignments\x12,.customersegment.v1.SearchAssignmentsRequest\x1a-.customersegment.v1.SearchAssignmentsResponse\"L\x82\xd3\xe4\x93\x02\x46\"A/customer-segment/{tenant}/segments/{segment_id}/customers/search:\x01*\x12\xce\x01\n\x15\x42ulkUpsertAssignments\x12\x30.customersegment.v1.BulkUpsertAssignmentsRequest\x1a\x31.customersegment.v1.BulkUpsertAssignmentsResponse\"N\x82\xd3\xe4\x93\x02H\x1a?/customer-segment/{tenant}/segments/{segment_id}/customers/bulk:\x05items0\x01\x12\xce\x01\n\x15\x42ulkRemoveAssignments\x12\x30.customersegment.v1.BulkRemoveAssignmentsRequest\x1a\x31.customersegment.v1.BulkRemoveAssignmentsResponse\"N\x82\xd3\xe4\x93\x02H*?/customer-segment/{tenant}/segments/{segment_id}/customers/bulk:\x05items0\x01\x12\x86\x01\n\x17StreamUpsertAssignments\x12\x32.customersegment.v1.StreamUpsertAssignmentsRequest\x1a\x33.customersegment.v1.StreamUpsertAssignmentsResponse(\x01\x30\x01\x12\x86\x01\n\x17StreamRemoveAssignments\x12\x32.customersegment.v1.StreamRemoveAssignmentsRequest\x1a\x33.customersegment.v1.StreamRemoveAssignmentsResponse(\x01\x30\x01\x42\x19\n\x15io.customersegment.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,56 +36,70 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'customersegment.v1.assignme
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\025io.customersegment.v1P\001'
-  _globals['_ASSIGNMENTTYPE']._serialized_start=3249
-  _globals['_ASSIGNMENTTYPE']._serialized_end=3357
-  _globals['_CUSTOMER']._serialized_start=159
-  _globals['_CUSTOMER']._serialized_end=235
-  _globals['_LEGALENTITY']._serialized_start=237
-  _globals['_LEGALENTITY']._serialized_end=276
-  _globals['_ASSIGNMENTMETADATA']._serialized_start=279
-  _globals['_ASSIGNMENTMETADATA']._serialized_end=434
-  _globals['_ASSIGNMENT']._serialized_start=437
-  _globals['_ASSIGNMENT']._serialized_end=712
-  _globals['_GETASSIGNMENTREQUEST']._serialized_start=715
-  _globals['_GETASSIGNMENTREQUEST']._serialized_end=866
-  _globals['_GETASSIGNMENTRESPONSE']._serialized_start=868
-  _globals['_GETASSIGNMENTRESPONSE']._serialized_end=943
-  _globals['_UPSERTASSIGNMENTREQUEST']._serialized_start=946
-  _globals['_UPSERTASSIGNMENTREQUEST']._serialized_end=1158
-  _globals['_UPSERTASSIGNMENTRESPONSE']._serialized_start=1160
-  _globals['_UPSERTASSIGNMENTRESPONSE']._serialized_end=1255
-  _globals['_REMOVEASSIGNMENTREQUEST']._serialized_start=1258
-  _globals['_REMOVEASSIGNMENTREQUEST']._serialized_end=1419
-  _globals['_REMOVEASSIGNMENTRESPONSE']._serialized_start=1421
-  _globals['_REMOVEASSIGNMENTRESPONSE']._serialized_end=1447
-  _globals['_LISTASSIGNMENTSREQUEST']._serialized_start=1450
-  _globals['_LISTASSIGNMENTSREQUEST']._serialized_end=1668
-  _globals['_LISTASSIGNMENTSRESPONSE']._serialized_start=1671
-  _globals['_LISTASSIGNMENTSRESPONSE']._serialized_end=1824
-  _globals['_SEARCHASSIGNMENTSREQUEST']._serialized_start=1827
-  _globals['_SEARCHASSIGNMENTSREQUEST']._serialized_end=2047
-  _globals['_SEARCHASSIGNMENTSRESPONSE']._serialized_start=2050
-  _globals['_SEARCHASSIGNMENTSRESPONSE']._serialized_end=2205
-  _globals['_BULKUPSERTITEM']._serialized_start=2208
-  _globals['_BULKUPSERTITEM']._serialized_end=2355
-  _globals['_BULKUPSERTASSIGNMENTSREQUEST']._serialized_start=2357
-  _globals['_BULKUPSERTASSIGNMENTSREQUEST']._serialized_end=2474
-  _globals['_BULKREMOVEITEM']._serialized_start=2476
-  _globals['_BULKREMOVEITEM']._serialized_end=2538
-  _globals['_BULKREMOVEASSIGNMENTSREQUEST']._serialized_start=2540
-  _globals['_BULKREMOVEASSIGNMENTSREQUEST']._serialized_end=2657
-  _globals['_BULKUPSERTASSIGNMENTSRESPONSE']._serialized_start=2659
-  _globals['_BULKUPSERTASSIGNMENTSRESPONSE']._serialized_end=2743
-  _globals['_BULKREMOVEASSIGNMENTSRESPONSE']._serialized_start=2745
-  _globals['_BULKREMOVEASSIGNMENTSRESPONSE']._serialized_end=2829
-  _globals['_STREAMUPSERTASSIGNMENTSREQUEST']._serialized_start=2831
-  _globals['_STREAMUPSERTASSIGNMENTSREQUEST']._serialized_end=2950
-  _globals['_STREAMUPSERTASSIGNMENTSRESPONSE']._serialized_start=2952
-  _globals['_STREAMUPSERTASSIGNMENTSRESPONSE']._serialized_end=3038
-  _globals['_STREAMREMOVEASSIGNMENTSREQUEST']._serialized_start=3040
-  _globals['_STREAMREMOVEASSIGNMENTSREQUEST']._serialized_end=3159
-  _globals['_STREAMREMOVEASSIGNMENTSRESPONSE']._serialized_start=3161
-  _globals['_STREAMREMOVEASSIGNMENTSRESPONSE']._serialized_end=3247
-  _globals['_CUSTOMERASSIGNMENTSERVICE']._serialized_start=3360
-  _globals['_CUSTOMERASSIGNMENTSERVICE']._serialized_end=4463
+  _globals['_CUSTOMERASSIGNMENTSERVICE'].methods_by_name['GetAssignment']._loaded_options = None
+  _globals['_CUSTOMERASSIGNMENTSERVICE'].methods_by_name['GetAssignment']._serialized_options = b'\202\323\344\223\002\250\001\022H/customer-segment/{tenant}/segments/{segment_id}/customers/{customer_id}Z\\\022Z/customer-segment/{tenant}/segments/{segment_id}/customers/{customer_id}/{legal_entity_id}'
+  _globals['_CUSTOMERASSIGNMENTSERVICE'].methods_by_name['UpsertAssignment']._loaded_options = None
+  _globals['_CUSTOMERASSIGNMENTSERVICE'].methods_by_name['UpsertAssignment']._serialized_options = b'\202\323\344\223\002\256\001\032H/customer-segment/{tenant}/segments/{segment_id}/customers/{customer_id}:\001*Z_\032Z/customer-segment/{tenant}/segments/{segment_id}/customers/{customer_id}/{legal_entity_id}:\001*'
+  _globals['_CUSTOMERASSIGNMENTSERVICE'].methods_by_name['RemoveAssignment']._loaded_options = None
+  _globals['_CUSTOMERASSIGNMENTSERVICE'].methods_by_name['RemoveAssignment']._serialized_options = b'\202\323\344\223\002\250\001*H/customer-segment/{tenant}/segments/{segment_id}/customers/{customer_id}Z\\*Z/customer-segment/{tenant}/segments/{segment_id}/customers/{customer_id}/{legal_entity_id}'
+  _globals['_CUSTOMERASSIGNMENTSERVICE'].methods_by_name['ListAssignments']._loaded_options = None
+  _globals['_CUSTOMERASSIGNMENTSERVICE'].methods_by_name['ListAssignments']._serialized_options = b'\202\323\344\223\002<\022:/customer-segment/{tenant}/segments/{segment_id}/customers'
+  _globals['_CUSTOMERASSIGNMENTSERVICE'].methods_by_name['SearchAssignments']._loaded_options = None
+  _globals['_CUSTOMERASSIGNMENTSERVICE'].methods_by_name['SearchAssignments']._serialized_options = b'\202\323\344\223\002F\"A/customer-segment/{tenant}/segments/{segment_id}/customers/search:\001*'
+  _globals['_CUSTOMERASSIGNMENTSERVICE'].methods_by_name['BulkUpsertAssignments']._loaded_options = None
+  _globals['_CUSTOMERASSIGNMENTSERVICE'].methods_by_name['BulkUpsertAssignments']._serialized_options = b'\202\323\344\223\002H\032?/customer-segment/{tenant}/segments/{segment_id}/customers/bulk:\005items'
+  _globals['_CUSTOMERASSIGNMENTSERVICE'].methods_by_name['BulkRemoveAssignments']._loaded_options = None
+  _globals['_CUSTOMERASSIGNMENTSERVICE'].methods_by_name['BulkRemoveAssignments']._serialized_options = b'\202\323\344\223\002H*?/customer-segment/{tenant}/segments/{segment_id}/customers/bulk:\005items'
+  _globals['_ASSIGNMENTTYPE']._serialized_start=3279
+  _globals['_ASSIGNMENTTYPE']._serialized_end=3387
+  _globals['_CUSTOMER']._serialized_start=189
+  _globals['_CUSTOMER']._serialized_end=265
+  _globals['_LEGALENTITY']._serialized_start=267
+  _globals['_LEGALENTITY']._serialized_end=306
+  _globals['_ASSIGNMENTMETADATA']._serialized_start=309
+  _globals['_ASSIGNMENTMETADATA']._serialized_end=464
+  _globals['_ASSIGNMENT']._serialized_start=467
+  _globals['_ASSIGNMENT']._serialized_end=742
+  _globals['_GETASSIGNMENTREQUEST']._serialized_start=745
+  _globals['_GETASSIGNMENTREQUEST']._serialized_end=896
+  _globals['_GETASSIGNMENTRESPONSE']._serialized_start=898
+  _globals['_GETASSIGNMENTRESPONSE']._serialized_end=973
+  _globals['_UPSERTASSIGNMENTREQUEST']._serialized_start=976
+  _globals['_UPSERTASSIGNMENTREQUEST']._serialized_end=1188
+  _globals['_UPSERTASSIGNMENTRESPONSE']._serialized_start=1190
+  _globals['_UPSERTASSIGNMENTRESPONSE']._serialized_end=1285
+  _globals['_REMOVEASSIGNMENTREQUEST']._serialized_start=1288
+  _globals['_REMOVEASSIGNMENTREQUEST']._serialized_end=1449
+  _globals['_REMOVEASSIGNMENTRESPONSE']._serialized_start=1451
+  _globals['_REMOVEASSIGNMENTRESPONSE']._serialized_end=1477
+  _globals['_LISTASSIGNMENTSREQUEST']._serialized_start=1480
+  _globals['_LISTASSIGNMENTSREQUEST']._serialized_end=1698
+  _globals['_LISTASSIGNMENTSRESPONSE']._serialized_start=1701
+  _globals['_LISTASSIGNMENTSRESPONSE']._serialized_end=1854
+  _globals['_SEARCHASSIGNMENTSREQUEST']._serialized_start=1857
+  _globals['_SEARCHASSIGNMENTSREQUEST']._serialized_end=2077
+  _globals['_SEARCHASSIGNMENTSRESPONSE']._serialized_start=2080
+  _globals['_SEARCHASSIGNMENTSRESPONSE']._serialized_end=2235
+  _globals['_BULKUPSERTITEM']._serialized_start=2238
+  _globals['_BULKUPSERTITEM']._serialized_end=2385
+  _globals['_BULKUPSERTASSIGNMENTSREQUEST']._serialized_start=2387
+  _globals['_BULKUPSERTASSIGNMENTSREQUEST']._serialized_end=2504
+  _globals['_BULKREMOVEITEM']._serialized_start=2506
+  _globals['_BULKREMOVEITEM']._serialized_end=2568
+  _globals['_BULKREMOVEASSIGNMENTSREQUEST']._serialized_start=2570
+  _globals['_BULKREMOVEASSIGNMENTSREQUEST']._serialized_end=2687
+  _globals['_BULKUPSERTASSIGNMENTSRESPONSE']._serialized_start=2689
+  _globals['_BULKUPSERTASSIGNMENTSRESPONSE']._serialized_end=2773
+  _globals['_BULKREMOVEASSIGNMENTSRESPONSE']._serialized_start=2775
+  _globals['_BULKREMOVEASSIGNMENTSRESPONSE']._serialized_end=2859
+  _globals['_STREAMUPSERTASSIGNMENTSREQUEST']._serialized_start=2861
+  _globals['_STREAMUPSERTASSIGNMENTSREQUEST']._serialized_end=2980
+  _globals['_STREAMUPSERTASSIGNMENTSRESPONSE']._serialized_start=2982
+  _globals['_STREAMUPSERTASSIGNMENTSRESPONSE']._serialized_end=3068
+  _globals['_STREAMREMOVEASSIGNMENTSREQUEST']._serialized_start=3070
+  _globals['_STREAMREMOVEASSIGNMENTSREQUEST']._serialized_end=3189
+  _globals['_STREAMREMOVEASSIGNMENTSRESPONSE']._serialized_start=3191
+  _globals['_STREAMREMOVEASSIGNMENTSRESPONSE']._serialized_end=3277
+  _globals['_CUSTOMERASSIGNMENTSERVICE']._serialized_start=3390
+  _globals['_CUSTOMERASSIGNMENTSERVICE']._serialized_end=5346
 # @@protoc_insertion_point(module_scope)

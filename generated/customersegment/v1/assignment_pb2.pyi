@@ -29,14 +29,19 @@ class _AssignmentType:
 class _AssignmentTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AssignmentType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     ASSIGNMENT_TYPE_UNSPECIFIED: _AssignmentType.ValueType  # 0
+    """Never stored; the default of an unset field."""
     ASSIGNMENT_TYPE_MANUAL: _AssignmentType.ValueType  # 1
     """Made through this API."""
     ASSIGNMENT_TYPE_AUTOMATIC: _AssignmentType.ValueType  # 2
     """Reserved for assignments made by rules."""
 
-class AssignmentType(_AssignmentType, metaclass=_AssignmentTypeEnumTypeWrapper): ...
+class AssignmentType(_AssignmentType, metaclass=_AssignmentTypeEnumTypeWrapper):
+    """How an assignment came to be. REST shows the values without the prefix (MANUAL,
+    AUTOMATIC), and `q` filters on those (`assignmentType:MANUAL`).
+    """
 
 ASSIGNMENT_TYPE_UNSPECIFIED: AssignmentType.ValueType  # 0
+"""Never stored; the default of an unset field."""
 ASSIGNMENT_TYPE_MANUAL: AssignmentType.ValueType  # 1
 """Made through this API."""
 ASSIGNMENT_TYPE_AUTOMATIC: AssignmentType.ValueType  # 2
@@ -45,6 +50,10 @@ Global___AssignmentType: _TypeAlias = AssignmentType  # noqa: Y015
 
 @_typing.final
 class Customer(_message.Message):
+    """The customer of an assignment, with the display data of the customer directory
+    (DirectoryService.UpsertCustomer).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
@@ -52,10 +61,13 @@ class Customer(_message.Message):
     LAST_NAME_FIELD_NUMBER: _builtins.int
     EMAIL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    """The customer id of the assignment's key."""
     first_name: _builtins.str
     """From the customer directory; empty when the directory does not know the customer."""
     last_name: _builtins.str
+    """From the customer directory; empty when unknown."""
     email: _builtins.str
+    """From the customer directory; empty when unknown."""
     def __init__(
         self,
         *,
@@ -74,12 +86,16 @@ Global___Customer: _TypeAlias = Customer  # noqa: Y015
 
 @_typing.final
 class LegalEntity(_message.Message):
+    """The legal entity a B2B customer is assigned for, with its directory name."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    """The legal entity id of the assignment's key."""
     name: _builtins.str
+    """From the directory (DirectoryService.UpsertLegalEntity); empty when unknown."""
     def __init__(
         self,
         *,
@@ -96,6 +112,8 @@ Global___LegalEntity: _TypeAlias = LegalEntity  # noqa: Y015
 
 @_typing.final
 class AssignmentMetadata(_message.Message):
+    """Output-only bookkeeping of an assignment, except `mixins_json`, which the caller writes."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CREATED_AT_FIELD_NUMBER: _builtins.int
@@ -103,12 +121,17 @@ class AssignmentMetadata(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     MIXINS_JSON_FIELD_NUMBER: _builtins.int
     version: _builtins.int
+    """1 on creation, +1 on every update; what `version` in a write and the REST ETag name."""
     mixins_json: _builtins.str
-    """JSON object text: mixin name -> schema URL, exactly as sent."""
+    """JSON object text: mixin name -> schema URL, with the values as sent."""
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the assignment was first written (UTC; REST shows milliseconds)."""
+
     @_builtins.property
-    def modified_at(self) -> _timestamp_pb2.Timestamp: ...
+    def modified_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was last written (UTC)."""
+
     def __init__(
         self,
         *,
@@ -127,6 +150,8 @@ Global___AssignmentMetadata: _TypeAlias = AssignmentMetadata  # noqa: Y015
 
 @_typing.final
 class Assignment(_message.Message):
+    """One customer's membership of one segment."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SEGMENT_ID_FIELD_NUMBER: _builtins.int
@@ -136,19 +161,26 @@ class Assignment(_message.Message):
     MIXINS_JSON_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     segment_id: _builtins.str
+    """The segment the customer belongs to."""
     assignment_type: Global___AssignmentType.ValueType
+    """MANUAL for every assignment made through this API."""
     mixins_json: _builtins.str
-    """JSON object text of arbitrary attributes, exactly as sent (integers stay integers, large
-    integers keep every digit). A Struct would turn 20 into 20.0.
+    """JSON object text of arbitrary attributes, with the values as sent (integers stay integers,
+    large integers keep every digit; key order and whitespace are not kept). A Struct would
+    turn 20 into 20.0.
     """
     @_builtins.property
-    def customer(self) -> Global___Customer: ...
+    def customer(self) -> Global___Customer:
+        """The customer; only `id` when the directory does not know them."""
+
     @_builtins.property
     def legal_entity(self) -> Global___LegalEntity:
         """Absent for B2C assignments."""
 
     @_builtins.property
-    def metadata(self) -> Global___AssignmentMetadata: ...
+    def metadata(self) -> Global___AssignmentMetadata:
+        """Timestamps, version and metadata mixins."""
+
     def __init__(
         self,
         *,
@@ -169,6 +201,8 @@ Global___Assignment: _TypeAlias = Assignment  # noqa: Y015
 
 @_typing.final
 class GetAssignmentRequest(_message.Message):
+    """The key of one assignment, and what of it to return."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_FIELD_NUMBER: _builtins.int
@@ -177,10 +211,13 @@ class GetAssignmentRequest(_message.Message):
     LEGAL_ENTITY_ID_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
+    """The tenant: `^[a-z][a-z0-9]{2,15}$`; the token's tenant."""
     segment_id: _builtins.str
+    """Required; 1 to 255 characters, no control characters, no leading or trailing whitespace."""
     customer_id: _builtins.str
+    """Required; the same rules as `segment_id`."""
     legal_entity_id: _builtins.str
-    """Empty for B2C."""
+    """Empty for B2C; otherwise the same rules as `segment_id`."""
     @_builtins.property
     def read_mask(self) -> _field_mask_pb2.FieldMask:
         """Paths of the Assignment message to return (AIP-157), e.g. `customer.id,metadata.version`;
@@ -206,11 +243,15 @@ Global___GetAssignmentRequest: _TypeAlias = GetAssignmentRequest  # noqa: Y015
 
 @_typing.final
 class GetAssignmentResponse(_message.Message):
+    """The answer of GetAssignment."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ASSIGNMENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def assignment(self) -> Global___Assignment: ...
+    def assignment(self) -> Global___Assignment:
+        """The assignment, only the paths of `read_mask` when one was given."""
+
     def __init__(
         self,
         *,
@@ -226,6 +267,8 @@ Global___GetAssignmentResponse: _TypeAlias = GetAssignmentResponse  # noqa: Y015
 
 @_typing.final
 class UpsertAssignmentRequest(_message.Message):
+    """The key of the assignment to write, and what it holds."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_FIELD_NUMBER: _builtins.int
@@ -237,20 +280,29 @@ class UpsertAssignmentRequest(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     MUST_EXIST_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
+    """The tenant: `^[a-z][a-z0-9]{2,15}$`; the token's tenant."""
     segment_id: _builtins.str
+    """Required; 1 to 255 characters, no control characters, no leading or trailing whitespace."""
     customer_id: _builtins.str
+    """Required; the same rules as `segment_id`."""
     legal_entity_id: _builtins.str
-    """Empty for B2C."""
+    """Empty for B2C; otherwise the same rules as `segment_id`."""
     mixins_json: _builtins.str
-    """JSON object text; empty means {}."""
+    """JSON object text; empty means {}. Replaces the stored mixins as a whole. Objects and
+    arrays nest at most 64 levels deep (the object itself being the first); no NaN, Infinity,
+    NUL characters or unpaired surrogates.
+    """
     metadata_mixins_json: _builtins.str
-    """JSON object text (mixin name -> schema URL); empty means {}."""
+    """JSON object text (mixin name -> schema URL); empty means {}. The rules of `mixins_json`."""
     version: _builtins.int
-    """When set, the write happens only if the stored version equals it (ABORTED otherwise). For
-    an assignment that does not exist yet it is ignored and the assignment is created.
+    """When set (at least 1), the write happens only if the stored version equals it (ABORTED
+    VERSION_MISMATCH otherwise). For an assignment that does not exist yet it is ignored and
+    the assignment is created.
     """
     must_exist: _builtins.bool
-    """When true, an assignment that does not exist is not created: ABORTED (REST If-Match)."""
+    """When true, an assignment that does not exist is not created: ABORTED VERSION_MISMATCH
+    (REST If-Match).
+    """
     def __init__(
         self,
         *,
@@ -275,6 +327,8 @@ Global___UpsertAssignmentRequest: _TypeAlias = UpsertAssignmentRequest  # noqa: 
 
 @_typing.final
 class UpsertAssignmentResponse(_message.Message):
+    """The answer of UpsertAssignment."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CREATED_FIELD_NUMBER: _builtins.int
@@ -282,7 +336,9 @@ class UpsertAssignmentResponse(_message.Message):
     created: _builtins.bool
     """True when the assignment did not exist before (REST 201), false when updated (REST 204)."""
     @_builtins.property
-    def assignment(self) -> Global___Assignment: ...
+    def assignment(self) -> Global___Assignment:
+        """The assignment as stored after the write."""
+
     def __init__(
         self,
         *,
@@ -299,6 +355,8 @@ Global___UpsertAssignmentResponse: _TypeAlias = UpsertAssignmentResponse  # noqa
 
 @_typing.final
 class RemoveAssignmentRequest(_message.Message):
+    """The key of the assignment to remove, and the conditions of the removal."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_FIELD_NUMBER: _builtins.int
@@ -308,15 +366,21 @@ class RemoveAssignmentRequest(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     MUST_EXIST_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
+    """The tenant: `^[a-z][a-z0-9]{2,15}$`; the token's tenant."""
     segment_id: _builtins.str
+    """Required; 1 to 255 characters, no control characters, no leading or trailing whitespace."""
     customer_id: _builtins.str
+    """Required; the same rules as `segment_id`."""
     legal_entity_id: _builtins.str
+    """Empty for B2C; otherwise the same rules as `segment_id`."""
     version: _builtins.int
-    """When set, the removal happens only if the assignment exists at this version (ABORTED
-    otherwise, also when it does not exist).
+    """When set (at least 1), the removal happens only if the assignment exists at this version
+    (ABORTED VERSION_MISMATCH otherwise, also when it does not exist).
     """
     must_exist: _builtins.bool
-    """When true, removing an assignment that does not exist is ABORTED (REST If-Match: *)."""
+    """When true, removing an assignment that does not exist is ABORTED VERSION_MISMATCH (REST
+    If-Match: *).
+    """
     def __init__(
         self,
         *,
@@ -339,6 +403,8 @@ Global___RemoveAssignmentRequest: _TypeAlias = RemoveAssignmentRequest  # noqa: 
 
 @_typing.final
 class RemoveAssignmentResponse(_message.Message):
+    """The answer of RemoveAssignment: empty; the removal is done (or there was nothing to remove)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -354,6 +420,8 @@ Global___RemoveAssignmentResponse: _TypeAlias = RemoveAssignmentResponse  # noqa
 
 @_typing.final
 class ListAssignmentsRequest(_message.Message):
+    """Which of a segment's assignments to list, in which order, which page."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_FIELD_NUMBER: _builtins.int
@@ -366,29 +434,40 @@ class ListAssignmentsRequest(_message.Message):
     INCLUDE_TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
+    """The tenant: `^[a-z][a-z0-9]{2,15}$`; the token's tenant."""
     segment_id: _builtins.str
+    """Required; the segment whose assignments are listed."""
     q: _builtins.str
     """Emporix query syntax, e.g. `legalEntityId:660af2af69babe3cf6e40771 assignmentType:MANUAL`
     (equality, any-of, comparisons, ranges, regular expressions, null/exists/missing; see
-    README "Search").
+    README "Search"); empty matches everything. At most 4,000 characters and 500 conditions;
+    a regular expression at most 200 characters. Fields: customerId, legalEntityId,
+    assignmentType, customer.firstName, customer.lastName, customer.email, legalEntity.name,
+    metadata.createdAt, metadata.modifiedAt, metadata.version, mixins.<path>.
     """
     page_size: _builtins.int
-    """Default 60, at most 1000."""
+    """Items per page: 0 means the default, 60; at most 1000. A page also ends early when its
+    items would exceed 4 MiB - 64 KiB (next_page_token then goes on after its last item).
+    """
     page_number: _builtins.int
-    """1-based, default 1."""
+    """1-based; 0 means 1. Ignored with a page_token."""
     sort: _builtins.str
-    """Comma-separated `field[:asc|:desc]`; ties are broken by the key."""
+    """Comma-separated `field[:asc|:desc]` (direction case-insensitive, default asc) on the
+    fields of `q` except mixins; ties are broken by the key, so pages are stable. Empty: by
+    the key.
+    """
     include_total_count: _builtins.bool
     """Fill `total_count` (costs a count of all matches). Ignored with a page_token."""
     page_token: _builtins.str
     """A `next_page_token` or `previous_page_token` of an earlier answer to the same request
-    (same tenant, segment, q and sort): keyset paging, as cheap deep in a segment as on its
-    first page. `page_number` is ignored when it is set.
+    (same tenant, segment, q and sort; INVALID_PAGE_TOKEN otherwise): keyset paging, as cheap
+    deep in a segment as on its first page. At most 4,096 characters. `page_number` is ignored
+    when it is set.
     """
     @_builtins.property
     def fields(self) -> _field_mask_pb2.FieldMask:
-        """Paths of the Assignment message to return (e.g. `customer.id,metadata.version`); empty
-        returns everything.
+        """Paths of the Assignment message to return (AIP-157, e.g. `customer.id,metadata.version`);
+        empty returns everything. An unknown path is INVALID_ARGUMENT naming `fields`.
         """
 
     def __init__(
@@ -414,6 +493,8 @@ Global___ListAssignmentsRequest: _TypeAlias = ListAssignmentsRequest  # noqa: Y0
 
 @_typing.final
 class ListAssignmentsResponse(_message.Message):
+    """One page of ListAssignments."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ASSIGNMENTS_FIELD_NUMBER: _builtins.int
@@ -422,13 +503,16 @@ class ListAssignmentsResponse(_message.Message):
     PREVIOUS_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     total_count: _builtins.int
     """Number of all matches; set only when `include_total_count` was requested, never with a
-    page_token.
+    page_token (0 otherwise).
     """
     next_page_token: _builtins.str
-    """Opaque cursors of the following and the preceding page; empty when there is none."""
+    """Opaque cursor of the following page; empty when there is none."""
     previous_page_token: _builtins.str
+    """Opaque cursor of the preceding page; empty on the first page."""
     @_builtins.property
-    def assignments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Assignment]: ...
+    def assignments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Assignment]:
+        """The page, in `sort` order; only the paths of `fields` when given."""
+
     def __init__(
         self,
         *,
@@ -447,7 +531,7 @@ Global___ListAssignmentsResponse: _TypeAlias = ListAssignmentsResponse  # noqa: 
 
 @_typing.final
 class SearchAssignmentsRequest(_message.Message):
-    """The fields of ListAssignmentsRequest, with the same meaning."""
+    """The fields of ListAssignmentsRequest, with the same meaning and limits."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -461,15 +545,25 @@ class SearchAssignmentsRequest(_message.Message):
     INCLUDE_TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
+    """The tenant: `^[a-z][a-z0-9]{2,15}$`; the token's tenant."""
     segment_id: _builtins.str
+    """Required; the segment whose assignments are searched."""
     q: _builtins.str
+    """Emporix query syntax, as ListAssignmentsRequest.q; empty matches everything."""
     page_size: _builtins.int
+    """Items per page: 0 means 60; at most 1000."""
     page_number: _builtins.int
+    """1-based; 0 means 1. Ignored with a page_token."""
     sort: _builtins.str
+    """Comma-separated `field[:asc|:desc]`, as ListAssignmentsRequest.sort."""
     include_total_count: _builtins.bool
+    """Fill `total_count`. Ignored with a page_token."""
     page_token: _builtins.str
+    """A cursor of an earlier answer to the same search, as ListAssignmentsRequest.page_token."""
     @_builtins.property
-    def fields(self) -> _field_mask_pb2.FieldMask: ...
+    def fields(self) -> _field_mask_pb2.FieldMask:
+        """Paths of the Assignment message to return; empty returns everything."""
+
     def __init__(
         self,
         *,
@@ -502,10 +596,15 @@ class SearchAssignmentsResponse(_message.Message):
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     PREVIOUS_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     total_count: _builtins.int
+    """Number of all matches, when requested (never with a page_token)."""
     next_page_token: _builtins.str
+    """Opaque cursor of the following page; empty when there is none."""
     previous_page_token: _builtins.str
+    """Opaque cursor of the preceding page; empty on the first page."""
     @_builtins.property
-    def assignments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Assignment]: ...
+    def assignments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Assignment]:
+        """The page, in `sort` order."""
+
     def __init__(
         self,
         *,
@@ -524,6 +623,10 @@ Global___SearchAssignmentsResponse: _TypeAlias = SearchAssignmentsResponse  # no
 
 @_typing.final
 class BulkUpsertItem(_message.Message):
+    """One assignment of a bulk or streamed upsert; the fields of UpsertAssignmentRequest that
+    vary per item, with the same rules.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CUSTOMER_ID_FIELD_NUMBER: _builtins.int
@@ -532,11 +635,17 @@ class BulkUpsertItem(_message.Message):
     METADATA_MIXINS_JSON_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     customer_id: _builtins.str
+    """Required; 1 to 255 characters (a bad one is the item's 400)."""
     legal_entity_id: _builtins.str
     """Empty for B2C."""
     mixins_json: _builtins.str
+    """JSON object text; empty means {}."""
     metadata_mixins_json: _builtins.str
+    """JSON object text (mixin name -> schema URL); empty means {}."""
     version: _builtins.int
+    """When set, the item is written only if the stored version equals it (409 otherwise); an
+    assignment that does not exist yet is created whatever it is.
+    """
     def __init__(
         self,
         *,
@@ -558,15 +667,23 @@ Global___BulkUpsertItem: _TypeAlias = BulkUpsertItem  # noqa: Y015
 
 @_typing.final
 class BulkUpsertAssignmentsRequest(_message.Message):
+    """The assignments to upsert into one segment."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_FIELD_NUMBER: _builtins.int
     SEGMENT_ID_FIELD_NUMBER: _builtins.int
     ITEMS_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
+    """The tenant: `^[a-z][a-z0-9]{2,15}$`; the token's tenant."""
     segment_id: _builtins.str
+    """Required; the segment every item is written to."""
     @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BulkUpsertItem]: ...
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BulkUpsertItem]:
+        """Decided in order; a key repeated in the request is applied in order, each occurrence
+        reported. An empty list answers no results.
+        """
+
     def __init__(
         self,
         *,
@@ -584,12 +701,16 @@ Global___BulkUpsertAssignmentsRequest: _TypeAlias = BulkUpsertAssignmentsRequest
 
 @_typing.final
 class BulkRemoveItem(_message.Message):
+    """The key of one assignment of a bulk or streamed removal."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CUSTOMER_ID_FIELD_NUMBER: _builtins.int
     LEGAL_ENTITY_ID_FIELD_NUMBER: _builtins.int
     customer_id: _builtins.str
+    """Required; 1 to 255 characters (a bad one is the item's 400)."""
     legal_entity_id: _builtins.str
+    """Empty for B2C."""
     def __init__(
         self,
         *,
@@ -606,15 +727,21 @@ Global___BulkRemoveItem: _TypeAlias = BulkRemoveItem  # noqa: Y015
 
 @_typing.final
 class BulkRemoveAssignmentsRequest(_message.Message):
+    """The assignments to remove from one segment."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_FIELD_NUMBER: _builtins.int
     SEGMENT_ID_FIELD_NUMBER: _builtins.int
     ITEMS_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
+    """The tenant: `^[a-z][a-z0-9]{2,15}$`; the token's tenant."""
     segment_id: _builtins.str
+    """Required; the segment every item is removed from."""
     @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BulkRemoveItem]: ...
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BulkRemoveItem]:
+        """Decided in order. An empty list answers no results."""
+
     def __init__(
         self,
         *,
@@ -632,13 +759,15 @@ Global___BulkRemoveAssignmentsRequest: _TypeAlias = BulkRemoveAssignmentsRequest
 
 @_typing.final
 class BulkUpsertAssignmentsResponse(_message.Message):
-    """The results of one batch of items (see BulkItemResult)."""
+    """The results of one chunk of items (see BulkItemResult)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def results(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.BulkItemResult]: ...
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.BulkItemResult]:
+        """In request order; the indexes continue those of the previous message."""
+
     def __init__(
         self,
         *,
@@ -654,11 +783,15 @@ Global___BulkUpsertAssignmentsResponse: _TypeAlias = BulkUpsertAssignmentsRespon
 
 @_typing.final
 class BulkRemoveAssignmentsResponse(_message.Message):
+    """The results of one chunk of items (see BulkItemResult)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def results(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.BulkItemResult]: ...
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.BulkItemResult]:
+        """In request order; the indexes continue those of the previous message."""
+
     def __init__(
         self,
         *,
@@ -674,9 +807,7 @@ Global___BulkRemoveAssignmentsResponse: _TypeAlias = BulkRemoveAssignmentsRespon
 
 @_typing.final
 class StreamUpsertAssignmentsRequest(_message.Message):
-    """One message of the stream: the fields of BulkUpsertAssignmentsRequest; after the first
-    message, tenant and segment_id may be left empty.
-    """
+    """One message of the stream: the fields of BulkUpsertAssignmentsRequest."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -684,9 +815,13 @@ class StreamUpsertAssignmentsRequest(_message.Message):
     SEGMENT_ID_FIELD_NUMBER: _builtins.int
     ITEMS_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
+    """Required in the first message; in later ones empty or the same tenant."""
     segment_id: _builtins.str
+    """Required in the first message; in later ones empty or the same segment."""
     @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BulkUpsertItem]: ...
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BulkUpsertItem]:
+        """Any number of items per message; indexes count across the whole stream."""
+
     def __init__(
         self,
         *,
@@ -704,11 +839,15 @@ Global___StreamUpsertAssignmentsRequest: _TypeAlias = StreamUpsertAssignmentsReq
 
 @_typing.final
 class StreamUpsertAssignmentsResponse(_message.Message):
+    """The results of one chunk of the streamed items (see BulkItemResult)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def results(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.BulkItemResult]: ...
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.BulkItemResult]:
+        """In request order across the whole stream."""
+
     def __init__(
         self,
         *,
@@ -724,15 +863,21 @@ Global___StreamUpsertAssignmentsResponse: _TypeAlias = StreamUpsertAssignmentsRe
 
 @_typing.final
 class StreamRemoveAssignmentsRequest(_message.Message):
+    """One message of the stream: the fields of BulkRemoveAssignmentsRequest."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_FIELD_NUMBER: _builtins.int
     SEGMENT_ID_FIELD_NUMBER: _builtins.int
     ITEMS_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
+    """Required in the first message; in later ones empty or the same tenant."""
     segment_id: _builtins.str
+    """Required in the first message; in later ones empty or the same segment."""
     @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BulkRemoveItem]: ...
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BulkRemoveItem]:
+        """Any number of items per message; indexes count across the whole stream."""
+
     def __init__(
         self,
         *,
@@ -750,11 +895,15 @@ Global___StreamRemoveAssignmentsRequest: _TypeAlias = StreamRemoveAssignmentsReq
 
 @_typing.final
 class StreamRemoveAssignmentsResponse(_message.Message):
+    """The results of one chunk of the streamed items (see BulkItemResult)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def results(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.BulkItemResult]: ...
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.BulkItemResult]:
+        """In request order across the whole stream."""
+
     def __init__(
         self,
         *,

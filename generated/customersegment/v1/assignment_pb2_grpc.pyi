@@ -30,7 +30,26 @@ class CustomerAssignmentServiceStub:
     """Which customers (B2C, or on behalf of a B2B legal entity) belong to which segment.
 
     An assignment is keyed by (tenant, segment_id, customer_id, legal_entity_id); an empty
-    legal_entity_id means B2C. Every call on a segment that does not exist is NOT_FOUND.
+    legal_entity_id means B2C, and a B2C and a B2B assignment of one customer are different
+    assignments.
+
+    Every RPC needs `authorization: Bearer <JWT>` metadata bound to the request's tenant. Errors
+    carry google.rpc.ErrorInfo (domain `customersegment.emporix.example`; docs/errors.md lists
+    every reason). Besides those each RPC names, any RPC may answer: UNAUTHENTICATED
+    (TOKEN_MISSING, TOKEN_INVALID); PERMISSION_DENIED (SCOPE_MISSING, TENANT_MISMATCH);
+    INVALID_ARGUMENT (INVALID_ARGUMENT or LIMIT_EXCEEDED, with a BadRequest naming the proto
+    field path: a tenant not matching `^[a-z][a-z0-9]{2,15}$`, an id that is empty where
+    required, over 255 characters, with control characters or edge whitespace); NOT_FOUND
+    (SEGMENT_NOT_FOUND: the segment does not exist, for every RPC here); UNAVAILABLE
+    (DATABASE_UNAVAILABLE, DATABASE_BUSY, with RetryInfo: retry).
+
+    The `google.api.http` options name the Emporix REST path and method the gateway serves for
+    each RPC, so that Envoy's gRPC-JSON transcoder or grpc-gateway can stand in for it. Bodies
+    then follow the proto3 JSON mapping, not the Emporix shapes the gateway writes: mixins are
+    JSON text (`mixinsJson`), enum values carry their prefix, and REST-only parameters
+    (`fields`, `next` / `prev`, the X-Total-Count header, If-Match) are the fields `fields` /
+    `read_mask`, `page_token`, `include_total_count` and `version`. As in the gateway, the
+    literal path segments `search` and `bulk` are not customer ids.
     """
 
     @_typing.overload
@@ -38,59 +57,179 @@ class CustomerAssignmentServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CustomerAssignmentServiceAsyncStub: ...
     GetAssignment: _grpc.UnaryUnaryMultiCallable[_assignment_pb2.GetAssignmentRequest, _assignment_pb2.GetAssignmentResponse]
+    """One assignment. Scope `customersegment.segment_read` (a customer token may not get one:
+    it lists its own). NOT_FOUND ASSIGNMENT_NOT_FOUND when the segment exists but the
+    assignment does not; INVALID_ARGUMENT naming `read_mask` for an unknown path.
+    """
     UpsertAssignment: _grpc.UnaryUnaryMultiCallable[_assignment_pb2.UpsertAssignmentRequest, _assignment_pb2.UpsertAssignmentResponse]
-    """PUT semantics: creates or replaces mixins and metadata.mixins. `created` tells which."""
+    """PUT semantics: creates (version 1) or replaces mixins and metadata.mixins (version + 1);
+    `created` tells which (REST 201 or 204). Scope `customersegment.segment_manage`. ABORTED
+    VERSION_MISMATCH (with PreconditionFailure) when `version` is not the stored one, or with
+    `must_exist` when there is no such assignment; INVALID_ARGUMENT naming `mixins_json` or
+    `metadata_mixins_json` for text that is not a JSON object or nests over 64 levels
+    (LIMIT_EXCEEDED), naming `version` when it is below 1.
+    """
     RemoveAssignment: _grpc.UnaryUnaryMultiCallable[_assignment_pb2.RemoveAssignmentRequest, _assignment_pb2.RemoveAssignmentResponse]
-    """Idempotent: succeeds whether or not the assignment existed."""
+    """Idempotent: succeeds whether or not the assignment existed (REST 204 either way), so that
+    a sync job can retry. Scope `customersegment.segment_manage`. ABORTED VERSION_MISMATCH
+    when `version` is set and the assignment is not at it (also when it does not exist), or
+    with `must_exist` when it does not exist.
+    """
     ListAssignments: _grpc.UnaryUnaryMultiCallable[_assignment_pb2.ListAssignmentsRequest, _assignment_pb2.ListAssignmentsResponse]
+    """A page of the segment's assignments that match `q`. Scope `customersegment.segment_read`,
+    or `customersegment.segment_read_own`: a customer token sees only its own assignments
+    (its `sub`, and its `legalEntityId` or B2C only) in a segment that is ACTIVE and within
+    its validity now, and any other segment is PERMISSION_DENIED CUSTOMER_VIEW_ONLY, whether
+    or not it exists. INVALID_ARGUMENT INVALID_QUERY for a `q` that does not parse,
+    INVALID_PAGE_TOKEN for a cursor of another listing, LIMIT_EXCEEDED for `page_size` over
+    1000 or a regular expression that runs over 5 s, INVALID_ARGUMENT naming `sort` or
+    `fields`.
+    """
     SearchAssignments: _grpc.UnaryUnaryMultiCallable[_assignment_pb2.SearchAssignmentsRequest, _assignment_pb2.SearchAssignmentsResponse]
-    """The same answer as ListAssignments, under the scope rules of the Emporix search path: a
-    customer token (segment_read_own) may list its own assignments but not search.
+    """The same answer as ListAssignments, under the scope rules of the Emporix search path:
+    scope `customersegment.segment_read` only (a customer token may list its own assignments
+    but not search). The same errors as ListAssignments.
     """
     BulkUpsertAssignments: _grpc.UnaryStreamMultiCallable[_assignment_pb2.BulkUpsertAssignmentsRequest, _assignment_pb2.BulkUpsertAssignmentsResponse]
-    """Upserts every item independently; results stream back as items are decided."""
+    """Upserts every item independently, as UpsertAssignment would; results stream back in
+    request order, one message per chunk of up to 200 items as it commits. Scope
+    `customersegment.segment_manage`. A bad item is its result's 400, never the call's error;
+    the call itself fails only for the caller, the tenant or the segment (NOT_FOUND
+    SEGMENT_NOT_FOUND before any item). No item cap over gRPC (REST allows 1 to 200), but
+    the request is one message of at most the server's receive limit (16 MiB by default):
+    stream larger imports with StreamUpsertAssignments.
+    """
     BulkRemoveAssignments: _grpc.UnaryStreamMultiCallable[_assignment_pb2.BulkRemoveAssignmentsRequest, _assignment_pb2.BulkRemoveAssignmentsResponse]
+    """Removes every item independently, as RemoveAssignment would: each valid item is 204,
+    whether or not it existed. Otherwise as BulkUpsertAssignments. (grpc-gateway needs
+    `allow_delete_body` for this binding: the REST DELETE has a body.)
+    """
     StreamUpsertAssignments: _grpc.StreamStreamMultiCallable[_assignment_pb2.StreamUpsertAssignmentsRequest, _assignment_pb2.StreamUpsertAssignmentsResponse]
-    """The same, with the items streamed in: send any number of messages; the first one names
-    tenant and segment_id, later ones may leave them empty (or must repeat the same values).
-    Item indexes count across the whole stream.
+    """BulkUpsertAssignments with the items streamed in, for imports of any size: send any
+    number of messages; the first one names tenant and segment_id, later ones may leave them
+    empty or repeat the same values (another tenant: PERMISSION_DENIED TENANT_MISMATCH;
+    another segment: INVALID_ARGUMENT naming `segment_id`). Item indexes count across the
+    whole stream. No REST route: REST has no client streaming, and its bulk path maps to
+    BulkUpsertAssignments.
     """
     StreamRemoveAssignments: _grpc.StreamStreamMultiCallable[_assignment_pb2.StreamRemoveAssignmentsRequest, _assignment_pb2.StreamRemoveAssignmentsResponse]
+    """BulkRemoveAssignments with the items streamed in, under the rules of
+    StreamUpsertAssignments. No REST route, for the same reason.
+    """
 
 @_typing.type_check_only
 class CustomerAssignmentServiceAsyncStub(CustomerAssignmentServiceStub):
     """Which customers (B2C, or on behalf of a B2B legal entity) belong to which segment.
 
     An assignment is keyed by (tenant, segment_id, customer_id, legal_entity_id); an empty
-    legal_entity_id means B2C. Every call on a segment that does not exist is NOT_FOUND.
+    legal_entity_id means B2C, and a B2C and a B2B assignment of one customer are different
+    assignments.
+
+    Every RPC needs `authorization: Bearer <JWT>` metadata bound to the request's tenant. Errors
+    carry google.rpc.ErrorInfo (domain `customersegment.emporix.example`; docs/errors.md lists
+    every reason). Besides those each RPC names, any RPC may answer: UNAUTHENTICATED
+    (TOKEN_MISSING, TOKEN_INVALID); PERMISSION_DENIED (SCOPE_MISSING, TENANT_MISMATCH);
+    INVALID_ARGUMENT (INVALID_ARGUMENT or LIMIT_EXCEEDED, with a BadRequest naming the proto
+    field path: a tenant not matching `^[a-z][a-z0-9]{2,15}$`, an id that is empty where
+    required, over 255 characters, with control characters or edge whitespace); NOT_FOUND
+    (SEGMENT_NOT_FOUND: the segment does not exist, for every RPC here); UNAVAILABLE
+    (DATABASE_UNAVAILABLE, DATABASE_BUSY, with RetryInfo: retry).
+
+    The `google.api.http` options name the Emporix REST path and method the gateway serves for
+    each RPC, so that Envoy's gRPC-JSON transcoder or grpc-gateway can stand in for it. Bodies
+    then follow the proto3 JSON mapping, not the Emporix shapes the gateway writes: mixins are
+    JSON text (`mixinsJson`), enum values carry their prefix, and REST-only parameters
+    (`fields`, `next` / `prev`, the X-Total-Count header, If-Match) are the fields `fields` /
+    `read_mask`, `page_token`, `include_total_count` and `version`. As in the gateway, the
+    literal path segments `search` and `bulk` are not customer ids.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetAssignment: _aio.UnaryUnaryMultiCallable[_assignment_pb2.GetAssignmentRequest, _assignment_pb2.GetAssignmentResponse]  # type: ignore[assignment]
+    """One assignment. Scope `customersegment.segment_read` (a customer token may not get one:
+    it lists its own). NOT_FOUND ASSIGNMENT_NOT_FOUND when the segment exists but the
+    assignment does not; INVALID_ARGUMENT naming `read_mask` for an unknown path.
+    """
     UpsertAssignment: _aio.UnaryUnaryMultiCallable[_assignment_pb2.UpsertAssignmentRequest, _assignment_pb2.UpsertAssignmentResponse]  # type: ignore[assignment]
-    """PUT semantics: creates or replaces mixins and metadata.mixins. `created` tells which."""
+    """PUT semantics: creates (version 1) or replaces mixins and metadata.mixins (version + 1);
+    `created` tells which (REST 201 or 204). Scope `customersegment.segment_manage`. ABORTED
+    VERSION_MISMATCH (with PreconditionFailure) when `version` is not the stored one, or with
+    `must_exist` when there is no such assignment; INVALID_ARGUMENT naming `mixins_json` or
+    `metadata_mixins_json` for text that is not a JSON object or nests over 64 levels
+    (LIMIT_EXCEEDED), naming `version` when it is below 1.
+    """
     RemoveAssignment: _aio.UnaryUnaryMultiCallable[_assignment_pb2.RemoveAssignmentRequest, _assignment_pb2.RemoveAssignmentResponse]  # type: ignore[assignment]
-    """Idempotent: succeeds whether or not the assignment existed."""
+    """Idempotent: succeeds whether or not the assignment existed (REST 204 either way), so that
+    a sync job can retry. Scope `customersegment.segment_manage`. ABORTED VERSION_MISMATCH
+    when `version` is set and the assignment is not at it (also when it does not exist), or
+    with `must_exist` when it does not exist.
+    """
     ListAssignments: _aio.UnaryUnaryMultiCallable[_assignment_pb2.ListAssignmentsRequest, _assignment_pb2.ListAssignmentsResponse]  # type: ignore[assignment]
+    """A page of the segment's assignments that match `q`. Scope `customersegment.segment_read`,
+    or `customersegment.segment_read_own`: a customer token sees only its own assignments
+    (its `sub`, and its `legalEntityId` or B2C only) in a segment that is ACTIVE and within
+    its validity now, and any other segment is PERMISSION_DENIED CUSTOMER_VIEW_ONLY, whether
+    or not it exists. INVALID_ARGUMENT INVALID_QUERY for a `q` that does not parse,
+    INVALID_PAGE_TOKEN for a cursor of another listing, LIMIT_EXCEEDED for `page_size` over
+    1000 or a regular expression that runs over 5 s, INVALID_ARGUMENT naming `sort` or
+    `fields`.
+    """
     SearchAssignments: _aio.UnaryUnaryMultiCallable[_assignment_pb2.SearchAssignmentsRequest, _assignment_pb2.SearchAssignmentsResponse]  # type: ignore[assignment]
-    """The same answer as ListAssignments, under the scope rules of the Emporix search path: a
-    customer token (segment_read_own) may list its own assignments but not search.
+    """The same answer as ListAssignments, under the scope rules of the Emporix search path:
+    scope `customersegment.segment_read` only (a customer token may list its own assignments
+    but not search). The same errors as ListAssignments.
     """
     BulkUpsertAssignments: _aio.UnaryStreamMultiCallable[_assignment_pb2.BulkUpsertAssignmentsRequest, _assignment_pb2.BulkUpsertAssignmentsResponse]  # type: ignore[assignment]
-    """Upserts every item independently; results stream back as items are decided."""
+    """Upserts every item independently, as UpsertAssignment would; results stream back in
+    request order, one message per chunk of up to 200 items as it commits. Scope
+    `customersegment.segment_manage`. A bad item is its result's 400, never the call's error;
+    the call itself fails only for the caller, the tenant or the segment (NOT_FOUND
+    SEGMENT_NOT_FOUND before any item). No item cap over gRPC (REST allows 1 to 200), but
+    the request is one message of at most the server's receive limit (16 MiB by default):
+    stream larger imports with StreamUpsertAssignments.
+    """
     BulkRemoveAssignments: _aio.UnaryStreamMultiCallable[_assignment_pb2.BulkRemoveAssignmentsRequest, _assignment_pb2.BulkRemoveAssignmentsResponse]  # type: ignore[assignment]
+    """Removes every item independently, as RemoveAssignment would: each valid item is 204,
+    whether or not it existed. Otherwise as BulkUpsertAssignments. (grpc-gateway needs
+    `allow_delete_body` for this binding: the REST DELETE has a body.)
+    """
     StreamUpsertAssignments: _aio.StreamStreamMultiCallable[_assignment_pb2.StreamUpsertAssignmentsRequest, _assignment_pb2.StreamUpsertAssignmentsResponse]  # type: ignore[assignment]
-    """The same, with the items streamed in: send any number of messages; the first one names
-    tenant and segment_id, later ones may leave them empty (or must repeat the same values).
-    Item indexes count across the whole stream.
+    """BulkUpsertAssignments with the items streamed in, for imports of any size: send any
+    number of messages; the first one names tenant and segment_id, later ones may leave them
+    empty or repeat the same values (another tenant: PERMISSION_DENIED TENANT_MISMATCH;
+    another segment: INVALID_ARGUMENT naming `segment_id`). Item indexes count across the
+    whole stream. No REST route: REST has no client streaming, and its bulk path maps to
+    BulkUpsertAssignments.
     """
     StreamRemoveAssignments: _aio.StreamStreamMultiCallable[_assignment_pb2.StreamRemoveAssignmentsRequest, _assignment_pb2.StreamRemoveAssignmentsResponse]  # type: ignore[assignment]
+    """BulkRemoveAssignments with the items streamed in, under the rules of
+    StreamUpsertAssignments. No REST route, for the same reason.
+    """
 
 class CustomerAssignmentServiceServicer(metaclass=_abc_1.ABCMeta):
     """Which customers (B2C, or on behalf of a B2B legal entity) belong to which segment.
 
     An assignment is keyed by (tenant, segment_id, customer_id, legal_entity_id); an empty
-    legal_entity_id means B2C. Every call on a segment that does not exist is NOT_FOUND.
+    legal_entity_id means B2C, and a B2C and a B2B assignment of one customer are different
+    assignments.
+
+    Every RPC needs `authorization: Bearer <JWT>` metadata bound to the request's tenant. Errors
+    carry google.rpc.ErrorInfo (domain `customersegment.emporix.example`; docs/errors.md lists
+    every reason). Besides those each RPC names, any RPC may answer: UNAUTHENTICATED
+    (TOKEN_MISSING, TOKEN_INVALID); PERMISSION_DENIED (SCOPE_MISSING, TENANT_MISMATCH);
+    INVALID_ARGUMENT (INVALID_ARGUMENT or LIMIT_EXCEEDED, with a BadRequest naming the proto
+    field path: a tenant not matching `^[a-z][a-z0-9]{2,15}$`, an id that is empty where
+    required, over 255 characters, with control characters or edge whitespace); NOT_FOUND
+    (SEGMENT_NOT_FOUND: the segment does not exist, for every RPC here); UNAVAILABLE
+    (DATABASE_UNAVAILABLE, DATABASE_BUSY, with RetryInfo: retry).
+
+    The `google.api.http` options name the Emporix REST path and method the gateway serves for
+    each RPC, so that Envoy's gRPC-JSON transcoder or grpc-gateway can stand in for it. Bodies
+    then follow the proto3 JSON mapping, not the Emporix shapes the gateway writes: mixins are
+    JSON text (`mixinsJson`), enum values carry their prefix, and REST-only parameters
+    (`fields`, `next` / `prev`, the X-Total-Count header, If-Match) are the fields `fields` /
+    `read_mask`, `page_token`, `include_total_count` and `version`. As in the gateway, the
+    literal path segments `search` and `bulk` are not customer ids.
     """
 
     @_abc_1.abstractmethod
@@ -98,7 +237,11 @@ class CustomerAssignmentServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _assignment_pb2.GetAssignmentRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_assignment_pb2.GetAssignmentResponse, _abc.Awaitable[_assignment_pb2.GetAssignmentResponse]]: ...
+    ) -> _typing.Union[_assignment_pb2.GetAssignmentResponse, _abc.Awaitable[_assignment_pb2.GetAssignmentResponse]]:
+        """One assignment. Scope `customersegment.segment_read` (a customer token may not get one:
+        it lists its own). NOT_FOUND ASSIGNMENT_NOT_FOUND when the segment exists but the
+        assignment does not; INVALID_ARGUMENT naming `read_mask` for an unknown path.
+        """
 
     @_abc_1.abstractmethod
     def UpsertAssignment(
@@ -106,7 +249,13 @@ class CustomerAssignmentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _assignment_pb2.UpsertAssignmentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_assignment_pb2.UpsertAssignmentResponse, _abc.Awaitable[_assignment_pb2.UpsertAssignmentResponse]]:
-        """PUT semantics: creates or replaces mixins and metadata.mixins. `created` tells which."""
+        """PUT semantics: creates (version 1) or replaces mixins and metadata.mixins (version + 1);
+        `created` tells which (REST 201 or 204). Scope `customersegment.segment_manage`. ABORTED
+        VERSION_MISMATCH (with PreconditionFailure) when `version` is not the stored one, or with
+        `must_exist` when there is no such assignment; INVALID_ARGUMENT naming `mixins_json` or
+        `metadata_mixins_json` for text that is not a JSON object or nests over 64 levels
+        (LIMIT_EXCEEDED), naming `version` when it is below 1.
+        """
 
     @_abc_1.abstractmethod
     def RemoveAssignment(
@@ -114,14 +263,27 @@ class CustomerAssignmentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _assignment_pb2.RemoveAssignmentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_assignment_pb2.RemoveAssignmentResponse, _abc.Awaitable[_assignment_pb2.RemoveAssignmentResponse]]:
-        """Idempotent: succeeds whether or not the assignment existed."""
+        """Idempotent: succeeds whether or not the assignment existed (REST 204 either way), so that
+        a sync job can retry. Scope `customersegment.segment_manage`. ABORTED VERSION_MISMATCH
+        when `version` is set and the assignment is not at it (also when it does not exist), or
+        with `must_exist` when it does not exist.
+        """
 
     @_abc_1.abstractmethod
     def ListAssignments(
         self,
         request: _assignment_pb2.ListAssignmentsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_assignment_pb2.ListAssignmentsResponse, _abc.Awaitable[_assignment_pb2.ListAssignmentsResponse]]: ...
+    ) -> _typing.Union[_assignment_pb2.ListAssignmentsResponse, _abc.Awaitable[_assignment_pb2.ListAssignmentsResponse]]:
+        """A page of the segment's assignments that match `q`. Scope `customersegment.segment_read`,
+        or `customersegment.segment_read_own`: a customer token sees only its own assignments
+        (its `sub`, and its `legalEntityId` or B2C only) in a segment that is ACTIVE and within
+        its validity now, and any other segment is PERMISSION_DENIED CUSTOMER_VIEW_ONLY, whether
+        or not it exists. INVALID_ARGUMENT INVALID_QUERY for a `q` that does not parse,
+        INVALID_PAGE_TOKEN for a cursor of another listing, LIMIT_EXCEEDED for `page_size` over
+        1000 or a regular expression that runs over 5 s, INVALID_ARGUMENT naming `sort` or
+        `fields`.
+        """
 
     @_abc_1.abstractmethod
     def SearchAssignments(
@@ -129,8 +291,9 @@ class CustomerAssignmentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _assignment_pb2.SearchAssignmentsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_assignment_pb2.SearchAssignmentsResponse, _abc.Awaitable[_assignment_pb2.SearchAssignmentsResponse]]:
-        """The same answer as ListAssignments, under the scope rules of the Emporix search path: a
-        customer token (segment_read_own) may list its own assignments but not search.
+        """The same answer as ListAssignments, under the scope rules of the Emporix search path:
+        scope `customersegment.segment_read` only (a customer token may list its own assignments
+        but not search). The same errors as ListAssignments.
         """
 
     @_abc_1.abstractmethod
@@ -139,14 +302,25 @@ class CustomerAssignmentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _assignment_pb2.BulkUpsertAssignmentsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_assignment_pb2.BulkUpsertAssignmentsResponse], _abc.AsyncIterator[_assignment_pb2.BulkUpsertAssignmentsResponse]]:
-        """Upserts every item independently; results stream back as items are decided."""
+        """Upserts every item independently, as UpsertAssignment would; results stream back in
+        request order, one message per chunk of up to 200 items as it commits. Scope
+        `customersegment.segment_manage`. A bad item is its result's 400, never the call's error;
+        the call itself fails only for the caller, the tenant or the segment (NOT_FOUND
+        SEGMENT_NOT_FOUND before any item). No item cap over gRPC (REST allows 1 to 200), but
+        the request is one message of at most the server's receive limit (16 MiB by default):
+        stream larger imports with StreamUpsertAssignments.
+        """
 
     @_abc_1.abstractmethod
     def BulkRemoveAssignments(
         self,
         request: _assignment_pb2.BulkRemoveAssignmentsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_assignment_pb2.BulkRemoveAssignmentsResponse], _abc.AsyncIterator[_assignment_pb2.BulkRemoveAssignmentsResponse]]: ...
+    ) -> _typing.Union[_abc.Iterator[_assignment_pb2.BulkRemoveAssignmentsResponse], _abc.AsyncIterator[_assignment_pb2.BulkRemoveAssignmentsResponse]]:
+        """Removes every item independently, as RemoveAssignment would: each valid item is 204,
+        whether or not it existed. Otherwise as BulkUpsertAssignments. (grpc-gateway needs
+        `allow_delete_body` for this binding: the REST DELETE has a body.)
+        """
 
     @_abc_1.abstractmethod
     def StreamUpsertAssignments(
@@ -154,9 +328,12 @@ class CustomerAssignmentServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_assignment_pb2.StreamUpsertAssignmentsRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_assignment_pb2.StreamUpsertAssignmentsResponse], _abc.AsyncIterator[_assignment_pb2.StreamUpsertAssignmentsResponse]]:
-        """The same, with the items streamed in: send any number of messages; the first one names
-        tenant and segment_id, later ones may leave them empty (or must repeat the same values).
-        Item indexes count across the whole stream.
+        """BulkUpsertAssignments with the items streamed in, for imports of any size: send any
+        number of messages; the first one names tenant and segment_id, later ones may leave them
+        empty or repeat the same values (another tenant: PERMISSION_DENIED TENANT_MISMATCH;
+        another segment: INVALID_ARGUMENT naming `segment_id`). Item indexes count across the
+        whole stream. No REST route: REST has no client streaming, and its bulk path maps to
+        BulkUpsertAssignments.
         """
 
     @_abc_1.abstractmethod
@@ -164,6 +341,9 @@ class CustomerAssignmentServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request_iterator: _MaybeAsyncIterator[_assignment_pb2.StreamRemoveAssignmentsRequest],
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_assignment_pb2.StreamRemoveAssignmentsResponse], _abc.AsyncIterator[_assignment_pb2.StreamRemoveAssignmentsResponse]]: ...
+    ) -> _typing.Union[_abc.Iterator[_assignment_pb2.StreamRemoveAssignmentsResponse], _abc.AsyncIterator[_assignment_pb2.StreamRemoveAssignmentsResponse]]:
+        """BulkRemoveAssignments with the items streamed in, under the rules of
+        StreamUpsertAssignments. No REST route, for the same reason.
+        """
 
 def add_CustomerAssignmentServiceServicer_to_server(servicer: CustomerAssignmentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

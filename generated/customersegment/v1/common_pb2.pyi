@@ -37,14 +37,20 @@ class BulkItemResult(_message.Message):
     index: _builtins.int
     """1-based position of the item in the whole request (across all messages of a stream)."""
     code: _builtins.int
-    """The HTTP status the item would have got alone: 201, 204, 400, 404 or 409."""
+    """The HTTP status the item would have got alone: 201 (created), 204 (updated, or removed
+    whether or not it existed), 400 (the item is invalid), 404 (the segment is gone), 409 (its
+    `version` is not the stored one) or 500 (it could not be written; the server log says why).
+    """
     status: _builtins.str
-    """Reason phrase of `code`, as in the Emporix examples ("Created", "OK", "Bad Request", ...)."""
+    """Reason phrase of `code` ("Created", "No Content", "Bad Request", ...; the Emporix examples
+    show "OK" for a 204).
+    """
     message: _builtins.str
     """What was wrong; empty on success."""
     customer_id: _builtins.str
     """The key the item addressed, when it could be read from the item."""
     legal_entity_id: _builtins.str
+    """The legal entity of the key the item addressed; empty for a B2C assignment."""
     def __init__(
         self,
         *,

@@ -18,6 +18,10 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class UpsertCustomerRequest(_message.Message):
+    """A customer's display data. Texts: at most 255 characters, no control characters
+    (INVALID_ARGUMENT, LIMIT_EXCEEDED beyond 255, naming the field).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_FIELD_NUMBER: _builtins.int
@@ -26,10 +30,15 @@ class UpsertCustomerRequest(_message.Message):
     LAST_NAME_FIELD_NUMBER: _builtins.int
     EMAIL_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
+    """The tenant: `^[a-z][a-z0-9]{2,15}$`; the token's tenant."""
     customer_id: _builtins.str
+    """Required; 1 to 255 characters, no control characters, no leading or trailing whitespace."""
     first_name: _builtins.str
+    """Shown as `customer.first_name` of the customer's assignments; empty: unknown."""
     last_name: _builtins.str
+    """Shown as `customer.last_name`; empty: unknown."""
     email: _builtins.str
+    """Shown as `customer.email` (not checked to be an address); empty: unknown."""
     def __init__(
         self,
         *,
@@ -49,6 +58,8 @@ Global___UpsertCustomerRequest: _TypeAlias = UpsertCustomerRequest  # noqa: Y015
 
 @_typing.final
 class UpsertCustomerResponse(_message.Message):
+    """The answer of UpsertCustomer: empty; the data is stored."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -64,14 +75,21 @@ Global___UpsertCustomerResponse: _TypeAlias = UpsertCustomerResponse  # noqa: Y0
 
 @_typing.final
 class UpsertLegalEntityRequest(_message.Message):
+    """A legal entity's display data."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_FIELD_NUMBER: _builtins.int
     LEGAL_ENTITY_ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
+    """The tenant: `^[a-z][a-z0-9]{2,15}$`; the token's tenant."""
     legal_entity_id: _builtins.str
+    """Required; the rules of `UpsertCustomerRequest.customer_id`."""
     name: _builtins.str
+    """Shown as `legal_entity.name` of its assignments: at most 255 characters, no control
+    characters; empty: unknown.
+    """
     def __init__(
         self,
         *,
@@ -89,6 +107,8 @@ Global___UpsertLegalEntityRequest: _TypeAlias = UpsertLegalEntityRequest  # noqa
 
 @_typing.final
 class UpsertLegalEntityResponse(_message.Message):
+    """The answer of UpsertLegalEntity: empty; the data is stored."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(

@@ -28,6 +28,11 @@ if _version_not_supported:
 class DirectoryServiceStub:
     """The directory of customer and legal entity display data, fed by internal callers (for
     example from customer-service events). Assignments show these names when they are known.
+
+    No REST routes: Emporix has no such paths; the directory is fed by internal services over
+    gRPC only. Scope `customersegment.segment_manage`; errors as for the other services
+    (UNAUTHENTICATED, PERMISSION_DENIED SCOPE_MISSING / TENANT_MISMATCH, INVALID_ARGUMENT with a
+    BadRequest naming the field, UNAVAILABLE with RetryInfo).
     """
 
     def __init__(self, channel):
@@ -51,16 +56,24 @@ class DirectoryServiceStub:
 class DirectoryServiceServicer:
     """The directory of customer and legal entity display data, fed by internal callers (for
     example from customer-service events). Assignments show these names when they are known.
+
+    No REST routes: Emporix has no such paths; the directory is fed by internal services over
+    gRPC only. Scope `customersegment.segment_manage`; errors as for the other services
+    (UNAUTHENTICATED, PERMISSION_DENIED SCOPE_MISSING / TENANT_MISMATCH, INVALID_ARGUMENT with a
+    BadRequest naming the field, UNAVAILABLE with RetryInfo).
     """
 
     def UpsertCustomer(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Creates or replaces a customer's display data; empty fields are stored as unknown. The
+        customer need not have any assignment yet.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpsertLegalEntity(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Creates or replaces a legal entity's display name.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -89,6 +102,11 @@ def add_DirectoryServiceServicer_to_server(servicer, server):
 class DirectoryService:
     """The directory of customer and legal entity display data, fed by internal callers (for
     example from customer-service events). Assignments show these names when they are known.
+
+    No REST routes: Emporix has no such paths; the directory is fed by internal services over
+    gRPC only. Scope `customersegment.segment_manage`; errors as for the other services
+    (UNAUTHENTICATED, PERMISSION_DENIED SCOPE_MISSING / TENANT_MISMATCH, INVALID_ARGUMENT with a
+    BadRequest naming the field, UNAVAILABLE with RetryInfo).
     """
 
     @staticmethod

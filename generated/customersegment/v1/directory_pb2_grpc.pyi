@@ -29,6 +29,11 @@ GRPC_VERSION: str
 class DirectoryServiceStub:
     """The directory of customer and legal entity display data, fed by internal callers (for
     example from customer-service events). Assignments show these names when they are known.
+
+    No REST routes: Emporix has no such paths; the directory is fed by internal services over
+    gRPC only. Scope `customersegment.segment_manage`; errors as for the other services
+    (UNAUTHENTICATED, PERMISSION_DENIED SCOPE_MISSING / TENANT_MISMATCH, INVALID_ARGUMENT with a
+    BadRequest naming the field, UNAVAILABLE with RetryInfo).
     """
 
     @_typing.overload
@@ -36,21 +41,39 @@ class DirectoryServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> DirectoryServiceAsyncStub: ...
     UpsertCustomer: _grpc.UnaryUnaryMultiCallable[_directory_pb2.UpsertCustomerRequest, _directory_pb2.UpsertCustomerResponse]
+    """Creates or replaces a customer's display data; empty fields are stored as unknown. The
+    customer need not have any assignment yet.
+    """
     UpsertLegalEntity: _grpc.UnaryUnaryMultiCallable[_directory_pb2.UpsertLegalEntityRequest, _directory_pb2.UpsertLegalEntityResponse]
+    """Creates or replaces a legal entity's display name."""
 
 @_typing.type_check_only
 class DirectoryServiceAsyncStub(DirectoryServiceStub):
     """The directory of customer and legal entity display data, fed by internal callers (for
     example from customer-service events). Assignments show these names when they are known.
+
+    No REST routes: Emporix has no such paths; the directory is fed by internal services over
+    gRPC only. Scope `customersegment.segment_manage`; errors as for the other services
+    (UNAUTHENTICATED, PERMISSION_DENIED SCOPE_MISSING / TENANT_MISMATCH, INVALID_ARGUMENT with a
+    BadRequest naming the field, UNAVAILABLE with RetryInfo).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     UpsertCustomer: _aio.UnaryUnaryMultiCallable[_directory_pb2.UpsertCustomerRequest, _directory_pb2.UpsertCustomerResponse]  # type: ignore[assignment]
+    """Creates or replaces a customer's display data; empty fields are stored as unknown. The
+    customer need not have any assignment yet.
+    """
     UpsertLegalEntity: _aio.UnaryUnaryMultiCallable[_directory_pb2.UpsertLegalEntityRequest, _directory_pb2.UpsertLegalEntityResponse]  # type: ignore[assignment]
+    """Creates or replaces a legal entity's display name."""
 
 class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
     """The directory of customer and legal entity display data, fed by internal callers (for
     example from customer-service events). Assignments show these names when they are known.
+
+    No REST routes: Emporix has no such paths; the directory is fed by internal services over
+    gRPC only. Scope `customersegment.segment_manage`; errors as for the other services
+    (UNAUTHENTICATED, PERMISSION_DENIED SCOPE_MISSING / TENANT_MISMATCH, INVALID_ARGUMENT with a
+    BadRequest naming the field, UNAVAILABLE with RetryInfo).
     """
 
     @_abc_1.abstractmethod
@@ -58,13 +81,17 @@ class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _directory_pb2.UpsertCustomerRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_directory_pb2.UpsertCustomerResponse, _abc.Awaitable[_directory_pb2.UpsertCustomerResponse]]: ...
+    ) -> _typing.Union[_directory_pb2.UpsertCustomerResponse, _abc.Awaitable[_directory_pb2.UpsertCustomerResponse]]:
+        """Creates or replaces a customer's display data; empty fields are stored as unknown. The
+        customer need not have any assignment yet.
+        """
 
     @_abc_1.abstractmethod
     def UpsertLegalEntity(
         self,
         request: _directory_pb2.UpsertLegalEntityRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_directory_pb2.UpsertLegalEntityResponse, _abc.Awaitable[_directory_pb2.UpsertLegalEntityResponse]]: ...
+    ) -> _typing.Union[_directory_pb2.UpsertLegalEntityResponse, _abc.Awaitable[_directory_pb2.UpsertLegalEntityResponse]]:
+        """Creates or replaces a legal entity's display name."""
 
 def add_DirectoryServiceServicer_to_server(servicer: DirectoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -28,14 +28,23 @@ class _SegmentStatus:
 class _SegmentStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SegmentStatus.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     SEGMENT_STATUS_UNSPECIFIED: _SegmentStatus.ValueType  # 0
+    """Not given: a write stores SEGMENT_STATUS_INACTIVE."""
     SEGMENT_STATUS_ACTIVE: _SegmentStatus.ValueType  # 1
+    """The segment applies, within its validity; customer tokens see only active segments."""
     SEGMENT_STATUS_INACTIVE: _SegmentStatus.ValueType  # 2
+    """The segment does not apply (the default)."""
 
-class SegmentStatus(_SegmentStatus, metaclass=_SegmentStatusEnumTypeWrapper): ...
+class SegmentStatus(_SegmentStatus, metaclass=_SegmentStatusEnumTypeWrapper):
+    """Whether a segment applies (together with its validity). REST shows the values without the
+    prefix (ACTIVE, INACTIVE), and `q` filters on those (`status:ACTIVE`).
+    """
 
 SEGMENT_STATUS_UNSPECIFIED: SegmentStatus.ValueType  # 0
+"""Not given: a write stores SEGMENT_STATUS_INACTIVE."""
 SEGMENT_STATUS_ACTIVE: SegmentStatus.ValueType  # 1
+"""The segment applies, within its validity; customer tokens see only active segments."""
 SEGMENT_STATUS_INACTIVE: SegmentStatus.ValueType  # 2
+"""The segment does not apply (the default)."""
 Global___SegmentStatus: _TypeAlias = SegmentStatus  # noqa: Y015
 
 @_typing.final
@@ -47,9 +56,15 @@ class Validity(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """The first instant it applies; unset: since ever. Years 1 to 9999 (UTC); not after
+        `end_time` (INVALID_ARGUMENT naming `segment.validity`).
+        """
+
     @_builtins.property
-    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """The last instant it applies; unset: for ever. Years 1 to 9999 (UTC)."""
+
     def __init__(
         self,
         *,
@@ -66,6 +81,8 @@ Global___Validity: _TypeAlias = Validity  # noqa: Y015
 
 @_typing.final
 class SegmentMetadata(_message.Message):
+    """Bookkeeping of a segment; output only, except `mixins_json`, which the caller writes."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CREATED_AT_FIELD_NUMBER: _builtins.int
@@ -73,14 +90,19 @@ class SegmentMetadata(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     MIXINS_JSON_FIELD_NUMBER: _builtins.int
     version: _builtins.int
+    """1 on creation, +1 on every update; what `version` in a write and the REST ETag name."""
     mixins_json: _builtins.str
     """JSON object text: mixin name -> schema URL. Text rather than Struct so that it comes back
-    exactly as sent.
+    with the values as sent. The rules of Segment.mixins_json.
     """
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the segment was first written (UTC)."""
+
     @_builtins.property
-    def modified_at(self) -> _timestamp_pb2.Timestamp: ...
+    def modified_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was last written (UTC)."""
+
     def __init__(
         self,
         *,
@@ -99,6 +121,8 @@ Global___SegmentMetadata: _TypeAlias = SegmentMetadata  # noqa: Y015
 
 @_typing.final
 class Segment(_message.Message):
+    """A segment: a named group of customers, with its own attributes."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     @_typing.final
@@ -150,20 +174,32 @@ class Segment(_message.Message):
     MIXINS_JSON_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    """1 to 255 characters, no control characters, no leading or trailing whitespace. Generated
+    (24 hex digits) when a create gives none.
+    """
     status: Global___SegmentStatus.ValueType
     """SEGMENT_STATUS_INACTIVE when not given."""
     site_code: _builtins.str
-    """Required."""
+    """Required; the rules of `id`."""
     mixins_json: _builtins.str
-    """JSON object text of arbitrary attributes, kept exactly as sent (integers stay integers)."""
+    """JSON object text of arbitrary attributes, with the values as sent (integers stay
+    integers); empty means {}. Nested at most 64 levels deep; no NaN, Infinity, NUL
+    characters or unpaired surrogates.
+    """
     @_builtins.property
     def name(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Localized name: language code -> text. Required."""
+        """Localized name: language code -> text. Required: at least one entry, each with a
+        language code and a text; no NUL characters.
+        """
 
     @_builtins.property
-    def description(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def description(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Localized description: language code -> text; optional, no NUL characters."""
+
     @_builtins.property
-    def validity(self) -> Global___Validity: ...
+    def validity(self) -> Global___Validity:
+        """When the segment applies; unset: always."""
+
     @_builtins.property
     def metadata(self) -> Global___SegmentMetadata:
         """Output only, except `mixins_json`."""
@@ -190,14 +226,19 @@ Global___Segment: _TypeAlias = Segment  # noqa: Y015
 
 @_typing.final
 class CreateSegmentRequest(_message.Message):
+    """The segment to create."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_FIELD_NUMBER: _builtins.int
     SEGMENT_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
+    """The tenant: `^[a-z][a-z0-9]{2,15}$`; the token's tenant."""
     @_builtins.property
     def segment(self) -> Global___Segment:
-        """`segment.id` may be empty: the service then generates one."""
+        """`segment.id` may be empty: the service then generates one. `segment.metadata` other than
+        `mixins_json` is ignored.
+        """
 
     def __init__(
         self,
@@ -215,11 +256,15 @@ Global___CreateSegmentRequest: _TypeAlias = CreateSegmentRequest  # noqa: Y015
 
 @_typing.final
 class CreateSegmentResponse(_message.Message):
+    """The answer of CreateSegment."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SEGMENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def segment(self) -> Global___Segment: ...
+    def segment(self) -> Global___Segment:
+        """The segment as stored, with its id and version 1."""
+
     def __init__(
         self,
         *,
@@ -235,6 +280,8 @@ Global___CreateSegmentResponse: _TypeAlias = CreateSegmentResponse  # noqa: Y015
 
 @_typing.final
 class UpsertSegmentRequest(_message.Message):
+    """The segment to create or replace, and the conditions of the write."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_FIELD_NUMBER: _builtins.int
@@ -243,11 +290,17 @@ class UpsertSegmentRequest(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     MUST_EXIST_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
+    """The tenant: `^[a-z][a-z0-9]{2,15}$`; the token's tenant."""
     segment_id: _builtins.str
+    """Required; the segment to write (the rules of Segment.id)."""
     version: _builtins.int
-    """When set, the write happens only if the stored version equals it (ABORTED otherwise)."""
+    """When set (at least 1), the write happens only if the stored version equals it (ABORTED
+    VERSION_MISMATCH otherwise); a segment that does not exist yet is created whatever it is.
+    """
     must_exist: _builtins.bool
-    """When true, a segment that does not exist is not created: ABORTED (REST If-Match)."""
+    """When true, a segment that does not exist is not created: ABORTED VERSION_MISMATCH (REST
+    If-Match).
+    """
     @_builtins.property
     def segment(self) -> Global___Segment:
         """`segment.id` is ignored in favour of `segment_id`."""
@@ -273,14 +326,18 @@ Global___UpsertSegmentRequest: _TypeAlias = UpsertSegmentRequest  # noqa: Y015
 
 @_typing.final
 class UpsertSegmentResponse(_message.Message):
+    """The answer of UpsertSegment."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CREATED_FIELD_NUMBER: _builtins.int
     SEGMENT_FIELD_NUMBER: _builtins.int
     created: _builtins.bool
-    """True when the segment did not exist before."""
+    """True when the segment did not exist before (REST 201), false when replaced (REST 204)."""
     @_builtins.property
-    def segment(self) -> Global___Segment: ...
+    def segment(self) -> Global___Segment:
+        """The segment as stored after the write."""
+
     def __init__(
         self,
         *,
@@ -297,6 +354,8 @@ Global___UpsertSegmentResponse: _TypeAlias = UpsertSegmentResponse  # noqa: Y015
 
 @_typing.final
 class PatchSegmentRequest(_message.Message):
+    """The segment to patch, and the operations."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_FIELD_NUMBER: _builtins.int
@@ -304,16 +363,19 @@ class PatchSegmentRequest(_message.Message):
     OPERATIONS_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
+    """The tenant: `^[a-z][a-z0-9]{2,15}$`; the token's tenant."""
     segment_id: _builtins.str
+    """Required; the segment to patch."""
     version: _builtins.int
-    """When set, the patch applies only if the stored version equals it (ABORTED otherwise,
-    also when the segment does not exist).
+    """When set (at least 1), the patch applies only if the stored version equals it (ABORTED
+    VERSION_MISMATCH otherwise, also when the segment does not exist).
     """
     @_builtins.property
     def operations(self) -> _containers.RepeatedCompositeFieldContainer[Global___JsonPatchOperation]:
         """Applied in order to the segment's document as the REST API shows it: /name, /description,
         /validity/from, /validity/to, /status, /siteCode, /mixins/..., /metadata/mixins/... (not
-        /id, nor the output-only metadata). All apply, or none does.
+        /id, nor the output-only metadata). All apply, or none does; the patched segment must be
+        valid as an upsert's would.
         """
 
     def __init__(
@@ -336,11 +398,15 @@ Global___PatchSegmentRequest: _TypeAlias = PatchSegmentRequest  # noqa: Y015
 
 @_typing.final
 class PatchSegmentResponse(_message.Message):
+    """The answer of PatchSegment."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SEGMENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def segment(self) -> Global___Segment: ...
+    def segment(self) -> Global___Segment:
+        """The segment as stored after the patch."""
+
     def __init__(
         self,
         *,
@@ -356,6 +422,8 @@ Global___PatchSegmentResponse: _TypeAlias = PatchSegmentResponse  # noqa: Y015
 
 @_typing.final
 class JsonPatchOperation(_message.Message):
+    """One RFC 6902 operation (the REST `{op, path, value}`)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     OP_FIELD_NUMBER: _builtins.int
@@ -364,7 +432,9 @@ class JsonPatchOperation(_message.Message):
     op: _builtins.str
     """add, remove or replace."""
     path: _builtins.str
-    """A JSON Pointer (RFC 6901), e.g. /name/de or /mixins/tier."""
+    """A JSON Pointer (RFC 6901), e.g. /name/de or /mixins/tier; array indexes and `-` (append,
+    add only) reach into arrays. A missing parent is INVALID_ARGUMENT.
+    """
     value_json: _builtins.str
     """The value as JSON text, for add and replace; ignored for remove."""
     def __init__(
@@ -384,13 +454,17 @@ Global___JsonPatchOperation: _TypeAlias = JsonPatchOperation  # noqa: Y015
 
 @_typing.final
 class GetSegmentRequest(_message.Message):
+    """The segment to get, and what of it to return."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_FIELD_NUMBER: _builtins.int
     SEGMENT_ID_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
+    """The tenant: `^[a-z][a-z0-9]{2,15}$`; the token's tenant."""
     segment_id: _builtins.str
+    """Required; the segment to get."""
     @_builtins.property
     def read_mask(self) -> _field_mask_pb2.FieldMask:
         """Paths of the Segment message to return (AIP-157), e.g. `id,metadata.version`; empty
@@ -414,11 +488,15 @@ Global___GetSegmentRequest: _TypeAlias = GetSegmentRequest  # noqa: Y015
 
 @_typing.final
 class GetSegmentResponse(_message.Message):
+    """The answer of GetSegment."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SEGMENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def segment(self) -> Global___Segment: ...
+    def segment(self) -> Global___Segment:
+        """The segment, only the paths of `read_mask` when one was given."""
+
     def __init__(
         self,
         *,
@@ -434,6 +512,8 @@ Global___GetSegmentResponse: _TypeAlias = GetSegmentResponse  # noqa: Y015
 
 @_typing.final
 class ListSegmentsRequest(_message.Message):
+    """Which segments to list, in which order, which page."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_FIELD_NUMBER: _builtins.int
@@ -447,27 +527,34 @@ class ListSegmentsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
+    """The tenant: `^[a-z][a-z0-9]{2,15}$`; the token's tenant."""
     page_size: _builtins.int
-    """Default 60, at most 1000."""
+    """Items per page: 0 means the default, 60; at most 1000. A page also ends early when its
+    items would exceed 4 MiB - 64 KiB.
+    """
     page_number: _builtins.int
-    """1-based, default 1."""
+    """1-based; 0 means 1. Ignored with a page_token."""
     sort: _builtins.str
-    """Comma-separated `field[:asc|:desc]`; fields: id, siteCode, status, validity.from,
-    validity.to, metadata.createdAt, metadata.modifiedAt, metadata.version.
+    """Comma-separated `field[:asc|:desc]` (default asc); fields: id, siteCode, status,
+    validity.from, validity.to, metadata.createdAt, metadata.modifiedAt, metadata.version.
+    Ties are broken by the id. Empty: by the id.
     """
     include_total_count: _builtins.bool
+    """Fill `total_count` (costs a count of all matches). Ignored with a page_token."""
     q: _builtins.str
-    """Emporix query syntax on id, siteCode, status, metadata.createdAt, metadata.modifiedAt,
-    metadata.version and mixins.<path>, e.g. `status:ACTIVE siteCode:(main,b2b)`.
+    """Emporix query syntax on the fields of `sort` and mixins.<path>, e.g.
+    `status:ACTIVE siteCode:(main,b2b)`; empty matches everything. At most 4,000 characters.
     """
     customer_id: _builtins.str
-    """Only the segments this customer is assigned to ("which segments is this customer in?");
-    with legal_entity_id, only its assignments for that legal entity.
+    """Only the segments this customer is assigned to ("which segments is this customer in?"),
+    with or without a legal entity; empty: every segment.
     """
     legal_entity_id: _builtins.str
+    """With `customer_id`: only the segments it is assigned to for this legal entity."""
     page_token: _builtins.str
-    """A `next_page_token` or `previous_page_token` of an earlier answer to the same request:
-    keyset paging; `page_number` and `include_total_count` are ignored when it is set.
+    """A `next_page_token` or `previous_page_token` of an earlier answer to the same request
+    (INVALID_PAGE_TOKEN otherwise): keyset paging; `page_number` and `include_total_count`
+    are ignored when it is set.
     """
     @_builtins.property
     def read_mask(self) -> _field_mask_pb2.FieldMask:
@@ -499,6 +586,8 @@ Global___ListSegmentsRequest: _TypeAlias = ListSegmentsRequest  # noqa: Y015
 
 @_typing.final
 class ListSegmentsResponse(_message.Message):
+    """One page of ListSegments."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SEGMENTS_FIELD_NUMBER: _builtins.int
@@ -506,12 +595,15 @@ class ListSegmentsResponse(_message.Message):
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     PREVIOUS_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     total_count: _builtins.int
-    """Set only when `include_total_count` was requested (never with a page_token)."""
+    """Set only when `include_total_count` was requested (never with a page_token; 0 otherwise)."""
     next_page_token: _builtins.str
-    """Opaque cursors of the following and the preceding page; empty when there is none."""
+    """Opaque cursor of the following page; empty when there is none."""
     previous_page_token: _builtins.str
+    """Opaque cursor of the preceding page; empty on the first page."""
     @_builtins.property
-    def segments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Segment]: ...
+    def segments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Segment]:
+        """The page, in `sort` order; only the paths of `read_mask` when given."""
+
     def __init__(
         self,
         *,
@@ -530,6 +622,8 @@ Global___ListSegmentsResponse: _TypeAlias = ListSegmentsResponse  # noqa: Y015
 
 @_typing.final
 class DeleteSegmentRequest(_message.Message):
+    """The segment to delete, and the conditions of the deletion."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_FIELD_NUMBER: _builtins.int
@@ -537,14 +631,16 @@ class DeleteSegmentRequest(_message.Message):
     FORCE_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
+    """The tenant: `^[a-z][a-z0-9]{2,15}$`; the token's tenant."""
     segment_id: _builtins.str
+    """Required; the segment to delete."""
     force: _builtins.bool
-    """Also delete the segment's assignments; without it, a segment that has any fails with
-    FAILED_PRECONDITION.
+    """Also delete the segment's assignments, in the same transaction; without it, a segment
+    that has any fails with FAILED_PRECONDITION SEGMENT_HAS_ASSIGNMENTS.
     """
     version: _builtins.int
-    """When set, the deletion happens only if the stored version equals it (ABORTED otherwise,
-    also when the segment does not exist).
+    """When set (at least 1), the deletion happens only if the stored version equals it
+    (ABORTED VERSION_MISMATCH otherwise, also when the segment does not exist).
     """
     def __init__(
         self,
@@ -566,6 +662,8 @@ Global___DeleteSegmentRequest: _TypeAlias = DeleteSegmentRequest  # noqa: Y015
 
 @_typing.final
 class DeleteSegmentResponse(_message.Message):
+    """The answer of DeleteSegment: empty; the segment is gone."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -594,7 +692,7 @@ class BulkSegmentResult(_message.Message):
     """1-based position of the item in the request."""
     code: _builtins.int
     """The HTTP status the item would have got alone: 201, 204, 400, 404, 409 (503 when the
-    database was unavailable for it).
+    database was unavailable for it, 500 when it could not be written).
     """
     status: _builtins.str
     """Reason phrase of `code` ("Created", "No Content", "Bad Request", ...)."""
@@ -623,11 +721,14 @@ Global___BulkSegmentResult: _TypeAlias = BulkSegmentResult  # noqa: Y015
 
 @_typing.final
 class BulkCreateSegmentsRequest(_message.Message):
+    """The segments to create."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_FIELD_NUMBER: _builtins.int
     SEGMENTS_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
+    """The tenant: `^[a-z][a-z0-9]{2,15}$`; the token's tenant."""
     @_builtins.property
     def segments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Segment]:
         """Each is created as CreateSegment would create it; an empty id gets a generated one, a
@@ -650,6 +751,8 @@ Global___BulkCreateSegmentsRequest: _TypeAlias = BulkCreateSegmentsRequest  # no
 
 @_typing.final
 class BulkCreateSegmentsResponse(_message.Message):
+    """The results decided since the previous message."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULTS_FIELD_NUMBER: _builtins.int
@@ -672,6 +775,8 @@ Global___BulkCreateSegmentsResponse: _TypeAlias = BulkCreateSegmentsResponse  # 
 
 @_typing.final
 class BulkUpsertSegmentsItem(_message.Message):
+    """One segment of a bulk upsert."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SEGMENT_FIELD_NUMBER: _builtins.int
@@ -702,11 +807,14 @@ Global___BulkUpsertSegmentsItem: _TypeAlias = BulkUpsertSegmentsItem  # noqa: Y0
 
 @_typing.final
 class BulkUpsertSegmentsRequest(_message.Message):
+    """The segments to create or replace."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_FIELD_NUMBER: _builtins.int
     ITEMS_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
+    """The tenant: `^[a-z][a-z0-9]{2,15}$`; the token's tenant."""
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BulkUpsertSegmentsItem]:
         """Each is written as UpsertSegment would write it: 201 created, 204 replaced."""
@@ -727,6 +835,8 @@ Global___BulkUpsertSegmentsRequest: _TypeAlias = BulkUpsertSegmentsRequest  # no
 
 @_typing.final
 class BulkUpsertSegmentsResponse(_message.Message):
+    """The results decided since the previous message."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULTS_FIELD_NUMBER: _builtins.int
@@ -749,14 +859,19 @@ Global___BulkUpsertSegmentsResponse: _TypeAlias = BulkUpsertSegmentsResponse  # 
 
 @_typing.final
 class BulkDeleteSegmentsRequest(_message.Message):
+    """The segments to delete."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_FIELD_NUMBER: _builtins.int
     SEGMENT_IDS_FIELD_NUMBER: _builtins.int
     FORCE_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
+    """The tenant: `^[a-z][a-z0-9]{2,15}$`; the token's tenant."""
     force: _builtins.bool
-    """Also delete each segment's assignments; without it, a segment that has any is 400."""
+    """Also delete each segment's assignments; without it, a segment that has any is 400
+    (REST `forceDelete`).
+    """
     @_builtins.property
     def segment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Each is deleted as DeleteSegment would delete it: 204, or 404 when it does not exist."""
@@ -778,6 +893,8 @@ Global___BulkDeleteSegmentsRequest: _TypeAlias = BulkDeleteSegmentsRequest  # no
 
 @_typing.final
 class BulkDeleteSegmentsResponse(_message.Message):
+    """The results decided since the previous message."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULTS_FIELD_NUMBER: _builtins.int

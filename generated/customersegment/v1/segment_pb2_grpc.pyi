@@ -27,67 +27,196 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class SegmentServiceStub:
-    """Segments that customer assignments belong to."""
+    """Segments that customer assignments belong to.
+
+    Every RPC needs `authorization: Bearer <JWT>` metadata bound to the request's tenant. Errors
+    carry google.rpc.ErrorInfo (domain `customersegment.emporix.example`; docs/errors.md lists
+    every reason). Besides those each RPC names, any RPC may answer: UNAUTHENTICATED
+    (TOKEN_MISSING, TOKEN_INVALID); PERMISSION_DENIED (SCOPE_MISSING, TENANT_MISMATCH);
+    INVALID_ARGUMENT (INVALID_ARGUMENT or LIMIT_EXCEEDED, with a BadRequest naming the proto
+    field path: a tenant not matching `^[a-z][a-z0-9]{2,15}$`, an id that is empty where
+    required, over 255 characters, with control characters or edge whitespace); UNAVAILABLE
+    (DATABASE_UNAVAILABLE, DATABASE_BUSY, with RetryInfo: retry).
+
+    The `google.api.http` options name the Emporix REST path and method the gateway serves for
+    each RPC, so that Envoy's gRPC-JSON transcoder or grpc-gateway can stand in for it. Bodies
+    then follow the proto3 JSON mapping, not the Emporix shapes the gateway writes: mixins are
+    JSON text (`mixinsJson`), status values carry their prefix, validity is `startTime` /
+    `endTime`, and REST-only parameters (`fields`, `forceDelete`, `next` / `prev`, the
+    X-Total-Count header, If-Match) are the fields `read_mask`, `force`, `page_token`,
+    `include_total_count` and `version`. As in the gateway, the literal path segments `search`
+    and `bulk` are not segment ids.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> SegmentServiceAsyncStub: ...
     CreateSegment: _grpc.UnaryUnaryMultiCallable[_segment_pb2.CreateSegmentRequest, _segment_pb2.CreateSegmentResponse]
-    """Creates a segment; ALREADY_EXISTS if the id is taken. An empty id gets a generated one."""
+    """Creates a segment; an empty id gets a generated one (24 hex digits). Scope
+    `customersegment.segment_manage`. ALREADY_EXISTS SEGMENT_ALREADY_EXISTS if the id is
+    taken; INVALID_ARGUMENT naming the segment field at fault (`segment.name`,
+    `segment.site_code`, `segment.validity`, `segment.mixins_json`, ...).
+    """
     UpsertSegment: _grpc.UnaryUnaryMultiCallable[_segment_pb2.UpsertSegmentRequest, _segment_pb2.UpsertSegmentResponse]
-    """Creates or replaces a segment (PUT semantics, optimistic locking through `version`)."""
+    """Creates or replaces a segment (PUT semantics; `created` tells which). Scope
+    `customersegment.segment_manage`. ABORTED VERSION_MISMATCH (with PreconditionFailure)
+    when `version` is not the stored one, or with `must_exist` when the segment does not
+    exist; INVALID_ARGUMENT as for CreateSegment.
+    """
     PatchSegment: _grpc.UnaryUnaryMultiCallable[_segment_pb2.PatchSegmentRequest, _segment_pb2.PatchSegmentResponse]
     """Applies a JSON Patch (RFC 6902: add, remove, replace) to the segment and writes it, in one
-    transaction; the REST PATCH path. Needs only the write scope, unlike a read then an upsert.
+    transaction that holds the segment (concurrent patches apply one after the other); the
+    REST PATCH path. Scope `customersegment.segment_manage` only, unlike a read then an
+    upsert. NOT_FOUND SEGMENT_NOT_FOUND; ABORTED VERSION_MISMATCH when `version` is not the
+    stored one; INVALID_ARGUMENT naming `operations[i].op`, `operations[i].path` or
+    `operations[i].value_json` (i 1-based), or the segment field the patched segment breaks.
     """
     GetSegment: _grpc.UnaryUnaryMultiCallable[_segment_pb2.GetSegmentRequest, _segment_pb2.GetSegmentResponse]
+    """One segment. Scope `customersegment.segment_read`, or
+    `customersegment.segment_read_own`: a customer token gets only an ACTIVE segment, within
+    its validity now, that it is assigned to; any other is PERMISSION_DENIED
+    CUSTOMER_VIEW_ONLY, whether or not it exists. NOT_FOUND SEGMENT_NOT_FOUND;
+    INVALID_ARGUMENT naming `read_mask` for an unknown path.
+    """
     ListSegments: _grpc.UnaryUnaryMultiCallable[_segment_pb2.ListSegmentsRequest, _segment_pb2.ListSegmentsResponse]
+    """A page of the tenant's segments that match `q`; with `customer_id`, the segments that
+    customer is assigned to. Scope `customersegment.segment_read`, or
+    `customersegment.segment_read_own` (a customer token sees only the ACTIVE segments, within
+    their validity now, it is assigned to; naming another customer is PERMISSION_DENIED
+    CUSTOMER_VIEW_ONLY). INVALID_ARGUMENT INVALID_QUERY, INVALID_PAGE_TOKEN, LIMIT_EXCEEDED
+    (`page_size` over 1000, a regular expression over 5 s), or naming `sort`, `read_mask` or
+    `customer_id` (required with `legal_entity_id`). Also the REST search path (POST
+    .../segments/search, body `{"q": ...}`): Segments have no search RPC of their own, since
+    the Emporix scopes of listing and searching segments are the same.
+    """
     DeleteSegment: _grpc.UnaryUnaryMultiCallable[_segment_pb2.DeleteSegmentRequest, _segment_pb2.DeleteSegmentResponse]
-    """Deletes a segment. A segment that still has assignments needs `force`, which removes them
-    in the same transaction.
+    """Deletes a segment (REST `forceDelete` is `force`). Scope
+    `customersegment.segment_manage`. NOT_FOUND SEGMENT_NOT_FOUND (deleting is not idempotent,
+    unlike removing an assignment); FAILED_PRECONDITION SEGMENT_HAS_ASSIGNMENTS when it still
+    has assignments and `force` is false; ABORTED VERSION_MISMATCH when `version` is not the
+    stored one.
     """
     BulkCreateSegments: _grpc.UnaryStreamMultiCallable[_segment_pb2.BulkCreateSegmentsRequest, _segment_pb2.BulkCreateSegmentsResponse]
     """The REST bulk paths (POST, PUT and DELETE .../segments/bulk). Each item is decided on its
     own, in request order, in a transaction of its own, exactly as the single call would decide
     it: one bad item never stops the others, and a failed item leaves nothing behind. Results
-    stream back as items are decided. A caller that may not write the tenant gets
-    PERMISSION_DENIED for the whole call; over gRPC there is no 200-item cap.
+    stream back as items are decided. Scope `customersegment.segment_manage`; a caller that
+    may not write the tenant gets PERMISSION_DENIED for the whole call; over gRPC there is no
+    200-item cap (REST allows 1 to 200).
     """
     BulkUpsertSegments: _grpc.UnaryStreamMultiCallable[_segment_pb2.BulkUpsertSegmentsRequest, _segment_pb2.BulkUpsertSegmentsResponse]
+    """Creates or replaces each item as UpsertSegment would; otherwise as BulkCreateSegments."""
     BulkDeleteSegments: _grpc.UnaryStreamMultiCallable[_segment_pb2.BulkDeleteSegmentsRequest, _segment_pb2.BulkDeleteSegmentsResponse]
+    """Deletes each segment as DeleteSegment would; otherwise as BulkCreateSegments.
+    (grpc-gateway needs `allow_delete_body` for this binding: the REST DELETE has a body.)
+    """
 
 @_typing.type_check_only
 class SegmentServiceAsyncStub(SegmentServiceStub):
-    """Segments that customer assignments belong to."""
+    """Segments that customer assignments belong to.
+
+    Every RPC needs `authorization: Bearer <JWT>` metadata bound to the request's tenant. Errors
+    carry google.rpc.ErrorInfo (domain `customersegment.emporix.example`; docs/errors.md lists
+    every reason). Besides those each RPC names, any RPC may answer: UNAUTHENTICATED
+    (TOKEN_MISSING, TOKEN_INVALID); PERMISSION_DENIED (SCOPE_MISSING, TENANT_MISMATCH);
+    INVALID_ARGUMENT (INVALID_ARGUMENT or LIMIT_EXCEEDED, with a BadRequest naming the proto
+    field path: a tenant not matching `^[a-z][a-z0-9]{2,15}$`, an id that is empty where
+    required, over 255 characters, with control characters or edge whitespace); UNAVAILABLE
+    (DATABASE_UNAVAILABLE, DATABASE_BUSY, with RetryInfo: retry).
+
+    The `google.api.http` options name the Emporix REST path and method the gateway serves for
+    each RPC, so that Envoy's gRPC-JSON transcoder or grpc-gateway can stand in for it. Bodies
+    then follow the proto3 JSON mapping, not the Emporix shapes the gateway writes: mixins are
+    JSON text (`mixinsJson`), status values carry their prefix, validity is `startTime` /
+    `endTime`, and REST-only parameters (`fields`, `forceDelete`, `next` / `prev`, the
+    X-Total-Count header, If-Match) are the fields `read_mask`, `force`, `page_token`,
+    `include_total_count` and `version`. As in the gateway, the literal path segments `search`
+    and `bulk` are not segment ids.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateSegment: _aio.UnaryUnaryMultiCallable[_segment_pb2.CreateSegmentRequest, _segment_pb2.CreateSegmentResponse]  # type: ignore[assignment]
-    """Creates a segment; ALREADY_EXISTS if the id is taken. An empty id gets a generated one."""
+    """Creates a segment; an empty id gets a generated one (24 hex digits). Scope
+    `customersegment.segment_manage`. ALREADY_EXISTS SEGMENT_ALREADY_EXISTS if the id is
+    taken; INVALID_ARGUMENT naming the segment field at fault (`segment.name`,
+    `segment.site_code`, `segment.validity`, `segment.mixins_json`, ...).
+    """
     UpsertSegment: _aio.UnaryUnaryMultiCallable[_segment_pb2.UpsertSegmentRequest, _segment_pb2.UpsertSegmentResponse]  # type: ignore[assignment]
-    """Creates or replaces a segment (PUT semantics, optimistic locking through `version`)."""
+    """Creates or replaces a segment (PUT semantics; `created` tells which). Scope
+    `customersegment.segment_manage`. ABORTED VERSION_MISMATCH (with PreconditionFailure)
+    when `version` is not the stored one, or with `must_exist` when the segment does not
+    exist; INVALID_ARGUMENT as for CreateSegment.
+    """
     PatchSegment: _aio.UnaryUnaryMultiCallable[_segment_pb2.PatchSegmentRequest, _segment_pb2.PatchSegmentResponse]  # type: ignore[assignment]
     """Applies a JSON Patch (RFC 6902: add, remove, replace) to the segment and writes it, in one
-    transaction; the REST PATCH path. Needs only the write scope, unlike a read then an upsert.
+    transaction that holds the segment (concurrent patches apply one after the other); the
+    REST PATCH path. Scope `customersegment.segment_manage` only, unlike a read then an
+    upsert. NOT_FOUND SEGMENT_NOT_FOUND; ABORTED VERSION_MISMATCH when `version` is not the
+    stored one; INVALID_ARGUMENT naming `operations[i].op`, `operations[i].path` or
+    `operations[i].value_json` (i 1-based), or the segment field the patched segment breaks.
     """
     GetSegment: _aio.UnaryUnaryMultiCallable[_segment_pb2.GetSegmentRequest, _segment_pb2.GetSegmentResponse]  # type: ignore[assignment]
+    """One segment. Scope `customersegment.segment_read`, or
+    `customersegment.segment_read_own`: a customer token gets only an ACTIVE segment, within
+    its validity now, that it is assigned to; any other is PERMISSION_DENIED
+    CUSTOMER_VIEW_ONLY, whether or not it exists. NOT_FOUND SEGMENT_NOT_FOUND;
+    INVALID_ARGUMENT naming `read_mask` for an unknown path.
+    """
     ListSegments: _aio.UnaryUnaryMultiCallable[_segment_pb2.ListSegmentsRequest, _segment_pb2.ListSegmentsResponse]  # type: ignore[assignment]
+    """A page of the tenant's segments that match `q`; with `customer_id`, the segments that
+    customer is assigned to. Scope `customersegment.segment_read`, or
+    `customersegment.segment_read_own` (a customer token sees only the ACTIVE segments, within
+    their validity now, it is assigned to; naming another customer is PERMISSION_DENIED
+    CUSTOMER_VIEW_ONLY). INVALID_ARGUMENT INVALID_QUERY, INVALID_PAGE_TOKEN, LIMIT_EXCEEDED
+    (`page_size` over 1000, a regular expression over 5 s), or naming `sort`, `read_mask` or
+    `customer_id` (required with `legal_entity_id`). Also the REST search path (POST
+    .../segments/search, body `{"q": ...}`): Segments have no search RPC of their own, since
+    the Emporix scopes of listing and searching segments are the same.
+    """
     DeleteSegment: _aio.UnaryUnaryMultiCallable[_segment_pb2.DeleteSegmentRequest, _segment_pb2.DeleteSegmentResponse]  # type: ignore[assignment]
-    """Deletes a segment. A segment that still has assignments needs `force`, which removes them
-    in the same transaction.
+    """Deletes a segment (REST `forceDelete` is `force`). Scope
+    `customersegment.segment_manage`. NOT_FOUND SEGMENT_NOT_FOUND (deleting is not idempotent,
+    unlike removing an assignment); FAILED_PRECONDITION SEGMENT_HAS_ASSIGNMENTS when it still
+    has assignments and `force` is false; ABORTED VERSION_MISMATCH when `version` is not the
+    stored one.
     """
     BulkCreateSegments: _aio.UnaryStreamMultiCallable[_segment_pb2.BulkCreateSegmentsRequest, _segment_pb2.BulkCreateSegmentsResponse]  # type: ignore[assignment]
     """The REST bulk paths (POST, PUT and DELETE .../segments/bulk). Each item is decided on its
     own, in request order, in a transaction of its own, exactly as the single call would decide
     it: one bad item never stops the others, and a failed item leaves nothing behind. Results
-    stream back as items are decided. A caller that may not write the tenant gets
-    PERMISSION_DENIED for the whole call; over gRPC there is no 200-item cap.
+    stream back as items are decided. Scope `customersegment.segment_manage`; a caller that
+    may not write the tenant gets PERMISSION_DENIED for the whole call; over gRPC there is no
+    200-item cap (REST allows 1 to 200).
     """
     BulkUpsertSegments: _aio.UnaryStreamMultiCallable[_segment_pb2.BulkUpsertSegmentsRequest, _segment_pb2.BulkUpsertSegmentsResponse]  # type: ignore[assignment]
+    """Creates or replaces each item as UpsertSegment would; otherwise as BulkCreateSegments."""
     BulkDeleteSegments: _aio.UnaryStreamMultiCallable[_segment_pb2.BulkDeleteSegmentsRequest, _segment_pb2.BulkDeleteSegmentsResponse]  # type: ignore[assignment]
+    """Deletes each segment as DeleteSegment would; otherwise as BulkCreateSegments.
+    (grpc-gateway needs `allow_delete_body` for this binding: the REST DELETE has a body.)
+    """
 
 class SegmentServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Segments that customer assignments belong to."""
+    """Segments that customer assignments belong to.
+
+    Every RPC needs `authorization: Bearer <JWT>` metadata bound to the request's tenant. Errors
+    carry google.rpc.ErrorInfo (domain `customersegment.emporix.example`; docs/errors.md lists
+    every reason). Besides those each RPC names, any RPC may answer: UNAUTHENTICATED
+    (TOKEN_MISSING, TOKEN_INVALID); PERMISSION_DENIED (SCOPE_MISSING, TENANT_MISMATCH);
+    INVALID_ARGUMENT (INVALID_ARGUMENT or LIMIT_EXCEEDED, with a BadRequest naming the proto
+    field path: a tenant not matching `^[a-z][a-z0-9]{2,15}$`, an id that is empty where
+    required, over 255 characters, with control characters or edge whitespace); UNAVAILABLE
+    (DATABASE_UNAVAILABLE, DATABASE_BUSY, with RetryInfo: retry).
+
+    The `google.api.http` options name the Emporix REST path and method the gateway serves for
+    each RPC, so that Envoy's gRPC-JSON transcoder or grpc-gateway can stand in for it. Bodies
+    then follow the proto3 JSON mapping, not the Emporix shapes the gateway writes: mixins are
+    JSON text (`mixinsJson`), status values carry their prefix, validity is `startTime` /
+    `endTime`, and REST-only parameters (`fields`, `forceDelete`, `next` / `prev`, the
+    X-Total-Count header, If-Match) are the fields `read_mask`, `force`, `page_token`,
+    `include_total_count` and `version`. As in the gateway, the literal path segments `search`
+    and `bulk` are not segment ids.
+    """
 
     @_abc_1.abstractmethod
     def CreateSegment(
@@ -95,7 +224,11 @@ class SegmentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _segment_pb2.CreateSegmentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_segment_pb2.CreateSegmentResponse, _abc.Awaitable[_segment_pb2.CreateSegmentResponse]]:
-        """Creates a segment; ALREADY_EXISTS if the id is taken. An empty id gets a generated one."""
+        """Creates a segment; an empty id gets a generated one (24 hex digits). Scope
+        `customersegment.segment_manage`. ALREADY_EXISTS SEGMENT_ALREADY_EXISTS if the id is
+        taken; INVALID_ARGUMENT naming the segment field at fault (`segment.name`,
+        `segment.site_code`, `segment.validity`, `segment.mixins_json`, ...).
+        """
 
     @_abc_1.abstractmethod
     def UpsertSegment(
@@ -103,7 +236,11 @@ class SegmentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _segment_pb2.UpsertSegmentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_segment_pb2.UpsertSegmentResponse, _abc.Awaitable[_segment_pb2.UpsertSegmentResponse]]:
-        """Creates or replaces a segment (PUT semantics, optimistic locking through `version`)."""
+        """Creates or replaces a segment (PUT semantics; `created` tells which). Scope
+        `customersegment.segment_manage`. ABORTED VERSION_MISMATCH (with PreconditionFailure)
+        when `version` is not the stored one, or with `must_exist` when the segment does not
+        exist; INVALID_ARGUMENT as for CreateSegment.
+        """
 
     @_abc_1.abstractmethod
     def PatchSegment(
@@ -112,7 +249,11 @@ class SegmentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_segment_pb2.PatchSegmentResponse, _abc.Awaitable[_segment_pb2.PatchSegmentResponse]]:
         """Applies a JSON Patch (RFC 6902: add, remove, replace) to the segment and writes it, in one
-        transaction; the REST PATCH path. Needs only the write scope, unlike a read then an upsert.
+        transaction that holds the segment (concurrent patches apply one after the other); the
+        REST PATCH path. Scope `customersegment.segment_manage` only, unlike a read then an
+        upsert. NOT_FOUND SEGMENT_NOT_FOUND; ABORTED VERSION_MISMATCH when `version` is not the
+        stored one; INVALID_ARGUMENT naming `operations[i].op`, `operations[i].path` or
+        `operations[i].value_json` (i 1-based), or the segment field the patched segment breaks.
         """
 
     @_abc_1.abstractmethod
@@ -120,14 +261,30 @@ class SegmentServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _segment_pb2.GetSegmentRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_segment_pb2.GetSegmentResponse, _abc.Awaitable[_segment_pb2.GetSegmentResponse]]: ...
+    ) -> _typing.Union[_segment_pb2.GetSegmentResponse, _abc.Awaitable[_segment_pb2.GetSegmentResponse]]:
+        """One segment. Scope `customersegment.segment_read`, or
+        `customersegment.segment_read_own`: a customer token gets only an ACTIVE segment, within
+        its validity now, that it is assigned to; any other is PERMISSION_DENIED
+        CUSTOMER_VIEW_ONLY, whether or not it exists. NOT_FOUND SEGMENT_NOT_FOUND;
+        INVALID_ARGUMENT naming `read_mask` for an unknown path.
+        """
 
     @_abc_1.abstractmethod
     def ListSegments(
         self,
         request: _segment_pb2.ListSegmentsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_segment_pb2.ListSegmentsResponse, _abc.Awaitable[_segment_pb2.ListSegmentsResponse]]: ...
+    ) -> _typing.Union[_segment_pb2.ListSegmentsResponse, _abc.Awaitable[_segment_pb2.ListSegmentsResponse]]:
+        """A page of the tenant's segments that match `q`; with `customer_id`, the segments that
+        customer is assigned to. Scope `customersegment.segment_read`, or
+        `customersegment.segment_read_own` (a customer token sees only the ACTIVE segments, within
+        their validity now, it is assigned to; naming another customer is PERMISSION_DENIED
+        CUSTOMER_VIEW_ONLY). INVALID_ARGUMENT INVALID_QUERY, INVALID_PAGE_TOKEN, LIMIT_EXCEEDED
+        (`page_size` over 1000, a regular expression over 5 s), or naming `sort`, `read_mask` or
+        `customer_id` (required with `legal_entity_id`). Also the REST search path (POST
+        .../segments/search, body `{"q": ...}`): Segments have no search RPC of their own, since
+        the Emporix scopes of listing and searching segments are the same.
+        """
 
     @_abc_1.abstractmethod
     def DeleteSegment(
@@ -135,8 +292,11 @@ class SegmentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _segment_pb2.DeleteSegmentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_segment_pb2.DeleteSegmentResponse, _abc.Awaitable[_segment_pb2.DeleteSegmentResponse]]:
-        """Deletes a segment. A segment that still has assignments needs `force`, which removes them
-        in the same transaction.
+        """Deletes a segment (REST `forceDelete` is `force`). Scope
+        `customersegment.segment_manage`. NOT_FOUND SEGMENT_NOT_FOUND (deleting is not idempotent,
+        unlike removing an assignment); FAILED_PRECONDITION SEGMENT_HAS_ASSIGNMENTS when it still
+        has assignments and `force` is false; ABORTED VERSION_MISMATCH when `version` is not the
+        stored one.
         """
 
     @_abc_1.abstractmethod
@@ -148,8 +308,9 @@ class SegmentServiceServicer(metaclass=_abc_1.ABCMeta):
         """The REST bulk paths (POST, PUT and DELETE .../segments/bulk). Each item is decided on its
         own, in request order, in a transaction of its own, exactly as the single call would decide
         it: one bad item never stops the others, and a failed item leaves nothing behind. Results
-        stream back as items are decided. A caller that may not write the tenant gets
-        PERMISSION_DENIED for the whole call; over gRPC there is no 200-item cap.
+        stream back as items are decided. Scope `customersegment.segment_manage`; a caller that
+        may not write the tenant gets PERMISSION_DENIED for the whole call; over gRPC there is no
+        200-item cap (REST allows 1 to 200).
         """
 
     @_abc_1.abstractmethod
@@ -157,13 +318,17 @@ class SegmentServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _segment_pb2.BulkUpsertSegmentsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_segment_pb2.BulkUpsertSegmentsResponse], _abc.AsyncIterator[_segment_pb2.BulkUpsertSegmentsResponse]]: ...
+    ) -> _typing.Union[_abc.Iterator[_segment_pb2.BulkUpsertSegmentsResponse], _abc.AsyncIterator[_segment_pb2.BulkUpsertSegmentsResponse]]:
+        """Creates or replaces each item as UpsertSegment would; otherwise as BulkCreateSegments."""
 
     @_abc_1.abstractmethod
     def BulkDeleteSegments(
         self,
         request: _segment_pb2.BulkDeleteSegmentsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_segment_pb2.BulkDeleteSegmentsResponse], _abc.AsyncIterator[_segment_pb2.BulkDeleteSegmentsResponse]]: ...
+    ) -> _typing.Union[_abc.Iterator[_segment_pb2.BulkDeleteSegmentsResponse], _abc.AsyncIterator[_segment_pb2.BulkDeleteSegmentsResponse]]:
+        """Deletes each segment as DeleteSegment would; otherwise as BulkCreateSegments.
+        (grpc-gateway needs `allow_delete_body` for this binding: the REST DELETE has a body.)
+        """
 
 def add_SegmentServiceServicer_to_server(servicer: SegmentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
