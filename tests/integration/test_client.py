@@ -190,6 +190,11 @@ async def test_unary_bulk(client: CustomerSegmentsClient, tenant: str, gold: str
         (3, 201, True),
     ]
     assert results[1].message and results[2].legal_entity_id == "le"
+    assert [(r.reason, r.field) for r in results] == [
+        ("", ""),
+        ("INVALID_ARGUMENT", "customer_id"),
+        ("", ""),
+    ]
     removed = [
         r
         async for r in client.bulk_remove_assignments(

@@ -109,6 +109,12 @@ class BulkItemResult:
     message: str
     customer_id: str
     legal_entity_id: str
+    # The ErrorInfo reason its single call would have failed with (INVALID_ARGUMENT,
+    # SEGMENT_NOT_FOUND, VERSION_MISMATCH, ...); empty on success.
+    reason: str = ""
+    # The item field the failure is about, as the server names it (`customer_id`,
+    # `mixins_json`); empty when it names none.
+    field: str = ""
 
     @property
     def ok(self) -> bool:
