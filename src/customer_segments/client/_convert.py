@@ -484,6 +484,8 @@ def bulk_segment_results(message: BulkSegmentAnswer) -> list[BulkSegmentResult]:
             status=result.status,
             message=result.message,
             segment_id=result.segment_id,
+            reason=result.reason,
+            field=result.field,
         )
         for result in message.results
     ]
