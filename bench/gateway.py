@@ -22,7 +22,7 @@
    signed with a secret made for the run and given to the server in env
    CUSTOMER_SEGMENTS_JWT_SECRET; a REST GET without it must be answered 401. The REST ceiling
    takes no token.
-3. A table: REST GET against gRPC GetAssignment (target: REST >= 70%, issue 13), REST GET against the
+3. A table: REST GET against gRPC GetAssignment (target: REST >= 70%), REST GET against the
    REST ceiling (for information), bulk rows/s REST against gRPC (for information); also written
    to bench/reports/gateway-latest.md. Every server started is stopped and the database dropped,
    failure or not.

@@ -57,6 +57,18 @@ async def test_mixed_bulk_with_duplicates_and_invalid_items(
     assert "changed" in results[9].message
     assert "customer_id" in results[11].message
     assert all(not r.message for r in results if r.code in (201, 204))
+    assert [(r.index, r.field, r.reason) for r in results if r.code >= 400] == [
+        (2, "customer_id", "INVALID_ARGUMENT"),
+        (4, "mixins_json", "INVALID_ARGUMENT"),
+        (9, "mixins_json", "INVALID_ARGUMENT"),
+        (10, "", "VERSION_MISMATCH"),
+        (12, "customer_id", "LIMIT_EXCEEDED"),
+    ]
+    assert (results[3].field_description, results[11].field_description) == (
+        "must be a JSON object",
+        "must have at most 255 characters",
+    )
+    assert all(not (r.field or r.field_description or r.reason) for r in results if r.code < 400)
 
     async def state(customer_id: str, legal_entity_id: str = "") -> pb.Assignment:
         return (
@@ -206,6 +218,7 @@ async def test_segment_deleted_mid_stream_reports_not_found_per_item(
     assert [r.code for r in first_results[0].results] == [201]
     assert [(r.index, r.code) for r in later.results] == [(2, 404), (3, 404)]
     assert "segment with id gold" in later.results[0].message
+    assert {(r.reason, r.field) for r in later.results} == {("SEGMENT_NOT_FOUND", "")}
 
 
 async def test_bulk_remove(stubs: Stubs, tenant: str, segment_id: str) -> None:

@@ -190,6 +190,11 @@ async def test_unary_bulk(client: CustomerSegmentsClient, tenant: str, gold: str
         (3, 201, True),
     ]
     assert results[1].message and results[2].legal_entity_id == "le"
+    assert [(r.reason, r.field) for r in results] == [
+        ("", ""),
+        ("INVALID_ARGUMENT", "customer_id"),
+        ("", ""),
+    ]
     removed = [
         r
         async for r in client.bulk_remove_assignments(
@@ -217,6 +222,12 @@ async def test_segment_bulk(client: CustomerSegmentsClient, tenant: str) -> None
     assert [(r.index, r.code) for r in created] == [(1, 201), (2, 409), (3, 201), (4, 400)]
     assert created[0].segment_id == "b1" and created[2].segment_id not in ("", "b1")
     assert "name" in created[3].message
+    assert [(r.reason, r.field) for r in created] == [
+        ("", ""),
+        ("SEGMENT_ALREADY_EXISTS", ""),
+        ("", ""),
+        ("INVALID_ARGUMENT", "segment.name"),
+    ]
     upserted = [
         r
         async for r in client.bulk_upsert_segments(

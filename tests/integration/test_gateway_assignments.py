@@ -213,6 +213,32 @@ async def test_documented_bulk_examples(
     assert [(r["index"], r["code"]) for r in body] == [(1, 204), (2, 400), (3, 204)]
 
 
+async def test_bulk_item_messages_name_the_rest_fields(
+    http: aiohttp.ClientSession, tenant: str, segment_id: str
+) -> None:
+    """The service names each failed item's field by its proto path (mixins_json); the 207
+    reads as a single call's 400 would, in the REST body's names."""
+    items: list[Any] = [
+        {"customerId": "ok"},
+        {"customerId": "m", "mixins": {"k": "\u0000"}},
+        {"customerId": "n", "metadata": {"mixins": {"k": "\u0000"}}},
+        {"legalEntityId": "le1"},
+        {"customerId": "x" * 300},
+        {"customerId": "ok", "metadata": {"version": 7}},
+    ]
+    async with http.put(f"{base(tenant, segment_id)}/bulk", json=items) as response:
+        status, body = await answer(response)
+    assert status == 207
+    assert [(r["code"], r.get("message")) for r in body] == [
+        (201, None),
+        (400, "mixins: must not contain the NUL character (\\u0000)"),
+        (400, "metadata.mixins: must not contain the NUL character (\\u0000)"),
+        (400, "customerId: is required"),
+        (400, "customerId: must have at most 255 characters"),
+        (409, "The resource you are attempting to access has changed."),
+    ]
+
+
 async def test_bulk_limits(http: aiohttp.ClientSession, tenant: str, segment_id: str) -> None:
     url = f"{base(tenant, segment_id)}/bulk"
     for payload, fragment in (

@@ -305,3 +305,71 @@ async def test_grpc_bulk_delete_and_its_authorization(stubs: Stubs, tenant: str)
 
 async def _drain(call: Any) -> list[Any]:
     return [message async for message in call]
+
+
+async def test_a_bulk_items_bad_field_is_its_proto_path_over_grpc_and_its_rest_name_over_http(
+    stubs: Stubs, http: aiohttp.ClientSession, tenant: str
+) -> None:
+    """The service names the field of an item's failure as its single call's BadRequest would;
+    the gateway renders it through the one table (REST_FIELD_PATHS), as for a single call."""
+    before_year_1 = Timestamp(seconds=-62135596801)
+    deep = "[" * 70 + "]" * 70
+    items = [
+        _segment("m", mixins_json="[1]"),
+        _segment("v", validity=pb.Validity(start_time=before_year_1)),
+        _segment("d", metadata=pb.SegmentMetadata(mixins_json=f'{{"a":{deep}}}')),
+        _segment("ok"),
+    ]
+    create = pb.BulkCreateSegmentsRequest(tenant=tenant, segments=items)
+    created = [r async for m in stubs.segments.BulkCreateSegments(create) for r in m.results]
+    upsert = pb.BulkUpsertSegmentsRequest(
+        tenant=tenant, items=[pb.BulkUpsertSegmentsItem(segment=s) for s in items]
+    )
+    upserted = [r async for m in stubs.segments.BulkUpsertSegments(upsert) for r in m.results]
+    expected = [
+        ("segment.mixins_json", "must be a JSON object", "INVALID_ARGUMENT"),
+        ("segment.validity.start_time", "is not a valid timestamp", "INVALID_ARGUMENT"),
+        (
+            "segment.metadata.mixins_json",
+            "must not nest objects and arrays more than 64 levels deep",
+            "LIMIT_EXCEEDED",
+        ),
+        ("", "", ""),
+    ]
+    for results in (created, upserted):
+        assert [(r.field, r.field_description, r.reason) for r in results] == expected
+        assert results[0].message == "segment.mixins_json: must be a JSON object"
+
+    rest_items: list[Any] = [
+        SEGMENT | {"id": "m2", "mixins": {"k": "\u0000"}},
+        SEGMENT | {"id": "v2", "validity": {"from": "0001-01-01T00:00:00+14:00"}},
+        SEGMENT | {"id": "w2", "validity": {"from": "2025-01-01T00:00:00Z", "to": "2024-01-01"}},
+        SEGMENT | {"id": "d2", "metadata": {"mixins": {"b": "\u0000"}}},
+        {"id": "s2", "name": {"en": "x"}},
+    ]
+    async with http.put(f"{segments(tenant)}/bulk", json=rest_items) as response:
+        status, body = await answer(response)
+    assert status == 207
+    assert [(r["code"], r["message"]) for r in body] == [
+        (400, "mixins: must not contain the NUL character (\\u0000)"),
+        (400, "validity.from: Value error, is before year 1 or after year 9999 in UTC"),
+        (400, "validity: from must not be after to"),
+        (400, "metadata.mixins: must not contain the NUL character (\\u0000)"),
+        (400, "siteCode: Field required"),
+    ]
+
+
+async def test_a_bulk_items_failure_without_a_field_has_its_reason(
+    stubs: Stubs, tenant: str
+) -> None:
+    create = pb.BulkCreateSegmentsRequest(tenant=tenant, segments=[_segment("t"), _segment("t")])
+    created = [r async for m in stubs.segments.BulkCreateSegments(create) for r in m.results]
+    delete = pb.BulkDeleteSegmentsRequest(tenant=tenant, segment_ids=["t", "t", ""])
+    deleted = [r async for m in stubs.segments.BulkDeleteSegments(delete) for r in m.results]
+    assert [(r.code, r.reason, r.field) for r in created + deleted] == [
+        (201, "", ""),
+        (409, "SEGMENT_ALREADY_EXISTS", ""),
+        (204, "", ""),
+        (404, "SEGMENT_NOT_FOUND", ""),
+        (400, "INVALID_ARGUMENT", "segment_id"),
+    ]

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63ustomersegment/v1/common.proto\x12\x12\x63ustomersegment.v1\"|\n\x0e\x42ulkItemResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x05 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x06 \x01(\tB\x19\n\x15io.customersegment.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63ustomersegment/v1/common.proto\x12\x12\x63ustomersegment.v1\"\xb6\x01\n\x0e\x42ulkItemResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x05 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x06 \x01(\t\x12\r\n\x05\x66ield\x18\x07 \x01(\t\x12\x19\n\x11\x66ield_description\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\tB\x19\n\x15io.customersegment.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,6 +32,6 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'customersegment.v1.common_p
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\025io.customersegment.v1P\001'
-  _globals['_BULKITEMRESULT']._serialized_start=55
-  _globals['_BULKITEMRESULT']._serialized_end=179
+  _globals['_BULKITEMRESULT']._serialized_start=56
+  _globals['_BULKITEMRESULT']._serialized_end=238
 # @@protoc_insertion_point(module_scope)

@@ -34,6 +34,9 @@ class BulkItemResult(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     CUSTOMER_ID_FIELD_NUMBER: _builtins.int
     LEGAL_ENTITY_ID_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    FIELD_DESCRIPTION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """1-based position of the item in the whole request (across all messages of a stream)."""
     code: _builtins.int
@@ -51,6 +54,20 @@ class BulkItemResult(_message.Message):
     """The key the item addressed, when it could be read from the item."""
     legal_entity_id: _builtins.str
     """The legal entity of the key the item addressed; empty for a B2C assignment."""
+    field: _builtins.str
+    """The request field the failure is about, as the BadRequest of the item's single call
+    (UpsertAssignment, RemoveAssignment) would name it: a proto field path such as
+    `customer_id` or `mixins_json`. Empty on success and when the failure names no field.
+    """
+    field_description: _builtins.str
+    """What is wrong with `field` ("is required"), as BadRequest.FieldViolation.description;
+    `message` reads "<field>: <field_description>". Empty when `field` is.
+    """
+    reason: _builtins.str
+    """Why the item failed, as the google.rpc.ErrorInfo reason of its single call
+    (INVALID_ARGUMENT, LIMIT_EXCEEDED, SEGMENT_NOT_FOUND, VERSION_MISMATCH, INTERNAL, ...; see
+    docs/errors.md). Empty on success.
+    """
     def __init__(
         self,
         *,
@@ -60,10 +77,13 @@ class BulkItemResult(_message.Message):
         message: _builtins.str = ...,
         customer_id: _builtins.str = ...,
         legal_entity_id: _builtins.str = ...,
+        field: _builtins.str = ...,
+        field_description: _builtins.str = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "customer_id", b"customer_id", "index", b"index", "legal_entity_id", b"legal_entity_id", "message", b"message", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "customer_id", b"customer_id", "field", b"field", "field_description", b"field_description", "index", b"index", "legal_entity_id", b"legal_entity_id", "message", b"message", "reason", b"reason", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -688,6 +688,9 @@ class BulkSegmentResult(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     SEGMENT_ID_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    FIELD_DESCRIPTION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """1-based position of the item in the request."""
     code: _builtins.int
@@ -697,10 +700,26 @@ class BulkSegmentResult(_message.Message):
     status: _builtins.str
     """Reason phrase of `code` ("Created", "No Content", "Bad Request", ...)."""
     message: _builtins.str
-    """What was wrong; empty on success. A field it names is a path of the item's message."""
+    """What was wrong; empty on success."""
     segment_id: _builtins.str
     """The segment the item addressed (the generated id of a created segment that had none);
     empty when the item named none.
+    """
+    field: _builtins.str
+    """The request field the failure is about, as the BadRequest of the item's single call
+    (CreateSegment, UpsertSegment, DeleteSegment) would name it: a proto field path such as
+    `segment.mixins_json`, `segment.validity.start_time` or `segment_id`. Empty on success and
+    when the failure names no field.
+    """
+    field_description: _builtins.str
+    """What is wrong with `field` ("is required"), as BadRequest.FieldViolation.description;
+    `message` reads "<field>: <field_description>". Empty when `field` is.
+    """
+    reason: _builtins.str
+    """Why the item failed, as the google.rpc.ErrorInfo reason of its single call
+    (INVALID_ARGUMENT, SEGMENT_NOT_FOUND, SEGMENT_ALREADY_EXISTS, VERSION_MISMATCH,
+    SEGMENT_HAS_ASSIGNMENTS, DATABASE_UNAVAILABLE, INTERNAL, ...; see docs/errors.md). Empty on
+    success.
     """
     def __init__(
         self,
@@ -710,10 +729,13 @@ class BulkSegmentResult(_message.Message):
         status: _builtins.str = ...,
         message: _builtins.str = ...,
         segment_id: _builtins.str = ...,
+        field: _builtins.str = ...,
+        field_description: _builtins.str = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "index", b"index", "message", b"message", "segment_id", b"segment_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "field", b"field", "field_description", b"field_description", "index", b"index", "message", b"message", "reason", b"reason", "segment_id", b"segment_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

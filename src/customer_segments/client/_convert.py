@@ -317,6 +317,8 @@ def bulk_results(message: BulkAnswer) -> list[BulkItemResult]:
             message=result.message,
             customer_id=result.customer_id,
             legal_entity_id=result.legal_entity_id,
+            reason=result.reason,
+            field=result.field,
         )
         for result in message.results
     ]
@@ -482,6 +484,8 @@ def bulk_segment_results(message: BulkSegmentAnswer) -> list[BulkSegmentResult]:
             status=result.status,
             message=result.message,
             segment_id=result.segment_id,
+            reason=result.reason,
+            field=result.field,
         )
         for result in message.results
     ]

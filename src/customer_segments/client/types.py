@@ -109,6 +109,12 @@ class BulkItemResult:
     message: str
     customer_id: str
     legal_entity_id: str
+    # The ErrorInfo reason its single call would have failed with (INVALID_ARGUMENT,
+    # SEGMENT_NOT_FOUND, VERSION_MISMATCH, ...); empty on success.
+    reason: str = ""
+    # The item field the failure is about, as the server names it (`customer_id`,
+    # `mixins_json`); empty when it names none.
+    field: str = ""
 
     @property
     def ok(self) -> bool:
@@ -214,6 +220,12 @@ class BulkSegmentResult:
     message: str
     # The segment the item addressed (the generated id of a created one).
     segment_id: str
+    # The ErrorInfo reason its single call would have failed with (INVALID_ARGUMENT,
+    # SEGMENT_ALREADY_EXISTS, VERSION_MISMATCH, ...); empty on success.
+    reason: str = ""
+    # The field the failure is about, as the server names it (`segment.mixins_json`,
+    # `segment.validity.start_time`); empty when it names none.
+    field: str = ""
 
     @property
     def ok(self) -> bool:

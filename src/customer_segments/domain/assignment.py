@@ -11,7 +11,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from customer_segments.domain import validation
-from customer_segments.domain.errors import InvalidArgument
+from customer_segments.domain.errors import InvalidArgument, ItemFailure
 
 
 class AssignmentType(StrEnum):
@@ -132,9 +132,9 @@ class BulkItemResult:
 
     index: int  # 1-based position in the whole request
     code: int
-    message: str
     customer_id: str
     legal_entity_id: str
+    failure: ItemFailure | None = None  # None on success
 
 
 class BulkUpsertInput(NamedTuple):

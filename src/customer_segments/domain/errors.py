@@ -7,6 +7,7 @@ API: a new one may be added, an existing one is never renamed (docs/errors.md li
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 # The ErrorInfo domain of every error the service reports itself: DNS-style, as AIP-193 asks,
@@ -149,3 +150,25 @@ class Unavailable(DomainError):
         reason: Reason | None = None,
     ) -> None:
         super().__init__(message, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFailure:
+    """Why one item of a bulk call failed, in the parts its single call's error would carry
+    (status message, ErrorInfo reason, BadRequest field and description), so that a transport
+    can name the field in its own words without reading the message."""
+
+    message: str
+    reason: Reason
+    field: str = ""  # the offending request field (a dotted path); empty when none is named
+    problem: str = ""  # what is wrong with `field`
+
+    @classmethod
+    def of(cls, error: DomainError) -> ItemFailure:
+        if isinstance(error, InvalidArgument):
+            return cls(error.message, error.reason, error.field, error.problem)
+        return cls(error.message, error.reason)
+
+
+# An item the database refused for a reason that is not the caller's (the log has it).
+ITEM_NOT_WRITTEN = ItemFailure("The item could not be written.", Reason.INTERNAL)

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, ConfigDict
 
 from customer_segments.domain import validation
-from customer_segments.domain.errors import InvalidArgument
+from customer_segments.domain.errors import InvalidArgument, ItemFailure
 
 
 class SegmentStatus(StrEnum):
@@ -124,5 +124,5 @@ class BulkSegmentResult:
 
     index: int  # 1-based position in the request
     code: int
-    message: str
     segment_id: str  # empty when the item named none
+    failure: ItemFailure | None = None  # None on success

@@ -78,6 +78,11 @@ def rest_field(field: str) -> str:
     return re.sub(r"\[\]", lambda _: next(indexes, "[]"), template) or "body"
 
 
+def field_message(field: str, problem: str) -> str:
+    """What a REST answer says about a proto field path: `mixins: must be a JSON object`."""
+    return f"{rest_field(field)}: {problem}"
+
+
 def error_body(
     code: int,
     message: str,

@@ -9,7 +9,7 @@ from typing import Any
 from customersegment.v1 import assignment_pb2, common_pb2, segment_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from customer_segments.gateway.errors import rest_field
+from customer_segments.gateway.errors import field_message
 
 # The proto's enum values carry these prefixes; REST's do not (SEGMENT_STATUS_ACTIVE is ACTIVE).
 ASSIGNMENT_TYPE_PREFIX = "ASSIGNMENT_TYPE_"
@@ -91,20 +91,16 @@ def _add_mixins_and_metadata(
         body["metadata"] = metadata
 
 
-def rest_message(message: str) -> str:
-    """`customer_id: is required` -> `customerId: is required`."""
-    field, separator, problem = message.partition(": ")
-    if separator and field.replace("_", "").replace(".", "").isalnum():
-        return f"{rest_field(field)}: {problem}"
-    return message
-
-
 def bulk_result(
     result: common_pb2.BulkItemResult | segment_pb2.BulkSegmentResult, index: int
 ) -> dict[str, Any]:
+    """An item's failure that names a field reads as a single call's 400 would: the field by
+    its REST name (`mixins: must be a JSON object`)."""
     body: dict[str, Any] = {"index": index, "code": result.code, "status": result.status}
-    if result.message:
-        body["message"] = rest_message(result.message)
+    if result.field:
+        body["message"] = field_message(result.field, result.field_description)
+    elif result.message:
+        body["message"] = result.message
     return body
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from yarl import URL
 
 from customer_segments.domain.validation import MAX_JSON_DEPTH
-from customer_segments.gateway.errors import error_response, rest_field
+from customer_segments.gateway.errors import error_response, field_message
 from customer_segments.gateway.grpc_client import GrpcClient, Request
 
 BULK_LIMIT = 200
@@ -266,12 +266,11 @@ async def multi_status(
 
 
 def bad_item(index: int, error: BadRequest) -> dict[str, Any]:
-    field = rest_field(error.field.split("].", 1)[-1])
     return {
         "index": index,
         "code": 400,
         "status": "Bad Request",
-        "message": f"{field}: {error.problem}",
+        "message": field_message(error.field.split("].", 1)[-1], error.problem),
     }
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 from customersegment.v1 import assignment_pb2, common_pb2, segment_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from customer_segments.domain.assignment import Assignment, AssignmentType, BulkItemResult
-from customer_segments.domain.errors import InvalidArgument
+from customer_segments.domain.errors import InvalidArgument, ItemFailure
 from customer_segments.domain.segment import BulkSegmentResult, Segment, SegmentStatus
 from customer_segments.domain.validation import dump_json
 
@@ -93,25 +93,40 @@ def segment_to_proto(segment: Segment) -> segment_pb2.Segment:
 _PHRASES = {status.value: status.phrase for status in HTTPStatus}
 
 
+_Result = TypeVar("_Result", common_pb2.BulkItemResult, segment_pb2.BulkSegmentResult)
+
+
+def _with_failure(message: _Result, failure: ItemFailure | None) -> _Result:
+    """The item's failure, in the fields both bulk result messages share."""
+    if failure is not None:
+        message.message = failure.message
+        message.reason = failure.reason
+        message.field = failure.field
+        message.field_description = failure.problem
+    return message
+
+
 def bulk_results_to_proto(results: list[BulkItemResult]) -> list[common_pb2.BulkItemResult]:
     return [
-        common_pb2.BulkItemResult(
-            index=result.index,
-            code=result.code,
-            status=_PHRASES[result.code],
-            message=result.message,
-            customer_id=result.customer_id,
-            legal_entity_id=result.legal_entity_id,
+        _with_failure(
+            common_pb2.BulkItemResult(
+                index=result.index,
+                code=result.code,
+                status=_PHRASES[result.code],
+                customer_id=result.customer_id,
+                legal_entity_id=result.legal_entity_id,
+            ),
+            result.failure,
         )
         for result in results
     ]
 
 
 def bulk_segment_result_to_proto(result: BulkSegmentResult) -> segment_pb2.BulkSegmentResult:
-    return segment_pb2.BulkSegmentResult(
+    message = segment_pb2.BulkSegmentResult(
         index=result.index,
         code=result.code,
         status=_PHRASES[result.code],
-        message=result.message,
         segment_id=result.segment_id,
     )
+    return _with_failure(message, result.failure)

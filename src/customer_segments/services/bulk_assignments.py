@@ -34,7 +34,14 @@ from customer_segments.domain.assignment import (
     BulkUpsertInput,
     is_creation,
 )
-from customer_segments.domain.errors import InvalidArgument, NotFound, VersionConflict
+from customer_segments.domain.errors import (
+    ITEM_NOT_WRITTEN,
+    InvalidArgument,
+    ItemFailure,
+    NotFound,
+    Reason,
+    VersionConflict,
+)
 from customer_segments.domain.principal import Principal
 from customer_segments.services.assignments import require_segment, write_assignment
 from customer_segments.services.audit import authorized_write
@@ -193,14 +200,22 @@ def _code(version: int) -> int:
     return CREATED if is_creation(version) else UPDATED
 
 
-def _result(index: int, code: int, key: AssignmentKey, message: str = "") -> BulkItemResult:
-    return BulkItemResult(index, code, message, key.customer_id, key.legal_entity_id)
+# A conditional write the database found at another version (no VersionConflict is raised
+# there: the statement just writes nothing).
+_VERSION_CHANGED = ItemFailure(VersionConflict.MESSAGE, Reason.VERSION_MISMATCH)
+
+
+def _result(
+    index: int, code: int, key: AssignmentKey, failure: ItemFailure | None = None
+) -> BulkItemResult:
+    return BulkItemResult(index, code, key.customer_id, key.legal_entity_id, failure)
 
 
 def _invalid(
     index: int, item: BulkUpsertInput | BulkRemoveInput, error: InvalidArgument
 ) -> BulkItemResult:
-    return BulkItemResult(index, BAD_REQUEST, error.message, item.customer_id, item.legal_entity_id)
+    failure = ItemFailure.of(error)
+    return BulkItemResult(index, BAD_REQUEST, item.customer_id, item.legal_entity_id, failure)
 
 
 class ValidatedUpserts(NamedTuple):
@@ -280,8 +295,7 @@ async def _write_rounds(
                 continue
             conditional = await store.assignments.upsert(connection, write, now)
             if conditional is None:
-                message = VersionConflict.MESSAGE
-                results.append(_result(index, CONFLICT, write.key, message))
+                results.append(_result(index, CONFLICT, write.key, _VERSION_CHANGED))
             else:
                 results.append(_result(index, _code(conditional), write.key))
     return results
@@ -291,12 +305,12 @@ async def _upsert_alone(store: Store, index: int, write: AssignmentWrite) -> Bul
     try:
         outcome = await write_assignment(store, write)
     except NotFound as error:
-        return _result(index, NOT_FOUND, write.key, error.message)
+        return _result(index, NOT_FOUND, write.key, ItemFailure.of(error))
     except VersionConflict as error:
-        return _result(index, CONFLICT, write.key, error.message)
+        return _result(index, CONFLICT, write.key, ItemFailure.of(error))
     except SQLAlchemyError:
         log.exception("bulk item %d could not be written", index)
-        return _result(index, INTERNAL, write.key, "The item could not be written.")
+        return _result(index, INTERNAL, write.key, ITEM_NOT_WRITTEN)
     return _result(index, CREATED if outcome.created else UPDATED, write.key)
 
 
@@ -329,7 +343,7 @@ async def _remove(
                 await store.assignments.delete_many(connection, tenant, segment_id, pairs)
                 results += [_result(index, UPDATED, key) for index, key in chunk.keys]
             else:
-                message = NotFound("segment", segment_id).message
-                results += [_result(index, NOT_FOUND, key, message) for index, key in chunk.keys]
+                gone = ItemFailure.of(NotFound("segment", segment_id))
+                results += [_result(index, NOT_FOUND, key, gone) for index, key in chunk.keys]
     results.sort(key=lambda result: result.index)
     return results

@@ -19,10 +19,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from customer_segments.domain import validation
 from customer_segments.domain.errors import (
+    ITEM_NOT_WRITTEN,
     AlreadyExists,
     DomainError,
     FailedPrecondition,
     InvalidArgument,
+    ItemFailure,
     NotFound,
     Unavailable,
     VersionConflict,
@@ -74,7 +76,7 @@ async def bulk_upsert_segments(
     async def upsert(item: BulkSegmentUpsert) -> tuple[int, str]:
         if not item.segment_id:
             # The id is the item's own field here, not a path parameter as for one upsert.
-            raise InvalidArgument("id", "is required")
+            raise InvalidArgument("segment.id", "is required")
         outcome = await write_segment(
             store, tenant, item.segment_id, item.segment, item.expected_version
         )
@@ -118,14 +120,13 @@ async def _each(
             failed = next((code for kind, code in _ITEM_CODES if isinstance(error, kind)), None)
             if failed is None:
                 raise  # not an item's fault (PermissionDenied is decided for the call)
-            yield BulkSegmentResult(index, failed, error.message, _id(named_id, item))
+            yield BulkSegmentResult(index, failed, _id(named_id, item), ItemFailure.of(error))
             continue
         except SQLAlchemyError:
             log.exception("segment bulk item %d could not be written", index)
-            message = "The item could not be written."
-            yield BulkSegmentResult(index, INTERNAL, message, _id(named_id, item))
+            yield BulkSegmentResult(index, INTERNAL, _id(named_id, item), ITEM_NOT_WRITTEN)
             continue
-        yield BulkSegmentResult(index, code, "", segment_id)
+        yield BulkSegmentResult(index, code, segment_id)
 
 
 def _id(named_id: Callable[[Item], str], item: Item | None) -> str:
