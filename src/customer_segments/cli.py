@@ -83,6 +83,24 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
     ),
     "--workers": ("workers", "processes sharing the ports, one core each (default 1)"),
     "--log-level": ("log_level", "DEBUG, INFO, WARNING, ERROR (default INFO)"),
+    "--log-format": (
+        "log_format",
+        "text or json (default: text on a terminal, json otherwise)",
+    ),
+    "--access-log": (
+        "access_log",
+        "one log line per gRPC call and REST request: true or false (default true)",
+    ),
+    "--metrics-port": (
+        "metrics_port",
+        "Prometheus /metrics port, one scrape for all processes; 0: off (default 9464)",
+    ),
+    "--tls-cert": ("tls_cert", "gRPC TLS certificate chain, a PEM file (default: plaintext)"),
+    "--tls-key": ("tls_key", "gRPC TLS private key, a PEM file"),
+    "--tls-client-ca": (
+        "tls_client_ca",
+        "CA (PEM) that must sign client certificates: mTLS (default: none asked)",
+    ),
     "--jwks": (
         "jwks",
         "JWKS file path or https URL of the RS256/ES256 token keys (default: none)",
@@ -92,6 +110,9 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
 }
 # What `gateway` (the gateway alone) takes of them.
 _GATEWAY_FLAGS = [
+    "--log-format",
+    "--access-log",
+    "--metrics-port",
     "--cors-origins",
     "--max-connections",
     "--http-keepalive-seconds",
@@ -143,6 +164,12 @@ def _parser() -> argparse.ArgumentParser:
             ),
             "--http-host": _SERVE_FLAGS["--http-host"],
             "--http-port": _SERVE_FLAGS["--http-port"],
+            "--grpc-ca": ("grpc_ca", "CA (PEM) of the gRPC server's TLS certificate"),
+            "--grpc-client-cert": (
+                "grpc_client_cert",
+                "client certificate (PEM) for a gRPC server that requires mTLS",
+            ),
+            "--grpc-client-key": ("grpc_client_key", "its private key (PEM)"),
             "--log-level": _SERVE_FLAGS["--log-level"],
             **{flag: _SERVE_FLAGS[flag] for flag in _GATEWAY_FLAGS},
         },
@@ -225,6 +252,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             arguments,
             [
                 "grpc_target",
+                "grpc_ca",
+                "grpc_client_cert",
+                "grpc_client_key",
                 "http_host",
                 "http_port",
                 "log_level",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -55,6 +56,21 @@ class Settings(BaseModel):
     # Processes serving one port (SO_REUSEPORT): one asyncio loop uses one core.
     workers: int = Field(1, ge=1, le=64)
     log_level: str = "INFO"
+    # None: text on a terminal, JSON lines otherwise (a log collector reads stderr).
+    log_format: Literal["text", "json"] | None = None
+    # One line per gRPC call and per REST request.
+    access_log: bool = True
+    # Prometheus /metrics on a port of its own, one scrape for every process; 0: off.
+    metrics_port: int = Field(9464, ge=0, le=65535)
+    # gRPC TLS: certificate chain and key (PEM files); with a client CA, clients must present
+    # a certificate it signed (mTLS). None: plaintext.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    # `customer-segments gateway` only: how it reaches a gRPC server that serves TLS.
+    grpc_ca: Path | None = None
+    grpc_client_cert: Path | None = None
+    grpc_client_key: Path | None = None
     # Access tokens. HS256 with this secret (development; without it and without a JWKS, a
     # secret is made once in data_dir); RS256/ES256 with keys from a JWKS file path or URL.
     jwt_secret: str | None = Field(None, min_length=32)
