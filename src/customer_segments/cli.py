@@ -1,148 +1,104 @@
-"""The `customer-segments` command: serve, gateway, migrate."""
+"""The `customer-segments` command: serve, gateway, migrate, token, config, health."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
-from collections.abc import Sequence
-from typing import Any
-
-from pydantic import ValidationError
+from collections.abc import Mapping, Sequence
 
 from customer_segments.app import GatewayDied, http_limits, migrate, run
 from customer_segments.auth.setup import shared_secret
 from customer_segments.auth.tokens import issue_token
-from customer_segments.config import ENV_PREFIX, Settings
+from customer_segments.config import (
+    FILE_SUFFIX,
+    SECRETS,
+    Settings,
+    SettingsError,
+    flag_of,
+    load,
+    origins,
+    variable_of,
+)
 from customer_segments.domain import validation
 from customer_segments.domain.errors import InvalidArgument
+from customer_segments.grpc.health_check import NotServing, check_health, local_target
 from customer_segments.logs import configure_logging
 from customer_segments.shutdown import hold_stop_signals
 from customer_segments.startup import StartupError, raise_open_file_limit
 from customer_segments.store.database import describe
 from customer_segments.store.migrate import SchemaNotCurrent
 
-# flag -> settings field; each also reads CUSTOMER_SEGMENTS_<FIELD> from the environment.
-_SERVE_FLAGS: dict[str, tuple[str, str]] = {
-    "--grpc-host": ("grpc_host", "interface for gRPC (default 0.0.0.0)"),
-    "--grpc-port": ("grpc_port", "gRPC port (default 50051)"),
-    "--http-host": ("http_host", "interface for the REST gateway (default 0.0.0.0)"),
-    "--http-port": ("http_port", "REST gateway port (default 8080)"),
-    "--database-url": (
-        "database_url",
-        "postgresql://user@host:5432/db or sqlite:///path/file.db (default: embedded SQLite)",
-    ),
-    "--data-dir": ("data_dir", "folder of the embedded database (default ./data)"),
-    "--db-pool-size": ("db_pool_size", "database connections for writes (default 10)"),
-    "--db-read-pool-size": (
-        "db_read_pool_size",
-        "database connections for reads by key or index (default 10)",
-    ),
-    "--db-expensive-read-pool-size": (
-        "db_expensive_read_pool_size",
-        "database connections for reads a caller can make slow (q with a regular expression); "
-        "more such reads queue for them (default 2 on PostgreSQL, 1 on SQLite)",
-    ),
-    "--pg-statement-cache-size": (
-        "pg_statement_cache_size",
-        "asyncpg prepared statement cache; 0 behind PgBouncer (default 100)",
-    ),
-    "--shutdown-grace-seconds": ("shutdown_grace_seconds", "time in-flight calls get (default 10)"),
-    "--grpc-max-receive-mb": (
-        "grpc_max_receive_mb",
-        "largest gRPC request message read, in MiB (default 16)",
-    ),
-    "--grpc-max-concurrent-rpcs": (
-        "grpc_max_concurrent_rpcs",
-        "gRPC calls handled at once per worker; more get RESOURCE_EXHAUSTED (default 1000)",
-    ),
-    "--max-connections": (
-        "max_connections",
-        "open connections per worker on each port (default 0: below the open-file limit)",
-    ),
-    "--grpc-max-connection-age-seconds": (
-        "grpc_max_connection_age_seconds",
-        "gRPC connections are closed (GOAWAY) after this, for L4 balancing (default 0: never)",
-    ),
-    "--grpc-max-connection-age-grace-seconds": (
-        "grpc_max_connection_age_grace_seconds",
-        "time calls get to finish on a connection closed for its age (default 30)",
-    ),
-    "--http-keepalive-seconds": (
-        "http_keepalive_seconds",
-        "idle REST keep-alive connections are closed after this (default 75)",
-    ),
-    "--http-header-timeout-seconds": (
-        "http_header_timeout_seconds",
-        "time a REST connection's first request head may take (default 10)",
-    ),
-    "--cors-origins": (
-        "cors_origins",
-        "REST CORS: comma-separated origins (https://shop.example) or * (default: off)",
-    ),
-    "--workers": ("workers", "processes sharing the ports, one core each (default 1)"),
-    "--log-level": ("log_level", "DEBUG, INFO, WARNING, ERROR (default INFO)"),
-    "--log-format": (
-        "log_format",
-        "text or json (default: text on a terminal, json otherwise)",
-    ),
-    "--access-log": (
-        "access_log",
-        "one log line per gRPC call and REST request: true or false (default true)",
-    ),
-    "--metrics-port": (
-        "metrics_port",
-        "Prometheus /metrics port, one scrape for all processes; 0: off (default 9464)",
-    ),
-    "--tls-cert": ("tls_cert", "gRPC TLS certificate chain, a PEM file (default: plaintext)"),
-    "--tls-key": ("tls_key", "gRPC TLS private key, a PEM file"),
-    "--tls-client-ca": (
-        "tls_client_ca",
-        "CA (PEM) that must sign client certificates: mTLS (default: none asked)",
-    ),
-    "--jwks": (
-        "jwks",
-        "JWKS file path or https URL of the RS256/ES256 token keys (default: none)",
-    ),
-    "--jwt-issuer": ("jwt_issuer", "required token issuer, claim iss (default: not checked)"),
-    "--jwt-audience": ("jwt_audience", "required token audience, claim aud (default: none)"),
-}
-# What `gateway` (the gateway alone) takes of them.
-_GATEWAY_FLAGS = [
-    "--log-format",
-    "--access-log",
-    "--metrics-port",
-    "--cors-origins",
-    "--max-connections",
-    "--http-keepalive-seconds",
-    "--http-header-timeout-seconds",
-]
-# Settings read from the environment only: a secret on a command line shows in `ps`.
-_ENV_ONLY = ["jwt_secret"]
-_TOKEN_SETTINGS = ["data_dir", "jwks", "jwt_issuer", "jwt_audience", "jwt_secret"]
+# The settings each command takes as flags (config.py derives the flag from the field: grpc_port
+# -> --grpc-port); each also reads CUSTOMER_SEGMENTS_<FIELD> from the environment. A new field
+# is a flag of `serve` unless listed here.
+_GATEWAY_ONLY = ("grpc_target", "grpc_ca", "grpc_client_cert", "grpc_client_key")
+# Environment (or _FILE) only: a secret on a command line shows in `ps`.
+_ENV_ONLY = ("jwt_secret",)
+_SERVE = tuple(name for name in Settings.model_fields if name not in (*_GATEWAY_ONLY, *_ENV_ONLY))
+# What `gateway` (the gateway alone) takes.
+_GATEWAY = (
+    "grpc_target",
+    "http_host",
+    "http_port",
+    "grpc_ca",
+    "grpc_client_cert",
+    "grpc_client_key",
+    "log_level",
+    "log_format",
+    "access_log",
+    "metrics_port",
+    "cors_origins",
+    "max_connections",
+    "http_keepalive_seconds",
+    "http_header_timeout_seconds",
+)
+_TOKEN = ("data_dir", "jwt_issuer", "jwt_audience")
+_MIGRATE = ("database_url", "data_dir")
+_HEALTH = ("grpc_host", "grpc_port")
+_ENV_HELP = (
+    "Every flag also reads CUSTOMER_SEGMENTS_<FLAG> (--grpc-port: CUSTOMER_SEGMENTS_GRPC_PORT); "
+    "a flag wins. Environment only: "
+    + ", ".join(variable_of(name) for name in _ENV_ONLY)
+    + ". Secrets may be files instead: "
+    + ", ".join(variable_of(name) + FILE_SUFFIX for name in SECRETS)
+    + " hold the path of a file with the value."
+)
 
 
-def _add_flags(parser: argparse.ArgumentParser, flags: dict[str, tuple[str, str]]) -> None:
-    for flag, (field, help_text) in flags.items():
-        parser.add_argument(
-            flag, dest=field, default=None, help=f"{help_text}; env {ENV_PREFIX}{field.upper()}"
-        )
+def _add_flags(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
+    for name in names:
+        field = Settings.model_fields[name]
+        help_text = field.description or ""
+        if field.default is not None and "default" not in help_text:
+            shown = field.default if field.default != "" else "none"
+            help_text += f" (default {shown})"
+        help_text = f"{help_text}; env {variable_of(name)}".replace("%", "%%")
+        if field.annotation is bool:
+            parser.add_argument(
+                flag_of(name),
+                dest=name,
+                default=None,
+                action=argparse.BooleanOptionalAction,
+                help=help_text,
+            )
+        else:
+            parser.add_argument(flag_of(name), dest=name, default=None, help=help_text)
 
 
-def _settings(arguments: argparse.Namespace, fields: Sequence[str]) -> Settings:
-    values: dict[str, Any] = {}
-    for field in fields:
-        value = getattr(arguments, field, None)
-        if value is None:
-            value = os.environ.get(ENV_PREFIX + field.upper()) or None
-        if value is not None:
-            values[field] = value
-    try:
-        return Settings(**values)
-    except ValidationError as error:
-        first = error.errors()[0]
-        raise SystemExit(f"customer-segments: invalid {first['loc'][0]}: {first['msg']}") from None
+def _flags(arguments: argparse.Namespace) -> dict[str, object]:
+    """The settings given as flags (a command has only some of them)."""
+    return {
+        name: getattr(arguments, name)
+        for name in Settings.model_fields
+        if getattr(arguments, name, None) is not None
+    }
+
+
+def _settings(arguments: argparse.Namespace) -> Settings:
+    """The flags over the environment; raises SettingsError, one line naming the flag or
+    variable."""
+    return load(_flags(arguments))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -150,29 +106,31 @@ def _parser() -> argparse.ArgumentParser:
         prog="customer-segments", description="Emporix-compatible customer segment service"
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the gRPC service")
-    _add_flags(serve, _SERVE_FLAGS)
-    gateway = commands.add_parser(
-        "gateway", help="run the REST gateway alone, in front of a remote gRPC server"
+    serve = commands.add_parser("serve", help="run the gRPC service", epilog=_ENV_HELP)
+    _add_flags(serve, _SERVE)
+    config = commands.add_parser(
+        "config",
+        help="print the effective settings, where each came from, secrets masked",
+        description="Prints every setting as `serve` (and `gateway`) would use it with these "
+        "flags and the environment, and where each came from; secrets are masked.",
+        epilog=_ENV_HELP,
     )
-    _add_flags(
-        gateway,
-        {
-            "--grpc-target": (
-                "grpc_target",
-                "HOST:PORT of the gRPC server (default 127.0.0.1:50051)",
-            ),
-            "--http-host": _SERVE_FLAGS["--http-host"],
-            "--http-port": _SERVE_FLAGS["--http-port"],
-            "--grpc-ca": ("grpc_ca", "CA (PEM) of the gRPC server's TLS certificate"),
-            "--grpc-client-cert": (
-                "grpc_client_cert",
-                "client certificate (PEM) for a gRPC server that requires mTLS",
-            ),
-            "--grpc-client-key": ("grpc_client_key", "its private key (PEM)"),
-            "--log-level": _SERVE_FLAGS["--log-level"],
-            **{flag: _SERVE_FLAGS[flag] for flag in _GATEWAY_FLAGS},
-        },
+    _add_flags(config, [name for name in Settings.model_fields if name not in _ENV_ONLY])
+    gateway = commands.add_parser(
+        "gateway",
+        help="run the REST gateway alone, in front of a remote gRPC server",
+        epilog=_ENV_HELP,
+    )
+    _add_flags(gateway, _GATEWAY)
+    health = commands.add_parser(
+        "health",
+        help="exit 0 when the local gRPC server reports SERVING (a container's health check)",
+        description="Asks grpc.health.v1 of the server on --grpc-port (through 127.0.0.1 when "
+        "--grpc-host is a wildcard); exit 0 when SERVING, 1 otherwise.",
+    )
+    _add_flags(health, _HEALTH)
+    health.add_argument(
+        "--timeout", type=float, default=3.0, help="seconds to wait for the answer (3)"
     )
     token = commands.add_parser(
         "token",
@@ -192,23 +150,31 @@ def _parser() -> argparse.ArgumentParser:
         "--legal-entity", default=None, help="claim legalEntityId of a B2B customer token"
     )
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (3600)")
-    _add_flags(
-        token,
-        {
-            "--data-dir": _SERVE_FLAGS["--data-dir"],
-            "--jwt-issuer": _SERVE_FLAGS["--jwt-issuer"],
-            "--jwt-audience": _SERVE_FLAGS["--jwt-audience"],
-        },
-    )
+    _add_flags(token, _TOKEN)
     migrate = commands.add_parser("migrate", help="bring a database schema up to date")
-    _add_flags(
-        migrate,
-        {
-            "--database-url": _SERVE_FLAGS["--database-url"],
-            "--data-dir": _SERVE_FLAGS["--data-dir"],
-        },
-    )
+    _add_flags(migrate, _MIGRATE)
     return parser
+
+
+def _shown(name: str, value: object) -> str:
+    if value is None or value == "":
+        return "none"
+    if name == "jwt_secret":
+        return "***"
+    if name == "database_url":
+        return describe(str(value))
+    return str(value)
+
+
+def _print_config(flags: Mapping[str, object], settings: Settings) -> None:
+    where = origins(flags)
+    rows = [
+        (name, _shown(name, getattr(settings, name)), " ".join(where[name]).strip())
+        for name in where
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in (0, 1)]
+    for name, value, origin in rows:
+        print(f"{name:<{widths[0]}}  {value:<{widths[1]}}  {origin}")
 
 
 def _token(arguments: argparse.Namespace, settings: Settings) -> str:
@@ -242,33 +208,29 @@ def main(argv: Sequence[str] | None = None) -> None:
         # Until the handlers exist, a stop signal waits instead of killing us (shutdown.py).
         hold_stop_signals()
         raise_open_file_limit()
-    if arguments.command == "serve":
-        settings = _settings(arguments, [field for field, _ in _SERVE_FLAGS.values()] + _ENV_ONLY)
-    elif arguments.command == "token":
-        print(_token(arguments, _settings(arguments, _TOKEN_SETTINGS)))
+    try:
+        settings = _settings(arguments)
+    except SettingsError as error:
+        # One line, exit code 2 (as argparse).
+        print(f"customer-segments: {error}", file=sys.stderr)
+        sys.exit(2)
+    if arguments.command == "token":
+        print(_token(arguments, settings))
         return
-    elif arguments.command == "gateway":
-        settings = _settings(
-            arguments,
-            [
-                "grpc_target",
-                "grpc_ca",
-                "grpc_client_cert",
-                "grpc_client_key",
-                "http_host",
-                "http_port",
-                "log_level",
-                *(_SERVE_FLAGS[flag][0] for flag in _GATEWAY_FLAGS),
-            ],
-        )
-    else:
-        settings = _settings(arguments, ["database_url", "data_dir"])
+    if arguments.command == "health":
+        try:
+            check_health(local_target(settings.grpc_host, settings.grpc_port), arguments.timeout)
+        except NotServing as error:
+            sys.exit(f"customer-segments: {error}")
+        return
     configure_logging(settings.log_level, "%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if settings.embedded and arguments.command != "gateway":
+    if settings.embedded and arguments.command in ("serve", "migrate"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         if arguments.command == "serve":
             sys.exit(run(settings))
+        elif arguments.command == "config":
+            _print_config(_flags(arguments), settings)
         elif arguments.command == "gateway":
             from customer_segments.gateway.app import run_gateway  # aiohttp: only here
 

@@ -1,82 +1,179 @@
-"""Settings from flags and environment variables (CUSTOMER_SEGMENTS_*), validated once."""
+"""Settings from flags, environment variables (CUSTOMER_SEGMENTS_*) and, for secrets, files
+named by CUSTOMER_SEGMENTS_*_FILE, validated once (pydantic-settings).
+
+A setting is one field: its description is the flag's help, its flag and variable are derived
+from its name (flag_of, variable_of)."""
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 ENV_PREFIX = "CUSTOMER_SEGMENTS_"
+FILE_SUFFIX = "_FILE"
+# Settings that may come from a file (a mounted Kubernetes or Docker secret), and that
+# `config` masks.
+SECRETS = ("jwt_secret", "database_url")
 # An origin as browsers send it: scheme://host[:port], no path.
 _ORIGIN = re.compile(r"https?://[^/\s,*]+")
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class SettingsError(ValueError):
+    """A setting that cannot be used: one line naming its flag or variable."""
 
-    grpc_host: str = "0.0.0.0"
-    grpc_port: int = Field(50051, ge=0, le=65535)
-    http_host: str = "0.0.0.0"
-    http_port: int = Field(8080, ge=0, le=65535)
-    # `customer-segments gateway` only: the gRPC server to call.
-    grpc_target: str = "127.0.0.1:50051"
+
+class Settings(BaseSettings):
+    # Keyword arguments (the flags) win over the environment, which wins over the defaults.
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True, extra="forbid"
+    )
+
+    grpc_host: str = Field("0.0.0.0", description="interface for gRPC")
+    grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port")
+    http_host: str = Field("0.0.0.0", description="interface for the REST gateway")
+    http_port: int = Field(8080, ge=0, le=65535, description="REST gateway port")
+    grpc_target: str = Field(
+        "127.0.0.1:50051",
+        description="`gateway` only: HOST:PORT of the gRPC server it calls",
+    )
     # None: the embedded SQLite database in data_dir.
-    database_url: str | None = None
-    data_dir: Path = Path("data")
+    database_url: str | None = Field(
+        None,
+        description="postgresql://user@host:5432/db or sqlite:///path/file.db "
+        "(default: embedded SQLite)",
+    )
+    data_dir: Path = Field(Path("data"), description="folder of the embedded database")
     # Connections of each pool (per worker): writes, plain reads, and reads a caller can make
     # slow (q with a regular expression), which queue for their few connections.
-    db_pool_size: int = Field(10, ge=1, le=1000)
-    db_read_pool_size: int = Field(10, ge=1, le=1000)
+    db_pool_size: int = Field(10, ge=1, le=1000, description="database connections for writes")
+    db_read_pool_size: int = Field(
+        10, ge=1, le=1000, description="database connections for reads by key or index"
+    )
     # None: 2 on PostgreSQL, 1 on SQLite (whose reads run on the service's own CPU).
-    db_expensive_read_pool_size: int | None = Field(None, ge=1, le=1000)
-    # asyncpg prepared statements; 0 behind PgBouncer in transaction mode.
-    pg_statement_cache_size: int = Field(100, ge=0)
-    shutdown_grace_seconds: float = Field(10.0, ge=0)
-    # The largest gRPC message the server reads: at least what the gateway sends for a REST
-    # body of 10 MB (11 MiB, limits.py).
-    grpc_max_receive_mb: int = Field(16, ge=11, le=2047)
-    # Calls being handled at once per process; more are refused with RESOURCE_EXHAUSTED
-    # before their message is read, which bounds what authenticated callers can make it hold.
-    grpc_max_concurrent_rpcs: int = Field(1000, ge=1)
-    # Open connections per process, on the gRPC port and on the REST port each; 0: the
-    # open-file limit minus a reserve, so that accept() never runs out of descriptors.
-    max_connections: int = Field(0, ge=0)
-    # 0: never. Behind an L4 balancer, connections must end now and then to spread again.
-    grpc_max_connection_age_seconds: float = Field(0.0, ge=0)
-    grpc_max_connection_age_grace_seconds: float = Field(30.0, ge=0)
-    # REST: an idle keep-alive connection is closed after this (longer than the 60 s idle
-    # timeout of common load balancers, so that they close first); request headers must
-    # arrive within http_header_timeout_seconds of their first byte.
-    http_keepalive_seconds: float = Field(75.0, gt=0)
-    http_header_timeout_seconds: float = Field(10.0, gt=0)
-    # REST CORS: comma-separated origins (https://shop.example), or `*`; empty: off.
-    cors_origins: str = ""
-    # Processes serving one port (SO_REUSEPORT): one asyncio loop uses one core.
-    workers: int = Field(1, ge=1, le=64)
-    log_level: str = "INFO"
-    # None: text on a terminal, JSON lines otherwise (a log collector reads stderr).
-    log_format: Literal["text", "json"] | None = None
-    # One line per gRPC call and per REST request.
-    access_log: bool = True
-    # Prometheus /metrics on a port of its own, one scrape for every process; 0: off.
-    metrics_port: int = Field(9464, ge=0, le=65535)
-    # gRPC TLS: certificate chain and key (PEM files); with a client CA, clients must present
-    # a certificate it signed (mTLS). None: plaintext.
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_client_ca: Path | None = None
-    # `customer-segments gateway` only: how it reaches a gRPC server that serves TLS.
-    grpc_ca: Path | None = None
-    grpc_client_cert: Path | None = None
-    grpc_client_key: Path | None = None
-    # Access tokens. HS256 with this secret (development; without it and without a JWKS, a
-    # secret is made once in data_dir); RS256/ES256 with keys from a JWKS file path or URL.
-    jwt_secret: str | None = Field(None, min_length=32)
-    jwks: str | None = None
-    jwt_issuer: str | None = None
-    jwt_audience: str | None = None
+    db_expensive_read_pool_size: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="database connections for reads a caller can make slow (q with a regular "
+        "expression); more such reads queue for them (default 2 on PostgreSQL, 1 on SQLite)",
+    )
+    pg_statement_cache_size: int = Field(
+        100, ge=0, description="asyncpg prepared statement cache; 0 behind PgBouncer"
+    )
+    shutdown_grace_seconds: float = Field(
+        10.0, ge=0, description="time in-flight calls get to finish on stop"
+    )
+    # At least what the gateway sends for a REST body of 10 MB (11 MiB, limits.py).
+    grpc_max_receive_mb: int = Field(
+        16, ge=11, le=2047, description="largest gRPC request message read, in MiB"
+    )
+    # More calls are refused before their message is read, which bounds what authenticated
+    # callers can make it hold.
+    grpc_max_concurrent_rpcs: int = Field(
+        1000,
+        ge=1,
+        description="gRPC calls handled at once per worker; more get RESOURCE_EXHAUSTED",
+    )
+    # 0: the open-file limit minus a reserve, so that accept() never runs out of descriptors.
+    max_connections: int = Field(
+        0,
+        ge=0,
+        description="open connections per worker on each port (default 0: below the open-file "
+        "limit)",
+    )
+    # Behind an L4 balancer, connections must end now and then to spread again.
+    grpc_max_connection_age_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="gRPC connections are closed (GOAWAY) after this, for L4 balancing "
+        "(default 0: never)",
+    )
+    grpc_max_connection_age_grace_seconds: float = Field(
+        30.0, ge=0, description="time calls get to finish on a connection closed for its age"
+    )
+    # Longer than the 60 s idle timeout of common load balancers, so that they close first.
+    http_keepalive_seconds: float = Field(
+        75.0, gt=0, description="idle REST keep-alive connections are closed after this"
+    )
+    http_header_timeout_seconds: float = Field(
+        10.0, gt=0, description="time a REST connection's first request head may take"
+    )
+    cors_origins: str = Field(
+        "",
+        description="REST CORS: comma-separated origins (https://shop.example) or * (default: off)",
+    )
+    # SO_REUSEPORT: one asyncio loop uses one core.
+    workers: int = Field(1, ge=1, le=64, description="processes sharing the ports, one core each")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
+    # A log collector reads stderr.
+    log_format: Literal["text", "json"] | None = Field(
+        None, description="text or json (default: text on a terminal, json otherwise)"
+    )
+    access_log: bool = Field(True, description="one log line per gRPC call and REST request")
+    metrics_port: int = Field(
+        9464,
+        ge=0,
+        le=65535,
+        description="Prometheus /metrics port, one scrape for all processes; 0: off",
+    )
+    tls_cert: Path | None = Field(
+        None, description="gRPC TLS certificate chain, a PEM file (default: plaintext)"
+    )
+    tls_key: Path | None = Field(None, description="gRPC TLS private key, a PEM file")
+    tls_client_ca: Path | None = Field(
+        None, description="CA (PEM) that must sign client certificates: mTLS (default: none asked)"
+    )
+    grpc_ca: Path | None = Field(
+        None, description="`gateway` only: CA (PEM) of the gRPC server's TLS certificate"
+    )
+    grpc_client_cert: Path | None = Field(
+        None,
+        description="`gateway` only: client certificate (PEM) for a gRPC server that requires mTLS",
+    )
+    grpc_client_key: Path | None = Field(
+        None, description="`gateway` only: the client certificate's private key (PEM)"
+    )
+    # HS256 is for development; without a secret and without a JWKS, one is made once in
+    # data_dir. No flag: a secret on a command line shows in `ps`.
+    jwt_secret: str | None = Field(
+        None,
+        min_length=32,
+        description="HS256 token secret, at least 32 characters (default: made once in the "
+        "data dir, unless a JWKS is given)",
+    )
+    jwks: str | None = Field(
+        None,
+        description="JWKS file path or https URL of the RS256/ES256 token keys (default: none)",
+    )
+    jwt_issuer: str | None = Field(
+        None, description="required token issuer, claim iss (default: not checked)"
+    )
+    jwt_audience: str | None = Field(
+        None, description="required token audience, claim aud (default: none)"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, SecretFiles(settings_cls)
 
     @field_validator("cors_origins")
     @classmethod
@@ -101,6 +198,72 @@ class Settings(BaseModel):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'customer-segments.db').resolve()}"
+
+
+class SecretFiles(PydanticBaseSettingsSource):
+    """CUSTOMER_SEGMENTS_<SECRET>_FILE: the path of a file holding the secret, without its
+    trailing newline (as `echo` and editors write it)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every secret itself
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name in SECRETS:
+            variable = variable_of(name) + FILE_SUFFIX
+            path = os.environ.get(variable)
+            if not path:
+                continue
+            if os.environ.get(variable_of(name)):
+                raise SettingsError(f"{variable_of(name)} and {variable} are both set: give one")
+            try:
+                text = Path(path).read_text()
+            except (OSError, UnicodeDecodeError) as error:
+                reason = getattr(error, "strerror", None) or "not UTF-8 text"
+                raise SettingsError(f"{variable}: cannot read {path}: {reason}") from None
+            value = text.removesuffix("\n").removesuffix("\r")
+            if not value:
+                raise SettingsError(f"{variable}: {path} is empty")
+            values[name] = value
+        return values
+
+
+def flag_of(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def variable_of(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def load(flags: Mapping[str, Any]) -> Settings:
+    """The settings of these flags (field name -> value given) over the environment; a bad
+    value is a SettingsError naming where it came from."""
+    try:
+        return Settings(**flags)
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "settings"
+        where = origins(flags).get(name, ("", ""))[1] or name
+        raise SettingsError(f"invalid {where}: {first['msg']}") from None
+
+
+def origins(flags: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """Where each setting came from: (flag, its flag), (env, its variable), (file, its _FILE
+    variable) or (default, "")."""
+    from_env = EnvSettingsSource(Settings)()
+    from_files = SecretFiles(Settings)()
+    found: dict[str, tuple[str, str]] = {}
+    for name in Settings.model_fields:
+        if name in flags:
+            found[name] = ("flag", flag_of(name))
+        elif name in from_env:
+            found[name] = ("env", variable_of(name))
+        elif name in from_files:
+            found[name] = ("file", variable_of(name) + FILE_SUFFIX)
+        else:
+            found[name] = ("default", "")
+    return found
 
 
 def _origin_list(value: str) -> tuple[str, ...]:
