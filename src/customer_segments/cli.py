@@ -130,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_flags(health, _HEALTH)
     health.add_argument(
-        "--timeout", type=float, default=3.0, help="seconds to wait for the answer (3)"
+        "--timeout", type=float, default=2.0, help="seconds to wait for the answer (2)"
     )
     token = commands.add_parser(
         "token",
