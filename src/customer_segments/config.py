@@ -28,6 +28,7 @@ FILE_SUFFIX = "_FILE"
 SECRETS = ("jwt_secret", "database_url")
 # An origin as browsers send it: scheme://host[:port], no path.
 _ORIGIN = re.compile(r"https?://[^/\s,*]+")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class SettingsError(ValueError):
@@ -175,6 +176,13 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, env_settings, SecretFiles(settings_cls)
 
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.upper() not in _LOG_LEVELS:
+            raise ValueError(f"{value!r} is not one of {', '.join(_LOG_LEVELS)}")
+        return value.upper()
+
     @field_validator("cors_origins")
     @classmethod
     def _origins(cls, value: str) -> str:
@@ -245,7 +253,8 @@ def load(flags: Mapping[str, Any]) -> Settings:
         first = error.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else "settings"
         where = origins(flags).get(name, ("", ""))[1] or name
-        raise SettingsError(f"invalid {where}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")  # pydantic's prefix: noise here
+        raise SettingsError(f"invalid {where}: {message}") from None
 
 
 def origins(flags: Mapping[str, Any]) -> dict[str, tuple[str, str]]:

@@ -122,6 +122,10 @@ def test_bad_values_name_the_flag_or_the_variable(
     assert refused(capsys, "serve", "--grpc-port", "70000").startswith(
         "customer-segments: invalid --grpc-port: Input should be less than or equal to 65535"
     )
+    assert refused(capsys, "serve", "--log-level", "loud") == (
+        "customer-segments: invalid --log-level: 'loud' is not one of DEBUG, INFO,"
+        " WARNING, ERROR, CRITICAL"
+    )
     monkeypatch.setenv("CUSTOMER_SEGMENTS_LOG_FORMAT", "xml")
     assert refused(capsys, "config").startswith(
         "customer-segments: invalid CUSTOMER_SEGMENTS_LOG_FORMAT: Input should be 'text' or 'json'"
