@@ -45,9 +45,9 @@ class Settings(BaseSettings):
     grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port")
     http_host: str = Field("0.0.0.0", description="interface for the REST gateway")
     http_port: int = Field(8080, ge=0, le=65535, description="REST gateway port")
+    # `customer-segments gateway` only, as are grpc_ca and grpc_client_*.
     grpc_target: str = Field(
-        "127.0.0.1:50051",
-        description="`gateway` only: HOST:PORT of the gRPC server it calls",
+        "127.0.0.1:50051", description="HOST:PORT of the gRPC server the gateway calls"
     )
     # None: the embedded SQLite database in data_dir.
     database_url: str | None = Field(
@@ -136,15 +136,13 @@ class Settings(BaseSettings):
     tls_client_ca: Path | None = Field(
         None, description="CA (PEM) that must sign client certificates: mTLS (default: none asked)"
     )
-    grpc_ca: Path | None = Field(
-        None, description="`gateway` only: CA (PEM) of the gRPC server's TLS certificate"
-    )
+    grpc_ca: Path | None = Field(None, description="CA (PEM) of the gRPC server's TLS certificate")
     grpc_client_cert: Path | None = Field(
         None,
-        description="`gateway` only: client certificate (PEM) for a gRPC server that requires mTLS",
+        description="client certificate (PEM) for a gRPC server that requires mTLS",
     )
     grpc_client_key: Path | None = Field(
-        None, description="`gateway` only: the client certificate's private key (PEM)"
+        None, description="the client certificate's private key (PEM)"
     )
     # HS256 is for development; without a secret and without a JWKS, one is made once in
     # data_dir. No flag: a secret on a command line shows in `ps`.
