@@ -22,6 +22,7 @@ from customer_segments.shutdown import hold_stop_signals
 from customer_segments.startup import StartupError, raise_open_file_limit
 from customer_segments.store.database import describe
 from customer_segments.store.migrate import SchemaNotCurrent
+from customer_segments.tls import channel_tls
 
 # flag -> settings field; each also reads CUSTOMER_SEGMENTS_<FIELD> from the environment.
 _SERVE_FLAGS: dict[str, tuple[str, str]] = {
@@ -279,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     settings.http_port,
                     http_limits(settings),
                     settings.cors_origin_list,
+                    channel_tls(settings),
                 )
             )
         else:
