@@ -4,6 +4,7 @@ the server, the standalone gateway's channel towards it, and the settings checke
 from __future__ import annotations
 
 import subprocess
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import NamedTuple
@@ -24,7 +25,7 @@ from customer_segments.store.migrate import upgrade_to_head
 from customer_segments.store.store import Store
 from customer_segments.tls import channel_tls, server_tls
 from tests.certificates import LOOPBACK_NAMES, issue
-from tests.e2e.test_service_process import CLI
+from tests.e2e.test_service_process import CLI, GRPCURL, start
 from tests.helpers import TEST_SECRET, bearer, token
 
 TENANT = "acme"
@@ -239,3 +240,45 @@ def test_the_command_says_it_in_one_line(files: Files, arguments: list[str]) -> 
     assert len(done.stderr.splitlines()) == 1, done.stderr
     assert done.stderr.startswith("customer-segments: --"), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_serve_with_mtls_keeps_its_gateway_on_plaintext(files: Files, tmp_path: Path) -> None:
+    """The command as an operator runs it: grpcurl needs the CA and a client certificate on the
+    public port, while the REST gateway still reaches its server over the local socket."""
+    service = start(
+        tmp_path,
+        "--tls-cert",
+        str(files.server_cert),
+        "--tls-key",
+        str(files.server_key),
+        "--tls-client-ca",
+        str(files.ca),
+    )
+    try:
+        health = ["grpc.health.v1.Health/Check"]
+        with_certificate = ["-cacert", str(files.ca), "-cert", str(files.client_cert)]
+        with_certificate += ["-key", str(files.client_key)]
+        served = _grpcurl(*with_certificate, service.target, *health, connect_timeout=30)
+        assert served.returncode == 0 and '"SERVING"' in served.stdout, served.stderr
+        refused = _grpcurl("-cacert", str(files.ca), service.target, *health)
+        assert refused.returncode != 0, refused.stdout
+        plaintext = _grpcurl("-plaintext", service.target, *health)
+        assert plaintext.returncode != 0, plaintext.stdout
+        headers = {"Authorization": f"Bearer {service.admin_token}"}
+        for path in ("/readyz", "/customer-segment/acme/segments"):
+            request = urllib.request.Request(service.http + path, headers=headers)
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                assert answer.status == 200, path
+    finally:
+        service.process.terminate()
+        service.process.wait(timeout=30)
+
+
+def _grpcurl(*arguments: str, connect_timeout: int = 3) -> subprocess.CompletedProcess[str]:
+    """A refused handshake is retried until the connect timeout: a refusal need not wait long."""
+    return subprocess.run(
+        [GRPCURL, "-connect-timeout", str(connect_timeout), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
