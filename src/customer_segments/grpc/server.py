@@ -135,6 +135,7 @@ class GrpcServer:
         `grace` seconds, and both servers are stopped."""
         await self.stop_accepting(grace)
         self._database_watch.cancel()
+        await asyncio.wait([self._database_watch])  # its check is over before the store closes
         if self.local is not None:
             await self.local.stop(grace)
         assert self._public_stop is not None

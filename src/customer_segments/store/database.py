@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -290,6 +291,8 @@ class StatementTimedOut(Exception):
 def _short(error: BaseException) -> str:
     """The driver's message, without SQLAlchemy's statement and link lines."""
     found = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+    if isinstance(found, OSError) and found.errno:
+        return os.strerror(found.errno)  # "Connection refused", not asyncpg's "Connect call failed"
     return (str(found).strip().splitlines() or [type(found).__name__])[0]
 
 
