@@ -37,6 +37,7 @@ from customer_segments.store.database import Database
 from customer_segments.store.migrate import upgrade_to_head
 from customer_segments.store.store import Store
 from tests.helpers import TEST_SECRET, admin_token_middleware, admin_tokens
+from tests.own_postgres import OwnPostgres, server_binaries
 
 PG_ADMIN_URL = os.environ.get(
     "CUSTOMER_SEGMENTS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"
@@ -95,6 +96,23 @@ def fresh_postgres_database(prefix: str, options: str = "") -> Iterator[str]:
         yield f"{base}/{name}"
     finally:
         _run_in_thread(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[OwnPostgres]:
+    """A PostgreSQL of this module's own, which it may restart."""
+    binaries = server_binaries()
+    if binaries is None:
+        reason = "no PostgreSQL server binaries (initdb, pg_ctl) on this machine"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but {reason}")
+        pytest.skip(reason)
+    server = OwnPostgres(binaries)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,7 @@ from customer_segments.store.migrate import (
     upgrade_to_head,
 )
 from customer_segments.store.store import Store
+from customer_segments.tls import server_tls
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,7 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
             share_port=share_port,
             local_socket=local_socket,
             limits=server_limits(settings),
+            tls=server_tls(settings),
         )
         try:
             gateway = await start_gateway_process(
@@ -229,6 +231,7 @@ def claim_ports(settings: Settings) -> list[PortLock]:
 
 def run(settings: Settings) -> int:
     """`serve`: the exit code of a stop; StartupError for a mistake found before serving."""
+    server_tls(settings)  # once, before any worker: each would say the same
     locks = claim_ports(settings)
     try:
         if settings.workers > 1:

@@ -28,6 +28,7 @@ from customer_segments.shutdown import hold_stop_signals
 from customer_segments.startup import StartupError, raise_open_file_limit
 from customer_segments.store.database import describe
 from customer_segments.store.migrate import SchemaNotCurrent
+from customer_segments.tls import channel_tls
 
 # The settings each command takes as flags (config.py derives the flag from the field: grpc_port
 # -> --grpc-port); each also reads CUSTOMER_SEGMENTS_<FIELD> from the environment. A new field
@@ -241,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     settings.http_port,
                     http_limits(settings),
                     settings.cors_origin_list,
+                    channel_tls(settings),
                 )
             )
         else:

@@ -4,7 +4,6 @@ that fails on purpose (no database: what is tested is the client's side)."""
 from __future__ import annotations
 
 import asyncio
-import datetime
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,9 +13,6 @@ import grpc
 import pytest
 import pytest_asyncio
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from customersegment.v1 import (
     assignment_pb2,
     assignment_pb2_grpc,
@@ -32,6 +28,7 @@ from customer_segments.client import (
     TlsConfig,
     Unavailable,
 )
+from tests.certificates import Pem, issue
 
 FAILURES_BEFORE_SUCCESS = 2
 
@@ -167,50 +164,19 @@ async def test_a_call_overrides_the_deadline(flaky: Flaky) -> None:
 # TLS ----------------------------------------------------------------------------------------
 
 
-class Pem:
-    def __init__(self, certificate: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
-        self.certificate = certificate
-        self.key = key
-        self.certificate_pem = certificate.public_bytes(serialization.Encoding.PEM)
-        self.key_pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-
-
-def _issue(name: str, issuer: Pem | None, sans: list[x509.GeneralName] | None = None) -> Pem:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.certificate.subject if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
-    )
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return Pem(builder.sign(issuer.key if issuer else key, hashes.SHA256()), key)
-
-
 class Tls:
     def __init__(self, ca: Pem, port: int) -> None:
         self.ca = ca
-        self.client = _issue("internal-caller", ca)
+        self.client = issue("internal-caller", ca)
         self.target = f"127.0.0.1:{port}"
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def tls_server() -> AsyncIterator[Tls]:
     """A server that wants TLS with a client certificate signed by its CA (mutual TLS)."""
-    ca = _issue("test CA", None)
+    ca = issue("test CA", None)
     # Named for its DNS name only, so that a client on 127.0.0.1 must say which name it expects.
-    server_pem = _issue("segments", ca, [x509.DNSName("segments.internal")])
+    server_pem = issue("segments", ca, [x509.DNSName("segments.internal")])
     server = grpc.aio.server()
     segments = FlakySegments()  # type: ignore[abstract]  # only GetSegment is called
     segments.attempts["GetSegment"] = FAILURES_BEFORE_SUCCESS  # answers at once

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,28 +24,11 @@ from customer_segments.gateway.app import start_gateway
 from customer_segments.store.database import Database
 from tests.conftest import PG_ADMIN_URL, Service, fresh_postgres_database, service_on
 from tests.helpers import SegmentFields, bearer, error_info, expect_error, status_details
-from tests.own_postgres import OwnPostgres, server_binaries
+from tests.own_postgres import OwnPostgres
 from tests.tcp_proxy import TcpProxy
 
 TENANT = "acme"
 SEGMENT = "gold"
-
-
-@pytest.fixture(scope="module")
-def own_postgres() -> Iterator[OwnPostgres]:
-    """A PostgreSQL of this module's own, which it may restart."""
-    binaries = server_binaries()
-    if binaries is None:
-        reason = "no PostgreSQL server binaries (initdb, pg_ctl) on this machine"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but {reason}")
-        pytest.skip(reason)
-    server = OwnPostgres(binaries)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.remove()
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -82,6 +82,15 @@ def _pem(value: bytes | Path | None) -> bytes | None:
     return value.read_bytes() if isinstance(value, Path) else value
 
 
+def channel_credentials(tls: TlsConfig) -> grpc.ChannelCredentials:
+    """gRPC's credentials for `tls` (the REST gateway's channel uses them too)."""
+    return grpc.ssl_channel_credentials(
+        root_certificates=_pem(tls.ca_certificate),
+        private_key=_pem(tls.client_key),
+        certificate_chain=_pem(tls.client_certificate),
+    )
+
+
 def _service_config(retry: RetryPolicy | None) -> str:
     if retry is None:
         return json.dumps({"methodConfig": []})
@@ -172,11 +181,7 @@ class CustomerSegmentsClient:
         if tls is True:
             return grpc.ssl_channel_credentials()
         if isinstance(tls, TlsConfig):
-            return grpc.ssl_channel_credentials(
-                root_certificates=_pem(tls.ca_certificate),
-                private_key=_pem(tls.client_key),
-                certificate_chain=_pem(tls.client_certificate),
-            )
+            return channel_credentials(tls)
         return tls
 
     async def open(self) -> None:

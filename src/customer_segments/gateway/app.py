@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from aiohttp.web import ContentCoding
 
+from customer_segments.client.client import TlsConfig, channel_credentials
 from customer_segments.gateway.assignment_routes import AssignmentRoutes
 from customer_segments.gateway.conditions import CONDITIONAL, PreconditionFailed
 from customer_segments.gateway.connection_limits import DEFAULT_HTTP_LIMITS, HttpLimits
@@ -135,7 +136,7 @@ def create_app(channel: grpc.aio.Channel, cors_origins: tuple[str, ...] = ()) ->
         return web.Response(body=description, content_type="application/yaml")
 
     app.router.add_get("/openapi.yaml", openapi)
-    add_probes(app)
+    add_probes(app, channel)
     client = GrpcClient(channel)
     AssignmentRoutes(client).register(app)
     SegmentRoutes(client).register(app)
@@ -167,9 +168,15 @@ async def start_gateway(
     share_port: bool = False,
     limits: HttpLimits = DEFAULT_HTTP_LIMITS,
     cors_origins: tuple[str, ...] = (),
+    tls: TlsConfig | None = None,
 ) -> Gateway:
-    """`share_port`: as for the gRPC server, the workers of `serve --workers N` share it."""
-    channel = grpc.aio.insecure_channel(grpc_target, options=CHANNEL_OPTIONS)
+    """`share_port`: as for the gRPC server, the workers of `serve --workers N` share it.
+    `tls`: how the channel reaches a gRPC server that serves TLS (None: plaintext)."""
+    channel = (
+        grpc.aio.insecure_channel(grpc_target, options=CHANNEL_OPTIONS)
+        if tls is None
+        else grpc.aio.secure_channel(grpc_target, channel_credentials(tls), CHANNEL_OPTIONS)
+    )
     runner = EmporixAppRunner(
         create_app(channel, cors_origins),
         access_log=None,
@@ -191,12 +198,13 @@ async def run_gateway(
     port: int,
     limits: HttpLimits = DEFAULT_HTTP_LIMITS,
     cors_origins: tuple[str, ...] = (),
+    tls: TlsConfig | None = None,
 ) -> None:
     """`customer-segments gateway`: the gateway alone, in front of a remote gRPC server."""
     stop = stop_requested()
     try:
         gateway = await start_gateway(
-            grpc_target, host, port, limits=limits, cors_origins=cors_origins
+            grpc_target, host, port, limits=limits, cors_origins=cors_origins, tls=tls
         )
     except OSError as error:
         reason = error.strerror or str(error)

@@ -16,8 +16,10 @@ import logging
 import time
 from typing import Any
 
+import grpc
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from customer_segments.gateway.connection_limits import HttpLimits
 from customer_segments.gateway.errors import error_body, error_response
@@ -29,6 +31,9 @@ STOPPING = web.AppKey("stopping", asyncio.Event)
 _ACCEPT_LOG_INTERVAL_SECONDS = 60.0
 # Operations' paths beside the Emporix ones (not in openapi.yaml).
 PROBE_PATHS = ("/healthz", "/readyz")
+# /readyz asks the gRPC server's health this long at most: probes have timeouts of their own
+# (Kubernetes: 1 s by default).
+READINESS_TIMEOUT_S = 0.8
 
 
 def _busy_answer() -> bytes:
@@ -123,10 +128,12 @@ class LimitedSite(web.TCPSite):
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
 
 
-def add_probes(app: web.Application) -> None:
+def add_probes(app: web.Application, channel: grpc.aio.Channel) -> None:
     """GET /healthz (the process answers) and GET /readyz (it takes requests: 503 once it
-    drains to stop). Neither needs a token; both show nothing of any tenant."""
+    drains to stop, and while the gRPC server it calls is not SERVING, which it is not while
+    its database does not answer). Neither needs a token; both show nothing of any tenant."""
     app[STOPPING] = asyncio.Event()
+    health = health_pb2_grpc.HealthStub(channel)
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "UP"})
@@ -134,6 +141,18 @@ def add_probes(app: web.Application) -> None:
     async def readyz(request: web.Request) -> web.Response:
         if request.app[STOPPING].is_set():
             return error_response(503, "The service is stopping.")
+        try:
+            answer = await health.Check(
+                health_pb2.HealthCheckRequest(), timeout=READINESS_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as error:
+            return error_response(
+                503, f"The gRPC server does not answer its health check ({error.code().name})."
+            )
+        if answer.status != health_pb2.HealthCheckResponse.SERVING:
+            return error_response(
+                503, "The gRPC server is not serving: its database does not answer, or it stops."
+            )
         return web.json_response({"status": "UP"})
 
     app.router.add_get(PROBE_PATHS[0], healthz)

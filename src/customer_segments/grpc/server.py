@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from customersegment.v1 import (
@@ -26,8 +27,10 @@ from customer_segments.grpc.directory_servicer import DirectoryServicer
 from customer_segments.grpc.interceptors import DomainErrorInterceptor
 from customer_segments.grpc.segment_servicer import SegmentServicer
 from customer_segments.limits import GATEWAY_MAX_REQUEST_BYTES, MAX_ANSWER_BYTES, MIB
+from customer_segments.services.readiness import CHECK_INTERVAL_S, follow_database
 from customer_segments.startup import port_taken
 from customer_segments.store.store import Store
+from customer_segments.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +106,18 @@ class GrpcServer:
     draining keep reaching the services."""
 
     def __init__(
-        self, server: aio.Server, health_servicer: Any, port: int, local: aio.Server | None
+        self,
+        server: aio.Server,
+        health_servicer: Any,
+        port: int,
+        local: aio.Server | None,
+        database_watch: asyncio.Task[None],
     ) -> None:
         self.server = server
         self.health = health_servicer
         self.port = port
         self.local = local
+        self._database_watch = database_watch
         self._public_stop: asyncio.Future[None] | None = None
 
     async def stop_accepting(self, grace: float) -> None:
@@ -125,14 +134,35 @@ class GrpcServer:
         """What stop_accepting does, if not done yet; then the local socket's calls get
         `grace` seconds, and both servers are stopped."""
         await self.stop_accepting(grace)
+        self._database_watch.cancel()
+        await asyncio.wait([self._database_watch])  # its check is over before the store closes
         if self.local is not None:
             await self.local.stop(grace)
         assert self._public_stop is not None
         await self._public_stop
 
 
+def _tls_mode(tls: ServerTls | None) -> str:
+    if tls is None:
+        return ""
+    return " (TLS, client certificates required)" if tls.client_ca else " (TLS)"
+
+
+async def _set_health(health_servicer: Any, serving: bool) -> None:
+    """Every service, and the server as a whole (""), alike; ignored once stopping began
+    (grpc_health keeps NOT_SERVING after enter_graceful_shutdown)."""
+    status = health_pb2.HealthCheckResponse
+    value = status.SERVING if serving else status.NOT_SERVING
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, value)
+
+
 def _server(
-    store: Store, verifier: TokenVerifier, options: list[tuple[str, int]], limits: ServerLimits
+    store: Store,
+    verifier: TokenVerifier,
+    options: list[tuple[str, int]],
+    limits: ServerLimits,
+    health_servicer: Any,
 ) -> aio.Server:
     server = aio.server(
         # The error interceptor is outermost, so that a refused token gets a proper status too.
@@ -148,6 +178,8 @@ def _server(
     )
     segment_pb2_grpc.add_SegmentServiceServicer_to_server(SegmentServicer(store), server)
     directory_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(store), server)
+    # On the local socket too: the gateway's /readyz asks it.
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     return server
 
 
@@ -160,30 +192,45 @@ async def start_grpc_server(
     share_port: bool = False,
     local_socket: str | None = None,
     limits: ServerLimits = DEFAULT_LIMITS,
+    tls: ServerTls | None = None,
+    database_check_interval: float = CHECK_INTERVAL_S,
 ) -> GrpcServer:
     """`share_port` lets the workers of `serve --workers N` bind one port (SO_REUSEPORT);
     otherwise a port in use is an error rather than silently shared with another server.
     `local_socket`, a gRPC address (`unix-abstract:NAME`), is where the gateway of this
-    process calls."""
+    process calls, always in plaintext (same host, same instance); `tls` makes the public port
+    TLS. Health follows the database (services/readiness.py), checked every
+    `database_check_interval` seconds."""
     # The largest answer: one stored object is never cut (pages are; see limits.py).
     options = [("grpc.max_send_message_length", MAX_ANSWER_BYTES), *limits.options()]
-    server = _server(store, verifier, [("grpc.so_reuseport", int(share_port)), *options], limits)
     health_servicer = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    server = _server(
+        store,
+        verifier,
+        [("grpc.so_reuseport", int(share_port)), *options],
+        limits,
+        health_servicer,
+    )
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        address = f"{host}:{port}"
+        if tls is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, tls.credentials())
     except RuntimeError:
         raise port_taken(host, port, "gRPC", "--grpc-port", "cannot bind") from None
     local = None
     if local_socket is not None:
-        local = _server(store, verifier, options, limits)
+        local = _server(store, verifier, options, limits, health_servicer)
         local.add_insecure_port(local_socket)
         await local.start()
     await server.start()
-    for name in ("", *SERVICE_NAMES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("gRPC listening on %s:%d", host, bound)
-    return GrpcServer(server, health_servicer, bound, local)
+    await _set_health(health_servicer, True)
+    watch = asyncio.create_task(
+        follow_database(store, partial(_set_health, health_servicer), database_check_interval)
+    )
+    log.info("gRPC listening on %s:%d%s", host, bound, _tls_mode(tls))
+    return GrpcServer(server, health_servicer, bound, local, watch)

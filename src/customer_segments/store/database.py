@@ -13,8 +13,10 @@ A database that cannot be reached, or whose pool stays exhausted, is `Unavailabl
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -45,6 +47,8 @@ POOL_TIMEOUT_S = 30.0
 # A PostgreSQL that does not answer a connection attempt is unavailable after this long
 # (asyncpg's default is 60 s).
 CONNECT_TIMEOUT_S = 10.0
+# The readiness check's budget: connecting, and its statement, each.
+CHECK_TIMEOUT_S = 1.0
 # SQLite calls the progress handler of an expensive read every this many VM instructions;
 # the read pauses for _SLICE_S after running that long (see _Limits).
 _PROGRESS_STEPS = 1000
@@ -147,7 +151,24 @@ class Database:
             )
             # Transactions, for SET LOCAL statement_timeout.
             self._expensive_reader = engine(expensive_read_pool_size)
-            self._engines = [self.engine, self._reader, self._expensive_reader]
+            # The readiness check's connection, of its own: with a small pool, it must not take
+            # the one a call waits for, nor queue behind the calls when they hold them all.
+            self._checker = create_async_engine(
+                engine_url,
+                pool_size=1,
+                max_overflow=0,
+                pool_timeout=CHECK_TIMEOUT_S,
+                isolation_level="AUTOCOMMIT",
+                pool_reset_on_return=None,
+                connect_args={
+                    "statement_cache_size": statement_cache_size,
+                    "timeout": CHECK_TIMEOUT_S,
+                    "command_timeout": CHECK_TIMEOUT_S,
+                },
+            )
+            _replace_closed_connections(self._checker)
+            self._check_statement = "SELECT 1"
+            self._engines = [self.engine, self._reader, self._expensive_reader, self._checker]
         else:
 
             def sqlite_engine(size: int, *, limited: bool = False) -> AsyncEngine:
@@ -162,7 +183,10 @@ class Database:
             self._reader = reader.execution_options(sqlite_begin="DEFERRED")
             expensive_reader = sqlite_engine(expensive_read_pool_size, limited=True)
             self._expensive_reader = expensive_reader.execution_options(sqlite_begin="DEFERRED")
-            self._engines = [self.engine, reader, expensive_reader]
+            self._checker = sqlite_engine(1)
+            # Reads the file's header: the file is there and readable, not only the driver.
+            self._check_statement = "PRAGMA schema_version"
+            self._engines = [self.engine, reader, expensive_reader, self._checker]
         self.insert: DialectInsert = (
             postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         )
@@ -240,6 +264,19 @@ class Database:
                 _raise_if_outage(error)
                 raise
 
+    async def check(self) -> str | None:
+        """None if the database answers a trivial statement within CHECK_TIMEOUT_S (or two, when
+        it must connect first); otherwise why not, in a few words."""
+        try:
+            async with asyncio.timeout(2 * CHECK_TIMEOUT_S):
+                async with self._checker.connect() as connection:
+                    await connection.exec_driver_sql(self._check_statement)
+        except TimeoutError:
+            return f"no answer within {2 * CHECK_TIMEOUT_S:g}s"
+        except Exception as error:  # whatever it is, the database did not answer
+            return _short(error)
+        return None
+
     async def dispose(self) -> None:
         for engine in self._engines:
             await engine.dispose()
@@ -249,6 +286,14 @@ class StatementTimedOut(Exception):
     def __init__(self, timeout_ms: int) -> None:
         super().__init__(f"statement took longer than {timeout_ms} ms")
         self.timeout_ms = timeout_ms
+
+
+def _short(error: BaseException) -> str:
+    """The driver's message, without SQLAlchemy's statement and link lines."""
+    found = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+    if isinstance(found, OSError) and found.errno:
+        return os.strerror(found.errno)  # "Connection refused", not asyncpg's "Connect call failed"
+    return (str(found).strip().splitlines() or [type(found).__name__])[0]
 
 
 def _sqlstate(error: DBAPIError) -> str | None:
