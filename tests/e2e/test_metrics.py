@@ -19,7 +19,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.e2e.test_service_process import (
     ALL_SCOPES,
     CLI,
-    NO_METRICS,
     Service,
     children,
     free_port,
@@ -325,37 +324,32 @@ def test_the_standalone_gateway_serves_its_own_metrics(tmp_path: Path) -> None:
     wait_until_gone(gateway.pid)
 
 
-def test_a_taken_metrics_port_is_refused_without_traceback(tmp_path: Path) -> None:
+def test_a_taken_or_shared_metrics_port_is_refused_in_one_line(tmp_path: Path) -> None:
+    grpc_port = free_port()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        result = subprocess.run(
-            [
-                *(CLI, "serve", *NO_METRICS, "--grpc-port", str(free_port())),
+        refusals = {
+            "cannot listen for metrics on 127.0.0.1:": [
                 *("--http-host", "127.0.0.1", "--http-port", str(free_port())),
-                *("--metrics-port", str(taken.getsockname()[1]), "--data-dir", str(tmp_path)),
+                *("--metrics-port", str(taken.getsockname()[1])),
             ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert "cannot listen for metrics" in result.stderr and "--metrics-port" in result.stderr
-    same = subprocess.run(
-        [
-            CLI,
-            "serve",
-            "--grpc-port",
-            "7000",
-            "--metrics-port",
-            "7000",
-            "--data-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert same.returncode == 2
-    assert "--grpc-port and --metrics-port must differ" in same.stderr, same.stderr
+            "--grpc-port and --metrics-port must differ": ["--metrics-port", str(grpc_port)],
+        }
+        for message, arguments in refusals.items():
+            result = subprocess.run(
+                [
+                    CLI,
+                    "serve",
+                    "--grpc-port",
+                    str(grpc_port),
+                    "--data-dir",
+                    str(tmp_path),
+                    *arguments,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert result.returncode == 2
+            assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
