@@ -124,6 +124,8 @@ class Database:
             "json_deserializer": load_document,
             "echo": echo,
         }
+        # Metered pools when metrics are on (store/metrics.py, which loads prometheus_client,
+        # is imported only then).
         instruments = metrics.instruments()
         self._metered: list[EngineMetrics] = []
 
