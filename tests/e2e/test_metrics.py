@@ -17,6 +17,7 @@ from customersegment.v1 import assignment_pb2, assignment_pb2_grpc, segment_pb2,
 from google.protobuf import json_format
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.auth.keys import SigningKey, claims, write_jwks
 from tests.conftest import fresh_postgres_database
 from tests.e2e.test_service_process import (
     ALL_SCOPES,
@@ -74,6 +75,21 @@ SEGMENTS = "customersegment.v1.SegmentService"
 SEGMENT_ROUTE = "/customer-segment/{tenant}/segments/{segmentId}"
 
 
+def missing_assignment(service: Service, bearer: str | None) -> grpc.StatusCode:
+    """GetAssignment of a customer not in the segment, on a connection of its own."""
+    metadata = None if bearer is None else (("authorization", f"Bearer {bearer}"),)
+    with grpc.insecure_channel(service.target) as opened, pytest.raises(grpc.RpcError) as failed:
+        assignment_pb2_grpc.CustomerAssignmentServiceStub(opened).GetAssignment(
+            assignment_pb2.GetAssignmentRequest(
+                tenant=TENANT, segment_id=SEGMENT, customer_id=MISSING_CUSTOMER
+            ),
+            metadata=metadata,
+            timeout=30,
+        )
+    code: grpc.StatusCode = failed.value.code()
+    return code
+
+
 def known_calls(service: Service) -> int:
     """Over gRPC (each call on a connection of its own, so that with --workers the kernel
     spreads them) and REST: what the tests below count. Returns the bulk call's number of
@@ -94,23 +110,8 @@ def known_calls(service: Service) -> int:
             timeout=30,
         )
     for _ in range(3):
-        with channel() as opened, pytest.raises(grpc.RpcError) as missing:
-            assignment_pb2_grpc.CustomerAssignmentServiceStub(opened).GetAssignment(
-                assignment_pb2.GetAssignmentRequest(
-                    tenant=TENANT, segment_id=SEGMENT, customer_id=MISSING_CUSTOMER
-                ),
-                metadata=metadata,
-                timeout=30,
-            )
-        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
-    with channel() as opened, pytest.raises(grpc.RpcError) as refused:
-        assignment_pb2_grpc.CustomerAssignmentServiceStub(opened).GetAssignment(
-            assignment_pb2.GetAssignmentRequest(
-                tenant=TENANT, segment_id=SEGMENT, customer_id=MISSING_CUSTOMER
-            ),
-            timeout=30,
-        )
-    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert missing_assignment(service, issued) == grpc.StatusCode.NOT_FOUND
+    assert missing_assignment(service, None) == grpc.StatusCode.UNAUTHENTICATED
     items = [assignment_pb2.BulkUpsertItem(customer_id=customer) for customer in CUSTOMERS]
     items.append(assignment_pb2.BulkUpsertItem(customer_id=""))  # invalid: no customer id
     with channel() as opened:
@@ -271,6 +272,26 @@ def _count_over_one_scrape(tmp_path: Path, workers: int, database: list[str]) ->
         stop(service)
     assert service.process.returncode == 0
     assert not directory.exists()  # removed with the instance
+
+
+def test_jwks_reads_and_token_results_are_counted(tmp_path: Path) -> None:
+    key = SigningKey("metrics-key", "RS256")
+    write_jwks(tmp_path / "jwks.json", key)
+    metrics_port = free_port()
+    service = start(
+        tmp_path, "--metrics-port", str(metrics_port), "--jwks", str(tmp_path / "jwks.json")
+    )
+    try:
+        # Signed with the JWKS's key: accepted; the development secret's HS256: refused.
+        assert missing_assignment(service, key.sign(claims(TENANT))) == grpc.StatusCode.NOT_FOUND
+        assert missing_assignment(service, service.admin_token) == (grpc.StatusCode.UNAUTHENTICATED)
+        found = samples(scrape(metrics_port))
+    finally:
+        stop(service)
+    assert value(found, "customer_segments_jwks_refreshes_total", result="ok") == 1  # at start
+    assert value(found, "customer_segments_jwks_refreshes_total", result="failed") == 0
+    assert value(found, "customer_segments_token_verifications_total", result="accepted") == 1
+    assert value(found, "customer_segments_token_verifications_total", result="refused") == 1
 
 
 def listening_ports(pid: int) -> set[int]:
