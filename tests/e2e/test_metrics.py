@@ -379,20 +379,10 @@ def test_a_taken_or_shared_metrics_port_is_refused_in_one_line(tmp_path: Path) -
             ],
             "--grpc-port and --metrics-port must differ": ["--metrics-port", str(grpc_port)],
         }
+        serve = [CLI, "serve", "--grpc-port", str(grpc_port), "--data-dir", str(tmp_path)]
         for message, arguments in refusals.items():
             result = subprocess.run(
-                [
-                    CLI,
-                    "serve",
-                    "--grpc-port",
-                    str(grpc_port),
-                    "--data-dir",
-                    str(tmp_path),
-                    *arguments,
-                ],
-                capture_output=True,
-                text=True,
-                timeout=60,
+                [*serve, *arguments], capture_output=True, text=True, timeout=60
             )
             assert result.returncode == 2
             assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
