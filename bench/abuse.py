@@ -99,6 +99,8 @@ def main() -> None:
                 "-m",
                 "customer_segments.cli",
                 "serve",
+                "--metrics-port",
+                "0",
                 "--grpc-host",
                 "127.0.0.1",
                 "--grpc-port",

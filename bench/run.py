@@ -285,6 +285,8 @@ def start_service(
     serve += ["--grpc-host", "127.0.0.1", "--grpc-port", str(grpc_port)]
     serve += ["--http-host", "127.0.0.1", "--http-port", str(http_port)]
     serve += ["--log-level", "WARNING", "--workers", str(workers)]
+    # Metrics off unless BENCH_SERVE_ARGS turns them on (its flags come later and win).
+    serve += ["--metrics-port", "0"]
     serve += os.environ.get("BENCH_SERVE_ARGS", "").split()
     log.step(f"service: {' '.join(serve[1:])}")
     server = Child(f"customer-segments-{workers}w", serve, work, credentials.server_env())

@@ -10,7 +10,7 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,6 +22,7 @@ from customer_segments.gateway.process import GatewayOptions, start_gateway_proc
 from customer_segments.grpc.server import ServerLimits, start_grpc_server
 from customer_segments.limits import MIB
 from customer_segments.logs import configure_logging
+from customer_segments.metrics.exposition import instance_metrics, metrics_server, process_exited
 from customer_segments.shutdown import (
     children_ignore_stop_signals,
     hold_stop_signals,
@@ -211,17 +212,20 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
 def claim_ports(settings: Settings) -> list[PortLock]:
     """One instance per port: a second one is refused with a message, whatever --workers says
     (SO_REUSEPORT would let it join silently); a port taken by anything else likewise."""
-    if settings.grpc_port and settings.grpc_port == settings.http_port:
-        raise StartupError("--grpc-port and --http-port must differ")
-    locks = lock_ports(
-        [
-            (settings.grpc_port, "gRPC", "--grpc-port"),
-            (settings.http_port, "REST", "--http-port"),
-        ]
-    )
+    ports = [
+        (settings.grpc_host, settings.grpc_port, "gRPC", "--grpc-port"),
+        (settings.http_host, settings.http_port, "REST", "--http-port"),
+        (settings.http_host, settings.metrics_port, "metrics", "--metrics-port"),
+    ]
+    fixed = [(port, flag) for _, port, _, flag in ports if port]
+    for number, (port, flag) in enumerate(fixed):
+        for other_port, other_flag in fixed[number + 1 :]:
+            if port == other_port:
+                raise StartupError(f"{flag} and {other_flag} must differ")
+    locks = lock_ports([(port, what, flag) for _, port, what, flag in ports])
     try:
-        require_free_port(settings.grpc_host, settings.grpc_port, "gRPC", "--grpc-port")
-        require_free_port(settings.http_host, settings.http_port, "REST", "--http-port")
+        for host, port, what, flag in ports:
+            require_free_port(host, port, what, flag)
     except BaseException:
         for lock in locks:
             lock.release()
@@ -234,10 +238,12 @@ def run(settings: Settings) -> int:
     server_tls(settings)  # once, before any worker: each would say the same
     locks = claim_ports(settings)
     try:
-        if settings.workers > 1:
-            return serve_with_workers(settings)
-        asyncio.run(serve(settings))
-        return 0
+        with instance_metrics(settings.metrics_port):
+            if settings.workers > 1:
+                return serve_with_workers(settings)
+            with metrics_server(settings.http_host, settings.metrics_port):
+                asyncio.run(serve(settings))
+            return 0
     finally:
         for lock in locks:
             lock.release()
@@ -300,14 +306,8 @@ def serve_with_workers(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, stop_all)
     signal.signal(signal.SIGINT, stop_all)
     release_stop_signals()  # held since main(); a signal that came meanwhile is handled now
-    running = list(workers)
-    while running:
-        ended = multiprocessing.connection.wait([worker.sentinel for worker in running])
-        for worker in [worker for worker in running if worker.sentinel in ended]:
-            worker.join()
-            running.remove(worker)
-            if worker.exitcode != 0 and not stopping.is_set():
-                stop_all(signal.SIGTERM)  # one worker failed: the instance stops
+    with metrics_server(settings.http_host, settings.metrics_port):  # a thread: after forking
+        _wait_for_workers(workers, stopping, stop_all)
     codes = {worker.name: worker.exitcode for worker in workers}
     if STARTUP_FAILED in codes.values():
         return STARTUP_FAILED
@@ -316,6 +316,18 @@ def serve_with_workers(settings: Settings) -> int:
         log.error("workers %s stopped with an error", ", ".join(failed))
         return 1
     return 0
+
+
+def _wait_for_workers(workers: list[Any], stopping: Any, stop_all: Callable[[int], None]) -> None:
+    running = list(workers)
+    while running:
+        ended = multiprocessing.connection.wait([worker.sentinel for worker in running])
+        for worker in [worker for worker in running if worker.sentinel in ended]:
+            worker.join()
+            running.remove(worker)
+            process_exited(worker.pid)
+            if worker.exitcode != 0 and not stopping.is_set():
+                stop_all(signal.SIGTERM)  # one worker failed: the instance stops
 
 
 async def migrate(settings: Settings) -> None:

@@ -24,6 +24,7 @@ from customer_segments.domain import validation
 from customer_segments.domain.errors import InvalidArgument
 from customer_segments.grpc.health_check import NotServing, check_health, local_target
 from customer_segments.logs import configure_logging
+from customer_segments.metrics.exposition import instance_metrics, metrics_server
 from customer_segments.shutdown import hold_stop_signals
 from customer_segments.startup import StartupError, raise_open_file_limit
 from customer_segments.store.database import describe
@@ -235,16 +236,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif arguments.command == "gateway":
             from customer_segments.gateway.app import run_gateway  # aiohttp: only here
 
-            asyncio.run(
-                run_gateway(
-                    settings.grpc_target,
-                    settings.http_host,
-                    settings.http_port,
-                    http_limits(settings),
-                    settings.cors_origin_list,
-                    channel_tls(settings),
+            with (
+                instance_metrics(settings.metrics_port),
+                metrics_server(settings.http_host, settings.metrics_port),
+            ):
+                asyncio.run(
+                    run_gateway(
+                        settings.grpc_target,
+                        settings.http_host,
+                        settings.http_port,
+                        http_limits(settings),
+                        settings.cors_origin_list,
+                        channel_tls(settings),
+                    )
                 )
-            )
         else:
             asyncio.run(migrate(settings))
             print(f"schema is up to date on {describe(settings.effective_database_url)}")

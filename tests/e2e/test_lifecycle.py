@@ -26,6 +26,7 @@ from tests.conftest import PG_ADMIN_URL, fresh_postgres_database, require_postgr
 from tests.e2e.test_service_process import (
     ALL_SCOPES,
     CLI,
+    NO_METRICS,
     free_port,
     gateways_of,
     wait_until_gone,
@@ -51,6 +52,7 @@ class Instance:
                 *wrapper,
                 CLI,
                 "serve",
+                *NO_METRICS,
                 "--grpc-host",
                 "127.0.0.1",
                 "--grpc-port",
@@ -246,7 +248,7 @@ def test_kill_9_leaves_no_socket_file_behind_and_the_file_limit_is_raised(
 
 def _serve(data_dir: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [CLI, "serve", "--data-dir", str(data_dir), *arguments],
+        [CLI, "serve", *NO_METRICS, "--data-dir", str(data_dir), *arguments],
         capture_output=True,
         text=True,
         timeout=90,

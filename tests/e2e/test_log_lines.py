@@ -19,7 +19,7 @@ import pytest
 
 from customer_segments.gateway.connection_limits import HttpLimits
 from customer_segments.gateway.process import MODULE, GatewayOptions, gateway_arguments
-from tests.e2e.test_service_process import CLI, free_port
+from tests.e2e.test_service_process import CLI, NO_METRICS, free_port
 
 FAKE_AUDIT = (
     "2026-12-01 08:00:00,000 INFO customer_segments.audit: write UpsertAssignment "
@@ -35,7 +35,7 @@ def _command_line(grpc_target: str, port: int) -> tuple[subprocess.Popen[str], C
     """`customer-segments gateway` (cli.py's logging set-up)."""
     process = subprocess.Popen(
         [
-            *(CLI, "gateway", "--grpc-target", grpc_target),
+            *(CLI, "gateway", *NO_METRICS, "--grpc-target", grpc_target),
             *("--http-host", "127.0.0.1", "--http-port", str(port)),
         ],
         stderr=subprocess.PIPE,

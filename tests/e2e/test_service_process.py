@@ -65,6 +65,9 @@ def free_port() -> int:
             return port
 
 
+# Every process of `serve` or `gateway` a test starts has metrics off or on a free_port():
+# the default port (9464) would be one for all the tests running at once.
+NO_METRICS = ("--metrics-port", "0")
 ALL_SCOPES = "customersegment.segment_read customersegment.segment_manage"
 
 
@@ -172,6 +175,7 @@ def start(tmp_path: Path, *extra: str) -> Service:
         [
             CLI,
             "serve",
+            *NO_METRICS,  # a test that wants metrics passes --metrics-port again, later
             "--http-host",
             "127.0.0.1",
             "--http-port",
@@ -340,7 +344,7 @@ def empty_postgres_database() -> Iterator[str]:
 def test_postgres_needs_migrate_then_serves(tmp_path: Path, empty_postgres_database: str) -> None:
     url = empty_postgres_database
     refused = subprocess.run(
-        [CLI, "serve", "--grpc-port", str(free_port()), "--database-url", url],
+        [CLI, "serve", *NO_METRICS, "--grpc-port", str(free_port()), "--database-url", url],
         capture_output=True,
         text=True,
         timeout=60,
@@ -388,7 +392,7 @@ def test_bad_settings_are_refused_without_traceback(tmp_path: Path) -> None:
         ["--jwks", "http://idp.example/.well-known/jwks.json"],
     ):
         result = subprocess.run(
-            [CLI, "serve", "--data-dir", str(tmp_path), *arguments],
+            [CLI, "serve", *NO_METRICS, "--data-dir", str(tmp_path), *arguments],
             capture_output=True,
             text=True,
             timeout=60,
@@ -437,7 +441,17 @@ def test_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
 
 def test_workers_need_a_fixed_port(tmp_path: Path) -> None:
     result = subprocess.run(
-        [CLI, "serve", "--workers", "2", "--grpc-port", "0", "--data-dir", str(tmp_path)],
+        [
+            CLI,
+            "serve",
+            *NO_METRICS,
+            "--workers",
+            "2",
+            "--grpc-port",
+            "0",
+            "--data-dir",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -458,6 +472,7 @@ def test_rest_gateway_in_serve_and_on_its_own(embedded: Service) -> None:
         [
             CLI,
             "gateway",
+            *NO_METRICS,
             "--grpc-target",
             embedded.target,
             "--http-host",
@@ -566,6 +581,7 @@ def test_a_taken_http_port_is_refused_without_traceback(tmp_path: Path) -> None:
             [
                 CLI,
                 "serve",
+                *NO_METRICS,
                 "--grpc-port",
                 str(free_port()),
                 "--http-host",

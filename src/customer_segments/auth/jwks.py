@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import jwt
 
+from customer_segments import metrics
+
 log = logging.getLogger(__name__)
 
 # What a JWKS key may sign with, by key type: an RSA key never verifies an ES256 token, and no
@@ -46,6 +48,12 @@ def _usable_keys(document: Any) -> dict[str | None, list[jwt.PyJWK]]:
             continue
         keys.setdefault(key.key_id, []).append(key)
     return keys
+
+
+def _count(*, loaded: bool) -> None:
+    instruments = metrics.instruments()
+    if instruments is not None:
+        (instruments.jwks_loaded if loaded else instruments.jwks_failed).inc()
 
 
 class JwksKeys:
@@ -79,7 +87,9 @@ class JwksKeys:
         try:
             self._keys = _usable_keys(await self._read())
             self._loaded_at = time.monotonic()
+            _count(loaded=True)
         except (OSError, ValueError) as error:  # TimeoutError and ConnectionError are OSErrors
+            _count(loaded=False)
             reason = error.strerror if isinstance(error, OSError) and error.strerror else error
             if not self.is_url:
                 raise ValueError(f"cannot use the JWKS file {self.source}: {reason}") from None
@@ -117,7 +127,9 @@ class JwksKeys:
             try:
                 self._keys = _usable_keys(await self._read())
                 self._loaded_at = time.monotonic()
+                _count(loaded=True)
             except (OSError, ValueError) as error:  # TimeoutError and ConnectionError are OSErrors
+                _count(loaded=False)
                 # Keep the keys we have: a key server that blips must not log everyone out.
                 log.warning("could not load the JWKS from %s: %s", self.source, error)
 

@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 from customer_segments.gateway.connection_limits import HttpLimits
 from customer_segments.logs import configure_logging
+from customer_segments.metrics.exposition import process_exited
 from customer_segments.shutdown import (
     children_ignore_stop_signals,
     hold_stop_signals,
@@ -91,6 +92,7 @@ class GatewayProcess:
             log.warning("the gateway process did not stop in time; killing it")
             self._process.kill()
             await self._process.wait()
+        process_exited(self._process.pid)
 
 
 async def start_gateway_process(options: GatewayOptions, stop: asyncio.Event) -> GatewayProcess:

@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 
+from customer_segments import metrics
 from customer_segments.auth.tokens import TokenVerifier
 from customer_segments.domain.errors import Unauthenticated
 from customer_segments.domain.principal import Principal
@@ -61,6 +62,7 @@ class AuthInterceptor(WrappingInterceptor):
         super().__init__()
         self.verifier = verifier
         self.first_message_timeout = first_message_timeout
+        self._metrics = metrics.instruments()
         # method -> the handler that refuses it without reading its request
         self._refusals: dict[str, Handler] = {}
 
@@ -81,7 +83,11 @@ class AuthInterceptor(WrappingInterceptor):
         try:
             await self.verifier.verify(authorization)
         except Unauthenticated:
+            if self._metrics is not None:
+                self._metrics.token_refused.inc()
             return self._refusals[method]
+        if self._metrics is not None:  # here, once per call: the handler's check is cached
+            self._metrics.token_accepted.inc()
         return handler
 
     def wrap(self, handler: Handler, method: str) -> Handler:

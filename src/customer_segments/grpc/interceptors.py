@@ -120,14 +120,30 @@ class DomainErrorInterceptor(WrappingInterceptor):
         return _wrap(handler, method)
 
 
-def _wrap(handler: Handler, method: str) -> Handler:
+def behavior_of(handler: Handler) -> Any:
+    """The function a handler calls, whatever its kind (grpc-stubs types them as sync)."""
+    return (
+        handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+    )
+
+
+def same_kind(handler: Handler, behavior: Any) -> Handler:
+    """A handler of the kind of `handler`, with its codec, that calls `behavior` instead."""
     codec = {
         "request_deserializer": handler.request_deserializer,
         "response_serializer": handler.response_serializer,
     }
-    behavior: Any = (
-        handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
-    )
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(behavior, **codec)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(behavior, **codec)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(behavior, **codec)
+    return grpc.stream_stream_rpc_method_handler(behavior, **codec)
+
+
+def _wrap(handler: Handler, method: str) -> Handler:
+    behavior = behavior_of(handler)
     # A streaming handler either yields (async generator) or calls context.write() (coroutine,
     # as the health service's Watch does); each needs a wrapper of its own kind.
     wrapped = (
@@ -135,10 +151,4 @@ def _wrap(handler: Handler, method: str) -> Handler:
         if inspect.isasyncgenfunction(behavior)
         else _unary_response(method, behavior)
     )
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(wrapped, **codec)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(wrapped, **codec)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(wrapped, **codec)
-    return grpc.stream_stream_rpc_method_handler(wrapped, **codec)
+    return same_kind(handler, wrapped)

@@ -20,6 +20,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from customer_segments import metrics
 from customer_segments.auth.tokens import TokenVerifier
 from customer_segments.grpc.assignment_servicer import CustomerAssignmentServicer
 from customer_segments.grpc.auth_interceptor import FIRST_MESSAGE_TIMEOUT_SECONDS, AuthInterceptor
@@ -164,12 +165,19 @@ def _server(
     limits: ServerLimits,
     health_servicer: Any,
 ) -> aio.Server:
+    # The error interceptor is outside the auth one, so that a refused token gets a proper
+    # status too; metrics are outermost, so that they count such calls as well.
+    interceptors: list[aio.ServerInterceptor] = [  # type: ignore[type-arg]
+        DomainErrorInterceptor(),
+        AuthInterceptor(verifier, limits.first_message_timeout_seconds),
+    ]
+    instruments = metrics.instruments()
+    if instruments is not None:
+        from customer_segments.grpc.metrics_interceptor import MetricsInterceptor
+
+        interceptors.insert(0, MetricsInterceptor(instruments))
     server = aio.server(
-        # The error interceptor is outermost, so that a refused token gets a proper status too.
-        interceptors=[
-            DomainErrorInterceptor(),
-            AuthInterceptor(verifier, limits.first_message_timeout_seconds),
-        ],
+        interceptors=interceptors,
         options=options,
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
     )

@@ -19,11 +19,12 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, S
 from contextlib import AbstractContextManager
 from datetime import datetime
 from functools import partial
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from customer_segments import metrics
 from customer_segments.domain import validation
 from customer_segments.domain.assignment import (
     AssignmentKey,
@@ -49,6 +50,9 @@ from customer_segments.services.authorization import UseCase, require_tenant
 from customer_segments.store.database import utc_now
 from customer_segments.store.store import Store
 
+if TYPE_CHECKING:
+    from customer_segments.metrics.definitions import Instruments
+
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 200
@@ -73,7 +77,8 @@ async def bulk_upsert_assignments(
             async for first_index, chunk in _chunks(principal, first, messages):
                 yield _validate_upserts(tenant, segment_id, first_index, chunk)
 
-        async for results in _decide_in_order(validated(), partial(_write_upserts, store)):
+        decided = _decide_in_order(validated(), partial(_write_upserts, store))
+        async for results in _counted("upsert", decided):
             yield results
 
 
@@ -93,8 +98,37 @@ async def bulk_remove_assignments(
                 yield _validate_removals(tenant, segment_id, first_index, chunk)
 
         removals = partial(_remove, store, tenant, segment_id)
-        async for results in _decide_in_order(validated(), removals):
+        async for results in _counted("remove", _decide_in_order(validated(), removals)):
             yield results
+
+
+# What became of an item, by its code: a metric label (customer_segments_bulk_items_total).
+_OUTCOMES = {
+    "upsert": {CREATED: "created", UPDATED: "updated"},
+    "remove": {UPDATED: "removed"},
+}
+_FAILURES = {BAD_REQUEST: "invalid", NOT_FOUND: "not_found", CONFLICT: "conflict"}
+
+
+def _counted(operation: str, decided: AsyncIterator[Results]) -> AsyncIterator[Results]:
+    """The results as they are, counted by outcome when metrics are on."""
+    instruments = metrics.instruments()
+    return decided if instruments is None else _count(instruments, operation, decided)
+
+
+async def _count(
+    instruments: Instruments, operation: str, decided: AsyncIterator[Results]
+) -> AsyncIterator[Results]:
+    outcomes = {**_FAILURES, **_OUTCOMES[operation]}
+    counters = {
+        code: instruments.bulk_items.labels(operation, outcome)
+        for code, outcome in outcomes.items()
+    }
+    failed = instruments.bulk_items.labels(operation, "failed")
+    async for results in decided:
+        for result in results:
+            counters.get(result.code, failed).inc()
+        yield results
 
 
 def _authorized(

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import lru_cache, partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import re2
@@ -35,7 +35,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util.concurrency import await_
 
+from customer_segments import metrics
 from customer_segments.domain.errors import Reason, Unavailable
+
+if TYPE_CHECKING:
+    from customer_segments.store.metrics import EngineMetrics
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +128,25 @@ class Database:
             "json_deserializer": load_document,
             "echo": echo,
         }
+        # Metered pools when metrics are on (store/metrics.py, which loads prometheus_client,
+        # is imported only then).
+        instruments = metrics.instruments()
+        self._metered: list[EngineMetrics] = []
+
+        def metered(engine: AsyncEngine, pool: str, size: int) -> AsyncEngine:
+            if instruments is not None:
+                from customer_segments.store.metrics import EngineMetrics
+
+                self._metered.append(EngineMetrics(instruments, engine, pool, size))
+            return engine
+
+        def pool_class(pool: str) -> dict[str, Any]:
+            if instruments is None:
+                return {}
+            from customer_segments.store.metrics import metered_pool
+
+            return {"poolclass": metered_pool(instruments, pool)}
+
         if self.dialect == "postgresql":
             # Prepared statements break behind PgBouncer in transaction mode: 0 turns off both
             # asyncpg's cache and SQLAlchemy's.
@@ -135,22 +158,24 @@ class Database:
                 "timeout": CONNECT_TIMEOUT_S,
             }
 
-            def engine(size: int, **extra: Any) -> AsyncEngine:
-                created = create_async_engine(engine_url, pool_size=size, **options, **extra)
+            def engine(pool: str, size: int, **extra: Any) -> AsyncEngine:
+                created = create_async_engine(
+                    engine_url, pool_size=size, **options, **pool_class(pool), **extra
+                )
                 _replace_closed_connections(created)
-                return created
+                return metered(created, pool, size)
 
-            self.engine: AsyncEngine = engine(pool_size)
+            self.engine: AsyncEngine = engine("write", pool_size)
             self._writer = self.engine
             # A write that is one statement shares the write pool, in autocommit mode.
             self._single_statement: AsyncEngine | None = self.engine.execution_options(
                 isolation_level="AUTOCOMMIT"
             )
             self._reader = engine(
-                read_pool_size, isolation_level="AUTOCOMMIT", pool_reset_on_return=None
+                "read", read_pool_size, isolation_level="AUTOCOMMIT", pool_reset_on_return=None
             )
             # Transactions, for SET LOCAL statement_timeout.
-            self._expensive_reader = engine(expensive_read_pool_size)
+            self._expensive_reader = engine("expensive_read", expensive_read_pool_size)
             # The readiness check's connection, of its own: with a small pool, it must not take
             # the one a call waits for, nor queue behind the calls when they hold them all.
             self._checker = create_async_engine(
@@ -171,19 +196,25 @@ class Database:
             self._engines = [self.engine, self._reader, self._expensive_reader, self._checker]
         else:
 
-            def sqlite_engine(size: int, *, limited: bool = False) -> AsyncEngine:
-                created = create_async_engine(self.url, pool_size=size, **options)
+            def sqlite_engine(pool: str, size: int, *, limited: bool = False) -> AsyncEngine:
+                created = create_async_engine(
+                    self.url, pool_size=size, **options, **pool_class(pool)
+                )
                 _configure_sqlite(created, sqlite_busy_timeout_ms, limited=limited)
-                return created
+                return metered(created, pool, size)
 
-            self.engine = sqlite_engine(pool_size)
+            self.engine = sqlite_engine("write", pool_size)
             self._writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
             self._single_statement = None
-            reader = sqlite_engine(read_pool_size)
+            reader = sqlite_engine("read", read_pool_size)
             self._reader = reader.execution_options(sqlite_begin="DEFERRED")
-            expensive_reader = sqlite_engine(expensive_read_pool_size, limited=True)
+            expensive_reader = sqlite_engine(
+                "expensive_read", expensive_read_pool_size, limited=True
+            )
             self._expensive_reader = expensive_reader.execution_options(sqlite_begin="DEFERRED")
-            self._checker = sqlite_engine(1)
+            # Not metered, as on PostgreSQL: its statement each second is no caller's.
+            self._checker = create_async_engine(self.url, pool_size=1, **options)
+            _configure_sqlite(self._checker, sqlite_busy_timeout_ms, limited=False)
             # Reads the file's header: the file is there and readable, not only the driver.
             self._check_statement = "PRAGMA schema_version"
             self._engines = [self.engine, reader, expensive_reader, self._checker]
@@ -247,7 +278,11 @@ class Database:
             raise
 
     def fast_read(self, statement: Select[Any]) -> FastRead:
-        return FastRead(statement, self.engine if self.dialect == "postgresql" else None)
+        if self.dialect != "postgresql":
+            return FastRead(statement, None)
+        # Run past SQLAlchemy's execution, so past its events: timed by itself.
+        duration = self._metered[0].select_duration if self._metered else None
+        return FastRead(statement, self.engine, duration)
 
     @asynccontextmanager
     async def single_statement(self) -> AsyncIterator[AsyncConnection]:
@@ -280,6 +315,9 @@ class Database:
     async def dispose(self) -> None:
         for engine in self._engines:
             await engine.dispose()
+        for engine_metrics in self._metered:
+            engine_metrics.disposed()
+        self._metered.clear()
 
 
 class StatementTimedOut(Exception):
@@ -316,8 +354,14 @@ class FastRead:
     SQLAlchemy execution.
     """
 
-    def __init__(self, statement: Select[Any], postgresql_engine: AsyncEngine | None) -> None:
+    def __init__(
+        self,
+        statement: Select[Any],
+        postgresql_engine: AsyncEngine | None,
+        duration: Any = None,
+    ) -> None:
         self._statement = statement
+        self._duration = duration  # a histogram child, when metrics are on
         self._driver_sql: str | None = None
         self._parameter_order: tuple[str, ...] = ()
         if postgresql_engine is not None:
@@ -333,10 +377,13 @@ class FastRead:
             return None if row is None else dict(row._mapping)
         driver = (await connection.get_raw_connection()).driver_connection
         assert driver is not None
+        started = time.perf_counter()
         try:
             record: Mapping[str, Any] | None = await driver.fetchrow(
                 self._driver_sql, *(parameters[name] for name in self._parameter_order)
             )
+            if self._duration is not None:
+                self._duration.observe(time.perf_counter() - started)
         except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
             # SQLAlchemy did not see this error, so tell its pool not to reuse the connection.
             await connection.invalidate()
