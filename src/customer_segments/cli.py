@@ -236,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif arguments.command == "gateway":
             from customer_segments.gateway.app import run_gateway  # aiohttp: only here
 
+            tls = channel_tls(settings)  # a mistake in its files is said before anything binds
             with (
                 instance_metrics(settings.metrics_port),
                 metrics_server(settings.http_host, settings.metrics_port),
@@ -247,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         settings.http_port,
                         http_limits(settings),
                         settings.cors_origin_list,
-                        channel_tls(settings),
+                        tls,
                     )
                 )
         else:
