@@ -263,7 +263,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     else:
         settings = _settings(arguments, ["database_url", "data_dir"])
-    configure_logging(settings.log_level, "%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        configure_logging(settings.log_level, settings.log_format)
+    except ValueError as error:
+        raise SystemExit(f"customer-segments: {error}") from None
     if settings.embedded and arguments.command != "gateway":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -279,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     settings.http_port,
                     http_limits(settings),
                     settings.cors_origin_list,
+                    settings.access_log,
                 )
             )
         else:

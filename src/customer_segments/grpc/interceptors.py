@@ -121,20 +121,34 @@ class DomainErrorInterceptor(WrappingInterceptor):
 
 
 def _wrap(handler: Handler, method: str) -> Handler:
+    return rewrapped(
+        handler,
+        lambda behavior: _unary_response(method, behavior),
+        lambda behavior: _streaming_response(method, behavior, handler.stream_stream is not None),
+    )
+
+
+Awaited = Callable[..., Awaitable[Any]]
+Streaming = Callable[..., AsyncIterator[Any]]
+
+
+def rewrapped(
+    handler: Handler,
+    awaited: Callable[[Awaited], Awaited],
+    streaming: Callable[[Streaming], Streaming],
+) -> Handler:
+    """A handler of the same kind and codec, its behavior wrapped by `streaming` when it
+    yields (an async generator) or by `awaited` when it is a coroutine function: a streaming
+    handler may also call context.write() (as the health service's Watch does), and each kind
+    needs a wrapper of its own."""
     codec = {
         "request_deserializer": handler.request_deserializer,
         "response_serializer": handler.response_serializer,
     }
-    behavior: Any = (
+    behavior: Any = (  # grpc-stubs types these as sync
         handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
     )
-    # A streaming handler either yields (async generator) or calls context.write() (coroutine,
-    # as the health service's Watch does); each needs a wrapper of its own kind.
-    wrapped = (
-        _streaming_response(method, behavior, handler.stream_stream is not None)
-        if inspect.isasyncgenfunction(behavior)
-        else _unary_response(method, behavior)
-    )
+    wrapped = streaming(behavior) if inspect.isasyncgenfunction(behavior) else awaited(behavior)
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(wrapped, **codec)
     if handler.unary_stream:

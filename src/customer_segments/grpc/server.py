@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from customer_segments.auth.tokens import TokenVerifier
+from customer_segments.grpc.access_log_interceptor import AccessLogInterceptor
 from customer_segments.grpc.assignment_servicer import CustomerAssignmentServicer
 from customer_segments.grpc.auth_interceptor import FIRST_MESSAGE_TIMEOUT_SECONDS, AuthInterceptor
 from customer_segments.grpc.directory_servicer import DirectoryServicer
@@ -132,11 +133,17 @@ class GrpcServer:
 
 
 def _server(
-    store: Store, verifier: TokenVerifier, options: list[tuple[str, int]], limits: ServerLimits
+    store: Store,
+    verifier: TokenVerifier,
+    options: list[tuple[str, int]],
+    limits: ServerLimits,
+    access_log: bool,
 ) -> aio.Server:
     server = aio.server(
-        # The error interceptor is outermost, so that a refused token gets a proper status too.
+        # The access log's is outermost, so that its line covers every call, refused ones too;
+        # then the error interceptor, so that a refused token gets a proper status.
         interceptors=[
+            AccessLogInterceptor(access_log),
             DomainErrorInterceptor(),
             AuthInterceptor(verifier, limits.first_message_timeout_seconds),
         ],
@@ -160,14 +167,17 @@ async def start_grpc_server(
     share_port: bool = False,
     local_socket: str | None = None,
     limits: ServerLimits = DEFAULT_LIMITS,
+    access_log: bool = True,
 ) -> GrpcServer:
     """`share_port` lets the workers of `serve --workers N` bind one port (SO_REUSEPORT);
     otherwise a port in use is an error rather than silently shared with another server.
     `local_socket`, a gRPC address (`unix-abstract:NAME`), is where the gateway of this
-    process calls."""
+    process calls. `access_log`: one log line per call (customer_segments.access)."""
     # The largest answer: one stored object is never cut (pages are; see limits.py).
     options = [("grpc.max_send_message_length", MAX_ANSWER_BYTES), *limits.options()]
-    server = _server(store, verifier, [("grpc.so_reuseport", int(share_port)), *options], limits)
+    server = _server(
+        store, verifier, [("grpc.so_reuseport", int(share_port)), *options], limits, access_log
+    )
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -179,7 +189,7 @@ async def start_grpc_server(
         raise port_taken(host, port, "gRPC", "--grpc-port", "cannot bind") from None
     local = None
     if local_socket is not None:
-        local = _server(store, verifier, options, limits)
+        local = _server(store, verifier, options, limits, access_log)
         local.add_insecure_port(local_socket)
         await local.start()
     await server.start()
