@@ -61,48 +61,69 @@ def _code(context: Context, error: BaseException | None) -> str:
     return grpc.StatusCode.OK.name if error is None else grpc.StatusCode.UNKNOWN.name
 
 
-class AccessLogInterceptor(WrappingInterceptor):
-    """`enabled`: whether access lines are written; request ids are given and echoed anyway."""
+class _Served:
+    """One call, as `async with`: its request id on entering, its access line on leaving
+    (a class rather than a generator-based context manager: it runs on every call)."""
 
-    def __init__(self, enabled: bool = True) -> None:
-        super().__init__()
-        self.enabled = enabled
+    __slots__ = ("context", "log", "method", "started")
 
-    async def _begin(self, context: Context) -> None:
-        given = _given_request_id(context)
+    def __init__(self, log: bool, method: str, context: Context) -> None:
+        self.log = log
+        self.method = method
+        self.context = context
+        self.started = time.perf_counter()
+
+    async def __aenter__(self) -> None:
+        try:
+            await self._give_request_id()
+        except BaseException as error:  # refused: its line is written all the same
+            self._log_line(error)
+            raise
+
+    async def __aexit__(self, _type: object, error: BaseException | None, _tb: object) -> None:
+        self._log_line(error)
+
+    async def _give_request_id(self) -> None:
+        given = _given_request_id(self.context)
         too_long = given is not None and len(given) > MAX_REQUEST_ID_LENGTH
         current = given if given and not too_long else os.urandom(16).hex()
         request_id.set(current)
-        await context.send_initial_metadata(((REQUEST_ID_KEY, current),))
+        await self.context.send_initial_metadata(((REQUEST_ID_KEY, current),))
         if too_long:
             status = to_status(
                 InvalidArgument(REQUEST_ID_KEY, f"must be 1 to {MAX_REQUEST_ID_LENGTH} characters")
             )
-            await context.abort(status.code, status.details, status.trailing_metadata)
+            await self.context.abort(status.code, status.details, status.trailing_metadata)
 
-    def _end(
-        self, method: str, context: Context, started: float, error: BaseException | None
-    ) -> None:
-        if not self.enabled:
+    def _log_line(self, error: BaseException | None) -> None:
+        if not self.log:
             return
-        duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        code, tenant, peer = _code(context, error), _tenant(), context.peer()
+        duration_ms = round((time.perf_counter() - self.started) * 1000, 3)
+        code, tenant, peer = _code(self.context, error), _tenant(), self.context.peer()
         access_log.info(
             "grpc %s %s %.1fms tenant=%s request_id=%s peer=%s",
-            method,
+            self.method,
             code,
             duration_ms,
             tenant,
             request_id.get(),
             peer,
             extra={
-                "grpc_method": method,
+                "grpc_method": self.method,
                 "grpc_code": code,
                 "duration_ms": duration_ms,
                 "tenant": tenant,
                 "peer": peer,
             },
         )
+
+
+class AccessLogInterceptor(WrappingInterceptor):
+    """`enabled`: whether access lines are written; request ids are given and echoed anyway."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        super().__init__()
+        self.enabled = enabled
 
     def wrap(self, handler: Handler, method: str) -> Handler:
         return rewrapped(
@@ -113,31 +134,15 @@ class AccessLogInterceptor(WrappingInterceptor):
 
     def _awaited(self, method: str, behavior: Awaited) -> Awaited:
         async def handle(request: Any, context: Context) -> Any:
-            started = time.perf_counter()
-            error: BaseException | None = None
-            try:
-                await self._begin(context)
+            async with _Served(self.enabled, method, context):
                 return await behavior(request, context)
-            except BaseException as raised:
-                error = raised
-                raise
-            finally:
-                self._end(method, context, started, error)
 
         return handle
 
     def _streaming(self, method: str, behavior: Streaming) -> Streaming:
         async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
-            started = time.perf_counter()
-            error: BaseException | None = None
-            try:
-                await self._begin(context)
+            async with _Served(self.enabled, method, context):
                 async for response in behavior(request, context):
                     yield response
-            except BaseException as raised:
-                error = raised
-                raise
-            finally:
-                self._end(method, context, started, error)
 
         return handle
