@@ -47,8 +47,8 @@ async def test_a_call_without_one_gets_one_made_and_a_refusal_is_logged(
         call = bare_stubs.segments.ListSegments(segment_pb2.ListSegmentsRequest(tenant=tenant))
         with pytest.raises(grpc.aio.AioRpcError):
             await call
-        made = dict(await call.initial_metadata())["x-request-id"]
-    assert re.fullmatch(r"[0-9a-f]{32}", str(made))
+        made = str(dict(await call.initial_metadata())["x-request-id"])
+    assert re.fullmatch(r"[0-9a-f]{32}", made)
     [line] = _access_lines(caplog)
     assert line.__dict__["grpc_code"] == "UNAUTHENTICATED" and line.__dict__["tenant"] is None
     assert f"request_id={made}" in line.getMessage()
