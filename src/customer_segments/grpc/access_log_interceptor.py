@@ -96,7 +96,7 @@ class _Served:
             await self.context.abort(status.code, status.details, status.trailing_metadata)
 
     def _log_line(self, error: BaseException | None) -> None:
-        if not self.log:
+        if not self.log or not access_log.isEnabledFor(logging.INFO):  # nothing to compute
             return
         duration_ms = round((time.perf_counter() - self.started) * 1000, 3)
         code, tenant, peer = _code(self.context, error), _tenant(), self.context.peer()
