@@ -48,7 +48,7 @@ def _stopped(service: Service) -> str:
 
 
 def test_json_access_lines_of_grpc_and_rest_carry_the_request_id(tmp_path: Path) -> None:
-    service = start(tmp_path, "--log-format", "json")
+    service = start(tmp_path, "--log-format", "json", "--workers", "2")
     try:
         assert _list_segments(service, ("x-request-id", "given-1"))["x-request-id"] == "given-1"
         made = _list_segments(service)["x-request-id"]
@@ -59,6 +59,9 @@ def test_json_access_lines_of_grpc_and_rest_carry_the_request_id(tmp_path: Path)
     lines: list[dict[str, Any]] = [json.loads(line) for line in output.splitlines()]
     for line in lines:
         assert {"timestamp", "level", "logger", "message", "request_id", "trace_id"} <= set(line)
+    # The command itself (the workers' parent, which migrates) logs without a process tag.
+    parent = [line for line in lines if line["pid"] == service.process.pid]
+    assert parent and not any("process" in line for line in parent)
     access = [line for line in lines if line["logger"] == "customer_segments.access"]
     by_id = {(line["request_id"], "http_route" in line): line for line in access}
     list_method = "/customersegment.v1.SegmentService/ListSegments"
@@ -69,7 +72,7 @@ def test_json_access_lines_of_grpc_and_rest_carry_the_request_id(tmp_path: Path)
         "acme",
     )
     assert given["peer"].startswith("ipv4:127.0.0.1:") and given["duration_ms"] >= 0
-    assert "pid" in given and "process" not in given  # the command itself serves
+    assert given["process"] == "worker" and given["pid"] != service.process.pid
     assert by_id[(made, False)]["grpc_code"] == "OK"
     rest = by_id[("rest-2", True)]
     assert (rest["http_method"], rest["http_route"], rest["http_status"], rest["tenant"]) == (
