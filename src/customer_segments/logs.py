@@ -114,6 +114,12 @@ def configure_logging(
         raise ValueError(f"invalid log_level: {level!r} (DEBUG, INFO, WARNING or ERROR)")
     handler = log_handler(resolved_format(log_format), process)
     logging.basicConfig(level=level.upper(), handlers=[handler], force=force)
+    # What no line shows is not gathered for each record (the logging HOWTO's
+    # "Optimization"): the access log writes one per call, on the event loop.
+    logging._srcfile = None  # the caller's file and line: a walk of the stack
+    logging.logThreads = False
+    logging.logProcesses = False  # the pid is a field of the formatter's own
+    logging.logMultiprocessing = False
 
 
 def log_handler(
