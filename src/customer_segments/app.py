@@ -21,7 +21,7 @@ from customer_segments.gateway.connection_limits import HttpLimits
 from customer_segments.gateway.process import GatewayOptions, start_gateway_process
 from customer_segments.grpc.server import ServerLimits, start_grpc_server
 from customer_segments.limits import MIB
-from customer_segments.logs import configure_logging
+from customer_segments.logs import configure_logging, resolved_format
 from customer_segments.metrics.exposition import instance_metrics, metrics_server, process_exited
 from customer_segments.shutdown import (
     children_ignore_stop_signals,
@@ -168,6 +168,7 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
             local_socket=local_socket,
             limits=server_limits(settings),
             tls=server_tls(settings),
+            access_log=settings.access_log,
         )
         try:
             gateway = await start_gateway_process(
@@ -180,6 +181,8 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
                     settings.log_level,
                     http_limits(settings),
                     settings.cors_origin_list,
+                    resolved_format(settings.log_format),
+                    settings.access_log,
                 ),
                 stop,
             )
@@ -250,11 +253,8 @@ def run(settings: Settings) -> int:
 
 
 def _worker(settings: Settings, stopping: Any) -> None:
-    configure_logging(
-        settings.log_level,
-        f"%(asctime)s %(levelname)s [worker {os.getpid()}] %(name)s: %(message)s",
-        force=True,  # the parent's set-up is inherited
-    )
+    # force: the parent's set-up is inherited
+    configure_logging(settings.log_level, settings.log_format, process="worker", force=True)
     parent = multiprocessing.parent_process()
     assert parent is not None
     try:

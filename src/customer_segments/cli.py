@@ -225,7 +225,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         except NotServing as error:
             sys.exit(f"customer-segments: {error}")
         return
-    configure_logging(settings.log_level, "%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # log_level is checked by Settings already, so this cannot fail on it.
+    configure_logging(settings.log_level, settings.log_format)
     if settings.embedded and arguments.command in ("serve", "migrate"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -249,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         http_limits(settings),
                         settings.cors_origin_list,
                         tls,
+                        settings.access_log,
                     )
                 )
         else:

@@ -25,3 +25,5 @@ MAX_ANSWER_BYTES = 64 * MIB
 # for cursors longer than the ones the page was first measured with.
 DEFAULT_CLIENT_RECEIVE_BYTES = 4 * MIB
 PAGE_BUDGET_BYTES = DEFAULT_CLIENT_RECEIVE_BYTES - 64 * 1024
+# A caller's request id (REST X-Request-Id, gRPC x-request-id), logged and passed on.
+MAX_REQUEST_ID_LENGTH = 128

@@ -29,6 +29,7 @@ from tests.e2e.test_service_process import (
     NO_METRICS,
     free_port,
     gateways_of,
+    logged_process,
     wait_until_gone,
 )
 from tests.e2e.test_service_process import token as service_token
@@ -47,7 +48,8 @@ class Instance:
         wrapper: tuple[str, ...] = (),
     ) -> None:
         self.port, self.http_port = free_port(), free_port()
-        self.process = subprocess.Popen(
+        self.log = data_dir.parent / f"serve-{self.port}.log"
+        self.process = logged_process(
             [
                 *wrapper,
                 CLI,
@@ -65,9 +67,7 @@ class Instance:
                 str(data_dir),
                 *extra,
             ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+            self.log,
             start_new_session=True,  # a process group of its own, as under systemd
             env=env,
         )
@@ -86,7 +86,7 @@ class Instance:
                 time.sleep(0.05)
 
     def output(self) -> str:
-        return self.process.stdout.read() if self.process.stdout else ""
+        return self.log.read_text()
 
     def kill(self) -> None:
         if self.process.poll() is None:

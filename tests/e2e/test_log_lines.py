@@ -1,10 +1,11 @@
 """Log forging: a value in a log message never writes a line of its own. A request path that
 holds %0A and a fake audit record, logged by the real processes' logging set-up, stays on one
-line, its newline escaped."""
+line, its newline escaped, in text and in JSON lines."""
 
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import signal
 import socket
@@ -12,13 +13,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
 from customer_segments.gateway.connection_limits import HttpLimits
 from customer_segments.gateway.process import MODULE, GatewayOptions, gateway_arguments
+from customer_segments.logs import LogFormat
 from tests.e2e.test_service_process import CLI, NO_METRICS, free_port
 
 FAKE_AUDIT = (
@@ -28,14 +29,17 @@ FAKE_AUDIT = (
 # A line that starts like an audit record, with or without a worker or gateway tag.
 AUDIT_LINE = re.compile(r"^\S+ \S+ INFO (\[\w+ \d+\] )?customer_segments\.audit: ", re.MULTILINE)
 
-Launch = Callable[[str, int], tuple[subprocess.Popen[str], Callable[[], None]]]
+Launch = Callable[[str, int, LogFormat], tuple[subprocess.Popen[str], Callable[[], None]]]
 
 
-def _command_line(grpc_target: str, port: int) -> tuple[subprocess.Popen[str], Callable[[], None]]:
+def _command_line(
+    grpc_target: str, port: int, log_format: LogFormat
+) -> tuple[subprocess.Popen[str], Callable[[], None]]:
     """`customer-segments gateway` (cli.py's logging set-up)."""
     process = subprocess.Popen(
         [
             *(CLI, "gateway", *NO_METRICS, "--grpc-target", grpc_target),
+            *("--log-format", log_format),
             *("--http-host", "127.0.0.1", "--http-port", str(port)),
         ],
         stderr=subprocess.PIPE,
@@ -45,7 +49,7 @@ def _command_line(grpc_target: str, port: int) -> tuple[subprocess.Popen[str], C
 
 
 def _gateway_process(
-    grpc_target: str, port: int
+    grpc_target: str, port: int, log_format: LogFormat
 ) -> tuple[subprocess.Popen[str], Callable[[], None]]:
     """The gateway process that `serve` starts (gateway/process.py's logging set-up)."""
     ours, theirs = socket.socketpair()
@@ -53,7 +57,16 @@ def _gateway_process(
         [
             *(sys.executable, "-m", MODULE, "--control-fd", str(theirs.fileno())),
             *gateway_arguments(
-                GatewayOptions(grpc_target, "127.0.0.1", port, 1.0, False, "INFO", HttpLimits())
+                GatewayOptions(
+                    grpc_target,
+                    "127.0.0.1",
+                    port,
+                    1.0,
+                    False,
+                    "INFO",
+                    HttpLimits(),
+                    log_format=log_format,
+                )
             ),
         ],
         pass_fds=[theirs.fileno()],
@@ -76,14 +89,15 @@ def _wait_listening(port: int, process: subprocess.Popen[str]) -> None:
     pytest.fail("the gateway did not listen within 60 s")
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
 @pytest.mark.parametrize("launch", [_command_line, _gateway_process], ids=["cli", "process"])
 def test_a_newline_in_a_logged_path_writes_no_line_of_its_own(
-    tmp_path: Path, launch: Launch
+    launch: Launch, log_format: LogFormat
 ) -> None:
     # No gRPC server there: every call fails UNAVAILABLE, which the gateway logs with the path.
     grpc_target = f"127.0.0.1:{free_port()}"
     port = free_port()
-    process, stop = launch(grpc_target, port)
+    process, stop = launch(grpc_target, port, log_format)
     try:
         _wait_listening(port, process)
         path = "/customer-segment/acme" + quote("\n" + FAKE_AUDIT + "\n") + "/segments/x/customers"
@@ -94,5 +108,10 @@ def test_a_newline_in_a_logged_path_writes_no_line_of_its_own(
     finally:
         stop()
         _, log = process.communicate(timeout=60)
-    assert "acme\\n2026-12-01 08:00:00,000 INFO customer_segments.audit" in log, log
-    assert not AUDIT_LINE.search(log), log
+    if log_format == "text":
+        assert "acme\\n2026-12-01 08:00:00,000 INFO customer_segments.audit" in log, log
+        assert not AUDIT_LINE.search(log), log
+        return
+    lines = [json.loads(line) for line in log.splitlines()]  # each line one JSON object
+    assert any(f"acme\n{FAKE_AUDIT}\n" in line["message"] for line in lines), log
+    assert not any(line["logger"] == "customer_segments.audit" for line in lines), log

@@ -94,7 +94,7 @@ def test_readyz_and_grpc_health_follow_the_database(
     finally:
         service.process.terminate()
         service.process.wait(timeout=30)
-    output = service.process.stdout.read() if service.process.stdout else ""
+    output = service.output()
     # One line per change, however many checks saw the outage.
     assert output.count("the database does not answer") == 1, output
     assert output.count("the database answers again") == 1, output

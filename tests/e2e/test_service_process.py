@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -83,16 +84,33 @@ def token(data_dir: Path, *arguments: str) -> str:
     return result.stdout.strip()
 
 
+def logged_process(argv: list[str], log: Path, **options: Any) -> subprocess.Popen[str]:
+    """A process whose stdout and stderr go to the file `log`: a pipe nobody reads would
+    fill (64 KiB of access lines) and block it."""
+    with log.open("a") as output:
+        return subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT, text=True, **options)
+
+
 class Service:
     def __init__(
-        self, process: subprocess.Popen[str], port: int, http_port: int, data_dir: Path
+        self,
+        process: subprocess.Popen[str],
+        port: int,
+        http_port: int,
+        data_dir: Path,
+        log: Path,
     ) -> None:
         self.process = process
+        self.log = log
         self.port = port
         self.target = f"127.0.0.1:{port}"
         self.http = f"http://127.0.0.1:{http_port}"
         self.data_dir = data_dir
         self.admin_token = token(data_dir, "--tenant", "acme", "--scope", ALL_SCOPES)
+
+    def output(self) -> str:
+        """What the service has written so far (stdout and stderr)."""
+        return self.log.read_text()
 
     def grpcurl(self, *arguments: str, data: object | None = None, token: str | None = None) -> str:
         result = self.run_grpcurl(*arguments, data=data, token=token)
@@ -120,10 +138,10 @@ class Service:
         return [("authorization", f"Bearer {self.admin_token}")]
 
 
-def wait_for_port(port: int, process: subprocess.Popen[str]) -> None:
+def wait_for_port(port: int, process: subprocess.Popen[str], log: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        assert process.poll() is None, log.read_text()
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -171,7 +189,8 @@ def wait_until_gone(pid: int, timeout: float = 30) -> None:
 
 def start(tmp_path: Path, *extra: str) -> Service:
     port, http_port = free_port(), free_port()
-    process = subprocess.Popen(
+    log = tmp_path / f"serve-{port}.log"
+    process = logged_process(
         [
             CLI,
             "serve",
@@ -188,18 +207,16 @@ def start(tmp_path: Path, *extra: str) -> Service:
             str(tmp_path / "data"),
             *extra,
         ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        log,
         start_new_session=True,  # a process group of its own, as in a terminal
     )
     try:
-        wait_for_port(port, process)
-        wait_for_port(http_port, process)
+        wait_for_port(port, process, log)
+        wait_for_port(http_port, process, log)
     except AssertionError:
         process.kill()
         raise
-    return Service(process, port, http_port, tmp_path / "data")
+    return Service(process, port, http_port, tmp_path / "data", log)
 
 
 @pytest.fixture
@@ -331,7 +348,7 @@ def test_sigterm_drains_in_flight_calls_and_reports_not_serving(embedded: Servic
 
     asyncio.run(scenario())
     assert embedded.process.wait(timeout=20) == 0
-    output = embedded.process.stdout.read() if embedded.process.stdout else ""
+    output = embedded.output()
     assert "stopped" in output and "Traceback" not in output
 
 
@@ -468,7 +485,8 @@ def test_rest_gateway_in_serve_and_on_its_own(embedded: Service) -> None:
         },
     )
     http_port = free_port()
-    standalone = subprocess.Popen(
+    log = embedded.log.with_name("gateway.log")
+    standalone = logged_process(
         [
             CLI,
             "gateway",
@@ -480,12 +498,10 @@ def test_rest_gateway_in_serve_and_on_its_own(embedded: Service) -> None:
             "--http-port",
             str(http_port),
         ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        log,
     )
     try:
-        wait_for_port(http_port, standalone)
+        wait_for_port(http_port, standalone, log)
         url = "/customer-segment/acme/segments/gold/customers/c1"
         authorization = {"Authorization": f"Bearer {embedded.admin_token}"}
         created = urllib.request.urlopen(
@@ -531,7 +547,7 @@ def test_tokens_from_the_token_command_and_what_the_service_refuses(embedded: Se
     embedded.grpcurl(create, data=segment)
     embedded.process.send_signal(signal.SIGTERM)
     assert embedded.process.wait(timeout=20) == 0
-    log = embedded.process.stdout.read() if embedded.process.stdout else ""
+    log = embedded.output()
     assert "write CreateSegment tenant=acme" in log
     assert embedded.admin_token not in log and other_tenant not in log and reader not in log
 
@@ -568,7 +584,7 @@ def test_the_gateway_runs_in_a_process_of_its_own_and_dies_with_the_server(
 def test_the_server_stops_with_an_error_when_its_gateway_dies(embedded: Service) -> None:
     os.kill(the_gateway_of(embedded), signal.SIGKILL)
     assert embedded.process.wait(timeout=30) != 0
-    output = embedded.process.stdout.read() if embedded.process.stdout else ""
+    output = embedded.output()
     assert "the REST gateway process died" in output
     assert "Traceback" not in output
 
@@ -605,6 +621,6 @@ def test_ctrl_c_stops_server_and_gateway_cleanly(embedded: Service) -> None:
     # A terminal's Ctrl-C: SIGINT to the whole process group, the gateway included.
     os.killpg(embedded.process.pid, signal.SIGINT)
     assert embedded.process.wait(timeout=30) == 0
-    output = embedded.process.stdout.read() if embedded.process.stdout else ""
+    output = embedded.output()
     assert "died" not in output and "Traceback" not in output
     wait_until_gone(gateway)

@@ -1,11 +1,26 @@
-"""The one-line log formatter: values cannot break a record into lines; tracebacks can."""
+"""The processes' log lines: values cannot break a record into lines (tracebacks can, in
+text); JSON lines carry the record's fields and the call's ids."""
 
 from __future__ import annotations
 
+import io
+import json
 import logging
+import os
 import sys
+from datetime import UTC, datetime, timedelta
 
-from customer_segments.logs import OneLineFormatter, escape_controls
+import pytest
+
+from customer_segments.logs import (
+    LogFormat,
+    OneLineFormatter,
+    configure_logging,
+    escape_controls,
+    log_handler,
+    request_id,
+    resolved_format,
+)
 
 
 def record(message: str, *args: object, exc_info: bool = False) -> logging.LogRecord:
@@ -43,3 +58,79 @@ def test_a_traceback_logged_on_purpose_keeps_its_lines() -> None:
 def test_plain_text_is_returned_as_is() -> None:
     text = "GET /customer-segment/acme/segments/gold/customers é"
     assert escape_controls(text) is text
+
+
+def _logged(log_format: LogFormat, *args: object, **extra: object) -> str:
+    """What one record logged through the processes' handler writes."""
+    stream = io.StringIO()
+    logger = logging.getLogger("customer_segments.test_logs")
+    logger.propagate = False
+    handler = log_handler(log_format, "worker", stream)
+    logger.addHandler(handler)
+    try:
+        logger.warning("request %s failed", *args, extra=extra)
+    finally:
+        logger.removeHandler(handler)
+    return stream.getvalue()
+
+
+FORGED = "/a\nINFO customer_segments.audit: forged\r\u2028"
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_newline_in_a_value_stays_on_one_line_in_both_formats(log_format: LogFormat) -> None:
+    written = _logged(log_format, FORGED, tenant=FORGED)
+    assert written.count("\n") == 1 and written.endswith("\n")
+    assert "\u2028" not in written and "\r" not in written
+
+
+def test_json_lines_carry_the_fields_of_the_record_and_the_call() -> None:
+    token = request_id.set("req-7")
+    try:
+        line = json.loads(_logged("json", FORGED, tenant="acme", duration_ms=1.5))
+    finally:
+        request_id.reset(token)
+    assert line["message"] == f"request {FORGED} failed"
+    assert line["level"] == "WARNING" and line["logger"] == "customer_segments.test_logs"
+    assert line["request_id"] == "req-7" and line["tenant"] == "acme"
+    assert line["duration_ms"] == 1.5
+    assert line["process"] == "worker" and line["pid"] == os.getpid()
+    assert line["trace_id"] is None and line["span_id"] is None  # no span
+    stamp = datetime.fromisoformat(line["timestamp"])
+    assert stamp.utcoffset() == timedelta(0)
+    assert abs((datetime.now(UTC) - stamp).total_seconds()) < 3600
+
+
+def test_json_lines_carry_the_ids_of_the_current_span() -> None:
+    from opentelemetry import trace
+
+    context = trace.SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0x00F067AA0BA902B7,
+        is_remote=False,
+        trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+    )
+    with trace.use_span(trace.NonRecordingSpan(context)):
+        line = json.loads(_logged("json", "x"))
+    assert line["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert line["span_id"] == "00f067aa0ba902b7"
+
+
+def test_a_request_id_given_with_the_record_is_kept() -> None:
+    token = request_id.set("of-the-call")
+    try:
+        line = json.loads(_logged("json", "x", request_id="of-the-request"))
+    finally:
+        request_id.reset(token)
+    assert line["request_id"] == "of-the-request"
+
+
+def test_an_unknown_level_is_refused_naming_the_setting() -> None:
+    with pytest.raises(ValueError, match="invalid log_level: 'loud'"):
+        configure_logging("loud", "text")
+
+
+def test_the_format_follows_the_terminal_unless_given() -> None:
+    # Under pytest stderr is captured, not a terminal: a log collector's case.
+    assert resolved_format(None) == ("text" if sys.stderr.isatty() else "json")
+    assert resolved_format("text") == "text"

@@ -16,6 +16,7 @@ from aiohttp.web import ContentCoding
 
 from customer_segments import metrics
 from customer_segments.client.client import TlsConfig, channel_credentials
+from customer_segments.gateway.access_log import access_log_middleware
 from customer_segments.gateway.assignment_routes import AssignmentRoutes
 from customer_segments.gateway.conditions import CONDITIONAL, PreconditionFailed
 from customer_segments.gateway.connection_limits import DEFAULT_HTTP_LIMITS, HttpLimits
@@ -32,6 +33,7 @@ from customer_segments.gateway.protocol import EmporixAppRunner
 from customer_segments.gateway.requests import BadRequest, check_request, request_id
 from customer_segments.gateway.segment_routes import SegmentRoutes
 from customer_segments.limits import GATEWAY_MAX_REQUEST_BYTES, MAX_ANSWER_BYTES, MAX_BODY_BYTES
+from customer_segments.logs import request_id as logged_request_id
 from customer_segments.shutdown import stop_requested
 from customer_segments.startup import port_taken
 
@@ -56,6 +58,7 @@ async def emporix_answers(request: web.Request, handler: Handler) -> web.StreamR
     except BadRequest as error:
         given, refused = None, error
     request[REQUEST_ID] = current_id = given or secrets.token_hex(16)
+    logged_request_id.set(current_id)  # for the log lines of this request (its own task)
     try:
         if refused is not None:
             raise refused
@@ -124,11 +127,16 @@ CHANNEL_OPTIONS = [
 ]
 
 
-def create_app(channel: grpc.aio.Channel, cors_origins: tuple[str, ...] = ()) -> web.Application:
-    """`cors_origins`: the origins (or `*`) whose scripts may call the gateway; none: no CORS."""
-    # CORS outside: a preflight is answered before anything else looks at the request, and
-    # every answer, the Error bodies included, gets its headers.
-    middlewares: list[Middleware] = [cors_middleware(cors_origins)] if cors_origins else []
+def create_app(
+    channel: grpc.aio.Channel, cors_origins: tuple[str, ...] = (), access_log: bool = True
+) -> web.Application:
+    """`cors_origins`: the origins (or `*`) whose scripts may call the gateway; none: no CORS.
+    `access_log`: one log line per request (customer_segments.access)."""
+    middlewares: list[Middleware] = [access_log_middleware] if access_log else []
+    # CORS outside the rest: a preflight is answered before anything else looks at the
+    # request, and every answer, the Error bodies included, gets its headers.
+    if cors_origins:
+        middlewares.append(cors_middleware(cors_origins))
     middlewares.append(emporix_answers)
     instruments = metrics.instruments()
     if instruments is not None:  # outermost: it times and counts every answer
@@ -175,6 +183,7 @@ async def start_gateway(
     limits: HttpLimits = DEFAULT_HTTP_LIMITS,
     cors_origins: tuple[str, ...] = (),
     tls: TlsConfig | None = None,
+    access_log: bool = True,
 ) -> Gateway:
     """`share_port`: as for the gRPC server, the workers of `serve --workers N` share it.
     `tls`: how the channel reaches a gRPC server that serves TLS (None: plaintext)."""
@@ -184,8 +193,8 @@ async def start_gateway(
         else grpc.aio.secure_channel(grpc_target, channel_credentials(tls), CHANNEL_OPTIONS)
     )
     runner = EmporixAppRunner(
-        create_app(channel, cors_origins),
-        access_log=None,
+        create_app(channel, cors_origins, access_log),
+        access_log=None,  # aiohttp's own: the access log is the middleware's
         shutdown_timeout=grace,
         keepalive_timeout=limits.keepalive_seconds,
     )
@@ -205,12 +214,19 @@ async def run_gateway(
     limits: HttpLimits = DEFAULT_HTTP_LIMITS,
     cors_origins: tuple[str, ...] = (),
     tls: TlsConfig | None = None,
+    access_log: bool = True,
 ) -> None:
     """`customer-segments gateway`: the gateway alone, in front of a remote gRPC server."""
     stop = stop_requested()
     try:
         gateway = await start_gateway(
-            grpc_target, host, port, limits=limits, cors_origins=cors_origins, tls=tls
+            grpc_target,
+            host,
+            port,
+            limits=limits,
+            cors_origins=cors_origins,
+            tls=tls,
+            access_log=access_log,
         )
     except OSError as error:
         reason = error.strerror or str(error)

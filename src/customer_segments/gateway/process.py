@@ -19,13 +19,12 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 import sys
 from typing import NamedTuple
 
 from customer_segments.gateway.connection_limits import HttpLimits
-from customer_segments.logs import configure_logging
+from customer_segments.logs import LogFormat, configure_logging
 from customer_segments.metrics.exposition import process_exited
 from customer_segments.shutdown import (
     children_ignore_stop_signals,
@@ -50,6 +49,9 @@ class GatewayOptions(NamedTuple):
     limits: HttpLimits
     # REST CORS origins (or `*`); none: CORS is off.
     cors_origins: tuple[str, ...] = ()
+    # The server's, resolved (a terminal or not: the gateway writes to the same stderr).
+    log_format: LogFormat = "text"
+    access_log: bool = True
 
 
 STOPPING = b"stopping\n"
@@ -130,12 +132,13 @@ def gateway_arguments(options: GatewayOptions) -> list[str]:
     """The command line of a gateway process with these options (after --control-fd)."""
     argv = ["--grpc-target", options.grpc_target, "--host", options.host]
     argv += ["--port", str(options.port), "--grace", str(options.grace)]
-    argv += ["--log-level", options.log_level]
+    argv += ["--log-level", options.log_level, "--log-format", options.log_format]
     limits = options.limits
     argv += ["--keepalive", str(limits.keepalive_seconds)]
     argv += ["--header-timeout", str(limits.header_timeout_seconds)]
     argv += ["--max-connections", str(limits.max_connections)]
     argv += ["--cors-origins", ",".join(options.cors_origins)]
+    argv += [] if options.access_log else ["--no-access-log"]
     return argv + (["--share-port"] if options.share_port else [])
 
 
@@ -147,6 +150,8 @@ def _options(argv: list[str]) -> tuple[GatewayOptions, int]:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--grace", type=float, required=True)
     parser.add_argument("--log-level", required=True)
+    parser.add_argument("--log-format", choices=["text", "json"], required=True)
+    parser.add_argument("--no-access-log", dest="access_log", action="store_false")
     parser.add_argument("--share-port", action="store_true")
     parser.add_argument("--keepalive", type=float, required=True)
     parser.add_argument("--header-timeout", type=float, required=True)
@@ -162,6 +167,8 @@ def _options(argv: list[str]) -> tuple[GatewayOptions, int]:
         parsed.log_level,
         HttpLimits(parsed.keepalive, parsed.header_timeout, parsed.max_connections),
         tuple(origin for origin in parsed.cors_origins.split(",") if origin),
+        parsed.log_format,
+        parsed.access_log,
     )
     return options, parsed.control_fd
 
@@ -182,6 +189,7 @@ async def _run(options: GatewayOptions, control: socket.socket) -> None:
             share_port=options.share_port,
             limits=options.limits,
             cors_origins=options.cors_origins,
+            access_log=options.access_log,
         )
     except OSError as error:
         reason = error.strerror or str(error)
@@ -212,10 +220,7 @@ async def _run(options: GatewayOptions, control: socket.socket) -> None:
 
 def main(argv: list[str]) -> None:
     options, control_fd = _options(argv)
-    configure_logging(
-        options.log_level,
-        f"%(asctime)s %(levelname)s [gateway {os.getpid()}] %(name)s: %(message)s",
-    )
+    configure_logging(options.log_level, options.log_format, process="gateway")
     with socket.socket(fileno=control_fd) as control:
         asyncio.run(_run(options, control))
 

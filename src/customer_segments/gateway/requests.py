@@ -21,6 +21,7 @@ from yarl import URL
 from customer_segments.domain.validation import MAX_JSON_DEPTH
 from customer_segments.gateway.errors import error_response, field_message
 from customer_segments.gateway.grpc_client import GrpcClient, Request
+from customer_segments.limits import MAX_REQUEST_ID_LENGTH
 
 BULK_LIMIT = 200
 Model = TypeVar("Model", bound=BaseModel)
@@ -42,7 +43,6 @@ class BadRequest(Exception):
 # gRPC metadata values are printable ASCII; aiohttp reads any other byte of a header as a
 # surrogate escape, which gRPC refuses with an exception.
 _METADATA_TEXT = re.compile(r"[\x20-\x7e]*")
-MAX_REQUEST_ID_LENGTH = 128
 # The gRPC server refuses, at random, the metadata of a call over 8 KiB in all (its soft
 # limit): a token leaves room for the other headers (about 600 bytes) below it.
 MAX_AUTHORIZATION_LENGTH = 7 * 1024

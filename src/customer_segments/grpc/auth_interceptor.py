@@ -17,7 +17,6 @@ from customer_segments.auth.tokens import TokenVerifier
 from customer_segments.domain.errors import Unauthenticated
 from customer_segments.domain.principal import Principal
 from customer_segments.grpc.interceptors import Context, Handler, WrappingInterceptor
-from customer_segments.services.audit import request_id
 
 # Operators and orchestrators call these without a token; they show no tenant data.
 PUBLIC_SERVICES = frozenset(
@@ -39,18 +38,6 @@ _caller: ContextVar[Principal] = ContextVar("caller")
 def caller() -> Principal:
     """The verified principal of the current call (LookupError outside an authenticated call)."""
     return _caller.get()
-
-
-def _call_metadata(context: Context) -> tuple[str | None, str | None]:
-    """The call's first `authorization` and `x-request-id` (None when absent), in one pass."""
-    found: dict[str, str | None] = {}
-    for name, value in context.invocation_metadata() or ():
-        if name in _CALL_KEYS and name not in found:
-            found[name] = value if isinstance(value, str) else None
-    return found.get("authorization"), found.get("x-request-id")
-
-
-_CALL_KEYS = frozenset({"authorization", "x-request-id"})
 
 
 class AuthInterceptor(WrappingInterceptor):
@@ -121,9 +108,8 @@ class AuthInterceptor(WrappingInterceptor):
         return grpc.stream_stream_rpc_method_handler(refuse_streaming, **codec)
 
     async def _authenticate(self, context: Context) -> None:
-        authorization, call_request_id = _call_metadata(context)
-        _caller.set(await self.verifier.verify(authorization))
-        request_id.set(call_request_id)
+        # The request id is the access log interceptor's (it runs first).
+        _caller.set(await self.verifier.verify(_authorization(context.invocation_metadata())))
 
     def _wrap(self, handler: Handler, operation: str) -> Handler:
         codec = {
@@ -177,7 +163,7 @@ class AuthInterceptor(WrappingInterceptor):
 
 
 def _authorization(metadata: Any) -> str | None:
-    """The first `authorization` of a call's metadata, before its handler runs."""
+    """The first `authorization` of a call's metadata (None when absent)."""
     for name, value in metadata or ():
         if name == "authorization":
             return value if isinstance(value, str) else None

@@ -120,11 +120,37 @@ class DomainErrorInterceptor(WrappingInterceptor):
         return _wrap(handler, method)
 
 
+def _wrap(handler: Handler, method: str) -> Handler:
+    return rewrapped(
+        handler,
+        lambda behavior: _unary_response(method, behavior),
+        lambda behavior: _streaming_response(method, behavior, handler.stream_stream is not None),
+    )
+
+
+Awaited = Callable[..., Awaitable[Any]]
+Streaming = Callable[..., AsyncIterator[Any]]
+
+
 def behavior_of(handler: Handler) -> Any:
     """The function a handler calls, whatever its kind (grpc-stubs types them as sync)."""
     return (
         handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
     )
+
+
+def rewrapped(
+    handler: Handler,
+    awaited: Callable[[Awaited], Awaited],
+    streaming: Callable[[Streaming], Streaming],
+) -> Handler:
+    """A handler of the same kind and codec, its behavior wrapped by `streaming` when it
+    yields (an async generator) or by `awaited` when it is a coroutine function: a streaming
+    handler may also call context.write() (as the health service's Watch does), and each kind
+    needs a wrapper of its own."""
+    behavior = behavior_of(handler)
+    wrapped = streaming(behavior) if inspect.isasyncgenfunction(behavior) else awaited(behavior)
+    return same_kind(handler, wrapped)
 
 
 def same_kind(handler: Handler, behavior: Any) -> Handler:
@@ -140,15 +166,3 @@ def same_kind(handler: Handler, behavior: Any) -> Handler:
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(behavior, **codec)
     return grpc.stream_stream_rpc_method_handler(behavior, **codec)
-
-
-def _wrap(handler: Handler, method: str) -> Handler:
-    behavior = behavior_of(handler)
-    # A streaming handler either yields (async generator) or calls context.write() (coroutine,
-    # as the health service's Watch does); each needs a wrapper of its own kind.
-    wrapped = (
-        _streaming_response(method, behavior, handler.stream_stream is not None)
-        if inspect.isasyncgenfunction(behavior)
-        else _unary_response(method, behavior)
-    )
-    return same_kind(handler, wrapped)

@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from customer_segments import metrics
 from customer_segments.auth.tokens import TokenVerifier
+from customer_segments.grpc.access_log_interceptor import AccessLogInterceptor
 from customer_segments.grpc.assignment_servicer import CustomerAssignmentServicer
 from customer_segments.grpc.auth_interceptor import FIRST_MESSAGE_TIMEOUT_SECONDS, AuthInterceptor
 from customer_segments.grpc.directory_servicer import DirectoryServicer
@@ -164,10 +165,13 @@ def _server(
     options: list[tuple[str, int]],
     limits: ServerLimits,
     health_servicer: Any,
+    access_log: bool,
 ) -> aio.Server:
     # The error interceptor is outside the auth one, so that a refused token gets a proper
-    # status too; metrics are outermost, so that they count such calls as well.
+    # status too; the access log's is outside both, so that its line covers every call,
+    # refused ones too; metrics are outermost, so that they count such calls as well.
     interceptors: list[aio.ServerInterceptor] = [  # type: ignore[type-arg]
+        AccessLogInterceptor(access_log),
         DomainErrorInterceptor(),
         AuthInterceptor(verifier, limits.first_message_timeout_seconds),
     ]
@@ -202,13 +206,15 @@ async def start_grpc_server(
     limits: ServerLimits = DEFAULT_LIMITS,
     tls: ServerTls | None = None,
     database_check_interval: float = CHECK_INTERVAL_S,
+    access_log: bool = True,
 ) -> GrpcServer:
     """`share_port` lets the workers of `serve --workers N` bind one port (SO_REUSEPORT);
     otherwise a port in use is an error rather than silently shared with another server.
     `local_socket`, a gRPC address (`unix-abstract:NAME`), is where the gateway of this
     process calls, always in plaintext (same host, same instance); `tls` makes the public port
     TLS. Health follows the database (services/readiness.py), checked every
-    `database_check_interval` seconds."""
+    `database_check_interval` seconds. `access_log`: one log line per call
+    (customer_segments.access)."""
     # The largest answer: one stored object is never cut (pages are; see limits.py).
     options = [("grpc.max_send_message_length", MAX_ANSWER_BYTES), *limits.options()]
     health_servicer = HealthServicer()
@@ -218,6 +224,7 @@ async def start_grpc_server(
         [("grpc.so_reuseport", int(share_port)), *options],
         limits,
         health_servicer,
+        access_log,
     )
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -232,7 +239,7 @@ async def start_grpc_server(
         raise port_taken(host, port, "gRPC", "--grpc-port", "cannot bind") from None
     local = None
     if local_socket is not None:
-        local = _server(store, verifier, options, limits, health_servicer)
+        local = _server(store, verifier, options, limits, health_servicer, access_log)
         local.add_insecure_port(local_socket)
         await local.start()
     await server.start()

@@ -6,16 +6,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 
 from customer_segments.domain.principal import Principal
+from customer_segments.logs import request_id
 from customer_segments.services.authorization import UseCase, authorize
 
 audit_log = logging.getLogger("customer_segments.audit")
-
-# The caller's request id (`x-request-id`), set by the transport for the call it serves; each
-# call runs in a task of its own, so a value set for one call is never seen by another.
-request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 @contextmanager
