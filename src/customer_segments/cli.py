@@ -22,6 +22,7 @@ from customer_segments.shutdown import hold_stop_signals
 from customer_segments.startup import StartupError, raise_open_file_limit
 from customer_segments.store.database import describe
 from customer_segments.store.migrate import SchemaNotCurrent
+from customer_segments.tracing import traced
 
 # flag -> settings field; each also reads CUSTOMER_SEGMENTS_<FIELD> from the environment.
 _SERVE_FLAGS: dict[str, tuple[str, str]] = {
@@ -272,15 +273,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif arguments.command == "gateway":
             from customer_segments.gateway.app import run_gateway  # aiohttp: only here
 
-            asyncio.run(
-                run_gateway(
-                    settings.grpc_target,
-                    settings.http_host,
-                    settings.http_port,
-                    http_limits(settings),
-                    settings.cors_origin_list,
+            with traced("gateway"):
+                asyncio.run(
+                    run_gateway(
+                        settings.grpc_target,
+                        settings.http_host,
+                        settings.http_port,
+                        http_limits(settings),
+                        settings.cors_origin_list,
+                    )
                 )
-            )
         else:
             asyncio.run(migrate(settings))
             print(f"schema is up to date on {describe(settings.effective_database_url)}")

@@ -32,6 +32,7 @@ from customer_segments.shutdown import (
     stop_requested,
 )
 from customer_segments.startup import StartupError, port_taken
+from customer_segments.tracing import traced
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,7 @@ def main(argv: list[str]) -> None:
         options.log_level,
         f"%(asctime)s %(levelname)s [gateway {os.getpid()}] %(name)s: %(message)s",
     )
-    with socket.socket(fileno=control_fd) as control:
+    with socket.socket(fileno=control_fd) as control, traced("gateway"):
         asyncio.run(_run(options, control))
 
 
