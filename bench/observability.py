@@ -10,8 +10,9 @@
      parentbased_traceidratio and OTEL_TRACES_SAMPLER_ARG=0.1.
    OTEL_* variables of this process's own environment are dropped first: `off` means off.
 2. GetAssignment under bench/run.py's h2load load (-n 30000 -c 16 -m 10 -t 1), every call
-   answered with the assignment; each round measures off, metrics, tracing in turn, so that
-   the machine's changing load falls on all three alike; the median of --rounds counts.
+   answered with the assignment; each round measures the three one after the other (each
+   round starting with another), so that the machine's changing load falls on all three
+   alike; the median of --rounds counts.
 3. A table: metrics + access log against off (target >= 90%), tracing at 10% against off
    (target >= 80%); also written to bench/reports/observability-latest.md. Every server is
    stopped (the traced one exports what it holds) and the database dropped, failure or not.
@@ -156,6 +157,8 @@ def main() -> int:
     log = Log()
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     rates: dict[str, list[float]] = {}
+    # Server CPU per call (µs): less at the mercy of the machine's other work than req/s.
+    cpu_per_call: dict[str, list[float]] = {}
     notes: list[str] = []
     try:
         require_h2load()
@@ -208,8 +211,12 @@ def main() -> int:
             body = Path(work) / "get-assignment-request.bin"
             body.write_bytes(grpc_frame(request.SerializeToString()))
             before = {label: lines_in(service) for label, service in services.items()}
-            for _ in range(arguments.rounds):
-                for label, service in services.items():
+            labels = list(services)
+            for number in range(arguments.rounds):
+                # Each configuration goes first in turn: none always follows the same one.
+                turn = number % len(labels)
+                for label in labels[turn:] + labels[:turn]:
+                    service = services[label]
                     figure = measure_unary(
                         log,
                         f"{label}: GetAssignment",
@@ -221,6 +228,9 @@ def main() -> int:
                         credentials.authorization,
                     )
                     rates.setdefault(label, []).append(figure.per_second)
+                    if figure.cpu is not None:
+                        cpu = figure.cpu.process / figure.per_second * 1e6
+                        cpu_per_call.setdefault(label, []).append(cpu)
             written = {
                 label: lines_in(service) - before[label] for label, service in services.items()
             }
@@ -249,6 +259,11 @@ def main() -> int:
         0,
         "req/s of each round: "
         + "; ".join(f"{label} " + ", ".join(f"{r:,.0f}" for r in rates[label]) for label in rates),
+    )
+    notes.insert(
+        1,
+        "server CPU per call, median: "
+        + "; ".join(f"{label} {median(cpu):,.0f} µs" for label, cpu in cpu_per_call.items()),
     )
     if busy_before > BUSY_BEFORE:
         notes.insert(0, f"{busy_before:.2f} cores were busy before the run: something else ran")
