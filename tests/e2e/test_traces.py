@@ -31,7 +31,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from customer_segments.store.database import Database
 from customer_segments.store.migrate import upgrade_to_head
 from tests.conftest import fresh_postgres_database
-from tests.e2e.test_service_process import CLI, Service, free_port, start
+from tests.e2e.test_service_process import CLI, Service, free_port, start, wait_for_port
 
 GRPC_SCOPE = "opentelemetry.instrumentation.grpc"
 HTTP_SCOPE = "opentelemetry.instrumentation.aiohttp_server"
@@ -170,9 +170,10 @@ def assignment_in_store(service: Service) -> None:
         )
 
 
-def rest_get(service: Service, headers: dict[str, str]) -> None:
+def rest_get(service: Service, headers: dict[str, str], base: str | None = None) -> None:
+    """GET of the assignment through the service's gateway, or the one at `base`."""
     request = urllib.request.Request(
-        f"{service.http}/customer-segment/acme/segments/gold/customers/c1",
+        f"{base or service.http}/customer-segment/acme/segments/gold/customers/c1",
         headers={"Authorization": f"Bearer {service.admin_token}", **headers},
     )
     with urllib.request.urlopen(request, timeout=30) as answer:
@@ -240,27 +241,19 @@ def serve_arguments(request: pytest.FixtureRequest) -> Iterator[list[str]]:
         yield ["--database-url", url]
 
 
-def test_a_rest_call_is_one_trace_from_the_callers_traceparent_to_the_database(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    receiver: OtlpReceiver,
-    serve_arguments: list[str],
-) -> None:
-    imported = report_imports(tmp_path, monkeypatch)
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
-    monkeypatch.setenv("OTEL_SERVICE_NAME", "segments-under-test")
-    # Nothing is exported on a schedule during the test: what arrives was flushed at the stop.
-    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "600000")
-    service = start(tmp_path, *serve_arguments)
-    try:
-        assignment_in_store(service)
-        trace_id, caller_span_id = secrets.token_bytes(16), secrets.token_bytes(8)
-        traceparent = f"00-{trace_id.hex()}-{caller_span_id.hex()}-01"
-        rest_get(service, {"traceparent": traceparent})
-        grpc_get(service)
-    finally:
-        stop(service)
+def caller_trace() -> tuple[bytes, bytes, dict[str, str]]:
+    """A caller's trace id and span id, and the `traceparent` header that carries them."""
+    trace_id, caller_span_id = secrets.token_bytes(16), secrets.token_bytes(8)
+    return (
+        trace_id,
+        caller_span_id,
+        {"traceparent": f"00-{trace_id.hex()}-{caller_span_id.hex()}-01"},
+    )
 
+
+def rest_trace(receiver: OtlpReceiver, trace_id: bytes, caller_span_id: bytes) -> None:
+    """The REST GET's trace: gateway server span under the caller's, gRPC client span, gRPC
+    server span, database spans, all of the service."""
     spans = receiver.trace(trace_id)
     http = one(
         [s for s in spans if s.scope == HTTP_SCOPE and s.span.parent_span_id == caller_span_id],
@@ -272,6 +265,33 @@ def test_a_rest_call_is_one_trace_from_the_callers_traceparent_to_the_database(
     assert server.span.name == GET_ASSIGNMENT
     database_spans(spans, server)
     assert {s.service_name for s in spans} == {"segments-under-test"}
+
+
+def traced_env(monkeypatch: pytest.MonkeyPatch, receiver: OtlpReceiver) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "segments-under-test")
+    # Nothing is exported on a schedule during the test: what arrives was flushed at the stop.
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "600000")
+
+
+def test_a_rest_call_is_one_trace_from_the_callers_traceparent_to_the_database(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    receiver: OtlpReceiver,
+    serve_arguments: list[str],
+) -> None:
+    imported = report_imports(tmp_path, monkeypatch)
+    traced_env(monkeypatch, receiver)
+    service = start(tmp_path, *serve_arguments)
+    try:
+        assignment_in_store(service)
+        trace_id, caller_span_id, traceparent = caller_trace()
+        rest_get(service, traceparent)
+        grpc_get(service)
+    finally:
+        stop(service)
+
+    rest_trace(receiver, trace_id, caller_span_id)
 
     # A gRPC call alone is a trace of its own: the server span at its root, the database's
     # spans under it.
@@ -324,3 +344,30 @@ def test_an_otel_value_that_cannot_be_used_is_refused_in_one_line(
     assert refused.returncode == 2
     assert refused.stderr.startswith("customer-segments: OTEL_TRACES_SAMPLER: unknown sampler")
     assert "Traceback" not in refused.stderr
+
+
+def test_the_gateway_command_traces_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver: OtlpReceiver
+) -> None:
+    traced_env(monkeypatch, receiver)
+    service = start(tmp_path)
+    http_port = free_port()
+    gateway = subprocess.Popen(
+        [
+            *(CLI, "gateway", "--grpc-target", service.target),
+            *("--http-host", "127.0.0.1", "--http-port", str(http_port)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_port(http_port, gateway)
+        assignment_in_store(service)
+        trace_id, caller_span_id, traceparent = caller_trace()
+        rest_get(service, traceparent, base=f"http://127.0.0.1:{http_port}")
+    finally:
+        gateway.terminate()
+        assert gateway.wait(timeout=60) == 0
+        stop(service)
+    rest_trace(receiver, trace_id, caller_span_id)
