@@ -9,7 +9,7 @@ BUF := node_modules/.bin/buf
 # What `buf breaking` compares the protos with: v1 as released (see `proto-baseline`).
 PROTO_BASELINE := protos/v1.binpb
 
-.PHONY: run test lint-protos proto-baseline protos openapi bench clean
+.PHONY: run test lint-protos proto-baseline protos openapi bench bench-tools bench-observability clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -69,8 +69,25 @@ openapi: $(STAMP)
 	$(BIN)/python scripts/build_openapi.py
 
 ## Service beside the machine's ceilings (needs PostgreSQL, h2load); see README.
-bench: $(STAMP)
+bench: $(STAMP) bench-tools
 	$(BIN)/python bench/run.py
+
+## What metrics, access logs and tracing at 10% cost GetAssignment, each beside everything off
+## (needs PostgreSQL, h2load); exits 1 on a missed target. See README "Cost".
+bench-observability: $(STAMP) bench-tools
+	$(BIN)/python bench/observability.py
+
+## The benchmarks' load generators, h2load and wrk, from Debian's packages: installed when
+## missing and run as root, otherwise named with the command that installs them.
+bench-tools:
+	@if command -v h2load >/dev/null && command -v wrk >/dev/null; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client wrk; \
+	else \
+		echo "bench: h2load and wrk are missing; install them as root: apt-get install nghttp2-client wrk" >&2; \
+		exit 1; \
+	fi
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -73,7 +73,7 @@ from harness import (
     run_command,
     wait_until,
 )
-from report import Comparison, markdown, text_table
+from report import Comparison, publish
 from run import (
     BULK_STREAMS,
     BUSY_BEFORE,
@@ -507,16 +507,8 @@ def main() -> int:
     notes = cpu_notes(services, ceiling)
     if busy_before > BUSY_BEFORE:
         notes.insert(0, f"{busy_before:.2f} cores were busy before the run: something else ran")
-    print()
-    print(text_table(rows, HEADER))
-    print()
-    for note in notes:
-        print(f"  {note}")
-    REPORT_PATH.parent.mkdir(exist_ok=True)
-    draft = REPORT_PATH.with_suffix(".md.tmp")  # ignored by git; renamed once complete
     title = "Benchmark: REST gateway vs gRPC and the REST ceiling"
-    draft.write_text(markdown(title, rows, facts, log.checks, notes, HEADER))
-    draft.replace(REPORT_PATH)
+    publish(REPORT_PATH, title, rows, facts, log.checks, notes, HEADER)
     print(f"\n[bench] report written to {REPORT_PATH.relative_to(REPO)}")
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -77,3 +78,24 @@ def markdown(
         out += ["", "## Notes", ""]
         out += [f"- {note}" for note in notes]
     return "\n".join(out) + "\n"
+
+
+def publish(
+    path: Path,
+    title: str,
+    rows: Sequence[Comparison],
+    context: Sequence[tuple[str, str]],
+    checks: Sequence[str],
+    notes: Sequence[str],
+    header: Sequence[str] = HEADER,
+) -> None:
+    """Prints the table and the notes, and writes the markdown report to `path`."""
+    print()
+    print(text_table(rows, header))
+    print()
+    for note in notes:
+        print(f"  {note}")
+    path.parent.mkdir(exist_ok=True)
+    draft = path.with_suffix(".md.tmp")  # ignored by git; renamed once complete
+    draft.write_text(markdown(title, rows, context, checks, notes, header))
+    draft.replace(path)

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -65,7 +66,7 @@ from harness import (
     wait_until,
     with_database,
 )
-from report import Comparison, markdown, text_table
+from report import Comparison, publish
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -272,11 +273,16 @@ def start_service(
     workers: int,
     credentials: Credentials,
     database_url: str | None = None,
+    *,
+    name: str | None = None,
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> StartedService:
     """`customer-segments serve` on a new migrated database (see migrated_database), or on
     `database_url` when given (migrated already), with gRPC
     and REST on free loopback ports (never 8080, which may be in use) and the run's secret;
-    stopped, then its database dropped, when `stack` closes. Extra flags: env BENCH_SERVE_ARGS.
+    stopped, then its database dropped, when `stack` closes. Extra flags: `extra_args`, then
+    env BENCH_SERVE_ARGS; `env` is added to the server's environment; `name` names its log.
     The caller waits for it to serve, its own way."""
     if database_url is None:
         database_url = migrated_database(stack, pg_url, prefix, log)
@@ -285,11 +291,12 @@ def start_service(
     serve += ["--grpc-host", "127.0.0.1", "--grpc-port", str(grpc_port)]
     serve += ["--http-host", "127.0.0.1", "--http-port", str(http_port)]
     serve += ["--log-level", "WARNING", "--workers", str(workers)]
-    # Metrics off unless BENCH_SERVE_ARGS turns them on (its flags come later and win).
-    serve += ["--metrics-port", "0"]
+    # Metrics off unless extra_args or BENCH_SERVE_ARGS turn them on (later flags win).
+    serve += ["--metrics-port", "0", *extra_args]
     serve += os.environ.get("BENCH_SERVE_ARGS", "").split()
     log.step(f"service: {' '.join(serve[1:])}")
-    server = Child(f"customer-segments-{workers}w", serve, work, credentials.server_env())
+    server_env = {**credentials.server_env(), **(env or {})}
+    server = Child(name or f"customer-segments-{workers}w", serve, work, server_env)
     stack.callback(server.stop)  # runs before the drop: callbacks run last-in, first-out
     return StartedService(server, database_url, grpc_port, http_port)
 
@@ -597,15 +604,7 @@ def main() -> int:
     notes = cpu_notes(services, ceilings)
     if busy_before > BUSY_BEFORE:
         notes.insert(0, f"{busy_before:.2f} cores were busy before the run: something else ran")
-    print()
-    print(text_table(rows))
-    print()
-    for note in notes:
-        print(f"  {note}")
-    REPORT_PATH.parent.mkdir(exist_ok=True)
-    draft = REPORT_PATH.with_suffix(".md.tmp")  # ignored by git; renamed once complete
-    draft.write_text(markdown("Benchmark: service vs ceilings", rows, facts, log.checks, notes))
-    draft.replace(REPORT_PATH)
+    publish(REPORT_PATH, "Benchmark: service vs ceilings", rows, facts, log.checks, notes)
     print(f"\n[bench] report written to {REPORT_PATH.relative_to(REPO)}")
     return 0
 

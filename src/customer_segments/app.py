@@ -45,6 +45,7 @@ from customer_segments.store.migrate import (
 )
 from customer_segments.store.store import Store
 from customer_segments.tls import server_tls
+from customer_segments.tracing import trace_database, traced, tracing_settings
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,10 @@ async def serve(
             asyncio.get_running_loop().add_reader(sentinel, stop.set)
             if stopping.is_set():
                 stop.set()
-        await _serve(settings, stop, migrate_embedded)
+        # Here, in the process that serves: a worker starts the batch processor's thread after
+        # the fork, never inherits one.
+        with traced("grpc-server"):
+            await _serve(settings, stop, migrate_embedded)
     finally:
         hold_stop_signals()  # a late signal, once the loop's handlers are gone, must not kill
 
@@ -150,6 +154,7 @@ async def serve(
 async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool) -> None:
     verifier = await checked_token_verifier(settings)
     store = await open_store(settings, migrate_embedded=migrate_embedded)
+    trace_database(store.database.engines, store.database.dialect)
     # The gateway calls this process's own gRPC server, through the stubs like any client,
     # from a process of its own (see gateway/process.py) and on a Unix socket: cheaper than
     # TCP, and with --workers each worker's gateway reaches its own server rather than
@@ -239,6 +244,7 @@ def claim_ports(settings: Settings) -> list[PortLock]:
 def run(settings: Settings) -> int:
     """`serve`: the exit code of a stop; StartupError for a mistake found before serving."""
     server_tls(settings)  # once, before any worker: each would say the same
+    tracing_settings()  # a mistake in OTEL_* is said once, not by each worker
     locks = claim_ports(settings)
     try:
         with instance_metrics(settings.metrics_port):

@@ -30,6 +30,7 @@ from customer_segments.startup import StartupError, raise_open_file_limit
 from customer_segments.store.database import describe
 from customer_segments.store.migrate import SchemaNotCurrent
 from customer_segments.tls import channel_tls
+from customer_segments.tracing import traced
 
 # The settings each command takes as flags (config.py derives the flag from the field: grpc_port
 # -> --grpc-port); each also reads CUSTOMER_SEGMENTS_<FIELD> from the environment. A new field
@@ -241,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             with (
                 instance_metrics(settings.metrics_port),
                 metrics_server(settings.http_host, settings.metrics_port),
+                traced("gateway"),
             ):
                 asyncio.run(
                     run_gateway(

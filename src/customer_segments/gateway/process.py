@@ -32,6 +32,7 @@ from customer_segments.shutdown import (
     stop_requested,
 )
 from customer_segments.startup import StartupError, port_taken
+from customer_segments.tracing import traced
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,7 @@ async def _run(options: GatewayOptions, control: socket.socket) -> None:
 def main(argv: list[str]) -> None:
     options, control_fd = _options(argv)
     configure_logging(options.log_level, options.log_format, process="gateway")
-    with socket.socket(fileno=control_fd) as control:
+    with socket.socket(fileno=control_fd) as control, traced("gateway"):
         asyncio.run(_run(options, control))
 
 

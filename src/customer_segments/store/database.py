@@ -222,6 +222,11 @@ class Database:
             postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         )
 
+    @property
+    def engines(self) -> list[AsyncEngine]:
+        """The engine of each pool (the execution_options() variants share their events)."""
+        return list(self._engines)
+
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads whose cost the service bounds (by key, by index)."""

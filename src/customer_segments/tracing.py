@@ -1,0 +1,217 @@
+"""OpenTelemetry traces, configured by the standard OTEL_* environment variables alone.
+
+Tracing is on when OTEL_TRACES_EXPORTER names an exporter other than `none`, or, with that
+variable unset, when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set
+(OTEL_SDK_DISABLED=true turns it off whatever else says). Off, this module imports nothing of
+OpenTelemetry: every process of the service starts without the SDK and the instrumentations'
+import cost, and a call pays nothing for them.
+
+Every process that serves calls `traced()` around its serving (the single `serve` process,
+each forked worker after the fork, each gateway process, the `gateway` command), naming the
+part it plays, and the database's engines are handed to `trace_database()` once the store is
+open. The spans a REST call makes form one trace: the gateway's HTTP server span (continuing
+the caller's `traceparent`), its gRPC client span, the gRPC server span and the database's
+spans under it, the instrumentations carrying the context across processes in gRPC metadata.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+from customer_segments.startup import StartupError
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+# What a process instruments: the `serve` process its gRPC server (and, through
+# trace_database, its database); a gateway its HTTP server and its gRPC channel.
+Part = Literal["grpc-server", "gateway"]
+
+ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+EXPORTERS = ("otlp", "console", "none")
+# The OTLP default of the specification; the Python SDK alone would pick grpc.
+PROTOCOLS = ("http/protobuf", "grpc")
+# The samplers TracerProvider reads from OTEL_TRACES_SAMPLER (the SDK's _KNOWN_SAMPLERS).
+SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+DEFAULT_SERVICE_NAME = "customer-segments"
+
+
+class TracingSettings(NamedTuple):
+    exporters: tuple[str, ...]  # otlp and/or console
+    protocol: str  # of otlp
+
+
+def _value(environ: Mapping[str, str], name: str) -> str:
+    return environ.get(name, "").strip()
+
+
+def tracing_settings(environ: Mapping[str, str] = os.environ) -> TracingSettings | None:
+    """What the environment asks for, None when tracing is off; StartupError naming the
+    variable whose value cannot be used (the SDK would only log a warning and carry on)."""
+    if _value(environ, "OTEL_SDK_DISABLED").lower() == "true":
+        return None
+    named = _value(environ, "OTEL_TRACES_EXPORTER").lower()
+    if not named and not any(_value(environ, name) for name in ENDPOINT_VARIABLES):
+        return None
+    exporters = tuple(part.strip() for part in (named or "otlp").split(",") if part.strip())
+    for exporter in exporters:
+        if exporter not in EXPORTERS:
+            raise StartupError(
+                f"OTEL_TRACES_EXPORTER: unknown exporter {exporter!r}; use one of "
+                f"{', '.join(EXPORTERS)}"
+            )
+    exporters = tuple(exporter for exporter in exporters if exporter != "none")
+    if not exporters:
+        return None
+    protocol = (
+        _value(environ, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or _value(environ, "OTEL_EXPORTER_OTLP_PROTOCOL")
+        or PROTOCOLS[0]
+    ).lower()
+    if protocol not in PROTOCOLS:
+        raise StartupError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL: unsupported protocol {protocol!r}; use one of "
+            f"{', '.join(PROTOCOLS)}"
+        )
+    sampler = _value(environ, "OTEL_TRACES_SAMPLER").lower()
+    if sampler and sampler not in SAMPLERS:
+        raise StartupError(
+            f"OTEL_TRACES_SAMPLER: unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}"
+        )
+    ratio = _value(environ, "OTEL_TRACES_SAMPLER_ARG")
+    if ratio and sampler.endswith("traceidratio"):
+        try:
+            valid = 0.0 <= float(ratio) <= 1.0
+        except ValueError:
+            valid = False
+        if not valid:
+            raise StartupError(f"OTEL_TRACES_SAMPLER_ARG: {ratio!r} is not a ratio between 0 and 1")
+    return TracingSettings(exporters, protocol)
+
+
+# Set while this process traces (between the start and the end of `traced`).
+_provider: TracerProvider | None = None
+# The instrumentors in use (their package declares no types: BaseInstrumentor is untyped).
+_instrumented: list[Any] = []
+
+
+@contextmanager
+def traced(part: Part) -> Iterator[None]:
+    """Traces this process while the block runs, if the environment asks for it. At its end
+    the spans still queued are exported: the last calls' spans are not lost, and a collector
+    that does not answer delays the stop by the exporter's timeout (OTEL_EXPORTER_OTLP_TIMEOUT,
+    10 s by default)."""
+    settings = tracing_settings()
+    if settings is None:
+        yield
+        return
+    global _provider
+    _provider = _start_provider(settings)
+    try:
+        _instrument(part, _provider)
+        yield
+    finally:
+        provider, _provider = _provider, None
+        while _instrumented:
+            _instrumented.pop().uninstrument()
+        provider.shutdown()
+
+
+def _start_provider(settings: TracingSettings) -> TracerProvider:
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        ConsoleSpanExporter,
+        SpanExporter,
+    )
+
+    # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES are read here; without a name of the
+    # operator's, ours rather than the SDK's "unknown_service".
+    resource = Resource.create()
+    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
+    # The sampler comes from OTEL_TRACES_SAMPLER[_ARG], the batching from OTEL_BSP_*, the
+    # exporters' endpoint, headers and timeout from OTEL_EXPORTER_OTLP_*.
+    provider = TracerProvider(resource=resource)
+    for name in settings.exporters:
+        exporter: SpanExporter
+        if name == "console":
+            exporter = ConsoleSpanExporter()
+        elif settings.protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                OTLPSpanExporter as GrpcExporter,
+            )
+
+            exporter = GrpcExporter()
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                OTLPSpanExporter as HttpExporter,
+            )
+
+            exporter = HttpExporter()
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def _instrument(part: Part, provider: TracerProvider) -> None:
+    # Each instrumentor wraps the factory the code calls (grpc.aio.server, the channels,
+    # aiohttp's Application): so this runs before the server, channel or app is made.
+    instrumentors: list[Any]
+    if part == "grpc-server":
+        from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorServer
+
+        instrumentors = [GrpcAioInstrumentorServer()]  # type: ignore[no-untyped-call]
+    else:
+        from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
+        from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient
+
+        instrumentors = [
+            AioHttpServerInstrumentor(),
+            GrpcAioInstrumentorClient(),  # type: ignore[no-untyped-call]
+        ]
+    for instrumentor in instrumentors:
+        instrumentor.instrument(tracer_provider=provider)
+        _instrumented.append(instrumentor)
+
+
+def trace_database(engines: Sequence[AsyncEngine], dialect: str) -> None:
+    """Database spans under the span of the call that runs the statement, when tracing is on.
+
+    PostgreSQL's are asyncpg's: the hottest read runs on the asyncpg connection itself
+    (store/database.py, FastRead), which SQLAlchemy never sees, and asyncpg also sees the
+    statements SQLAlchemy runs, so each statement is one span. SQLite's are SQLAlchemy's,
+    on each of the store's engines."""
+    if _provider is None:
+        return
+    instrumentor: Any
+    if dialect == "postgresql":
+        from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+        instrumentor = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]
+        instrumentor.instrument(tracer_provider=_provider)
+    else:
+        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+        instrumentor = SQLAlchemyInstrumentor()
+        instrumentor.instrument(
+            tracer_provider=_provider,
+            engines=[engine.sync_engine for engine in engines],
+            # It declares SQLAlchemy < 2.1, and would skip 2.1 with a warning; what it uses,
+            # the engine's cursor events, is the same in 2.1 (tests/e2e/test_traces.py).
+            skip_dep_check=True,
+        )
+    _instrumented.append(instrumentor)
