@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -138,8 +142,12 @@ class Service:
         return [("authorization", f"Bearer {self.admin_token}")]
 
 
+# Generous: on a busy 2-core machine a start has taken over 30 s.
+START_TIMEOUT_S = 120.0
+
+
 def wait_for_port(port: int, process: subprocess.Popen[str], log: Path) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         assert process.poll() is None, log.read_text()
         with socket.socket() as probe:
@@ -187,6 +195,30 @@ def wait_until_gone(pid: int, timeout: float = 30) -> None:
     raise AssertionError(f"process {pid} is still running")
 
 
+_MIGRATED_TEMPLATE: list[Path] = []
+_MIGRATING = threading.Lock()
+
+
+def pre_migrated(data_dir: Path) -> Path:
+    """`data_dir` as a copy of an embedded database folder migrated once per test process: a
+    test that starts many instances pays for migrating (and for importing Alembic) once, and
+    each start still opens, checks and serves its own database."""
+    with _MIGRATING:
+        if not _MIGRATED_TEMPLATE:
+            template = Path(tempfile.mkdtemp(prefix="cs-migrated-")) / "data"
+            atexit.register(shutil.rmtree, template.parent, ignore_errors=True)
+            migrated = subprocess.run(
+                [CLI, "migrate", "--data-dir", str(template)],
+                capture_output=True,
+                text=True,
+                timeout=90,
+            )
+            assert migrated.returncode == 0, migrated.stderr
+            _MIGRATED_TEMPLATE.append(template)
+    shutil.copytree(_MIGRATED_TEMPLATE[0], data_dir)
+    return data_dir
+
+
 def start(tmp_path: Path, *extra: str) -> Service:
     port, http_port = free_port(), free_port()
     log = tmp_path / f"serve-{port}.log"
@@ -219,16 +251,34 @@ def start(tmp_path: Path, *extra: str) -> Service:
     return Service(process, port, http_port, tmp_path / "data", log)
 
 
+@contextmanager
+def _running(service: Service) -> Iterator[Service]:
+    try:
+        yield service
+    finally:
+        if service.process.poll() is None:
+            service.process.kill()
+            service.process.wait()
+
+
 @pytest.fixture
 def embedded(tmp_path: Path) -> Iterator[Service]:
-    service = start(tmp_path)
-    yield service
-    if service.process.poll() is None:
-        service.process.kill()
-        service.process.wait()
+    """An instance of the test's own, which it may stop or kill."""
+    pre_migrated(tmp_path / "data")
+    with _running(start(tmp_path)) as service:
+        yield service
 
 
-def test_grpcurl_walkthrough_on_embedded_database(embedded: Service) -> None:
+@pytest.fixture(scope="module")
+def shared_embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """One instance, started on an empty data folder as a user starts it, for the tests that
+    neither stop nor reconfigure it (each on segments of its own)."""
+    with _running(start(tmp_path_factory.mktemp("shared"))) as service:
+        yield service
+
+
+def test_grpcurl_walkthrough_on_embedded_database(shared_embedded: Service) -> None:
+    embedded = shared_embedded
     services = embedded.grpcurl("list").split()
     assert services == [
         "customersegment.v1.CustomerAssignmentService",
@@ -476,12 +526,13 @@ def test_workers_need_a_fixed_port(tmp_path: Path) -> None:
     assert result.returncode != 0 and "--workers needs a fixed --grpc-port" in result.stderr
 
 
-def test_rest_gateway_in_serve_and_on_its_own(embedded: Service) -> None:
+def test_rest_gateway_in_serve_and_on_its_own(shared_embedded: Service) -> None:
+    embedded = shared_embedded
     embedded.grpcurl(
         "customersegment.v1.SegmentService/CreateSegment",
         data={
             "tenant": "acme",
-            "segment": {"id": "gold", "name": {"en": "Gold"}, "siteCode": "main"},
+            "segment": {"id": "silver", "name": {"en": "Silver"}, "siteCode": "main"},
         },
     )
     http_port = free_port()
@@ -502,7 +553,7 @@ def test_rest_gateway_in_serve_and_on_its_own(embedded: Service) -> None:
     )
     try:
         wait_for_port(http_port, standalone, log)
-        url = "/customer-segment/acme/segments/gold/customers/c1"
+        url = "/customer-segment/acme/segments/silver/customers/c1"
         authorization = {"Authorization": f"Bearer {embedded.admin_token}"}
         created = urllib.request.urlopen(
             urllib.request.Request(

@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from customersegment.v1 import assignment_pb2 as pb
 from sqlalchemy import Engine, event, inspect
 
-from customer_segments.store.migrate import head_revision
+from customer_segments.store.migrate import HEAD_REVISION
 from customer_segments.store.store import Store
 from customer_segments.store.tables import POSTGRESQL_ONLY_INDEXES, metadata
 from tests.conftest import Stubs
@@ -31,7 +31,7 @@ async def test_migrated_schema_matches_tables(store: Store) -> None:
         revision = await connection.run_sync(
             lambda c: MigrationContext.configure(c).get_current_revision()
         )
-    assert revision == head_revision()
+    assert revision == HEAD_REVISION
 
 
 async def test_tenant_leads_every_key_and_index(store: Store) -> None:
