@@ -20,14 +20,14 @@ MADE_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def _list_segments(service: Service, *metadata: tuple[str, str]) -> dict[str, str]:
-    """The initial metadata of a ListSegments call of tenant acme."""
+    """The trailing metadata of a ListSegments call of tenant acme."""
     with grpc.insecure_channel(service.target) as channel:
         _, call = segment_pb2_grpc.SegmentServiceStub(channel).ListSegments.with_call(
             segment_pb2.ListSegmentsRequest(tenant="acme"),
             metadata=(*service.metadata, *metadata),
             timeout=30,
         )
-    return {str(key): str(value) for key, value in call.initial_metadata()}
+    return {str(key): str(value) for key, value in call.trailing_metadata()}
 
 
 def _rest_get(service: Service, request_id: str) -> str:

@@ -14,11 +14,24 @@ from grpc import aio
 
 from customer_segments.domain.errors import DomainError, Unauthenticated
 from customer_segments.grpc.errors import internal_status, to_status
+from customer_segments.logs import request_id
 
 log = logging.getLogger(__name__)
 
 Context = aio.ServicerContext[Any, Any]
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+
+
+# Every call's request id, echoed in its trailing metadata (see access_log_interceptor.py).
+REQUEST_ID_KEY = "x-request-id"
+
+
+def with_request_id(trailing_metadata: Any) -> tuple[tuple[str, Any], ...]:
+    """`trailing_metadata` and the call's request id: abort() replaces what
+    set_trailing_metadata() gave, so an error's trailers must carry the id themselves."""
+    given = request_id.get()
+    echoed = ((REQUEST_ID_KEY, given),) if given is not None else ()
+    return (*(trailing_metadata or ()), *echoed)
 
 
 async def _abort(context: Context, method: str, error: Exception) -> None:
@@ -28,7 +41,7 @@ async def _abort(context: Context, method: str, error: Exception) -> None:
         # Never show a caller a stack trace, SQL or another tenant's data: log it, say INTERNAL.
         log.error("unexpected error in %s", method, exc_info=error)
         status = internal_status()
-    await context.abort(status.code, status.details, status.trailing_metadata)
+    await context.abort(status.code, status.details, with_request_id(status.trailing_metadata))
 
 
 def _unary_response(

@@ -25,6 +25,8 @@ async def follow_database(
     answers = True
     while True:
         await asyncio.sleep(interval)
+        # The pools' gauges are sampled by this same loop: nothing per call (store/metrics.py).
+        store.database.sample_pool_usage()
         reason = await store.database.check()
         if (reason is None) == answers:
             continue

@@ -317,6 +317,11 @@ class Database:
             return _short(error)
         return None
 
+    def sample_pool_usage(self) -> None:
+        """Records the connections each pool has handed out (when metrics are on)."""
+        for engine_metrics in self._metered:
+            engine_metrics.sample()
+
     async def dispose(self) -> None:
         for engine in self._engines:
             await engine.dispose()

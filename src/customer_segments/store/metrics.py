@@ -48,23 +48,14 @@ class EngineMetrics:
         self._size = instruments.pool_size.labels(pool)
         self._size.inc(size)
         self._pool_size = size
-        in_use = instruments.pool_in_use.labels(pool)
+        self._in_use = instruments.pool_in_use.labels(pool)
         durations = {name: instruments.query_duration.labels(name) for name in OPERATIONS}
         self.select_duration = durations["SELECT"]
         by_statement: dict[str, Any] = {}
         sync_engine = engine.sync_engine
         queue_pool = sync_engine.pool
         assert isinstance(queue_pool, AsyncAdaptedQueuePool)
-
-        # Set from the pool's own count, so that a connection lost during an outage cannot
-        # leave the gauge off for good. At checkin, the connection is not back yet.
-        @event.listens_for(sync_engine, "checkout")
-        def on_checkout(_dbapi: Any, _record: Any, _proxy: Any) -> None:
-            in_use.set(queue_pool.checkedout())
-
-        @event.listens_for(sync_engine, "checkin")
-        def on_checkin(_dbapi: Any, _record: Any) -> None:
-            in_use.set(queue_pool.checkedout() - 1)
+        self._queue_pool = queue_pool
 
         @event.listens_for(sync_engine, "before_cursor_execute")
         def before(*arguments: Any) -> None:
@@ -80,6 +71,12 @@ class EngineMetrics:
                 if len(by_statement) < 10_000:  # statements are few; literals could be many
                     by_statement[statement] = duration
             duration.observe(time.perf_counter() - getattr(arguments[1], _STARTED))
+
+    def sample(self) -> None:
+        """Connections in use, from the pool's own count. A gauge is a sample: taken once a
+        second (services/readiness.py) rather than set at each checkout and checkin, which
+        cost every call two event dispatches and two writes of the metric files."""
+        self._in_use.set(self._queue_pool.checkedout())
 
     def disposed(self) -> None:
         self._size.dec(self._pool_size)
