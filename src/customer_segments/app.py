@@ -21,7 +21,7 @@ from customer_segments.gateway.connection_limits import HttpLimits
 from customer_segments.gateway.process import GatewayOptions, start_gateway_process
 from customer_segments.grpc.server import ServerLimits, start_grpc_server
 from customer_segments.limits import MIB
-from customer_segments.logs import configure_logging, resolved_format
+from customer_segments.logs import configure_logging, flush_logs, resolved_format
 from customer_segments.metrics.exposition import instance_metrics, metrics_server, process_exited
 from customer_segments.shutdown import (
     children_ignore_stop_signals,
@@ -270,6 +270,8 @@ def _worker(settings: Settings, stopping: Any) -> None:
         sys.exit(STARTUP_FAILED)
     except GatewayDied:
         sys.exit(1)  # logged already
+    finally:
+        flush_logs()  # multiprocessing ends a worker with os._exit: no logging.shutdown()
 
 
 async def _check_before_workers(settings: Settings) -> None:
@@ -301,6 +303,7 @@ def serve_with_workers(settings: Settings) -> int:
     ]
     with children_ignore_stop_signals():  # until their handlers exist (see shutdown.py)
         for worker in workers:
+            flush_logs()  # each child would write the lines still pending again
             worker.start()
 
     def stop_all(signum: int, _frame: object = None) -> None:

@@ -11,6 +11,7 @@ escapes them by itself (and the traceback is a field of the one line).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -122,11 +123,73 @@ def configure_logging(
     logging.logMultiprocessing = False
 
 
+# Lines below WARNING wait this long at most, or for this many more, before they are written.
+FLUSH_DELAY_S = 0.1
+MAX_PENDING_LINES = 256
+
+
+class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler that writes the lines logged on an event loop in batches: one write
+    per FLUSH_DELAY_S rather than one per line. With an access line per call, a write (a
+    system call) per line cost GetAssignment more than formatting the line did (py-spy,
+    bench/observability.py). WARNING and above, and lines logged outside an event loop, are
+    written at once; what is pending is written by flush(), which logging.shutdown() (at
+    exit) and flush_logs() call."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._flush_on: asyncio.AbstractEventLoop | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._pending.append(self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)
+            return
+        if record.levelno >= logging.WARNING or len(self._pending) >= MAX_PENDING_LINES:
+            self.flush()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop in this thread: nothing would flush later
+            self.flush()
+            return
+        if self._flush_on is not loop:  # none scheduled on this loop yet
+            self._flush_on = loop
+            loop.call_later(FLUSH_DELAY_S, self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_on = None
+        self.flush()
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            if self._pending:
+                lines, self._pending = "".join(self._pending), []
+                try:
+                    self.stream.write(lines)
+                except Exception:
+                    return  # a closed or broken stream: logging must not fail the caller
+            super().flush()
+        finally:
+            self.release()
+
+
+def flush_logs() -> None:
+    """Writes the lines the root logger's handlers hold: before a fork (a child would write
+    them again) and at the end of a process that exits without logging.shutdown() (a forked
+    multiprocessing worker)."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
 def log_handler(
     log_format: LogFormat, process: str | None = None, stream: TextIO | None = None
 ) -> logging.Handler:
     """The handler of configure_logging, writing to `stream` (default stderr)."""
-    handler = logging.StreamHandler(stream)
+    handler = BatchingStreamHandler(stream)
     handler.setFormatter(_formatter(log_format, process))
     handler.addFilter(CallFields())
     return handler

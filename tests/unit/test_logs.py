@@ -3,6 +3,7 @@ text); JSON lines carry the record's fields and the call's ids."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -13,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from customer_segments.logs import (
+    FLUSH_DELAY_S,
     LogFormat,
     OneLineFormatter,
     configure_logging,
@@ -134,3 +136,42 @@ def test_the_format_follows_the_terminal_unless_given() -> None:
     # Under pytest stderr is captured, not a terminal: a log collector's case.
     assert resolved_format(None) == ("text" if sys.stderr.isatty() else "json")
     assert resolved_format("text") == "text"
+
+
+class _CountedWrites(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_lines_logged_on_a_loop_are_written_in_one_batch_soon_after() -> None:
+    stream = _CountedWrites()
+    logger = logging.getLogger("tests.batching")
+    logger.handlers, logger.propagate = [log_handler("text", stream=stream)], False
+    logger.setLevel(logging.INFO)
+
+    async def serve_calls() -> tuple[int, int]:
+        for number in range(50):
+            logger.info("call %d", number)
+        written_at_once = stream.writes
+        await asyncio.sleep(FLUSH_DELAY_S * 5)
+        return written_at_once, stream.writes
+
+    at_once, later = asyncio.run(serve_calls())
+    assert (at_once, later) == (0, 1)
+    assert stream.getvalue().count("\n") == 50
+    # A warning, and a line logged outside any loop, are written at once.
+    logger.info("outside a loop")
+    assert stream.getvalue().endswith("outside a loop\n")
+
+    async def warn() -> list[str]:
+        logger.info("pending")
+        logger.warning("now")
+        return stream.getvalue().splitlines()[-2:]  # before the loop could flush anything
+
+    pending, now = asyncio.run(warn())
+    assert pending.endswith("INFO tests.batching: pending") and now.endswith("tests.batching: now")
