@@ -383,7 +383,9 @@ def test_the_gateway_command_traces_too(
         trace_id, caller_span_id, traceparent = caller_trace()
         rest_get(service, traceparent, base=f"http://127.0.0.1:{http_port}")
     finally:
-        gateway.terminate()
-        assert gateway.wait(timeout=60) == 0
-        stop(service)
+        try:
+            gateway.terminate()
+            assert gateway.wait(timeout=60) == 0, gateway_log.read_text()
+        finally:
+            stop(service)  # also when the gateway failed: no process outlives the test
     rest_trace(receiver, trace_id, caller_span_id)
