@@ -306,18 +306,18 @@ def test_a_second_instance_on_the_same_ports_is_refused(
     assert first.process.wait(timeout=60) == 0
 
 
-def _mistakes(taken: int) -> list[tuple[str, list[str], str]]:
+def _mistakes(taken_grpc: int, taken_rest: int) -> list[tuple[str, list[str], str]]:
     missing_database = f"{PG_ADMIN_URL.rpartition('/')[0]}/cs_missing_{secrets.token_hex(4)}"
     return [
         (
             "gRPC port taken",
-            ["--grpc-port", str(taken)],
-            f"cannot listen for gRPC on 127.0.0.1:{taken} (Address already in use)",
+            ["--grpc-port", str(taken_grpc)],
+            f"cannot listen for gRPC on 127.0.0.1:{taken_grpc} (Address already in use)",
         ),
         (
             "REST port taken",
-            ["--http-port", str(taken)],
-            f"cannot listen for REST on 127.0.0.1:{taken} (Address already in use)",
+            ["--http-port", str(taken_rest)],
+            f"cannot listen for REST on 127.0.0.1:{taken_rest} (Address already in use)",
         ),
         (
             "SQLite file in a folder that does not exist",
@@ -357,7 +357,7 @@ def test_start_up_mistakes_are_one_line_and_exit_code_2(tmp_path: Path) -> None:
         cases = [
             (name, arguments, expected, workers)
             for workers in ("1", "2")
-            for name, arguments, expected in _mistakes(taken_port())
+            for name, arguments, expected in _mistakes(taken_port(), taken_port())
         ]
 
         def attempt(n: int) -> str | None:
