@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     TypeDecorator,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -169,4 +171,99 @@ legal_entities = Table(
     Column("id", code_point_text(ID), nullable=False),
     Column("name", code_point_text(ID), nullable=True),
     PrimaryKeyConstraint("tenant", "id"),
+)
+
+# Change events (the transactional outbox). Written in the transaction of the change they
+# describe; `sequence` counts per tenant, from 1, with no gap in commit order: it is taken from
+# event_sequences, whose row for the tenant stays locked until the transaction ends.
+events = Table(
+    "events",
+    metadata,
+    Column("tenant", code_point_text(16), nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    # A UUID as text: the Standard Webhooks webhook-id and the JetStream Nats-Msg-Id.
+    Column("id", code_point_text(36), nullable=False),
+    # customer-segment.customer-assignment-created and the other Emporix event types.
+    Column("type", code_point_text(64), nullable=False),
+    # The segment the event is about ("" for none): WatchEvents filters on it.
+    Column("segment_id", code_point_text(ID), nullable=False, server_default=""),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    # The Emporix payload of the event, exactly as published.
+    Column("payload", JsonDocument, nullable=False),
+    PrimaryKeyConstraint("tenant", "sequence"),
+    UniqueConstraint("tenant", "id"),
+    # Pruning by age, tenant by tenant (the tenant leads every key, for sharding).
+    Index(None, "tenant", "occurred_at"),
+)
+
+event_sequences = Table(
+    "event_sequences",
+    metadata,
+    Column("tenant", code_point_text(16), nullable=False),
+    # The sequence of the tenant's newest event (0 before its first).
+    Column("last_sequence", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant"),
+)
+
+# How far a consumer of the outbox (the NATS publisher, one row per tenant) has come, and who
+# holds it: a process claims a row by setting lease_owner and lease_until, so that with several
+# workers or instances each event is published once in the normal case, and a dead holder's
+# lease simply runs out.
+event_consumers = Table(
+    "event_consumers",
+    metadata,
+    Column("consumer", code_point_text(64), nullable=False),
+    Column("tenant", code_point_text(16), nullable=False),
+    Column("last_sequence", BigInteger, nullable=False),
+    Column("lease_owner", code_point_text(64), nullable=True),
+    Column("lease_until", UtcDateTime, nullable=True),
+    PrimaryKeyConstraint("tenant", "consumer"),
+)
+
+# Webhook endpoints (Emporix's "HTTP strategy"), per tenant. Deliveries to one endpoint go in
+# sequence order: `last_sequence` is the newest event settled (delivered, or failed after the
+# last retry and listed in webhook_deliveries); the lease works as for event_consumers.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("tenant", code_point_text(16), nullable=False),
+    Column("id", code_point_text(ID), nullable=False),
+    Column("destination_url", String(2048), nullable=False),
+    # whsec_<base64>; write-only over the API.
+    Column("secret_key", String(255), nullable=False),
+    Column("headers", JsonDocument, nullable=False),
+    # [] for every type.
+    Column("event_types", JsonDocument, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("last_sequence", BigInteger, nullable=False),
+    Column("lease_owner", code_point_text(64), nullable=True),
+    Column("lease_until", UtcDateTime, nullable=True),
+    Column("version", BigInteger, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("modified_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("tenant", "id"),
+)
+
+# One row per (endpoint, event) whose delivery is not yet settled or has failed for good.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("tenant", code_point_text(16), nullable=False),
+    Column("endpoint_id", code_point_text(ID), nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("event_id", code_point_text(36), nullable=False),
+    # PENDING (being retried), FAILED (after the last retry), DELIVERED.
+    Column("status", code_point_text(16), nullable=False),
+    Column("attempts", BigInteger, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=True),
+    Column("last_status_code", BigInteger, nullable=True),
+    Column("last_error", String(1024), nullable=True),
+    Column("modified_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("tenant", "endpoint_id", "sequence"),
+    ForeignKeyConstraint(
+        ["tenant", "endpoint_id"],
+        ["webhook_endpoints.tenant", "webhook_endpoints.id"],
+        ondelete="CASCADE",
+    ),
+    Index(None, "tenant", "endpoint_id", "status", "sequence"),
 )
