@@ -9,7 +9,7 @@ BUF := node_modules/.bin/buf
 # What `buf breaking` compares the protos with: v1 as released (see `proto-baseline`).
 PROTO_BASELINE := protos/v1.binpb
 
-.PHONY: run test lint-protos proto-baseline protos openapi bench bench-tools bench-observability clean
+.PHONY: run test lint-protos proto-baseline protos openapi bench bench-tools bench-observability bench-hot-paths clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -76,6 +76,11 @@ bench: $(STAMP) bench-tools
 ## (needs PostgreSQL, h2load); exits 1 on a missed target. See README "Cost".
 bench-observability: $(STAMP) bench-tools
 	$(BIN)/python bench/observability.py
+
+## The segments of a customer, GetAssignment, REST GET and bulk upserts beside their limits,
+## latency at 80% load and memory over 10 minutes of mixed load (needs PostgreSQL, h2load, wrk).
+bench-hot-paths: $(STAMP) bench-tools
+	$(BIN)/python bench/hot_paths.py
 
 ## The benchmarks' load generators, h2load and wrk, from Debian's packages: installed when
 ## missing and run as root, otherwise named with the command that installs them.
