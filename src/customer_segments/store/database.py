@@ -354,7 +354,8 @@ def _sqlstate(error: DBAPIError) -> str | None:
 
 
 class FastRead:
-    """A read for the hottest path ("is this customer in segment S?").
+    """A read for the hottest paths ("is this customer in segment S?", "which segments is this
+    customer in?").
 
     On PostgreSQL the statement is compiled by SQLAlchemy once and run on the pooled asyncpg
     connection itself: SQLAlchemy's execution layer costs more CPU per call than the query
@@ -399,6 +400,26 @@ class FastRead:
             await connection.invalidate()
             raise
         return record
+
+    async def all(
+        self, connection: AsyncConnection, parameters: Mapping[str, Any]
+    ) -> list[Mapping[str, Any]]:
+        if self._driver_sql is None:
+            result = await connection.execute(self._statement, dict(parameters))
+            return [row._mapping for row in result]
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        started = time.perf_counter()
+        try:
+            records: list[Mapping[str, Any]] = await driver.fetch(
+                self._driver_sql, *(parameters[name] for name in self._parameter_order)
+            )
+            if self._duration is not None:
+                self._duration.observe(time.perf_counter() - started)
+        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
+            await connection.invalidate()
+            raise
+        return records
 
 
 # What a database that is away or overwhelmed raises, among other things (see _is_outage).

@@ -20,7 +20,7 @@ class Store:
         self.write = database.write
         self.single_statement = database.single_statement
         self.assignments = AssignmentRepository(database)
-        self.segments = SegmentRepository(database.insert)
+        self.segments = SegmentRepository(database)
         self.directory = DirectoryRepository(database.insert)
         self.events = EventRepository(database.insert)
 
