@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from customer_segments import event_loop
 from customer_segments.auth.setup import shared_secret, token_verifier
 from customer_segments.auth.tokens import TokenVerifier
 from customer_segments.config import Settings
@@ -188,6 +189,7 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
                     settings.cors_origin_list,
                     resolved_format(settings.log_format),
                     settings.access_log,
+                    settings.event_loop,
                 ),
                 stop,
             )
@@ -251,7 +253,7 @@ def run(settings: Settings) -> int:
             if settings.workers > 1:
                 return serve_with_workers(settings)
             with metrics_server(settings.http_host, settings.metrics_port):
-                asyncio.run(serve(settings))
+                event_loop.run(serve(settings), settings.event_loop)
             return 0
     finally:
         for lock in locks:
@@ -264,7 +266,10 @@ def _worker(settings: Settings, stopping: Any) -> None:
     parent = multiprocessing.parent_process()
     assert parent is not None
     try:
-        asyncio.run(serve(settings, migrate_embedded=False, parent=(parent.sentinel, stopping)))
+        event_loop.run(
+            serve(settings, migrate_embedded=False, parent=(parent.sentinel, stopping)),
+            settings.event_loop,
+        )
     except StartupError as error:
         print(f"customer-segments: {error}", file=sys.stderr)
         sys.exit(STARTUP_FAILED)

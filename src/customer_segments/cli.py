@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import Mapping, Sequence
 
+from customer_segments import event_loop
 from customer_segments.app import GatewayDied, http_limits, migrate, run
 from customer_segments.auth.setup import shared_secret
 from customer_segments.auth.tokens import issue_token
@@ -55,6 +56,7 @@ _GATEWAY = (
     "max_connections",
     "http_keepalive_seconds",
     "http_header_timeout_seconds",
+    "event_loop",
 )
 _TOKEN = ("data_dir", "jwt_issuer", "jwt_audience")
 _MIGRATE = ("database_url", "data_dir")
@@ -244,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 metrics_server(settings.http_host, settings.metrics_port),
                 traced("gateway"),
             ):
-                asyncio.run(
+                event_loop.run(
                     run_gateway(
                         settings.grpc_target,
                         settings.http_host,
@@ -253,7 +255,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         settings.cors_origin_list,
                         tls,
                         settings.access_log,
-                    )
+                    ),
+                    settings.event_loop,
                 )
         else:
             asyncio.run(migrate(settings))

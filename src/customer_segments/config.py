@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     )
     # SO_REUSEPORT: one asyncio loop uses one core.
     workers: int = Field(1, ge=1, le=64, description="processes sharing the ports, one core each")
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop", description="event loop of the server processes: uvloop or asyncio"
+    )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
     # A log collector reads stderr.
     log_format: Literal["text", "json"] | None = Field(

@@ -675,3 +675,12 @@ def test_ctrl_c_stops_server_and_gateway_cleanly(embedded: Service) -> None:
     output = embedded.output()
     assert "died" not in output and "Traceback" not in output
     wait_until_gone(gateway)
+
+
+def test_the_server_and_its_gateway_run_on_uvloop(shared_embedded: Service) -> None:
+    """uvloop is the default event loop of every server process (event_loop.py says why)."""
+    server = shared_embedded.process.pid
+    children = Path(f"/proc/{server}/task/{server}/children").read_text().split()
+    assert children, "the gateway runs in a process of its own"
+    for pid in (server, *map(int, children)):
+        assert "uvloop" in Path(f"/proc/{pid}/maps").read_text(), f"process {pid}"

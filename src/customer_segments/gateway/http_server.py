@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from aiohttp import web
@@ -60,7 +60,8 @@ class _Counted(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport, though not always an asyncio.Transport subclass (uvloop's is not).
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         if self._site.open_connections >= self._site.limits.max_connections:
             transport.write(_BUSY)

@@ -23,6 +23,8 @@ import socket
 import sys
 from typing import NamedTuple
 
+from customer_segments import event_loop
+from customer_segments.event_loop import EventLoop
 from customer_segments.gateway.connection_limits import HttpLimits
 from customer_segments.logs import LogFormat, configure_logging
 from customer_segments.metrics.exposition import process_exited
@@ -53,6 +55,7 @@ class GatewayOptions(NamedTuple):
     # The server's, resolved (a terminal or not: the gateway writes to the same stderr).
     log_format: LogFormat = "text"
     access_log: bool = True
+    event_loop: EventLoop = "uvloop"
 
 
 STOPPING = b"stopping\n"
@@ -140,6 +143,7 @@ def gateway_arguments(options: GatewayOptions) -> list[str]:
     argv += ["--max-connections", str(limits.max_connections)]
     argv += ["--cors-origins", ",".join(options.cors_origins)]
     argv += [] if options.access_log else ["--no-access-log"]
+    argv += ["--event-loop", options.event_loop]
     return argv + (["--share-port"] if options.share_port else [])
 
 
@@ -154,6 +158,7 @@ def _options(argv: list[str]) -> tuple[GatewayOptions, int]:
     parser.add_argument("--log-format", choices=["text", "json"], required=True)
     parser.add_argument("--no-access-log", dest="access_log", action="store_false")
     parser.add_argument("--share-port", action="store_true")
+    parser.add_argument("--event-loop", choices=["uvloop", "asyncio"], default="uvloop")
     parser.add_argument("--keepalive", type=float, required=True)
     parser.add_argument("--header-timeout", type=float, required=True)
     parser.add_argument("--max-connections", type=int, required=True)
@@ -170,6 +175,7 @@ def _options(argv: list[str]) -> tuple[GatewayOptions, int]:
         tuple(origin for origin in parsed.cors_origins.split(",") if origin),
         parsed.log_format,
         parsed.access_log,
+        parsed.event_loop,
     )
     return options, parsed.control_fd
 
@@ -223,7 +229,7 @@ def main(argv: list[str]) -> None:
     options, control_fd = _options(argv)
     configure_logging(options.log_level, options.log_format, process="gateway")
     with socket.socket(fileno=control_fd) as control, traced("gateway"):
-        asyncio.run(_run(options, control))
+        event_loop.run(_run(options, control), options.event_loop)
 
 
 if __name__ == "__main__":
