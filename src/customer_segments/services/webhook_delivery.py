@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import logging
@@ -102,6 +103,19 @@ class Attempt(NamedTuple):
 
 class EndpointGone(Exception):
     """The endpoint turned inactive (410), or this process no longer holds its lease."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _literal_refusal(url: str) -> str | None:
+    """Why a URL whose host is a literal address must not be called (None: it may, or the
+    host is a name, whose addresses the resolver checks)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    reason = webhooks.forbidden_address(address)
+    return None if reason is None else f"address {host} {reason}"
 
 
 def _instant(moment: datetime) -> str:
@@ -221,11 +235,9 @@ class WebhookDispatcher:
     ) -> Attempt:
         """One attempt; never raises for what the receiver or the network did."""
         assert self._session is not None, "start() first"
-        host = urlsplit(endpoint.destination_url).hostname or ""
-        with contextlib.suppress(ValueError):  # a name: the resolver checks its addresses
-            reason = webhooks.forbidden_address(ipaddress.ip_address(host))
-            if reason is not None:  # aiohttp does not resolve literal addresses
-                return self._counted(Attempt("refused", error=f"address {host} {reason}"))
+        refused = _literal_refusal(endpoint.destination_url)
+        if refused is not None:  # aiohttp does not resolve literal addresses
+            return self._counted(Attempt("refused", error=refused))
         async with self._slots:
             moment = datetime.now(UTC)
             headers = {
