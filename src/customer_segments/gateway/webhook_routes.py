@@ -6,15 +6,20 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import grpc
 from aiohttp import web
 from customersegment.v1 import webhooks_pb2
 from pydantic import Field, StrictBool, StrictStr
 
 from customer_segments.domain.segment_document import DocumentModel
 from customer_segments.gateway import render
-from customer_segments.gateway.conditions import CONDITIONAL, expectation, if_match, single
-from customer_segments.gateway.grpc_client import GrpcClient, RpcFailed
+from customer_segments.gateway.conditions import (
+    CONDITIONAL,
+    expectation,
+    if_match,
+    single,
+    version_if_found,
+)
+from customer_segments.gateway.grpc_client import GrpcClient
 from customer_segments.gateway.requests import BadRequest, json_body, page_parameter, parsed
 
 BASE = "/customer-segment/{tenant}/webhooks"
@@ -144,15 +149,12 @@ class WebhookRoutes:
             return None
         request[CONDITIONAL] = True
 
-        async def current() -> int | None:
-            try:
-                return (await self._get(request)).metadata.version
-            except RpcFailed as failure:
-                if failure.error.code() == grpc.StatusCode.NOT_FOUND:
-                    return None
-                raise
+        async def read() -> int:
+            return (await self._get(request)).metadata.version
 
-        expected = await expectation(condition, None, request.match_info["webhookId"], current)
+        expected = await expectation(
+            condition, None, request.match_info["webhookId"], lambda: version_if_found(read)
+        )
         return expected.version
 
     async def update(self, request: web.Request) -> web.StreamResponse:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import secrets
 from typing import NamedTuple
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from customer_segments.domain import validation, webhooks
 from customer_segments.domain.errors import (
     FailedPrecondition,
@@ -44,6 +46,22 @@ def _validated(given: WebhookInput) -> WebhookInput:
         event_types=webhooks.event_types(given.event_types, "webhook.event_types"),
         active=given.active,
     )
+
+
+async def _current(
+    store: Store,
+    connection: AsyncConnection,
+    tenant: str,
+    endpoint_id: str,
+    expected_version: int | None,
+) -> Webhook:
+    """The endpoint a write is about, at the version it expects (when it names one)."""
+    current = await store.webhooks.get(connection, tenant, endpoint_id)
+    if current is None:
+        raise NotFound("webhook", endpoint_id)
+    if expected_version is not None and expected_version != current.version:
+        raise VersionConflict("webhook", endpoint_id, expected_version, current.version)
+    return current
 
 
 def _endpoint_id(webhook_id: str) -> str:
@@ -106,11 +124,7 @@ async def update_webhook(
         endpoint_id = _endpoint_id(webhook_id)
         checked = _validated(given)
         async with store.write() as connection:
-            current = await store.webhooks.get(connection, tenant, endpoint_id)
-            if current is None:
-                raise NotFound("webhook", endpoint_id)
-            if expected_version is not None and expected_version != current.version:
-                raise VersionConflict("webhook", endpoint_id, expected_version, current.version)
+            current = await _current(store, connection, tenant, endpoint_id, expected_version)
             updated = await store.webhooks.update(
                 connection, tenant, endpoint_id, checked, current.version, utc_now()
             )
@@ -130,11 +144,7 @@ async def delete_webhook(
         validation.tenant(tenant)
         endpoint_id = _endpoint_id(webhook_id)
         async with store.write() as connection:
-            current = await store.webhooks.get(connection, tenant, endpoint_id)
-            if current is None:
-                raise NotFound("webhook", endpoint_id)
-            if expected_version is not None and expected_version != current.version:
-                raise VersionConflict("webhook", endpoint_id, expected_version, current.version)
+            await _current(store, connection, tenant, endpoint_id, expected_version)
             await store.webhooks.delete(connection, tenant, endpoint_id)
 
 
