@@ -46,6 +46,7 @@ BATCH = 100
 # after each batch): a crash re-delivers at most what was delivered since (at least once).
 SAVE_INTERVAL_S = 0.2
 USER_AGENT = "customer-segments-webhooks/1"
+RELEASE_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,8 @@ class WebhookDispatcher:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._workers.clear()
         try:
-            async with self.store.write() as connection:
+            # Bounded: a database that does not answer must not hold up the stop.
+            async with asyncio.timeout(RELEASE_TIMEOUT_S), self.store.write() as connection:
                 await self.store.webhooks.release(connection, self.owner)
         except Exception as error:  # the leases then run out by themselves
             log.warning("webhook leases not released (%s); they run out by themselves", error)
@@ -207,11 +209,12 @@ class WebhookDispatcher:
     async def _poll(self) -> None:
         lease = timedelta(seconds=self.settings.lease_seconds)
         now = utc_now()
+        # One transaction of the write pool: the read pool stays the calls' (its in-use gauge
+        # says what calls hold), and the claim and what it claimed are read together.
         async with self.store.write() as connection:
             await self.store.webhooks.claim(
                 connection, self.owner, now, now + lease, now + lease * 2 / 3
             )
-        async with self.store.read() as connection:
             held = await self.store.webhooks.held(connection, self.owner, now)
             retrying = await self.store.webhooks.retrying(connection, self.owner)
         endpoints = {(endpoint.tenant, endpoint.id): endpoint for endpoint in held}
