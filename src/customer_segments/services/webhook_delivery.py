@@ -386,8 +386,9 @@ class _EndpointWorker:
         due = pending.next_attempt_at if pending is not None else None
         recorded = pending is not None
         while True:
+            # (A schedule shortened since the last attempt: its last delay.)
             delay = (
-                self.schedule[attempts]
+                self.schedule[min(attempts, len(self.schedule) - 1)]
                 if due is None
                 else (due - datetime.now(UTC)).total_seconds()
             )
