@@ -16,7 +16,8 @@ from customer_segments.domain.webhooks import EVENT_TYPES
 from customer_segments.store.database import Database, utc_now
 from customer_segments.store.events import NewEvent, StoredEvent
 from customer_segments.store.store import Store
-from tests.e2e.test_service_process import Service, _running, pre_migrated, start
+from tests.e2e.test_metrics import samples, scrape, value
+from tests.e2e.test_service_process import Service, _running, free_port, pre_migrated, start
 from tests.webhook_receiver import receiving
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -81,13 +82,17 @@ async def test_kill_9_during_a_delivery_loses_nothing_and_two_workers_deliver_ea
             first.process.wait()
         assert receiver.hold is not None
         receiver.hold.set()  # from now on every request is answered at once
-        second = await asyncio.to_thread(start, tmp_path, "--workers", "2", *QUICK)
+        metrics_port = free_port()
+        second = await asyncio.to_thread(
+            start, tmp_path, "--workers", "2", "--metrics-port", str(metrics_port), *QUICK
+        )
         with _running(second):
             arrived = await receiver.wait_for(3)
             await _subscribe(second, f"{receiver.url}/b")
             events = [event for _ in range(5) for event in await _append(second.data_dir, 10)]
             await receiver.wait_for(3 + 2 * len(events))
             await asyncio.sleep(1.0)  # time for a duplicate, if a second worker sent one
+            found = samples(await asyncio.to_thread(scrape, metrics_port))
     assert [r.webhook_id for r in arrived] == [held.id, held.id, following.id]
     for request in arrived[1:]:
         Verifier(SECRET).verify(request.body, request.headers)
@@ -98,3 +103,7 @@ async def test_kill_9_during_a_delivery_loses_nothing_and_two_workers_deliver_ea
     for name in "ab":
         order = [r.webhook_id for r in later if r.path == f"/hook/{name}"]
         assert order == [event.id for event in events]
+    # Counted over both workers, by outcome only (no endpoint or tenant label).
+    delivered = value(found, "customer_segments_webhook_attempts_total", outcome="delivered")
+    assert delivered == 2 + 2 * len(events)
+    assert value(found, "customer_segments_webhook_attempts_total", outcome="rejected") == 0
