@@ -353,3 +353,25 @@ async def test_a_hanging_receiver_holds_one_slot_and_others_are_served_meanwhile
         assert [r.webhook_id for r in arrived] == [e.id for e in events]
         # The hanging one has its first event only, retried after each timeout, in order.
         assert {r.webhook_id for r in hanging.received} == {events[0].id}
+
+
+async def test_two_dispatchers_on_one_database_deliver_each_event_once(
+    store: Store, stubs: Stubs, deliver: WebhookDispatcher, tenant: str
+) -> None:
+    """As two workers or instances would: both claim at every poll, one holds each endpoint."""
+    other = WebhookDispatcher(store, FAST)
+    await other.start()
+    try:
+        async with receiving() as receiver:
+            for name in "ab":
+                await _create(stubs, tenant, f"{receiver.url}/{name}")
+            events = [
+                event for _ in range(3) for event in await _append(store, tenant, *[CREATED] * 10)
+            ]
+            await receiver.wait_for(2 * len(events))
+            await asyncio.sleep(0.3)  # time for a duplicate, if the other one sent it too
+    finally:
+        await other.stop()
+    for name in "ab":
+        sent = [r.webhook_id for r in receiver.received if r.path == f"/hook/{name}"]
+        assert sent == [event.id for event in events]
