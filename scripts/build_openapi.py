@@ -16,6 +16,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 EMPORIX = ROOT / "tests" / "contract" / "emporix-customer-segment-api.yml"
+# Paths beyond the Emporix file (the webhooks), with their schemas and tag.
+OWN_PATHS = ROOT / "scripts" / "openapi_webhooks.yaml"
 OUTPUT = ROOT / "src" / "customer_segments" / "gateway" / "openapi.yaml"
 SERVED_TAGS = {"Customers Assignments", "Segments"}
 METHODS = {"get", "put", "post", "patch", "delete"}
@@ -163,8 +165,24 @@ def build(emporix: dict[str, Any]) -> dict[str, Any]:
             kept[method] = operation
         paths[path] = kept
     served["paths"] = paths
+    _add_own_paths(served, yaml.safe_load(OWN_PATHS.read_text()))
     _self_hosted_access(served)
     return served
+
+
+def _add_own_paths(served: dict[str, Any], own: dict[str, Any]) -> None:
+    """The service's own paths, with what every served operation gets (X-Request-Id, 404, 405,
+    413)."""
+    served["tags"].append(own["tag"])
+    served["components"]["schemas"].update(own["schemas"])
+    served["components"]["parameters"].update(own["parameters"])
+    for path, item in own["paths"].items():
+        for method in METHODS & set(item):
+            operation = item[method]
+            for code, response in ADDED_RESPONSES.items():
+                operation["responses"].setdefault(code, response)
+            operation.setdefault("parameters", []).append(REQUEST_ID)
+        served["paths"][path] = item
 
 
 # Emporix's tokens come from its own host; here the caller brings a JWT of the issuer the

@@ -28,6 +28,7 @@ from customersegment.v1 import (
     directory_pb2_grpc,
     segment_pb2,
     segment_pb2_grpc,
+    webhooks_pb2_grpc,
 )
 
 from customer_segments.auth.tokens import TokenVerifier
@@ -177,6 +178,7 @@ class Stubs:
         self.assignments = assignment_pb2_grpc.CustomerAssignmentServiceStub(channel)
         self.segments = segment_pb2_grpc.SegmentServiceStub(channel)
         self.directory = directory_pb2_grpc.DirectoryServiceStub(channel)
+        self.webhooks = webhooks_pb2_grpc.WebhookServiceStub(channel)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

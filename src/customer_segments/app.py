@@ -18,12 +18,14 @@ from customer_segments import event_loop
 from customer_segments.auth.setup import shared_secret, token_verifier
 from customer_segments.auth.tokens import TokenVerifier
 from customer_segments.config import Settings
+from customer_segments.domain.webhooks import retry_schedule
 from customer_segments.gateway.connection_limits import HttpLimits
 from customer_segments.gateway.process import GatewayOptions, start_gateway_process
 from customer_segments.grpc.server import ServerLimits, start_grpc_server
 from customer_segments.limits import MIB
 from customer_segments.logs import configure_logging, flush_logs, resolved_format
 from customer_segments.metrics.exposition import instance_metrics, metrics_server, process_exited
+from customer_segments.services.webhook_delivery import DeliverySettings, WebhookDispatcher
 from customer_segments.shutdown import (
     children_ignore_stop_signals,
     hold_stop_signals,
@@ -120,6 +122,16 @@ def server_limits(settings: Settings) -> ServerLimits:
     )
 
 
+def delivery_settings(settings: Settings) -> DeliverySettings:
+    return DeliverySettings(
+        retry_schedule=retry_schedule(settings.webhook_retry_schedule),
+        timeout_seconds=settings.webhook_timeout_seconds,
+        poll_interval_seconds=settings.webhook_poll_interval_seconds,
+        lease_seconds=settings.webhook_lease_seconds,
+        max_concurrent=settings.webhook_max_concurrent_deliveries,
+    )
+
+
 def http_limits(settings: Settings) -> HttpLimits:
     return HttpLimits(
         keepalive_seconds=settings.http_keepalive_seconds,
@@ -176,6 +188,9 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
             tls=server_tls(settings),
             access_log=settings.access_log,
         )
+        # Every serve process delivers webhooks; leases keep one process per endpoint.
+        dispatcher = WebhookDispatcher(store, delivery_settings(settings))
+        await dispatcher.start()
         try:
             gateway = await start_gateway_process(
                 GatewayOptions(
@@ -194,6 +209,7 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
                 stop,
             )
         except BaseException:
+            await dispatcher.stop()
             await grpc_server.stop(0)
             raise
         await stop.wait()
@@ -210,6 +226,7 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
             "calls get %ss",
             grace,
         )
+        await dispatcher.stop()
         await gateway.stop(grace)
         await grpc_server.stop(max(0.0, deadline - loop.time()))
     finally:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -20,6 +20,8 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from customer_segments.domain.webhooks import DEFAULT_RETRY_SCHEDULE, retry_schedule
 
 ENV_PREFIX = "CUSTOMER_SEGMENTS_"
 FILE_SUFFIX = "_FILE"
@@ -166,6 +168,29 @@ class Settings(BaseSettings):
         None, description="required token audience, claim aud (default: none)"
     )
 
+    # Webhooks (services/webhook_delivery.py).
+    webhook_retry_schedule: str = Field(
+        DEFAULT_RETRY_SCHEDULE,
+        description="delay before each webhook delivery attempt, comma-separated (500ms, 5s, 5m, "
+        "2h, 1d); after the last, the delivery is FAILED",
+    )
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="time a webhook receiver has to answer one delivery"
+    )
+    webhook_poll_interval_seconds: float = Field(
+        0.5, gt=0, le=60, description="how often the outbox is polled for webhook deliveries"
+    )
+    webhook_lease_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="how long a process holds a webhook endpoint without renewing its lease "
+        "(after a crash, another process takes over once it runs out)",
+    )
+    webhook_max_concurrent_deliveries: int = Field(
+        64, ge=1, le=10_000, description="webhook POSTs in flight at once per worker"
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -183,6 +208,20 @@ class Settings(BaseSettings):
         if value.upper() not in _LOG_LEVELS:
             raise ValueError(f"{value!r} is not one of {', '.join(_LOG_LEVELS)}")
         return value.upper()
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        retry_schedule(value)
+        return value
+
+    @field_validator("webhook_lease_seconds")
+    @classmethod
+    def _lease(cls, value: float, info: ValidationInfo) -> float:
+        poll = info.data.get("webhook_poll_interval_seconds")
+        if poll is not None and value < 3 * poll:
+            raise ValueError("must be at least 3 times --webhook-poll-interval-seconds")
+        return value
 
     @field_validator("cors_origins")
     @classmethod

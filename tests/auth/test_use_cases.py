@@ -28,21 +28,24 @@ from customer_segments.domain.segment import (
     SegmentStatus,
 )
 from customer_segments.domain.segment_document import PatchInput
+from customer_segments.domain.webhooks import DeliveryStatus, WebhookInput
 from customer_segments.services import (
     assignments,
     bulk_assignments,
     bulk_segments,
     directory,
     segments,
+    webhooks,
 )
 from customer_segments.services.authorization import UseCase, authorize
-from customer_segments.store.database import Database
+from customer_segments.store.database import Database, utc_now
 from customer_segments.store.store import Store
+from customer_segments.store.webhooks import DeliveryKey
 
 READ, READ_OWN, MANAGE = Scope.READ.value, Scope.READ_OWN.value, Scope.MANAGE.value
 ALL = frozenset({READ, READ_OWN, MANAGE})
 SCOPES = {"read": READ, "read_own": READ_OWN, "manage": MANAGE, "other": "customersegment.x"}
-USE_CASE_MODULES = (assignments, bulk_assignments, bulk_segments, segments, directory)
+USE_CASE_MODULES = (assignments, bulk_assignments, bulk_segments, segments, directory, webhooks)
 # Async functions of those modules that are not use cases: they run inside one that checked.
 HELPERS = {
     "require_segment",
@@ -83,6 +86,8 @@ async def _decided(results: AsyncIterator[BulkSegmentResult]) -> list[BulkSegmen
 
 
 UseCaseCall = Callable[[Store, Principal, str], Awaitable[Any]]
+# The webhook endpoint of the world (with a FAILED delivery of event 1).
+HOOK = WebhookInput("https://hooks.example/in", "", {}, (), None)
 
 USE_CASES: dict[UseCase, tuple[frozenset[str], UseCaseCall]] = {
     UseCase.GET_ASSIGNMENT: (
@@ -177,8 +182,37 @@ USE_CASES: dict[UseCase, tuple[frozenset[str], UseCaseCall]] = {
         frozenset({MANAGE}),
         lambda s, p, t: directory.upsert_legal_entity(s, p, t, "le1", "N"),
     ),
+    UseCase.CREATE_WEBHOOK: (
+        frozenset({MANAGE}),
+        lambda s, p, t: webhooks.create_webhook(s, p, t, HOOK),
+    ),
+    UseCase.LIST_WEBHOOKS: (frozenset({MANAGE}), lambda s, p, t: webhooks.list_webhooks(s, p, t)),
+    UseCase.GET_WEBHOOK: (
+        frozenset({MANAGE}),
+        lambda s, p, t: webhooks.get_webhook(s, p, t, "hook1"),
+    ),
+    UseCase.UPDATE_WEBHOOK: (
+        frozenset({MANAGE}),
+        lambda s, p, t: webhooks.update_webhook(s, p, t, "hook1", HOOK, None),
+    ),
+    UseCase.DELETE_WEBHOOK: (
+        frozenset({MANAGE}),
+        lambda s, p, t: webhooks.delete_webhook(s, p, t, "hook1", None),
+    ),
+    UseCase.LIST_DELIVERIES: (
+        frozenset({MANAGE}),
+        lambda s, p, t: webhooks.list_deliveries(s, p, t, "hook1", None, 0, ""),
+    ),
+    UseCase.RETRY_DELIVERY: (
+        frozenset({MANAGE}),
+        lambda s, p, t: webhooks.retry_delivery(s, p, t, "hook1", 1),
+    ),
 }
-WRITES = {use_case for use_case, (scopes, _) in USE_CASES.items() if scopes == {MANAGE}}
+# Reads that need the manage scope (an integration's configuration) write no audit line.
+MANAGE_READS = {UseCase.LIST_WEBHOOKS, UseCase.GET_WEBHOOK, UseCase.LIST_DELIVERIES}
+WRITES = {
+    use_case for use_case, (scopes, _) in USE_CASES.items() if scopes == {MANAGE}
+} - MANAGE_READS
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -191,6 +225,21 @@ async def world(store: Store, tenant: str) -> Store:
     for segment_id, legal_entity_id in (("gold", ""), ("gold", "le1"), ("inactive", "")):
         await assignments.upsert_assignment(
             store, admin(tenant), tenant, segment_id, "c1", legal_entity_id
+        )
+    async with store.write() as connection:  # past the use cases: no audit line
+        await store.webhooks.create(
+            connection, tenant, "hook1", HOOK, "whsec_" + "A" * 32, utc_now()
+        )
+        await store.webhooks.record(
+            connection,
+            DeliveryKey(tenant, "hook1", 1),
+            "e1",
+            DeliveryStatus.FAILED,
+            8,
+            None,
+            500,
+            "answered 500",
+            utc_now(),
         )
     return store
 

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 
 import grpc
-from customersegment.v1 import assignment_pb2, directory_pb2, segment_pb2
+from customersegment.v1 import assignment_pb2, directory_pb2, segment_pb2, webhooks_pb2
 from google.api import annotations_pb2, http_pb2
 from google.protobuf.descriptor import Descriptor, MethodDescriptor
 
@@ -26,7 +26,7 @@ Route = tuple[str, str]  # (method, path with {camelCase} variables)
 
 
 def _methods() -> Iterator[MethodDescriptor]:
-    for module in (assignment_pb2, directory_pb2, segment_pb2):
+    for module in (assignment_pb2, directory_pb2, segment_pb2, webhooks_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             yield from service.methods
 

@@ -34,7 +34,11 @@ async def test_described_operations_are_the_routed_ones() -> None:
         if method.upper() in METHODS
     }
     assert routed == described
-    assert {tag["name"] for tag in document["tags"]} == {"Customers Assignments", "Segments"}
+    assert {tag["name"] for tag in document["tags"]} == {
+        "Customers Assignments",
+        "Segments",
+        "Webhooks",
+    }
 
 
 def test_list_operations_describe_cursor_paging() -> None:

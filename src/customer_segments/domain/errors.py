@@ -27,6 +27,9 @@ class Reason(StrEnum):
     VERSION_MISMATCH = "VERSION_MISMATCH"  # optimistic locking: the stored version differs
     SEGMENT_ALREADY_EXISTS = "SEGMENT_ALREADY_EXISTS"
     SEGMENT_HAS_ASSIGNMENTS = "SEGMENT_HAS_ASSIGNMENTS"  # a delete without force
+    WEBHOOK_NOT_FOUND = "WEBHOOK_NOT_FOUND"
+    DELIVERY_NOT_FOUND = "DELIVERY_NOT_FOUND"
+    DELIVERY_NOT_FAILED = "DELIVERY_NOT_FAILED"  # a retry of a delivery that has not failed
     TOKEN_MISSING = "TOKEN_MISSING"  # no Authorization at all
     TOKEN_INVALID = "TOKEN_INVALID"  # malformed, expired, badly signed, wrong issuer...
     SCOPE_MISSING = "SCOPE_MISSING"  # a valid token without a scope the call needs
@@ -68,6 +71,8 @@ def over_limit(field: str, problem: str) -> InvalidArgument:
 _NOT_FOUND_REASONS = {
     "segment": Reason.SEGMENT_NOT_FOUND,
     "customer assignment": Reason.ASSIGNMENT_NOT_FOUND,
+    "webhook": Reason.WEBHOOK_NOT_FOUND,
+    "webhook delivery": Reason.DELIVERY_NOT_FOUND,
 }
 
 

@@ -32,6 +32,7 @@ from customer_segments.gateway.http_server import (
 from customer_segments.gateway.protocol import EmporixAppRunner
 from customer_segments.gateway.requests import BadRequest, check_request, request_id
 from customer_segments.gateway.segment_routes import SegmentRoutes
+from customer_segments.gateway.webhook_routes import WebhookRoutes
 from customer_segments.limits import GATEWAY_MAX_REQUEST_BYTES, MAX_ANSWER_BYTES, MAX_BODY_BYTES
 from customer_segments.logs import request_id as logged_request_id
 from customer_segments.shutdown import stop_requested
@@ -154,6 +155,7 @@ def create_app(
     client = GrpcClient(channel)
     AssignmentRoutes(client).register(app)
     SegmentRoutes(client).register(app)
+    WebhookRoutes(client).register(app)
     return app
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict
 
-import grpc
 from aiohttp import web
 from customersegment.v1 import assignment_pb2
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -17,9 +16,10 @@ from customer_segments.gateway.conditions import (
     if_match,
     refuse_if_match,
     single,
+    version_if_found,
 )
 from customer_segments.gateway.field_names import ASSIGNMENT_FIELDS
-from customer_segments.gateway.grpc_client import GrpcClient, RpcFailed
+from customer_segments.gateway.grpc_client import GrpcClient
 from customer_segments.gateway.models import (
     CustomerAssignmentRemoveBulk,
     CustomerAssignmentUpsert,
@@ -122,12 +122,10 @@ class AssignmentRoutes:
         return answer.assignment
 
     async def _current_version(self, request: web.Request) -> int | None:
-        try:
+        async def read() -> int:
             return (await self._get(request)).metadata.version
-        except RpcFailed as failure:
-            if failure.error.code() == grpc.StatusCode.NOT_FOUND:
-                return None
-            raise
+
+        return await version_if_found(read)
 
     async def get_assignment(self, request: web.Request) -> web.StreamResponse:
         answer = await self._get(request, read_mask(request, ASSIGNMENT_FIELDS))

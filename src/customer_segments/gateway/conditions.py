@@ -7,8 +7,10 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
+import grpc
 from aiohttp import web
 
+from customer_segments.gateway.grpc_client import RpcFailed
 from customer_segments.gateway.requests import BadRequest
 
 # An entity tag of a list: optional W/, then the quoted opaque tag (RFC 9110 section 8.8.3).
@@ -141,3 +143,14 @@ def refuse_if_match(request: web.Request) -> None:
         raise BadRequest(
             "If-Match", "does not apply to a bulk request; give each item its metadata.version"
         )
+
+
+async def version_if_found(read: Callable[[], Awaitable[int]]) -> int | None:
+    """The stored version that `read` (a GET through gRPC) finds; None when the resource does
+    not exist."""
+    try:
+        return await read()
+    except RpcFailed as failure:
+        if failure.error.code() == grpc.StatusCode.NOT_FOUND:
+            return None
+        raise

@@ -53,6 +53,8 @@ REST_FIELD_PATHS: dict[str, str] = {
     "segment.metadata.mixins_json": "metadata.mixins",
     "segment.validity.start_time": "validity.from",
     "segment.validity.end_time": "validity.to",
+    # A webhook request's `webhook` is the REST body itself.
+    "webhook": "",
     # PatchSegment's operations are the REST body (a JSON Patch array) itself.
     "operations[]": "[]",
     "operations[].value_json": "[].value",

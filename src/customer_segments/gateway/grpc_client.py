@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import grpc
 from aiohttp import web
-from customersegment.v1 import assignment_pb2_grpc, segment_pb2_grpc
+from customersegment.v1 import assignment_pb2_grpc, segment_pb2_grpc, webhooks_pb2_grpc
 from google.protobuf.message import Message
 
 DEFAULT_DEADLINE_SECONDS = 30.0
@@ -39,6 +39,7 @@ class GrpcClient:
         self.deadline = deadline
         self.assignments = assignment_pb2_grpc.CustomerAssignmentServiceStub(channel)
         self.segments = segment_pb2_grpc.SegmentServiceStub(channel)
+        self.webhooks = webhooks_pb2_grpc.WebhookServiceStub(channel)
 
     @staticmethod
     def metadata(request: web.Request) -> list[tuple[str, str]]:

@@ -6,7 +6,6 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-import grpc
 from aiohttp import web
 from customersegment.v1 import segment_pb2
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -20,9 +19,10 @@ from customer_segments.gateway.conditions import (
     if_match,
     refuse_if_match,
     single,
+    version_if_found,
 )
 from customer_segments.gateway.field_names import SEGMENT_FIELDS
-from customer_segments.gateway.grpc_client import GrpcClient, RpcFailed
+from customer_segments.gateway.grpc_client import GrpcClient
 from customer_segments.gateway.models import PatchOperation, Search, SegmentCreation
 from customer_segments.gateway.requests import (
     BadRequest,
@@ -132,12 +132,10 @@ class SegmentRoutes:
         return answer.segment
 
     async def _current_version(self, request: web.Request) -> int | None:
-        try:
+        async def read() -> int:
             return (await self._get(request)).metadata.version
-        except RpcFailed as failure:
-            if failure.error.code() == grpc.StatusCode.NOT_FOUND:
-                return None
-            raise
+
+        return await version_if_found(read)
 
     async def _expectation(self, request: web.Request, body_version: int | None) -> Expectation:
         condition = if_match(request)

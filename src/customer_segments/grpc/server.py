@@ -15,6 +15,8 @@ from customersegment.v1 import (
     directory_pb2_grpc,
     segment_pb2,
     segment_pb2_grpc,
+    webhooks_pb2,
+    webhooks_pb2_grpc,
 )
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -28,6 +30,7 @@ from customer_segments.grpc.auth_interceptor import FIRST_MESSAGE_TIMEOUT_SECOND
 from customer_segments.grpc.directory_servicer import DirectoryServicer
 from customer_segments.grpc.interceptors import DomainErrorInterceptor
 from customer_segments.grpc.segment_servicer import SegmentServicer
+from customer_segments.grpc.webhook_servicer import WebhookServicer
 from customer_segments.limits import GATEWAY_MAX_REQUEST_BYTES, MAX_ANSWER_BYTES, MIB
 from customer_segments.services.readiness import CHECK_INTERVAL_S, follow_database
 from customer_segments.startup import port_taken
@@ -43,6 +46,7 @@ SERVICE_NAMES = (
     assignment_pb2.DESCRIPTOR.services_by_name["CustomerAssignmentService"].full_name,
     segment_pb2.DESCRIPTOR.services_by_name["SegmentService"].full_name,
     directory_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
+    webhooks_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
 )
 # Per connection: enough for any client's pipelining (h2load -m 10, the gateway's channel),
 # few enough that one connection cannot take every call slot.
@@ -190,6 +194,7 @@ def _server(
     )
     segment_pb2_grpc.add_SegmentServiceServicer_to_server(SegmentServicer(store), server)
     directory_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(store), server)
+    webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(store), server)
     # On the local socket too: the gateway's /readyz asks it.
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     return server

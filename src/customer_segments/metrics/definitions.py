@@ -118,3 +118,22 @@ class Instruments:
         )
         self.jwks_loaded = jwks_refreshes.labels("ok")
         self.jwks_failed = jwks_refreshes.labels("failed")
+        # Webhooks: attempts by what the receiver (or the way to it) answered, and deliveries
+        # that failed after the last retry. No endpoint or tenant label: ids are unbounded.
+        webhook_attempts = Counter(
+            "customer_segments_webhook_attempts_total",
+            "Webhook delivery attempts, by outcome: delivered (2xx), rejected (another status), "
+            "gone (410: the endpoint turned inactive), timeout, unreachable (no connection), "
+            "refused (the destination resolved to a forbidden address).",
+            ("outcome",),
+            registry=None,
+        )
+        self.webhook_attempts = {
+            outcome: webhook_attempts.labels(outcome)
+            for outcome in ("delivered", "rejected", "gone", "timeout", "unreachable", "refused")
+        }
+        self.webhook_failed = Counter(
+            "customer_segments_webhook_deliveries_failed_total",
+            "Webhook deliveries that failed after the last attempt of the retry schedule.",
+            registry=None,
+        )

@@ -33,6 +33,13 @@ class UseCase(StrEnum):
     BULK_DELETE_SEGMENTS = "BulkDeleteSegments"
     UPSERT_CUSTOMER = "UpsertCustomer"
     UPSERT_LEGAL_ENTITY = "UpsertLegalEntity"
+    CREATE_WEBHOOK = "CreateWebhook"
+    LIST_WEBHOOKS = "ListWebhooks"
+    GET_WEBHOOK = "GetWebhook"
+    UPDATE_WEBHOOK = "UpdateWebhook"
+    DELETE_WEBHOOK = "DeleteWebhook"
+    LIST_DELIVERIES = "ListDeliveries"
+    RETRY_DELIVERY = "RetryDelivery"
 
 
 # Scope values, so that a check is one set operation on the token's scopes.
@@ -61,6 +68,15 @@ USE_CASE_SCOPES: dict[UseCase, frozenset[str]] = {
     # The directory is fed by internal services that manage assignments.
     UseCase.UPSERT_CUSTOMER: _MANAGE,
     UseCase.UPSERT_LEGAL_ENTITY: _MANAGE,
+    # Webhooks, reads included: an endpoint's settings and delivery records are an integration's
+    # configuration, for those who manage the tenant's segments (as Emporix's webhook settings).
+    UseCase.CREATE_WEBHOOK: _MANAGE,
+    UseCase.LIST_WEBHOOKS: _MANAGE,
+    UseCase.GET_WEBHOOK: _MANAGE,
+    UseCase.UPDATE_WEBHOOK: _MANAGE,
+    UseCase.DELETE_WEBHOOK: _MANAGE,
+    UseCase.LIST_DELIVERIES: _MANAGE,
+    UseCase.RETRY_DELIVERY: _MANAGE,
 }
 WRITES = frozenset(use_case for use_case, scopes in USE_CASE_SCOPES.items() if scopes == _MANAGE)
 

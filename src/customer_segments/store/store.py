@@ -7,6 +7,7 @@ from customer_segments.store.database import Database
 from customer_segments.store.directory import DirectoryRepository
 from customer_segments.store.events import EventRepository
 from customer_segments.store.segments import SegmentRepository
+from customer_segments.store.webhooks import WebhookRepository
 
 
 class Store:
@@ -23,6 +24,7 @@ class Store:
         self.segments = SegmentRepository(database)
         self.directory = DirectoryRepository(database.insert)
         self.events = EventRepository(database.insert)
+        self.webhooks = WebhookRepository(database.insert)
 
     async def close(self) -> None:
         await self.database.dispose()
