@@ -118,3 +118,14 @@ class Instruments:
         )
         self.jwks_loaded = jwks_refreshes.labels("ok")
         self.jwks_failed = jwks_refreshes.labels("failed")
+        nats_events = Counter(
+            "customer_segments_nats_events_published_total",
+            "Events of the outbox published to NATS JetStream, by outcome: acked (stored), "
+            "duplicate (acked as one JetStream had already: a publish repeated after a failure), "
+            "failed (not acknowledged: published again later).",
+            ("outcome",),
+            registry=None,
+        )
+        self.nats_acked = nats_events.labels("acked")
+        self.nats_duplicate = nats_events.labels("duplicate")
+        self.nats_failed = nats_events.labels("failed")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from customer_segments.store.assignments import AssignmentRepository
 from customer_segments.store.database import Database
 from customer_segments.store.directory import DirectoryRepository
+from customer_segments.store.event_consumers import EventConsumerRepository
 from customer_segments.store.events import EventRepository
 from customer_segments.store.segments import SegmentRepository
 
@@ -23,6 +24,7 @@ class Store:
         self.segments = SegmentRepository(database.insert)
         self.directory = DirectoryRepository(database.insert)
         self.events = EventRepository(database.insert)
+        self.event_consumers = EventConsumerRepository(database.insert)
 
     async def close(self) -> None:
         await self.database.dispose()

@@ -1,0 +1,342 @@
+"""The NATS JetStream publisher (--events-nats-url): every event of the outbox is also
+published to `customer-segment.<tenant>.<event type>`, and counts as published only once
+JetStream has acknowledged it.
+
+A background task of each serve process. Each tenant's cursor (event_consumers, consumer
+"nats") is held by one process at a time through a lease, so that with --workers N or several
+instances each event goes out once in the normal case. The cursor advances only after the acks
+of everything before it: a process that dies mid-publish leaves its events to be published
+again by whoever takes the lease over, and JetStream drops the repeats by their Nats-Msg-Id
+(the event id) within the stream's duplicate window (2 minutes by default, far above the
+lease). A NATS or database outage never stops the server: the task logs once, retries with
+backoff, and readiness does not follow NATS (the service serves without it; events wait in
+the outbox for as long as it is retained)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import secrets
+import socket
+from asyncio import FIRST_COMPLETED
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import nats
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import PubAck, StorageType
+
+from customer_segments import metrics
+from customer_segments.store.database import utc_now
+from customer_segments.store.event_consumers import Claim
+from customer_segments.store.events import StoredEvent
+from customer_segments.store.store import Store
+
+log = logging.getLogger(__name__)
+
+# The consumer's name in event_consumers.
+CONSUMER = "nats"
+# Subjects are SUBJECT_PREFIX.<tenant>.<event type>; a tenant is [a-z][a-z0-9]{2,15}
+# (domain/validation.py), always one subject token.
+SUBJECT_PREFIX = "customer-segment"
+STREAM_SUBJECTS = f"{SUBJECT_PREFIX}.>"
+DEFAULT_STREAM = "CUSTOMER_SEGMENTS"
+MSG_ID_HEADER = "Nats-Msg-Id"
+TENANT_HEADER = "Customer-Segment-Tenant"
+SEQUENCE_HEADER = "Customer-Segment-Sequence"
+# JetStream's default; the window in which a repeated Nats-Msg-Id is dropped.
+DUPLICATE_WINDOW_S = 120.0
+# Far below the duplicate window: a dead holder's events are published again by the next
+# holder well within it.
+LEASE_S = 30.0
+# Events read and published at once per tenant; their acks are awaited together. Below
+# nats-py's 4,000 publishes in flight.
+BATCH = 1000
+ACK_TIMEOUT_S = 10.0
+# Tenants claimed at once, at most: one statement's worth of bound values.
+TENANTS_PER_ROUND = 100
+CONNECT_TIMEOUT_S = 5
+FIRST_RETRY_S = 0.5
+LAST_RETRY_S = 30.0
+STOP_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class NatsOptions:
+    # One URL or several, comma-separated (a cluster's seed servers).
+    url: str
+    stream: str = DEFAULT_STREAM
+    poll_interval: float = 0.25
+    lease_seconds: float = LEASE_S
+    batch: int = BATCH
+    ack_timeout: float = ACK_TIMEOUT_S
+    # Reconnects: the first after `first_retry` seconds, doubling up to `last_retry`.
+    first_retry: float = FIRST_RETRY_S
+    last_retry: float = LAST_RETRY_S
+
+
+class NotAcknowledged(Exception):
+    """JetStream did not acknowledge an event: the rest waits for the next connection."""
+
+
+def subject(event: StoredEvent) -> str:
+    # Event types have dots (customer-segment.segment-created): more tokens, which a
+    # subscriber matches with customer-segment.<tenant>.>.
+    return f"{SUBJECT_PREFIX}.{event.tenant}.{event.type}"
+
+
+def message_body(event: StoredEvent) -> bytes:
+    """What a webhook receives: {"type", "timestamp" (ISO 8601 UTC, ms, Z), "data"}."""
+    timestamp = event.occurred_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    body = {"type": event.type, "timestamp": timestamp, "data": event.payload}
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def message_headers(event: StoredEvent) -> dict[str, str]:
+    return {
+        MSG_ID_HEADER: event.id,
+        TENANT_HEADER: event.tenant,
+        SEQUENCE_HEADER: str(event.sequence),
+    }
+
+
+def default_owner() -> str:
+    """Unique per process start: a restarted process must not count as the holder of the
+    leases its previous life left."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class NatsPublisher:
+    """start() runs it in the background; stop() ends it and gives its leases up."""
+
+    def __init__(self, store: Store, options: NatsOptions, owner: str | None = None) -> None:
+        self.store = store
+        self.options = options
+        self.owner = owner or default_owner()
+        self._task: asyncio.Task[None] | None = None
+        # Why publishing stopped, while it is stopped: logged once per outage.
+        self._trouble: str | None = None
+        # The last session got as far as publishing: the next retry comes soon.
+        self._published = False
+        self._instruments = metrics.instruments()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="nats-publisher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task])
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT_S), self.store.single_statement() as connection:
+                await self.store.event_consumers.release(connection, CONSUMER, self.owner)
+        except Exception as error:  # the leases run out by themselves
+            log.info("NATS publisher: leases not given up (%s); they run out", _reason(error))
+
+    async def _run(self) -> None:
+        delay = self.options.first_retry
+        while True:
+            self._published = False
+            try:
+                await self._session()
+            except Exception as error:  # NATS or the database: retried, never fatal
+                if self._trouble is None:
+                    log.warning(
+                        "NATS publisher cannot publish (%s): events wait in the outbox; retrying",
+                        _reason(error),
+                    )
+                self._trouble = _reason(error)
+            if self._published:
+                delay = self.options.first_retry
+            # Jittered, so that the workers of an instance do not retry in step.
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self.options.last_retry)
+
+    async def _session(self) -> None:
+        """One connection, publishing until it or the database fails (it raises then)."""
+        closed = asyncio.Event()
+
+        async def on_closed() -> None:
+            closed.set()
+
+        async def on_error(error: Exception) -> None:
+            # nats-py's default callback logs each error; an outage is logged once, in _run.
+            log.debug("NATS: %s", _reason(error))
+
+        client = await nats.connect(
+            servers=[url.strip() for url in self.options.url.split(",")],
+            name="customer-segments",
+            # This loop reconnects, with its own backoff; the cursors say where to resume.
+            # nats-py's connect() tries each server again (1 is its least) and would wait
+            # 2 s before that.
+            allow_reconnect=False,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            closed_cb=on_closed,
+            error_cb=on_error,
+        )
+        try:
+            stream = client.jetstream()
+            await self._ensure_stream(stream)
+            while True:
+                if closed.is_set():
+                    raise ConnectionError("the connection to NATS was closed")
+                busy = await self._round(stream, closed)
+                self._published = True
+                if self._trouble is not None:
+                    log.info("NATS publisher publishing again (after %s)", self._trouble)
+                    self._trouble = None
+                if not busy:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(closed.wait(), self.options.poll_interval)
+        finally:
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    await client.close()
+            except Exception as error:
+                log.debug("NATS: close: %s", _reason(error))
+
+    async def _ensure_stream(self, stream: JetStreamContext) -> None:
+        """Creates the stream when it is absent (file storage, no limits); one that exists is
+        used as it is, never changed: an operator who wants limits, replicas or a longer
+        duplicate window creates it beforehand."""
+        name = self.options.stream
+        try:
+            await stream.stream_info(name)
+        except nats.js.errors.NotFoundError:
+            await stream.add_stream(
+                name=name,
+                subjects=[STREAM_SUBJECTS],
+                storage=StorageType.FILE,
+                duplicate_window=DUPLICATE_WINDOW_S,
+            )
+            log.info("created the JetStream stream %s for %s", name, STREAM_SUBJECTS)
+
+    async def _round(self, stream: JetStreamContext, closed: asyncio.Event) -> bool:
+        """Publishes the backlogs of the tenants this process can take; False when none
+        had one."""
+        repository = self.store.event_consumers
+        now = utc_now()
+        async with self.store.read() as connection:
+            tenants = await repository.tenants_with_work(connection, CONSUMER, self.owner, now)
+        if not tenants:
+            return False
+        if len(tenants) > TENANTS_PER_ROUND:
+            # At random, so that no tenant waits behind others that always have work.
+            tenants = sorted(random.sample(tenants, TENANTS_PER_ROUND))
+        until = now + timedelta(seconds=self.options.lease_seconds)
+        async with self.store.write() as connection:
+            claims = await repository.claim(connection, CONSUMER, self.owner, tenants, now, until)
+        for claim in claims:
+            await self._publish_tenant(stream, claim, closed)
+        return bool(claims)
+
+    async def _publish_tenant(
+        self, stream: JetStreamContext, claim: Claim, closed: asyncio.Event
+    ) -> None:
+        """The tenant's events after its cursor, batch by batch, until none is left or the
+        lease is lost (taken over after it ran out)."""
+        cursor = claim.last_sequence
+        while True:
+            async with self.store.read() as connection:
+                batch = await self.store.events.after(
+                    connection, claim.tenant, cursor, self.options.batch
+                )
+            if not batch:
+                return
+            if batch[0].sequence > cursor + 1:
+                log.warning(
+                    "NATS publisher: events %d to %d of tenant %s were pruned from the outbox "
+                    "before they were published",
+                    cursor + 1,
+                    batch[0].sequence - 1,
+                    claim.tenant,
+                )
+            acknowledged, failure = await self._publish(stream, batch, closed)
+            if acknowledged:
+                cursor = acknowledged[-1].sequence
+                until = utc_now() + timedelta(seconds=self.options.lease_seconds)
+                async with self.store.single_statement() as connection:
+                    held = await self.store.event_consumers.advance(
+                        connection, CONSUMER, self.owner, claim.tenant, cursor, until
+                    )
+                if not held:
+                    return
+            if failure is not None:
+                raise NotAcknowledged(
+                    f"event {cursor + 1} of tenant {claim.tenant} was not acknowledged: {failure}"
+                )
+            if len(batch) < self.options.batch:
+                return
+
+    async def _publish(
+        self, stream: JetStreamContext, batch: Sequence[StoredEvent], closed: asyncio.Event
+    ) -> tuple[list[StoredEvent], str | None]:
+        """Publishes the batch and awaits its acks together: the events acknowledged before
+        the first that was not (the cursor may move past those only), and why that one was
+        not (None when all were)."""
+        pending: list[asyncio.Future[PubAck]] = []
+        failure: str | None = None
+        try:
+            for event in batch:
+                pending.append(
+                    await stream.publish_async(
+                        subject(event),
+                        message_body(event),
+                        headers=message_headers(event),
+                        # An error rather than another stream's capture of the subject.
+                        stream=self.options.stream,
+                    )
+                )
+        except Exception as error:  # the connection went; what was sent may still be acked
+            failure = _reason(error)
+        if pending:
+            acks = asyncio.ensure_future(asyncio.wait(pending))
+            closing = asyncio.ensure_future(closed.wait())
+            await asyncio.wait(
+                [acks, closing], timeout=self.options.ack_timeout, return_when=FIRST_COMPLETED
+            )
+            acks.cancel()
+            closing.cancel()
+        acknowledged: list[StoredEvent] = []
+        for event, future in zip(batch, pending, strict=False):
+            if not future.done() or future.cancelled() or future.exception() is not None:
+                break
+            acknowledged.append(event)
+            self._count(future.result())
+        for future in pending[len(acknowledged) :]:
+            if not future.done():
+                future.cancel()  # nats-py frees the publish's slot
+            elif failure is None and not future.cancelled():
+                refused = future.exception()
+                failure = _reason(refused) if refused is not None else None
+        if len(acknowledged) < len(batch):
+            if failure is None:
+                failure = (
+                    "the connection was closed"
+                    if closed.is_set()
+                    else f"no ack within {self.options.ack_timeout:g}s"
+                )
+            if self._instruments is not None:
+                self._instruments.nats_failed.inc(len(batch) - len(acknowledged))
+        return acknowledged, failure
+
+    def _count(self, ack: PubAck) -> None:
+        if self._instruments is None:
+            return
+        if ack.duplicate:
+            self._instruments.nats_duplicate.inc()
+        else:
+            self._instruments.nats_acked.inc()
