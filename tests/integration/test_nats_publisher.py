@@ -19,12 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import nats
-import nats.js.errors
 import pytest
-from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 from sqlalchemy import select, update
 
 from customer_segments.services.nats_publisher import (
@@ -37,7 +32,7 @@ from customer_segments.store.database import utc_now
 from customer_segments.store.events import NewEvent, StoredEvent
 from customer_segments.store.store import Store
 from customer_segments.store.tables import event_consumers
-from tests.nats_server import NatsServer
+from tests.nats_server import ARRIVAL_TIMEOUT_S, NatsServer, header, stored, watching
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -46,8 +41,6 @@ TYPES = (
     "customer-segment.customer-assignment-created",
     "customer-segment.customer-assignment-deleted",
 )
-# Generous: a busy 2-core machine.
-ARRIVAL_TIMEOUT_S = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -89,71 +82,6 @@ async def publishing(
         yield publisher
     finally:
         await publisher.stop()
-
-
-@asynccontextmanager
-async def client(server: NatsServer) -> AsyncIterator[tuple[Client, JetStreamContext]]:
-    connection = await nats.connect(server.url)
-    try:
-        yield connection, connection.jetstream()
-    finally:
-        await connection.close()
-
-
-def header(message: Msg, name: str) -> str:
-    assert message.headers is not None, message
-    return message.headers[name]
-
-
-class Publishes:
-    """Every message published to the tenant's subjects (a core subscription: JetStream's
-    de-duplication does not hide repeats from it)."""
-
-    def __init__(self) -> None:
-        self.messages: list[Msg] = []
-
-    async def collect(self, message: Msg) -> None:
-        self.messages.append(message)
-
-    def sequences(self) -> list[int]:
-        return [int(header(message, "Customer-Segment-Sequence")) for message in self.messages]
-
-
-@asynccontextmanager
-async def watching(server: NatsServer, tenant: str) -> AsyncIterator[Publishes]:
-    publishes = Publishes()
-    async with client(server) as (connection, _):
-        subscription = await connection.subscribe(
-            f"customer-segment.{tenant}.>", cb=publishes.collect
-        )
-        await connection.flush()  # subscribed on the server before anything is published
-        yield publishes
-        await connection.flush()
-        await subscription.drain()  # type: ignore[no-untyped-call]  # what arrived is collected
-
-
-async def stored_count(stream: JetStreamContext, tenant: str) -> int:
-    try:
-        info = await stream.stream_info(
-            DEFAULT_STREAM, subjects_filter=f"customer-segment.{tenant}.>"
-        )
-    except nats.js.errors.NotFoundError:
-        return 0  # the publisher has not made the stream yet
-    return sum((info.state.subjects or {}).values())
-
-
-async def stored(server: NatsServer, tenant: str, count: int) -> list[Msg]:
-    """The tenant's messages in the stream, once it holds `count` of them (and no more)."""
-    async with client(server) as (_, stream):
-        deadline = time.monotonic() + ARRIVAL_TIMEOUT_S
-        while (held := await stored_count(stream, tenant)) < count:
-            assert time.monotonic() < deadline, f"{held} of {count} events in the stream"
-            await asyncio.sleep(0.05)
-        assert held == count
-        subscription = await stream.subscribe(f"customer-segment.{tenant}.>", ordered_consumer=True)
-        messages = [await subscription.next_msg(timeout=30) for _ in range(count)]
-        await subscription.unsubscribe()
-        return messages
 
 
 async def cursor(store: Store, tenant: str) -> tuple[int, str | None]:
