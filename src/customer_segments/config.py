@@ -271,6 +271,17 @@ class SecretFiles(PydanticBaseSettingsSource):
         return values
 
 
+def nats_urls_shown(value: str) -> str:
+    """The NATS URLs without their credentials (user and password, or a token as the user)."""
+    shown = []
+    for url in value.split(","):
+        parts = urlsplit(url.strip())
+        if "@" in parts.netloc:
+            parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
+        shown.append(parts.geturl())
+    return ",".join(shown)
+
+
 def flag_of(name: str) -> str:
     return "--" + name.replace("_", "-")
 
