@@ -137,6 +137,19 @@ async def test_every_event_reaches_the_stream_once_in_order_with_its_subject_id_
     assert len(await stored(nats_server, other, 3)) == 3
 
 
+async def test_a_wake_up_publishes_without_waiting_for_the_poll(
+    store: Store, nats_server: NatsServer
+) -> None:
+    tenant = new_tenant()
+    async with publishing(store, nats_server, poll_interval=3600) as publisher:
+        await append(store, tenant, 1)
+        await eventually_at(store, tenant, 1)  # its first look, once connected
+        await asyncio.sleep(0.5)  # and the one after, which found nothing: it waits now
+        await append(store, tenant, 1, first=1)
+        publisher.wake()  # what a notifier of the outbox's commits calls
+        await stored(nats_server, tenant, 2)
+
+
 async def test_events_written_while_nats_is_down_arrive_once_it_is_back(
     store: Store, tmp_path: Path
 ) -> None:

@@ -15,7 +15,6 @@ the outbox for as long as it is retained)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -129,6 +128,7 @@ class NatsPublisher:
         self._trouble: str | None = None
         # The last session got as far as publishing: the next retry comes soon.
         self._published = False
+        self._woken = asyncio.Event()
         self._instruments = metrics.instruments()
 
     def start(self) -> None:
@@ -199,14 +199,25 @@ class NatsPublisher:
                     log.info("NATS publisher publishing again (after %s)", self._trouble)
                     self._trouble = None
                 if not busy:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(closed.wait(), self.options.poll_interval)
+                    await self._idle(closed)
         finally:
             try:
                 async with asyncio.timeout(STOP_TIMEOUT_S):
                     await client.close()
             except Exception as error:
                 log.debug("NATS: close: %s", _reason(error))
+
+    def wake(self) -> None:
+        """Looks for new events now rather than at the next poll (for a notifier of commits)."""
+        self._woken.set()
+
+    async def _idle(self, closed: asyncio.Event) -> None:
+        """Until the next poll, a wake() or the connection's end."""
+        waits = [asyncio.ensure_future(closed.wait()), asyncio.ensure_future(self._woken.wait())]
+        await asyncio.wait(waits, timeout=self.options.poll_interval, return_when=FIRST_COMPLETED)
+        for wait in waits:
+            wait.cancel()
+        self._woken.clear()
 
     async def _ensure_stream(self, stream: JetStreamContext) -> None:
         """Creates the stream when it is absent (file storage, no limits); one that exists is
