@@ -141,8 +141,8 @@ async def test_a_wake_up_publishes_without_waiting_for_the_poll(
     store: Store, nats_server: NatsServer
 ) -> None:
     tenant = new_tenant()
+    await append(store, tenant, 1)
     async with publishing(store, nats_server, poll_interval=3600) as publisher:
-        await append(store, tenant, 1)
         await eventually_at(store, tenant, 1)  # its first look, once connected
         await asyncio.sleep(0.5)  # and the one after, which found nothing: it waits now
         await append(store, tenant, 1, first=1)
