@@ -32,7 +32,7 @@ from customer_segments.store.database import utc_now
 from customer_segments.store.events import NewEvent, StoredEvent
 from customer_segments.store.store import Store
 from customer_segments.store.tables import event_consumers
-from tests.nats_server import ARRIVAL_TIMEOUT_S, NatsServer, header, stored, watching
+from tests.nats_server import ARRIVAL_TIMEOUT_S, NatsServer, client, header, stored, watching
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -170,6 +170,33 @@ async def test_events_written_while_nats_is_down_arrive_once_it_is_back(
             server.start()
             messages = await stored(server, tenant, 30)
             await eventually_at(store, tenant, 30)
+    finally:
+        server.stop()
+    assert [header(message, "Nats-Msg-Id") for message in messages] == [e.id for e in events]
+
+
+async def test_events_that_jetstream_refuses_stay_unpublished_until_it_takes_them(
+    store: Store, tmp_path: Path
+) -> None:
+    """NATS answers, but the subjects belong to another stream, so JetStream refuses each
+    publish (Nats-Expected-Stream): the cursor stays until our stream takes them."""
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    tenant = new_tenant()
+    try:
+        async with publishing(store, server), client(server) as (_, stream):
+            await append(store, tenant, 5)
+            await stored(server, tenant, 5)
+            await eventually_at(store, tenant, 5)
+            await stream.delete_stream(DEFAULT_STREAM)
+            await stream.add_stream(name="OTHER", subjects=[f"customer-segment.{tenant}.>"])
+            events = await append(store, tenant, 5, first=5)
+            await asyncio.sleep(0.5)  # several attempts, each refused
+            assert (await cursor(store, tenant))[0] == 5
+            assert (await stream.stream_info("OTHER")).state.messages == 0
+            await stream.delete_stream("OTHER")  # the publisher makes its stream again
+            messages = await stored(server, tenant, 5)
+            await eventually_at(store, tenant, 10)
     finally:
         server.stop()
     assert [header(message, "Nats-Msg-Id") for message in messages] == [e.id for e in events]
