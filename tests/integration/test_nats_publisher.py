@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nats.aio.msg import Msg
 from sqlalchemy import select, update
 
 from customer_segments.services.nats_publisher import (
@@ -48,6 +49,14 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
     """One server for the tests that do not stop it; each test has tenants of its own."""
     server = NatsServer(tmp_path_factory.mktemp("nats"))
     server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A server of the test's own, not started yet, which it may stop and start."""
+    server = NatsServer(tmp_path / "nats")
     yield server
     server.stop()
 
@@ -104,6 +113,15 @@ async def eventually_at(store: Store, tenant: str, sequence: int) -> None:
         await asyncio.sleep(0.05)
 
 
+async def published(
+    store: Store, server: NatsServer, tenant: str, count: int, cursor_at: int
+) -> list[Msg]:
+    """The tenant's `count` messages in the stream, once its cursor is at `cursor_at` too."""
+    messages = await stored(server, tenant, count)
+    await eventually_at(store, tenant, cursor_at)
+    return messages
+
+
 def expected_body(event: StoredEvent) -> dict[str, Any]:
     moment = event.occurred_at
     timestamp = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
@@ -119,8 +137,7 @@ async def test_every_event_reaches_the_stream_once_in_order_with_its_subject_id_
         events = await append(store, tenant, 100)
         await append(store, other, 3)
         events += await append(store, tenant, 150, first=100)
-        messages = await stored(nats_server, tenant, len(events))
-        await eventually_at(store, tenant, 250)
+        messages = await published(store, nats_server, tenant, len(events), 250)
     assert [message.subject for message in messages] == [
         f"customer-segment.{tenant}.{event.type}" for event in events
     ]
@@ -151,54 +168,42 @@ async def test_a_wake_up_publishes_without_waiting_for_the_poll(
 
 
 async def test_events_written_while_nats_is_down_arrive_once_it_is_back(
-    store: Store, tmp_path: Path
+    store: Store, own_nats_server: NatsServer
 ) -> None:
     """The publisher starts before NATS, survives its restart, and the cursor moves only
     past what JetStream acknowledged."""
-    server = NatsServer(tmp_path / "nats")
-    tenant = new_tenant()
-    try:
-        async with publishing(store, server):
-            events = await append(store, tenant, 10)
-            server.start()  # after the publisher: its first attempts found nothing
-            await stored(server, tenant, 10)
-            await eventually_at(store, tenant, 10)
-            server.stop()
-            events += await append(store, tenant, 20, first=10)
-            await asyncio.sleep(0.5)  # several attempts, each finding no NATS
-            assert (await cursor(store, tenant))[0] == 10
-            server.start()
-            messages = await stored(server, tenant, 30)
-            await eventually_at(store, tenant, 30)
-    finally:
+    server, tenant = own_nats_server, new_tenant()
+    async with publishing(store, server):
+        events = await append(store, tenant, 10)
+        server.start()  # after the publisher: its first attempts found nothing
+        await published(store, server, tenant, 10, 10)
         server.stop()
+        events += await append(store, tenant, 20, first=10)
+        await asyncio.sleep(0.5)  # several attempts, each finding no NATS
+        assert (await cursor(store, tenant))[0] == 10
+        server.start()
+        messages = await published(store, server, tenant, 30, 30)
     assert [header(message, "Nats-Msg-Id") for message in messages] == [e.id for e in events]
 
 
 async def test_events_that_jetstream_refuses_stay_unpublished_until_it_takes_them(
-    store: Store, tmp_path: Path
+    store: Store, own_nats_server: NatsServer
 ) -> None:
     """NATS answers, but the subjects belong to another stream, so JetStream refuses each
     publish (Nats-Expected-Stream): the cursor stays until our stream takes them."""
-    server = NatsServer(tmp_path / "nats")
+    server, tenant = own_nats_server, new_tenant()
     server.start()
-    tenant = new_tenant()
-    try:
-        async with publishing(store, server), client(server) as (_, stream):
-            await append(store, tenant, 5)
-            await stored(server, tenant, 5)
-            await eventually_at(store, tenant, 5)
-            await stream.delete_stream(DEFAULT_STREAM)
-            await stream.add_stream(name="OTHER", subjects=[f"customer-segment.{tenant}.>"])
-            events = await append(store, tenant, 5, first=5)
-            await asyncio.sleep(0.5)  # several attempts, each refused
-            assert (await cursor(store, tenant))[0] == 5
-            assert (await stream.stream_info("OTHER")).state.messages == 0
-            await stream.delete_stream("OTHER")  # the publisher makes its stream again
-            messages = await stored(server, tenant, 5)
-            await eventually_at(store, tenant, 10)
-    finally:
-        server.stop()
+    async with publishing(store, server), client(server) as (_, stream):
+        await append(store, tenant, 5)
+        await published(store, server, tenant, 5, 5)
+        await stream.delete_stream(DEFAULT_STREAM)
+        await stream.add_stream(name="OTHER", subjects=[f"customer-segment.{tenant}.>"])
+        events = await append(store, tenant, 5, first=5)
+        await asyncio.sleep(0.5)  # several attempts, each refused
+        assert (await cursor(store, tenant))[0] == 5
+        assert (await stream.stream_info("OTHER")).state.messages == 0
+        await stream.delete_stream("OTHER")  # the publisher makes its stream again
+        messages = await published(store, server, tenant, 5, 10)
     assert [header(message, "Nats-Msg-Id") for message in messages] == [e.id for e in events]
 
 
@@ -217,8 +222,7 @@ async def test_two_publishers_on_one_database_publish_each_event_once(
             for tenant in tenants:
                 await append(store, tenant, 25, first=25 * round_)
         for tenant in tenants:
-            await stored(nats_server, tenant, 100)
-            await eventually_at(store, tenant, 100)
+            await published(store, nats_server, tenant, 100, 100)
     for publishes in (first, second, third):
         assert publishes.sequences() == list(range(1, 101))
 
@@ -231,8 +235,7 @@ async def test_a_live_lease_is_respected_and_an_expired_one_taken_over(
     tenant = new_tenant()
     events = await append(store, tenant, 20)
     async with publishing(store, nats_server):
-        await stored(nats_server, tenant, 20)
-        await eventually_at(store, tenant, 20)
+        await published(store, nats_server, tenant, 20, 20)
 
     async def dead_holder(lease_until: Any) -> None:
         async with store.write() as connection:
