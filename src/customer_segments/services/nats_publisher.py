@@ -125,7 +125,8 @@ def _reason(error: BaseException) -> str:
 
 class _Acks:
     """JetStream publishes and their acks, awaited together: each publish is a plain NATS
-    publish whose reply subject is one of this connection's inbox, where JetStream answers.
+    publish whose reply subject lies under an inbox of this connection, where JetStream
+    answers.
     What nats-py's publish_async does, less its futures that never resolve when JetStream
     answers with an error (nats-io/nats.py#985): a refused publish would look like a lost ack.
     One request per event (nats-py's publish) instead costs a task and a timer each: a third
@@ -154,9 +155,13 @@ class _Acks:
         return ack
 
     def forget(self, acks: Sequence[asyncio.Future[PubAck]]) -> None:
-        """Gives up on the acks still awaited (their answers, if any come, are dropped)."""
+        """Gives up on the acks still awaited (their answers, if any come, are dropped) and
+        on the refusals after the first (read, or asyncio logs each as never retrieved)."""
         for ack in acks:
-            ack.cancel()
+            if not ack.done():
+                ack.cancel()
+            elif not ack.cancelled():
+                ack.exception()
         if all(ack.done() for ack in self._waiting.values()):
             self._waiting.clear()
 
