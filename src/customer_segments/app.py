@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from customer_segments import event_loop
 from customer_segments.auth.setup import shared_secret, token_verifier
@@ -49,6 +49,9 @@ from customer_segments.store.migrate import (
 from customer_segments.store.store import Store
 from customer_segments.tls import server_tls
 from customer_segments.tracing import trace_database, traced, tracing_settings
+
+if TYPE_CHECKING:
+    from customer_segments.services.nats_publisher import NatsPublisher
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +113,25 @@ async def checked_token_verifier(settings: Settings) -> TokenVerifier:
     except ValueError as error:
         raise StartupError(str(error)) from None
     return verifier
+
+
+def start_nats_publisher(store: Store, settings: Settings) -> NatsPublisher | None:
+    """With --events-nats-url, the background task that publishes the outbox to JetStream
+    (nats-py is imported only then: a quarter of a second of start-up)."""
+    if settings.events_nats_url is None:
+        return None
+    from customer_segments.services.nats_publisher import NatsOptions, NatsPublisher
+
+    publisher = NatsPublisher(
+        store,
+        NatsOptions(
+            settings.events_nats_url,
+            settings.events_nats_stream,
+            settings.events_nats_poll_seconds,
+        ),
+    )
+    publisher.start()
+    return publisher
 
 
 def server_limits(settings: Settings) -> ServerLimits:
@@ -175,6 +197,7 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
     # after kill -9.
     local_socket = f"unix-abstract:customer-segments-{os.getpid()}-{secrets.token_hex(8)}"
     grace = settings.shutdown_grace_seconds
+    publisher = None
     try:
         share_port = settings.workers > 1
         grpc_server = await start_grpc_server(
@@ -212,6 +235,7 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
             await dispatcher.stop()
             await grpc_server.stop(0)
             raise
+        publisher = start_nats_publisher(store, settings)
         await stop.wait()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
@@ -230,6 +254,9 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
         await gateway.stop(grace)
         await grpc_server.stop(max(0.0, deadline - loop.time()))
     finally:
+        if publisher is not None:
+            # Its leases given up, so that another process takes its tenants over at once.
+            await publisher.stop()
         await store.close()
     if gateway.died:
         raise GatewayDied("the REST gateway process died")

@@ -18,6 +18,7 @@ from customer_segments.config import (
     SettingsError,
     flag_of,
     load,
+    nats_urls_shown,
     origins,
     variable_of,
 )
@@ -168,6 +169,8 @@ def _shown(name: str, value: object) -> str:
         return "***"
     if name == "database_url":
         return describe(str(value))
+    if name == "events_nats_url":
+        return nats_urls_shown(str(value))
     return str(value)
 
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
@@ -31,6 +32,8 @@ SECRETS = ("jwt_secret", "database_url")
 # An origin as browsers send it: scheme://host[:port], no path.
 _ORIGIN = re.compile(r"https?://[^/\s,*]+")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# What nats-py connects to.
+_NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 
 
 class SettingsError(ValueError):
@@ -190,6 +193,25 @@ class Settings(BaseSettings):
     webhook_max_concurrent_deliveries: int = Field(
         64, ge=1, le=10_000, description="webhook POSTs in flight at once per worker"
     )
+    # Off by default; when set, each serve process publishes the outbox's events to JetStream
+    # (services/nats_publisher.py).
+    events_nats_url: str | None = Field(
+        None,
+        description="NATS server to publish every event to (JetStream): nats://host:4222, "
+        "several comma-separated (default: none, off)",
+    )
+    # Stream names are one subject token (no dots, wildcards, spaces or path separators).
+    events_nats_stream: str = Field(
+        "CUSTOMER_SEGMENTS",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="JetStream stream of the subjects customer-segment.>, created if absent",
+    )
+    events_nats_poll_seconds: float = Field(
+        0.25,
+        gt=0,
+        le=60,
+        description="how often the NATS publisher looks for new events in the outbox",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -230,6 +252,20 @@ class Settings(BaseSettings):
             if origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise ValueError(
                     f"{origin!r} is not an origin (scheme://host[:port], no path) or *"
+                )
+        return value
+
+    @field_validator("events_nats_url")
+    @classmethod
+    def _nats_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for url in value.split(","):
+            parsed = urlsplit(url.strip())
+            if parsed.scheme not in _NATS_SCHEMES or not parsed.hostname:
+                raise ValueError(
+                    f"{url.strip()!r} is not a NATS URL (nats://host:4222; also tls://, ws://, "
+                    "wss://)"
                 )
         return value
 
@@ -274,6 +310,17 @@ class SecretFiles(PydanticBaseSettingsSource):
                 raise SettingsError(f"{variable}: {path} is empty")
             values[name] = value
         return values
+
+
+def nats_urls_shown(value: str) -> str:
+    """The NATS URLs without their credentials (user and password, or a token as the user)."""
+    shown = []
+    for url in value.split(","):
+        parts = urlsplit(url.strip())
+        if "@" in parts.netloc:
+            parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
+        shown.append(parts.geturl())
+    return ",".join(shown)
 
 
 def flag_of(name: str) -> str:

@@ -93,6 +93,24 @@ def test_secrets_given_directly_are_masked_too(
     assert SECRET not in str(rows)
 
 
+def test_nats_urls_are_checked_and_shown_without_credentials(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    urls = "nats://app:hunter2@nats-1.example:4222, tls://s3cr3t-token@nats-2.example"
+    rows = config(capsys, "--events-nats-url", urls)
+    assert rows["events_nats_url"] == (
+        "nats://***@nats-1.example:4222,tls://***@nats-2.example",
+        "flag --events-nats-url",
+    )
+    assert refused(capsys, "serve", "--events-nats-url", "nats-1.example:4222") == (
+        "customer-segments: invalid --events-nats-url: 'nats-1.example:4222' is not a NATS URL "
+        "(nats://host:4222; also tls://, ws://, wss://)"
+    )
+    assert refused(capsys, "serve", "--events-nats-stream", "customer.segments").startswith(
+        "customer-segments: invalid --events-nats-stream: String should match pattern"
+    )
+
+
 def test_a_missing_secret_file_names_its_variable(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

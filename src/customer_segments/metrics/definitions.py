@@ -137,3 +137,14 @@ class Instruments:
             "Webhook deliveries that failed after the last attempt of the retry schedule.",
             registry=None,
         )
+        nats_events = Counter(
+            "customer_segments_nats_events_published_total",
+            "Events of the outbox published to NATS JetStream, by outcome: acked (stored), "
+            "duplicate (acked as one JetStream had already: a publish repeated after a failure), "
+            "failed (not acknowledged: published again later).",
+            ("outcome",),
+            registry=None,
+        )
+        self.nats_acked = nats_events.labels("acked")
+        self.nats_duplicate = nats_events.labels("duplicate")
+        self.nats_failed = nats_events.labels("failed")

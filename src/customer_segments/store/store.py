@@ -5,6 +5,7 @@ from __future__ import annotations
 from customer_segments.store.assignments import AssignmentRepository
 from customer_segments.store.database import Database
 from customer_segments.store.directory import DirectoryRepository
+from customer_segments.store.event_consumers import EventConsumerRepository
 from customer_segments.store.events import EventRepository
 from customer_segments.store.segments import SegmentRepository
 from customer_segments.store.webhooks import WebhookRepository
@@ -25,6 +26,7 @@ class Store:
         self.directory = DirectoryRepository(database.insert)
         self.events = EventRepository(database.insert)
         self.webhooks = WebhookRepository(database.insert)
+        self.event_consumers = EventConsumerRepository(database.insert)
 
     async def close(self) -> None:
         await self.database.dispose()
