@@ -284,6 +284,7 @@ def test_grpcurl_walkthrough_on_embedded_database(shared_embedded: Service) -> N
         "customersegment.v1.CustomerAssignmentService",
         "customersegment.v1.DirectoryService",
         "customersegment.v1.SegmentService",
+        "customersegment.v1.WebhookService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
     ]
