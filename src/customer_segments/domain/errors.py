@@ -27,6 +27,7 @@ class Reason(StrEnum):
     VERSION_MISMATCH = "VERSION_MISMATCH"  # optimistic locking: the stored version differs
     SEGMENT_ALREADY_EXISTS = "SEGMENT_ALREADY_EXISTS"
     SEGMENT_HAS_ASSIGNMENTS = "SEGMENT_HAS_ASSIGNMENTS"  # a delete without force
+    EVENTS_PRUNED = "EVENTS_PRUNED"  # WatchEvents after a sequence no longer retained
     TOKEN_MISSING = "TOKEN_MISSING"  # no Authorization at all
     TOKEN_INVALID = "TOKEN_INVALID"  # malformed, expired, badly signed, wrong issuer...
     SCOPE_MISSING = "SCOPE_MISSING"  # a valid token without a scope the call needs

@@ -33,6 +33,7 @@ class UseCase(StrEnum):
     BULK_DELETE_SEGMENTS = "BulkDeleteSegments"
     UPSERT_CUSTOMER = "UpsertCustomer"
     UPSERT_LEGAL_ENTITY = "UpsertLegalEntity"
+    WATCH_EVENTS = "WatchEvents"
 
 
 # Scope values, so that a check is one set operation on the token's scopes.
@@ -61,6 +62,8 @@ USE_CASE_SCOPES: dict[UseCase, frozenset[str]] = {
     # The directory is fed by internal services that manage assignments.
     UseCase.UPSERT_CUSTOMER: _MANAGE,
     UseCase.UPSERT_LEGAL_ENTITY: _MANAGE,
+    # Change events show every assignment of the tenant, as a search does.
+    UseCase.WATCH_EVENTS: _READ,
 }
 WRITES = frozenset(use_case for use_case, scopes in USE_CASE_SCOPES.items() if scopes == _MANAGE)
 

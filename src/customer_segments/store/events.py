@@ -8,11 +8,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, delete, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from customer_segments.store.database import DialectInsert
 from customer_segments.store.tables import event_sequences, events
+
+# The PostgreSQL channel whose notifications (payload: the tenant) say "a tenant has new
+# events": sent by the writing transaction, delivered when it commits (store/notifier.py).
+CHANNEL = "customer_segments_events"
 
 
 class NewEvent(NamedTuple):
@@ -33,8 +37,25 @@ class StoredEvent(NamedTuple):
 
 
 class EventRepository:
-    def __init__(self, insert: DialectInsert) -> None:
+    """`enabled` False (--no-events): `append` stores nothing, and the write paths, which ask
+    `enabled`, do not even build the payloads."""
+
+    def __init__(self, insert: DialectInsert, dialect: str, *, enabled: bool = True) -> None:
         self._insert = insert
+        self.enabled = enabled
+        self._notify = dialect == "postgresql"
+        # One batch of old events, found through the (tenant, occurred_at) index.
+        old = (
+            select(events.c.sequence)
+            .where(
+                events.c.tenant == bindparam("tenant"), events.c.occurred_at < bindparam("before")
+            )
+            .order_by(events.c.occurred_at)
+            .limit(bindparam("batch"))
+        )
+        self._prune = delete(events).where(
+            events.c.tenant == bindparam("tenant"), events.c.sequence.in_(old.scalar_subquery())
+        )
 
     async def append(
         self,
@@ -49,14 +70,22 @@ class EventRepository:
         other writer of the tenant until this transaction ends (so sequence order is commit
         order, and a reader that has seen N never later finds a smaller one), and one INSERT.
         Call it last in the transaction, to hold that lock for as short as possible."""
-        if not new_events:
+        if not new_events or not self.enabled:
             return []
         count = len(new_events)
         counter = self._insert(event_sequences).values(tenant=tenant, last_sequence=count)
         counter = counter.on_conflict_do_update(
             index_elements=[event_sequences.c.tenant],
             set_={"last_sequence": event_sequences.c.last_sequence + count},
-        ).returning(event_sequences.c.last_sequence)
+        )
+        if self._notify:
+            # In the same statement, no round trip of its own; PostgreSQL delivers it at commit
+            # (and not at all on a rollback), once per tenant and transaction.
+            counter = counter.returning(
+                event_sequences.c.last_sequence, func.pg_notify(CHANNEL, literal(tenant))
+            )
+        else:
+            counter = counter.returning(event_sequences.c.last_sequence)
         last = int((await connection.execute(counter)).scalar_one())
         stored = [
             StoredEvent(
@@ -79,15 +108,52 @@ class EventRepository:
         tenant: str,
         after_sequence: int,
         limit: int,
+        *,
+        types: Sequence[str] = (),
+        segment_id: str = "",
     ) -> list[StoredEvent]:
-        """The tenant's events with a sequence above `after_sequence`, oldest first."""
-        rows = await connection.execute(
-            select(*events.c)
-            .where(events.c.tenant == tenant, events.c.sequence > after_sequence)
-            .order_by(events.c.sequence)
-            .limit(limit)
+        """The tenant's events with a sequence above `after_sequence`, oldest first; only of
+        `types` when given, only about `segment_id` when given."""
+        statement = select(*events.c).where(
+            events.c.tenant == tenant, events.c.sequence > after_sequence
         )
+        if types:
+            statement = statement.where(events.c.type.in_(types))
+        if segment_id:
+            statement = statement.where(events.c.segment_id == segment_id)
+        rows = await connection.execute(statement.order_by(events.c.sequence).limit(limit))
         return [StoredEvent(*row) for row in rows]
+
+    async def last_sequence(self, connection: AsyncConnection, tenant: str) -> int:
+        """The sequence of the tenant's newest event, pruned or not (0 before its first)."""
+        found = await connection.execute(
+            select(event_sequences.c.last_sequence).where(event_sequences.c.tenant == tenant)
+        )
+        value = found.scalar()
+        return 0 if value is None else int(value)
+
+    async def last_sequences(
+        self, connection: AsyncConnection, tenants: Sequence[str]
+    ) -> dict[str, int]:
+        """`last_sequence` of several tenants at once (those without events are left out)."""
+        found = await connection.execute(
+            select(event_sequences.c.tenant, event_sequences.c.last_sequence).where(
+                event_sequences.c.tenant.in_(tenants)
+            )
+        )
+        return {tenant: int(last) for tenant, last in found}
+
+    async def tenants(self, connection: AsyncConnection) -> list[str]:
+        """Every tenant that ever had an event."""
+        return list((await connection.execute(select(event_sequences.c.tenant))).scalars())
+
+    async def prune(
+        self, connection: AsyncConnection, tenant: str, before: datetime, batch: int
+    ) -> int:
+        """Deletes at most `batch` of the tenant's events that occurred before `before`, oldest
+        first; how many went. Deleting what another process deleted already is harmless."""
+        params = {"tenant": tenant, "before": before, "batch": batch}
+        return int((await connection.execute(self._prune, params)).rowcount)
 
     async def oldest_sequence(self, connection: AsyncConnection, tenant: str) -> int | None:
         """The sequence of the tenant's oldest retained event (None when none is)."""

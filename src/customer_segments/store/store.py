@@ -13,7 +13,7 @@ class Store:
     """Use cases open `read()`, `expensive_read()` or `write()` (one transaction) and call the
     repositories."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, events: bool = True) -> None:
         self.database = database
         self.read = database.read
         self.expensive_read = database.expensive_read
@@ -22,7 +22,7 @@ class Store:
         self.assignments = AssignmentRepository(database)
         self.segments = SegmentRepository(database.insert)
         self.directory = DirectoryRepository(database.insert)
-        self.events = EventRepository(database.insert)
+        self.events = EventRepository(database.insert, database.dialect, enabled=events)
 
     async def close(self) -> None:
         await self.database.dispose()
