@@ -26,6 +26,7 @@ import pytest_asyncio
 from customersegment.v1 import (
     assignment_pb2_grpc,
     directory_pb2_grpc,
+    events_pb2_grpc,
     segment_pb2,
     segment_pb2_grpc,
 )
@@ -177,6 +178,7 @@ class Stubs:
         self.assignments = assignment_pb2_grpc.CustomerAssignmentServiceStub(channel)
         self.segments = segment_pb2_grpc.SegmentServiceStub(channel)
         self.directory = directory_pb2_grpc.DirectoryServiceStub(channel)
+        self.events = events_pb2_grpc.EventServiceStub(channel)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

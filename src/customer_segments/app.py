@@ -95,7 +95,7 @@ async def open_store(settings: Settings, *, migrate_embedded: bool = True) -> St
             await upgrade_to_head(database)
         else:
             await require_current_schema(database)
-    return Store(database)
+    return Store(database, events=settings.events)
 
 
 async def checked_token_verifier(settings: Settings) -> TokenVerifier:
@@ -174,6 +174,7 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
             limits=server_limits(settings),
             tls=server_tls(settings),
             access_log=settings.access_log,
+            events_retention=settings.events_retention,
         )
         try:
             gateway = await start_gateway_process(

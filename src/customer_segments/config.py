@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -123,6 +124,15 @@ class Settings(BaseSettings):
         None, description="text or json (default: text on a terminal, json otherwise)"
     )
     access_log: bool = Field(True, description="one log line per gRPC call and REST request")
+    # Off: no change event is written (the outbox stays as it is; watchers see nothing new).
+    events: bool = Field(True, description="write a change event for every write (outbox)")
+    # A pydantic timedelta: ISO 8601 (P7D, PT1H) or seconds.
+    events_retention: timedelta = Field(
+        timedelta(days=7),
+        gt=timedelta(0),
+        description="change events older than this are pruned: ISO 8601 (P7D, PT1H) or "
+        "seconds (default P7D)",
+    )
     metrics_port: int = Field(
         9464,
         ge=0,

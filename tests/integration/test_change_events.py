@@ -3,7 +3,7 @@ transaction, on both databases; rejected, invalid and rolled-back writes store n
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -13,9 +13,11 @@ from customersegment.v1 import assignment_pb2 as pb
 from customersegment.v1 import directory_pb2, segment_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from customer_segments.domain.assignment import AssignmentKey, AssignmentWrite
 from customer_segments.domain.events import instant
 from customer_segments.domain.segment import SegmentInput
 from customer_segments.services import bulk_assignments
+from customer_segments.services.assignments import write_assignment
 from customer_segments.services.events import prune_once, segment_deleted
 from customer_segments.services.segments import insert_segment
 from customer_segments.store.database import utc_now
@@ -273,7 +275,7 @@ async def test_rejected_invalid_and_rolled_back_writes_emit_nothing(
         pb.UpsertAssignmentRequest(tenant=tenant, segment_id="gold", customer_id="c1")
     )
     start = await last_sequence(store, tenant)
-    refused = [
+    refused: list[Awaitable[Any]] = [
         stubs.assignments.UpsertAssignment(  # a stale version
             pb.UpsertAssignmentRequest(
                 tenant=tenant, segment_id="gold", customer_id="c1", version=5
@@ -314,9 +316,7 @@ async def test_rejected_invalid_and_rolled_back_writes_emit_nothing(
         with pytest.raises(grpc.aio.AioRpcError):
             await call
     # A bulk item the database rejects is retried alone; what fails leaves nothing behind.
-    write = bulk_assignments.AssignmentWrite.parse(
-        bulk_assignments.AssignmentKey(tenant, "none", "x", ""), "", "", None
-    )
+    write = AssignmentWrite.parse(AssignmentKey(tenant, "none", "x", ""), "", "", None)
     result = await bulk_assignments._upsert_alone(store, 1, write)
     assert result.code == 404
     assert await last_sequence(store, tenant) == start
@@ -328,10 +328,8 @@ async def test_without_events_writes_store_none(store: Store, tenant: str) -> No
     await insert_segment(
         quiet, tenant, "gold", SegmentInput({"en": "G"}, {}, None, None, None, "main", "", "")
     )
-    write = bulk_assignments.AssignmentWrite.parse(
-        bulk_assignments.AssignmentKey(tenant, "gold", "c1", ""), "", "", None
-    )
-    await bulk_assignments.write_assignment(quiet, write)
+    write = AssignmentWrite.parse(AssignmentKey(tenant, "gold", "c1", ""), "", "", None)
+    await write_assignment(quiet, write)
     chunk = bulk_assignments.ValidatedUpserts(
         [], [(1, write._replace(key=write.key._replace(customer_id="c2")))]
     )

@@ -70,6 +70,8 @@ class EventNotifier:
         self._by_tenant: defaultdict[str | None, set[Subscription]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self.closed = False
+        # PostgreSQL: whether the LISTEN is in place now.
+        self.listening = False
 
     async def start(self) -> None:
         if self._store.database.dialect == "postgresql":
@@ -138,6 +140,7 @@ class EventNotifier:
                 lost = asyncio.Event()
                 connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
                 await connection.add_listener(CHANNEL, notified)
+                self.listening = True
                 if not connected.done():
                     connected.set_result(None)
                 self.wake_all()  # what was sent while no one listened
@@ -153,6 +156,7 @@ class EventNotifier:
             except Exception as error:
                 log.warning("the event listener cannot listen (%s); retrying", error)
             finally:
+                self.listening = False
                 if connection is not None and not connection.is_closed():
                     connection.terminate()
             self.wake_all()
