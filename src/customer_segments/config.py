@@ -191,6 +191,15 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not one of {', '.join(_LOG_LEVELS)}")
         return value.upper()
 
+    @field_validator("events_retention", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> Any:
+        # Flags and variables are text, and pydantic reads a bare number as seconds only
+        # when it is a number.
+        if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value.strip()):
+            return float(value)
+        return value
+
     @field_validator("cors_origins")
     @classmethod
     def _origins(cls, value: str) -> str:
