@@ -37,7 +37,7 @@ from statistics import median, quantiles
 import grpc
 from customersegment.v1 import events_pb2, events_pb2_grpc
 from harness import BenchError, Credentials
-from report import Comparison, publish
+from report import Comparison, publish_verdict
 from run import (
     BUSY_BEFORE,
     DEFAULT_PGURL,
@@ -242,13 +242,7 @@ def main() -> int:
         ),
     ]
     title = "Benchmark: change events (outbox cost, WatchEvents)"
-    publish(REPORT_PATH, title, rows, facts, log.checks, notes, HEADER)
-    print(f"\n[bench] report written to {REPORT_PATH.relative_to(REPO)}")
-    missed = [row.measure for row in rows if row.verdict == "MISSED"]
-    if missed:
-        print(f"[bench] target missed: {', '.join(missed)}", file=sys.stderr)
-        return 1
-    return 0
+    return publish_verdict(REPORT_PATH, title, rows, facts, log.checks, notes, HEADER, REPO)
 
 
 if __name__ == "__main__":

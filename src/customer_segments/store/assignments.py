@@ -328,38 +328,34 @@ class AssignmentRepository:
         """`upsert_many`, answering the assignments as written, with the directory's names
         (what their change events tell), by (customer_id, legal_entity_id)."""
         by_pair = {(write.key.customer_id, write.key.legal_entity_id): write for write in writes}
-        first = writes[0].key
-        written: dict[tuple[str, str], Assignment] = {}
+        # (customer_id, legal_entity_id, version, created_at, first_name, last_name, email,
+        # legal entity name) per row written.
+        rows: list[Sequence[Any]]
         if self._postgresql:
             found = (
                 await connection.execute(_UPSERT_MANY_WRITTEN_POSTGRESQL, _many_params(writes, now))
             ).one()
-            for customer_id, legal_entity_id, version, created_at, *known in zip(
-                *found, strict=True
-            ):
-                pair = (customer_id, legal_entity_id)
-                first_name, last_name, email, legal_entity_name = known
-                written[pair] = _written(
-                    by_pair[pair],
-                    version,
-                    created_at,
-                    now,
-                    first_name,
-                    last_name,
-                    email,
-                    legal_entity_name,
+            rows = list(zip(*found, strict=True))
+        else:
+            result = await connection.execute(
+                self._upsert_written, [_write_params(write, now) for write in writes]
+            )
+            upserted = list(result)
+            customer_names, legal_entity_names = await self._names(
+                connection, writes[0].key.tenant, list(by_pair)
+            )
+            rows = [
+                (
+                    *row,
+                    *customer_names.get(row[0], (None, None, None)),
+                    legal_entity_names.get(row[1]),
                 )
-            return written
-        result = await connection.execute(
-            self._upsert_written, [_write_params(write, now) for write in writes]
-        )
-        rows = list(result)
-        customer_names, legal_entity_names = await self._names(
-            connection, first.tenant, list(by_pair)
-        )
-        for customer_id, legal_entity_id, version, created_at in rows:
+                for row in upserted
+            ]
+        written: dict[tuple[str, str], Assignment] = {}
+        for customer_id, legal_entity_id, version, created_at, *names in rows:
             pair = (customer_id, legal_entity_id)
-            first_name, last_name, email = customer_names.get(customer_id, (None, None, None))
+            first_name, last_name, email, legal_entity_name = names
             written[pair] = _written(
                 by_pair[pair],
                 version,
@@ -368,7 +364,7 @@ class AssignmentRepository:
                 first_name,
                 last_name,
                 email,
-                legal_entity_names.get(legal_entity_id),
+                legal_entity_name,
             )
         return written
 
