@@ -8,7 +8,6 @@ from typing import Any
 from customersegment.v1 import events_pb2, events_pb2_grpc
 from grpc import aio
 
-from customer_segments.domain.validation import dump_json
 from customer_segments.grpc.auth_interceptor import caller
 from customer_segments.grpc.convert import timestamp
 from customer_segments.services.events import watch_events
@@ -46,6 +45,6 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
                     type=event.type,
                     tenant=event.tenant,
                     occurred_at=timestamp(event.occurred_at),
-                    payload_json=dump_json(event.payload),
+                    payload_json=event.payload_json,
                 )
             )

@@ -19,7 +19,7 @@ from customer_segments.domain.principal import Principal
 from customer_segments.domain.segment import Segment, SegmentStatus
 from customer_segments.services.authorization import UseCase, authorize
 from customer_segments.store.database import utc_now
-from customer_segments.store.events import NewEvent, StoredEvent
+from customer_segments.store.events import EventText, NewEvent
 from customer_segments.store.notifier import EventNotifier
 from customer_segments.store.store import Store
 
@@ -79,7 +79,7 @@ async def watch_events(
     event_types: Sequence[str] = (),
     segment_id: str = "",
     after_sequence: int = 0,
-) -> AsyncIterator[StoredEvent]:
+) -> AsyncIterator[EventText]:
     """The tenant's events after `after_sequence` (0: from the oldest retained), first those
     stored, then each as it commits, in sequence order, until the notifier closes (the server
     stops). FailedPrecondition when events after `after_sequence` were pruned already."""
@@ -100,7 +100,7 @@ async def watch_events(
         while not notifier.closed:
             subscription.clear()
             async with store.read() as connection:
-                page = await store.events.after(
+                page = await store.events.after_as_text(
                     connection, tenant, last, WATCH_PAGE, types=types, segment_id=segment_id
                 )
             for event in page:

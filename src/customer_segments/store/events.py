@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, delete, func, select, text
+from sqlalchemy import ColumnElement, Select, Text, bindparam, cast, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from customer_segments.store.database import DialectInsert
@@ -66,6 +66,36 @@ class StoredEvent(NamedTuple):
     segment_id: str
     occurred_at: datetime
     payload: dict[str, Any]
+
+
+class EventText(NamedTuple):
+    """A stored event whose payload is JSON text."""
+
+    tenant: str
+    sequence: int
+    id: str
+    type: str
+    segment_id: str
+    occurred_at: datetime
+    payload_json: str
+
+
+def _after(
+    payload: ColumnElement[Any],
+    tenant: str,
+    after_sequence: int,
+    limit: int,
+    types: Sequence[str],
+    segment_id: str,
+) -> Select[Any]:
+    c = events.c
+    statement = select(c.tenant, c.sequence, c.id, c.type, c.segment_id, c.occurred_at, payload)
+    statement = statement.where(c.tenant == tenant, c.sequence > after_sequence)
+    if types:
+        statement = statement.where(c.type.in_(types))
+    if segment_id:
+        statement = statement.where(c.segment_id == segment_id)
+    return statement.order_by(c.sequence).limit(limit)
 
 
 class EventRepository:
@@ -172,15 +202,24 @@ class EventRepository:
     ) -> list[StoredEvent]:
         """The tenant's events with a sequence above `after_sequence`, oldest first; only of
         `types` when given, only about `segment_id` when given."""
-        statement = select(*events.c).where(
-            events.c.tenant == tenant, events.c.sequence > after_sequence
-        )
-        if types:
-            statement = statement.where(events.c.type.in_(types))
-        if segment_id:
-            statement = statement.where(events.c.segment_id == segment_id)
-        rows = await connection.execute(statement.order_by(events.c.sequence).limit(limit))
-        return [StoredEvent(*row) for row in rows]
+        statement = _after(events.c.payload, tenant, after_sequence, limit, types, segment_id)
+        return [StoredEvent(*row) for row in await connection.execute(statement)]
+
+    async def after_as_text(
+        self,
+        connection: AsyncConnection,
+        tenant: str,
+        after_sequence: int,
+        limit: int,
+        *,
+        types: Sequence[str] = (),
+        segment_id: str = "",
+    ) -> list[EventText]:
+        """`after`, with each payload as JSON text, as the database holds it: for a stream
+        that sends it on as text, it is not parsed and written out again (WatchEvents)."""
+        payload = cast(events.c.payload, Text)
+        statement = _after(payload, tenant, after_sequence, limit, types, segment_id)
+        return [EventText(*row) for row in await connection.execute(statement)]
 
     async def last_sequence(self, connection: AsyncConnection, tenant: str) -> int:
         """The sequence of the tenant's newest event, pruned or not (0 before its first)."""
