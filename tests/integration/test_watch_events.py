@@ -60,8 +60,15 @@ async def take(call: Any, count: int) -> list[events_pb2.Event]:
 
 
 async def test_backlog_then_live_then_resume_without_gap(
-    stubs: Stubs, grpc_server: GrpcServer, store: Store, tenant: str
+    stubs: Stubs,
+    grpc_server: GrpcServer,
+    store: Store,
+    tenant: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Pages of one event: a watcher behind by more than a page reads on without waiting for
+    # a wake-up (the backlog's second event comes at once).
+    monkeypatch.setattr(event_service, "WATCH_PAGE", 1)
     if store.database.dialect == "postgresql":
         assert grpc_server.notifier.listening  # LISTEN/NOTIFY, not a poll
     await create_segment(stubs, tenant, "gold")
