@@ -340,7 +340,7 @@ def test_grpcurl_walkthrough_on_embedded_database(shared_embedded: Service) -> N
     watched = embedded.run_grpcurl(
         "customersegment.v1.EventService/WatchEvents",
         data={"tenant": "acme", "segmentId": "gold"},
-        max_time=3,
+        max_time=5,  # generous: grpcurl connects, reflects, then gets the stored event
     )
     first, _ = json.JSONDecoder().raw_decode(watched.stdout.strip())
     assert first["event"]["type"] == "customer-segment.segment-created", watched.stderr
