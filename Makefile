@@ -9,7 +9,7 @@ BUF := node_modules/.bin/buf
 # What `buf breaking` compares the protos with: v1 as released (see `proto-baseline`).
 PROTO_BASELINE := protos/v1.binpb
 
-.PHONY: run test lint-protos proto-baseline protos openapi bench bench-tools bench-observability bench-hot-paths clean
+.PHONY: run test lint-protos proto-baseline protos openapi bench bench-tools bench-observability bench-hot-paths bench-events clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -81,6 +81,10 @@ bench-observability: $(STAMP) bench-tools
 ## latency at 80% load and memory over 10 minutes of mixed load (needs PostgreSQL, h2load, wrk).
 bench-hot-paths: $(STAMP) bench-tools
 	$(BIN)/python bench/hot_paths.py
+
+## What change events cost bulk upserts, and how fast they reach a WatchEvents stream (PostgreSQL).
+bench-events: $(STAMP)
+	$(BIN)/python bench/events.py
 
 ## The benchmarks' load generators, h2load and wrk, from Debian's packages: installed when
 ## missing and run as root, otherwise named with the command that installs them.

@@ -41,7 +41,7 @@ import grpc
 from customersegment.v1 import assignment_pb2
 from harness import H2LOAD_ARGS, BenchError, Credentials, free_port, grpc_frame, require_h2load
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from report import Comparison, publish
+from report import Comparison, publish_verdict
 from run import (
     BUSY_BEFORE,
     DEFAULT_PGURL,
@@ -277,13 +277,7 @@ def main() -> int:
         ("Load", f"h2load {' '.join(H2LOAD_ARGS)}, {arguments.rounds} rounds, medians"),
     ]
     title = "Benchmark: metrics, access log and tracing against everything off"
-    publish(REPORT_PATH, title, rows, facts, log.checks, notes, HEADER)
-    print(f"\n[bench] report written to {REPORT_PATH.relative_to(REPO)}")
-    missed = [row.measure for row in rows if row.verdict == "MISSED"]
-    if missed:
-        print(f"[bench] target missed: {', '.join(missed)}", file=sys.stderr)
-        return 1
-    return 0
+    return publish_verdict(REPORT_PATH, title, rows, facts, log.checks, notes, HEADER, REPO)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,3 +100,23 @@ def publish(
     draft = path.with_suffix(".md.tmp")  # ignored by git; renamed once complete
     draft.write_text(markdown(title, rows, context, checks, notes, header))
     draft.replace(path)
+
+
+def publish_verdict(
+    path: Path,
+    title: str,
+    rows: Sequence[Comparison],
+    context: Sequence[tuple[str, str]],
+    checks: Sequence[str],
+    notes: Sequence[str],
+    header: Sequence[str],
+    repo: Path,
+) -> int:
+    """`publish`, then the exit status of a benchmark with targets: 1 when one is missed."""
+    publish(path, title, rows, context, checks, notes, header)
+    print(f"\n[bench] report written to {path.relative_to(repo)}")
+    missed = [row.measure for row in rows if row.verdict == "MISSED"]
+    if missed:
+        print(f"[bench] target missed: {', '.join(missed)}", file=sys.stderr)
+        return 1
+    return 0

@@ -26,6 +26,7 @@ import pytest_asyncio
 from customersegment.v1 import (
     assignment_pb2_grpc,
     directory_pb2_grpc,
+    events_pb2_grpc,
     segment_pb2,
     segment_pb2_grpc,
     webhooks_pb2_grpc,
@@ -179,6 +180,7 @@ class Stubs:
         self.segments = segment_pb2_grpc.SegmentServiceStub(channel)
         self.directory = directory_pb2_grpc.DirectoryServiceStub(channel)
         self.webhooks = webhooks_pb2_grpc.WebhookServiceStub(channel)
+        self.events = events_pb2_grpc.EventServiceStub(channel)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -101,7 +101,7 @@ async def open_store(settings: Settings, *, migrate_embedded: bool = True) -> St
             await upgrade_to_head(database)
         else:
             await require_current_schema(database)
-    return Store(database)
+    return Store(database, events=settings.events)
 
 
 async def checked_token_verifier(settings: Settings) -> TokenVerifier:
@@ -210,6 +210,7 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
             limits=server_limits(settings),
             tls=server_tls(settings),
             access_log=settings.access_log,
+            events_retention=settings.events_retention,
         )
         # Every serve process delivers webhooks; leases keep one process per endpoint.
         dispatcher = WebhookDispatcher(store, delivery_settings(settings))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -131,6 +132,15 @@ class Settings(BaseSettings):
         None, description="text or json (default: text on a terminal, json otherwise)"
     )
     access_log: bool = Field(True, description="one log line per gRPC call and REST request")
+    # Off: no change event is written (the outbox stays as it is; watchers see nothing new).
+    events: bool = Field(True, description="write a change event for every write (outbox)")
+    # A pydantic timedelta: ISO 8601 (P7D, PT1H) or seconds.
+    events_retention: timedelta = Field(
+        timedelta(days=7),
+        gt=timedelta(0),
+        description="change events older than this are pruned: ISO 8601 (P7D, PT1H) or "
+        "seconds (default P7D)",
+    )
     metrics_port: int = Field(
         9464,
         ge=0,
@@ -243,6 +253,15 @@ class Settings(BaseSettings):
         poll = info.data.get("webhook_poll_interval_seconds")
         if poll is not None and value < 3 * poll:
             raise ValueError("must be at least 3 times --webhook-poll-interval-seconds")
+        return value
+
+    @field_validator("events_retention", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> Any:
+        # Flags and variables are text, and pydantic reads a bare number as seconds only
+        # when it is a number.
+        if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value.strip()):
+            return float(value)
         return value
 
     @field_validator("cors_origins")

@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 import yaml
 from customersegment.v1 import assignment_pb2 as pb
-from customersegment.v1 import directory_pb2, segment_pb2
+from customersegment.v1 import directory_pb2, events_pb2, segment_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tests.auth.keys import claims, hs256, unsigned
@@ -278,17 +278,31 @@ GRPC_OPERATIONS: dict[str, tuple[frozenset[str], GrpcCall]] = {
             metadata=m,
         ),
     ),
+    # The world's writes are events already: the first one comes at once.
+    "WatchEvents": (
+        frozenset({READ}),
+        lambda s, t, g, m: _first_event(
+            s.events.WatchEvents(events_pb2.WatchEventsRequest(tenant=t), metadata=m)
+        ),
+    ),
 }
 
 
+async def _first_event(call: Any) -> Any:
+    try:
+        return await call.read()
+    finally:
+        call.cancel()
+
+
 def test_every_rpc_of_the_services_is_in_the_matrix() -> None:
-    from customersegment.v1 import assignment_pb2, directory_pb2, segment_pb2
+    from customersegment.v1 import assignment_pb2, directory_pb2, events_pb2, segment_pb2
 
     from customer_segments.grpc.server import SERVICE_NAMES
 
     methods = {
         method.name
-        for module in (assignment_pb2, segment_pb2, directory_pb2)
+        for module in (assignment_pb2, segment_pb2, directory_pb2, events_pb2)
         for service in module.DESCRIPTOR.services_by_name.values()
         if service.full_name in SERVICE_NAMES
         for method in service.methods

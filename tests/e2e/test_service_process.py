@@ -122,9 +122,14 @@ class Service:
         return result.stdout
 
     def run_grpcurl(
-        self, *arguments: str, data: object | None = None, token: str | None = None
+        self,
+        *arguments: str,
+        data: object | None = None,
+        token: str | None = None,
+        max_time: float | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """grpcurl with the admin token of tenant acme, unless another token is given."""
+        """grpcurl with the admin token of tenant acme, unless another token is given;
+        `max_time` ends the call after that many seconds (a stream that stays open)."""
         command = [
             GRPCURL,
             "-plaintext",
@@ -133,6 +138,8 @@ class Service:
         ]
         if data is not None:
             command += ["-d", json.dumps(data)]
+        if max_time is not None:
+            command += ["-max-time", str(max_time)]
         return subprocess.run(
             [*command, self.target, *arguments], capture_output=True, text=True, timeout=30
         )
@@ -283,6 +290,7 @@ def test_grpcurl_walkthrough_on_embedded_database(shared_embedded: Service) -> N
     assert services == [
         "customersegment.v1.CustomerAssignmentService",
         "customersegment.v1.DirectoryService",
+        "customersegment.v1.EventService",
         "customersegment.v1.SegmentService",
         "customersegment.v1.WebhookService",
         "grpc.health.v1.Health",
@@ -329,6 +337,18 @@ def test_grpcurl_walkthrough_on_embedded_database(shared_embedded: Service) -> N
         )
     )
     assert created["created"] is True
+    # The README's watch: the stream stays open, so grpcurl ends it at its -max-time.
+    watched = embedded.run_grpcurl(
+        "customersegment.v1.EventService/WatchEvents",
+        data={"tenant": "acme", "segmentId": "gold"},
+        max_time=5,  # generous: grpcurl connects, reflects, then gets the stored event
+    )
+    first, _ = json.JSONDecoder().raw_decode(watched.stdout.strip())
+    assert first["event"]["type"] == "customer-segment.segment-created", watched.stderr
+    # grpcurl prints the proto field names (payload_json).
+    assert json.loads(first["event"]["payload_json"])["validity"] == {
+        "from": "2024-01-01T00:00:00.000Z"
+    }
     items = [{"customerId": f"c{n}"} for n in range(1000)]
     output = embedded.grpcurl(
         "customersegment.v1.CustomerAssignmentService/BulkUpsertAssignments",

@@ -4,6 +4,7 @@ one clear line for a bad value, and every setting documented (README, --help, `c
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,21 @@ def test_access_log_is_a_flag_pair_and_true_or_false_in_the_environment(
     monkeypatch.setenv("CUSTOMER_SEGMENTS_ACCESS_LOG", "false")
     assert config(capsys)["access_log"] == ("False", "env CUSTOMER_SEGMENTS_ACCESS_LOG")
     assert config(capsys, "--access-log")["access_log"] == ("True", "flag --access-log")
+
+
+def test_events_are_a_flag_pair_and_their_retention_a_duration(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert config(capsys)["events"] == ("True", "default")
+    assert config(capsys, "--no-events")["events"] == ("False", "flag --events")
+    assert Settings().events_retention == timedelta(days=7)
+    assert Settings(events_retention="PT1H").events_retention == timedelta(hours=1)
+    monkeypatch.setenv("CUSTOMER_SEGMENTS_EVENTS_RETENTION", "90")
+    assert Settings().events_retention == timedelta(seconds=90)
+    line = refused(capsys, "config", "--events-retention", "a week")
+    assert line.startswith("customer-segments: invalid --events-retention"), line
+    line = refused(capsys, "config", "--events-retention", "0")
+    assert "--events-retention" in line, line
 
 
 def test_secrets_come_from_files_without_the_trailing_newline(

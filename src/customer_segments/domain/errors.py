@@ -30,6 +30,7 @@ class Reason(StrEnum):
     WEBHOOK_NOT_FOUND = "WEBHOOK_NOT_FOUND"
     DELIVERY_NOT_FOUND = "DELIVERY_NOT_FOUND"
     DELIVERY_NOT_FAILED = "DELIVERY_NOT_FAILED"  # a retry of a delivery that has not failed
+    EVENTS_PRUNED = "EVENTS_PRUNED"  # WatchEvents after a sequence no longer retained
     TOKEN_MISSING = "TOKEN_MISSING"  # no Authorization at all
     TOKEN_INVALID = "TOKEN_INVALID"  # malformed, expired, badly signed, wrong issuer...
     SCOPE_MISSING = "SCOPE_MISSING"  # a valid token without a scope the call needs

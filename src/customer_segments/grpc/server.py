@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -13,6 +14,8 @@ from customersegment.v1 import (
     assignment_pb2_grpc,
     directory_pb2,
     directory_pb2_grpc,
+    events_pb2,
+    events_pb2_grpc,
     segment_pb2,
     segment_pb2_grpc,
     webhooks_pb2,
@@ -28,12 +31,15 @@ from customer_segments.grpc.access_log_interceptor import AccessLogInterceptor
 from customer_segments.grpc.assignment_servicer import CustomerAssignmentServicer
 from customer_segments.grpc.auth_interceptor import FIRST_MESSAGE_TIMEOUT_SECONDS, AuthInterceptor
 from customer_segments.grpc.directory_servicer import DirectoryServicer
+from customer_segments.grpc.event_servicer import EventServicer
 from customer_segments.grpc.interceptors import DomainErrorInterceptor
 from customer_segments.grpc.segment_servicer import SegmentServicer
 from customer_segments.grpc.webhook_servicer import WebhookServicer
 from customer_segments.limits import GATEWAY_MAX_REQUEST_BYTES, MAX_ANSWER_BYTES, MIB
+from customer_segments.services.events import DEFAULT_RETENTION, PRUNE_INTERVAL_S, prune_events
 from customer_segments.services.readiness import CHECK_INTERVAL_S, follow_database
 from customer_segments.startup import port_taken
+from customer_segments.store.notifier import EventNotifier
 from customer_segments.store.store import Store
 from customer_segments.tls import ServerTls
 
@@ -47,6 +53,7 @@ SERVICE_NAMES = (
     segment_pb2.DESCRIPTOR.services_by_name["SegmentService"].full_name,
     directory_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
     webhooks_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
+    events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
 )
 # Per connection: enough for any client's pipelining (h2load -m 10, the gateway's channel),
 # few enough that one connection cannot take every call slot.
@@ -118,12 +125,17 @@ class GrpcServer:
         port: int,
         local: aio.Server | None,
         database_watch: asyncio.Task[None],
+        notifier: EventNotifier,
+        pruning: asyncio.Task[None],
     ) -> None:
         self.server = server
         self.health = health_servicer
         self.port = port
         self.local = local
+        # "New events for tenant X" for whoever publishes them in this process.
+        self.notifier = notifier
         self._database_watch = database_watch
+        self._pruning = pruning
         self._public_stop: asyncio.Future[None] | None = None
 
     async def stop_accepting(self, grace: float) -> None:
@@ -135,17 +147,22 @@ class GrpcServer:
             # NOT_SERVING, or a caller told so could still have a call taken (seen under load).
             await asyncio.sleep(0)
             await self.health.enter_graceful_shutdown()
+            # WatchEvents streams end now (OK) rather than hold the grace period.
+            self.notifier.close()
 
     async def stop(self, grace: float) -> None:
         """What stop_accepting does, if not done yet; then the local socket's calls get
         `grace` seconds, and both servers are stopped."""
         await self.stop_accepting(grace)
         self._database_watch.cancel()
-        await asyncio.wait([self._database_watch])  # its check is over before the store closes
+        self._pruning.cancel()
+        # Their statements are over before the store closes.
+        await asyncio.wait([self._database_watch, self._pruning])
         if self.local is not None:
             await self.local.stop(grace)
         assert self._public_stop is not None
         await self._public_stop
+        await self.notifier.stop()
 
 
 def _tls_mode(tls: ServerTls | None) -> str:
@@ -170,6 +187,7 @@ def _server(
     limits: ServerLimits,
     health_servicer: Any,
     access_log: bool,
+    notifier: EventNotifier,
 ) -> aio.Server:
     # The error interceptor is outside the auth one, so that a refused token gets a proper
     # status too; the access log's is outside both, so that its line covers every call,
@@ -195,6 +213,7 @@ def _server(
     segment_pb2_grpc.add_SegmentServiceServicer_to_server(SegmentServicer(store), server)
     directory_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(store), server)
     webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(store), server)
+    events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(store, notifier), server)
     # On the local socket too: the gateway's /readyz asks it.
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     return server
@@ -212,6 +231,8 @@ async def start_grpc_server(
     tls: ServerTls | None = None,
     database_check_interval: float = CHECK_INTERVAL_S,
     access_log: bool = True,
+    events_retention: timedelta = DEFAULT_RETENTION,
+    prune_interval: float = PRUNE_INTERVAL_S,
 ) -> GrpcServer:
     """`share_port` lets the workers of `serve --workers N` bind one port (SO_REUSEPORT);
     otherwise a port in use is an error rather than silently shared with another server.
@@ -219,7 +240,11 @@ async def start_grpc_server(
     process calls, always in plaintext (same host, same instance); `tls` makes the public port
     TLS. Health follows the database (services/readiness.py), checked every
     `database_check_interval` seconds. `access_log`: one log line per call
-    (customer_segments.access)."""
+    (customer_segments.access). Events older than `events_retention` are pruned every
+    `prune_interval` seconds."""
+    # One listener (PostgreSQL) or poll (SQLite) per process, for every watcher.
+    notifier = EventNotifier(store)
+    await notifier.start()
     # The largest answer: one stored object is never cut (pages are; see limits.py).
     options = [("grpc.max_send_message_length", MAX_ANSWER_BYTES), *limits.options()]
     health_servicer = HealthServicer()
@@ -230,6 +255,7 @@ async def start_grpc_server(
         limits,
         health_servicer,
         access_log,
+        notifier,
     )
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -241,10 +267,11 @@ async def start_grpc_server(
         else:
             bound = server.add_secure_port(address, tls.credentials())
     except RuntimeError:
+        await notifier.stop()
         raise port_taken(host, port, "gRPC", "--grpc-port", "cannot bind") from None
     local = None
     if local_socket is not None:
-        local = _server(store, verifier, options, limits, health_servicer, access_log)
+        local = _server(store, verifier, options, limits, health_servicer, access_log, notifier)
         local.add_insecure_port(local_socket)
         await local.start()
     await server.start()
@@ -252,5 +279,6 @@ async def start_grpc_server(
     watch = asyncio.create_task(
         follow_database(store, partial(_set_health, health_servicer), database_check_interval)
     )
+    pruning = asyncio.create_task(prune_events(store, events_retention, interval=prune_interval))
     log.info("gRPC listening on %s:%d%s", host, bound, _tls_mode(tls))
-    return GrpcServer(server, health_servicer, bound, local, watch)
+    return GrpcServer(server, health_servicer, bound, local, watch, notifier, pruning)

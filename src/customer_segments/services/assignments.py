@@ -27,6 +27,7 @@ from customer_segments.services.authorization import (
     outside_own_view,
     require_customer,
 )
+from customer_segments.services.events import assignment_deleted, assignment_written
 from customer_segments.services.paging import Listed, cursors, listing, reading
 from customer_segments.store.assignments import SEARCHABLE, SORT_FIELD_NAMES
 from customer_segments.store.database import utc_now
@@ -86,16 +87,21 @@ async def write_assignment(
 ) -> UpsertOutcome:
     """The upsert of an authorized, validated write (bulk calls retry items with it)."""
     key = write.key
+    now = utc_now()
     async with store.write() as connection:
         await require_segment(store, connection, key.tenant, key.segment_id, hold=True)
-        version = await store.assignments.upsert(connection, write, utc_now())
+        version = await store.assignments.upsert(connection, write, now)
         # A creation that must not be one is rolled back with the transaction.
         if version is None or (must_exist and is_creation(version)):
             # Read only on this rare path, for the caller's PreconditionFailure.
             current = None if version is not None else await store.assignments.get(connection, key)
             raise _conflict(key, write.expected_version, current)
         assignment = await store.assignments.get(connection, key)
-    assert assignment is not None  # written in this very transaction
+        assert assignment is not None  # written in this very transaction
+        if store.events.enabled:
+            await store.events.append(
+                connection, key.tenant, [assignment_written(key.tenant, assignment)], now
+            )
     return UpsertOutcome(created=is_creation(version), assignment=assignment)
 
 
@@ -121,6 +127,10 @@ async def remove_assignment(
             removed = await store.assignments.delete(connection, key, version)
             if (version is not None or must_exist) and not removed:
                 raise _conflict(key, version, await store.assignments.get(connection, key))
+            if removed and store.events.enabled:
+                await store.events.append(
+                    connection, key.tenant, [assignment_deleted(key)], utc_now()
+                )
 
 
 def _conflict(

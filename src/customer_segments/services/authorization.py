@@ -40,6 +40,7 @@ class UseCase(StrEnum):
     DELETE_WEBHOOK = "DeleteWebhook"
     LIST_DELIVERIES = "ListDeliveries"
     RETRY_DELIVERY = "RetryDelivery"
+    WATCH_EVENTS = "WatchEvents"
 
 
 # Scope values, so that a check is one set operation on the token's scopes.
@@ -77,6 +78,8 @@ USE_CASE_SCOPES: dict[UseCase, frozenset[str]] = {
     UseCase.DELETE_WEBHOOK: _MANAGE,
     UseCase.LIST_DELIVERIES: _MANAGE,
     UseCase.RETRY_DELIVERY: _MANAGE,
+    # Change events show every assignment of the tenant, as a search does.
+    UseCase.WATCH_EVENTS: _READ,
 }
 WRITES = frozenset(use_case for use_case, scopes in USE_CASE_SCOPES.items() if scopes == _MANAGE)
 

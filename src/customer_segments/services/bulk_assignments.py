@@ -47,7 +47,9 @@ from customer_segments.domain.principal import Principal
 from customer_segments.services.assignments import require_segment, write_assignment
 from customer_segments.services.audit import authorized_write
 from customer_segments.services.authorization import UseCase, require_tenant
+from customer_segments.services.events import assignment_deleted, assignment_written
 from customer_segments.store.database import utc_now
+from customer_segments.store.events import NewEvent
 from customer_segments.store.store import Store
 
 if TYPE_CHECKING:
@@ -280,12 +282,20 @@ async def _write_upserts(store: Store, chunk: ValidatedUpserts) -> list[BulkItem
     if chunk.writes:
         rounds = _rounds(chunk.writes)
         # The common chunk is one statement, atomic on its own: no BEGIN/COMMIT round trips.
-        one_statement = len(rounds) == 1 and all(
-            write.expected_version is None for _, write in chunk.writes
+        # Not with events: their append makes it three (the change, the counter, the events).
+        one_statement = (
+            not store.events.enabled
+            and len(rounds) == 1
+            and all(write.expected_version is None for _, write in chunk.writes)
         )
         try:
             async with store.single_statement() if one_statement else store.write() as connection:
-                results += await _write_rounds(store, connection, rounds, utc_now())
+                now = utc_now()
+                events: list[NewEvent] | None = [] if store.events.enabled else None
+                results += await _write_rounds(store, connection, rounds, now, events)
+                if events:
+                    tenant = chunk.writes[0][1].key.tenant
+                    await store.events.append(connection, tenant, events, now)
         except SQLAlchemyError:
             log.warning(
                 "bulk chunk rejected by the database; deciding its items one by one", exc_info=True
@@ -313,25 +323,40 @@ async def _write_rounds(
     connection: AsyncConnection,
     rounds: list[list[tuple[int, AssignmentWrite]]],
     now: datetime,
+    events: list[NewEvent] | None,
 ) -> list[BulkItemResult]:
+    """`events`: when given, the change event of each item written is added to it, in the
+    order the items were written."""
     results: list[BulkItemResult] = []
     for items in rounds:
         unconditional = [(i, w) for i, w in items if w.expected_version is None]
-        if unconditional:
+        if unconditional and events is not None:
+            written = await store.assignments.upsert_many_written(
+                connection, [write for _, write in unconditional], now
+            )
+            for index, write in unconditional:
+                assignment = written[(write.key.customer_id, write.key.legal_entity_id)]
+                results.append(_result(index, _code(assignment.version), write.key))
+                events.append(assignment_written(write.key.tenant, assignment))
+        elif unconditional:
             versions = await store.assignments.upsert_many(
                 connection, [write for _, write in unconditional], now
             )
             for index, write in unconditional:
-                written = versions[(write.key.customer_id, write.key.legal_entity_id)]
-                results.append(_result(index, _code(written), write.key))
+                version = versions[(write.key.customer_id, write.key.legal_entity_id)]
+                results.append(_result(index, _code(version), write.key))
         for index, write in items:
             if write.expected_version is None:
                 continue
             conditional = await store.assignments.upsert(connection, write, now)
             if conditional is None:
                 results.append(_result(index, CONFLICT, write.key, _VERSION_CHANGED))
-            else:
-                results.append(_result(index, _code(conditional), write.key))
+                continue
+            results.append(_result(index, _code(conditional), write.key))
+            if events is not None:  # a rare path: the item is read back for its event
+                read_back = await store.assignments.get(connection, write.key)
+                assert read_back is not None  # written in this very transaction
+                events.append(assignment_written(write.key.tenant, read_back))
     return results
 
 
@@ -374,8 +399,18 @@ async def _remove(
         async with store.write() as connection:
             if await store.segments.exists(connection, tenant, segment_id):
                 pairs = [(key.customer_id, key.legal_entity_id) for _, key in chunk.keys]
-                await store.assignments.delete_many(connection, tenant, segment_id, pairs)
+                removed = await store.assignments.delete_many(connection, tenant, segment_id, pairs)
                 results += [_result(index, UPDATED, key) for index, key in chunk.keys]
+                if removed and store.events.enabled:
+                    # In request order; an item repeated in the chunk removed its row once.
+                    went = set(removed)
+                    events = []
+                    for _, key in chunk.keys:
+                        pair = (key.customer_id, key.legal_entity_id)
+                        if pair in went:
+                            went.discard(pair)
+                            events.append(assignment_deleted(key))
+                    await store.events.append(connection, tenant, events, utc_now())
             else:
                 gone = ItemFailure.of(NotFound("segment", segment_id))
                 results += [_result(index, NOT_FOUND, key, gone) for index, key in chunk.keys]

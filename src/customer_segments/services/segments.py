@@ -6,6 +6,7 @@ import secrets
 from collections.abc import Sequence
 
 from customer_segments.domain import validation
+from customer_segments.domain.assignment import AssignmentKey
 from customer_segments.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -25,6 +26,11 @@ from customer_segments.services.authorization import (
     authorize,
     outside_own_view,
     require_customer,
+)
+from customer_segments.services.events import (
+    assignment_deleted,
+    segment_deleted,
+    segment_written,
 )
 from customer_segments.services.paging import Listed, cursors, listing, reading
 from customer_segments.store.database import utc_now
@@ -56,8 +62,13 @@ async def insert_segment(
     fields = segment.validated()
     validation.tenant(tenant)
     segment_id = validation.optional_identifier(segment_id, "segment.id") or new_segment_id()
+    now = utc_now()
     async with store.write() as connection:
-        created = await store.segments.insert(connection, tenant, segment_id, fields, utc_now())
+        created = await store.segments.insert(connection, tenant, segment_id, fields, now)
+        if created is not None and store.events.enabled:
+            await store.events.append(
+                connection, tenant, [segment_written(tenant, created, None)], now
+            )
     if created is None:
         raise AlreadyExists(segment_id)
     return created
@@ -95,9 +106,16 @@ async def write_segment(
     validation.tenant(tenant)
     validation.identifier(segment_id, "segment_id")
     _check_expected(expected_version)
+    now = utc_now()
     async with store.write() as connection:
+        # segment-updated tells the status before: read (and held) only when events are on.
+        previous = (
+            await store.segments.get(connection, tenant, segment_id, lock=True)
+            if store.events.enabled
+            else None
+        )
         written = await store.segments.upsert(
-            connection, tenant, segment_id, fields, expected_version, utc_now()
+            connection, tenant, segment_id, fields, expected_version, now
         )
         if written is not None and must_exist and written.version == 1:
             # Rolls the creation back.
@@ -106,6 +124,11 @@ async def write_segment(
             current = await store.segments.get(connection, tenant, segment_id)
             actual = None if current is None else current.version
             raise VersionConflict("segment", segment_id, expected_version, actual)
+        if store.events.enabled:
+            status = None if previous is None else previous.status
+            await store.events.append(
+                connection, tenant, [segment_written(tenant, written, status)], now
+            )
     return SegmentUpsertOutcome(created=written.version == 1, segment=written)
 
 
@@ -132,10 +155,15 @@ async def patch_segment(
             if current is None:
                 raise NotFound("segment", segment_id)
             fields = patched_fields(current, parsed)
+            now = utc_now()
             segment = await store.segments.upsert(
-                connection, tenant, segment_id, fields, current.version, utc_now()
+                connection, tenant, segment_id, fields, current.version, now
             )
-        assert segment is not None  # written at the version read under the lock
+            assert segment is not None  # written at the version read under the lock
+            if store.events.enabled:
+                await store.events.append(
+                    connection, tenant, [segment_written(tenant, segment, current.status)], now
+                )
         return segment
 
 
@@ -267,6 +295,7 @@ async def remove_segment(
         _require_version(current, expected_version, segment_id)
         if current is None:
             raise NotFound("segment", segment_id)
+        removed: list[tuple[str, str]] = []
         if await store.assignments.any_in_segment(connection, tenant, segment_id):
             if not force:
                 raise FailedPrecondition(
@@ -275,5 +304,14 @@ async def remove_segment(
                     segment_id,
                     Reason.SEGMENT_HAS_ASSIGNMENTS,
                 )
-            await store.assignments.delete_all_in_segment(connection, tenant, segment_id)
+            removed = await store.assignments.delete_all_in_segment(connection, tenant, segment_id)
         await store.segments.delete(connection, tenant, segment_id)
+        if store.events.enabled:
+            # One assignment-deleted per assignment the force took, then the segment's own.
+            gone = [
+                assignment_deleted(AssignmentKey(tenant, segment_id, *pair))
+                for pair in sorted(removed)
+            ]
+            await store.events.append(
+                connection, tenant, [*gone, segment_deleted(tenant, segment_id)], utc_now()
+            )

@@ -121,8 +121,7 @@ _TIE_BREAKERS = (_SORT_COLUMNS["customerId"], _SORT_COLUMNS["legalEntityId"])
 # statement with one array per column, so the driver encodes 200 rows as a handful of
 # parameters instead of 2,000 (about 9x less CPU per row, measured). JSON arrives as text and
 # is cast by the database, which validated it anyway.
-_UPSERT_MANY_POSTGRESQL = text(
-    """
+_WRITTEN_CTE = """
     WITH written AS (
         INSERT INTO customer_assignments AS stored (tenant, segment_id, customer_id,
             legal_entity_id, assignment_type, mixins, metadata_mixins, version, created_at,
@@ -140,10 +139,28 @@ _UPSERT_MANY_POSTGRESQL = text(
             metadata_mixins = excluded.metadata_mixins,
             version = stored.version + 1,
             modified_at = excluded.modified_at
-        RETURNING customer_id, legal_entity_id, version
+        RETURNING customer_id, legal_entity_id, version, created_at
     )
+"""
+_UPSERT_MANY_POSTGRESQL = text(
+    _WRITTEN_CTE
+    + """
     -- One row of three arrays rather than a row per item: cheaper for both ends to decode.
     SELECT array_agg(customer_id), array_agg(legal_entity_id), array_agg(version) FROM written
+    """
+).bindparams(bindparam("now", type_=UtcDateTime))
+# The same, answering what a change event tells of each item too (its creation and the
+# directory's names), still in one statement: the directory is joined to what was written.
+_UPSERT_MANY_WRITTEN_POSTGRESQL = text(
+    _WRITTEN_CTE
+    + """
+    SELECT array_agg(w.customer_id), array_agg(w.legal_entity_id), array_agg(w.version),
+        array_agg(w.created_at), array_agg(c.first_name), array_agg(c.last_name),
+        array_agg(c.email), array_agg(le.name)
+    FROM written AS w
+    LEFT JOIN customers AS c ON c.tenant = CAST(:tenant AS varchar) AND c.id = w.customer_id
+    LEFT JOIN legal_entities AS le
+        ON le.tenant = CAST(:tenant AS varchar) AND le.id = w.legal_entity_id
     """
 ).bindparams(bindparam("now", type_=UtcDateTime))
 
@@ -188,6 +205,48 @@ def _write_params(write: AssignmentWrite, now: datetime) -> dict[str, Any]:
     }
 
 
+def _many_params(writes: Sequence[AssignmentWrite], now: datetime) -> dict[str, Any]:
+    first = writes[0].key
+    return {
+        "tenant": first.tenant,
+        "segment_id": first.segment_id,
+        "assignment_type": AssignmentType.MANUAL.value,
+        "now": now,
+        "customer_ids": [write.key.customer_id for write in writes],
+        "legal_entity_ids": [write.key.legal_entity_id for write in writes],
+        "mixins": [write.mixins_json for write in writes],
+        "metadata_mixins": [write.metadata_mixins_json for write in writes],
+    }
+
+
+def _written(
+    write: AssignmentWrite,
+    version: int,
+    created_at: datetime,
+    modified_at: datetime,
+    first_name: str | None,
+    last_name: str | None,
+    email: str | None,
+    legal_entity_name: str | None,
+) -> Assignment:
+    key = write.key
+    return Assignment.model_construct(
+        segment_id=key.segment_id,
+        customer=CustomerInfo.model_construct(
+            id=key.customer_id, first_name=first_name, last_name=last_name, email=email
+        ),
+        legal_entity=LegalEntityInfo.model_construct(id=key.legal_entity_id, name=legal_entity_name)
+        if key.legal_entity_id
+        else None,
+        assignment_type=AssignmentType.MANUAL,
+        mixins=write.mixins,
+        metadata_mixins=write.metadata_mixins,
+        version=version,
+        created_at=created_at,
+        modified_at=modified_at,
+    )
+
+
 class AssignmentRepository:
     def __init__(self, database: Database) -> None:
         self._get = database.fast_read(_ENRICHED.where(_matches_key()))
@@ -202,6 +261,7 @@ class AssignmentRepository:
         self._upsert = statement.on_conflict_do_update(
             index_elements=_KEY_COLUMNS, set_=update
         ).returning(ca.c.customer_id, ca.c.legal_entity_id, ca.c.version)
+        self._upsert_written = self._upsert.returning(ca.c.created_at)
         self._upsert_if_version = statement.on_conflict_do_update(
             index_elements=_KEY_COLUMNS,
             set_=update,
@@ -212,16 +272,24 @@ class AssignmentRepository:
         self._delete_if_version = delete(ca).where(
             _matches_key(), ca.c.version == bindparam("expected_version")
         )
-        self._delete_many = delete(ca).where(
-            ca.c.tenant == bindparam("tenant"),
-            ca.c.segment_id == bindparam("segment_id"),
-            tuple_(ca.c.customer_id, ca.c.legal_entity_id).in_(bindparam("pairs", expanding=True)),
+        self._delete_many = (
+            delete(ca)
+            .where(
+                ca.c.tenant == bindparam("tenant"),
+                ca.c.segment_id == bindparam("segment_id"),
+                tuple_(ca.c.customer_id, ca.c.legal_entity_id).in_(
+                    bindparam("pairs", expanding=True)
+                ),
+            )
+            .returning(ca.c.customer_id, ca.c.legal_entity_id)
         )
         in_segment = and_(
             ca.c.tenant == bindparam("tenant"), ca.c.segment_id == bindparam("segment_id")
         )
         self._any_in_segment = select(exists().where(in_segment))
-        self._delete_segment = delete(ca).where(in_segment)
+        self._delete_segment = (
+            delete(ca).where(in_segment).returning(ca.c.customer_id, ca.c.legal_entity_id)
+        )
 
     async def get(self, connection: AsyncConnection, key: AssignmentKey) -> Assignment | None:
         row = await self._get.one(connection, key._asdict())
@@ -243,21 +311,8 @@ class AssignmentRepository:
         """Many unconditional writes of one segment, no two with the same key, in one
         statement; the versions written, by (customer_id, legal_entity_id)."""
         if self._postgresql:
-            first = writes[0].key
             customer_ids, legal_entity_ids, versions = (
-                await connection.execute(
-                    _UPSERT_MANY_POSTGRESQL,
-                    {
-                        "tenant": first.tenant,
-                        "segment_id": first.segment_id,
-                        "assignment_type": AssignmentType.MANUAL.value,
-                        "now": now,
-                        "customer_ids": [write.key.customer_id for write in writes],
-                        "legal_entity_ids": [write.key.legal_entity_id for write in writes],
-                        "mixins": [write.mixins_json for write in writes],
-                        "metadata_mixins": [write.metadata_mixins_json for write in writes],
-                    },
-                )
+                await connection.execute(_UPSERT_MANY_POSTGRESQL, _many_params(writes, now))
             ).one()
             return dict(
                 zip(zip(customer_ids, legal_entity_ids, strict=True), versions, strict=True)
@@ -266,6 +321,76 @@ class AssignmentRepository:
             self._upsert, [_write_params(write, now) for write in writes]
         )
         return {(row[0], row[1]): row[2] for row in result}
+
+    async def upsert_many_written(
+        self, connection: AsyncConnection, writes: Sequence[AssignmentWrite], now: datetime
+    ) -> dict[tuple[str, str], Assignment]:
+        """`upsert_many`, answering the assignments as written, with the directory's names
+        (what their change events tell), by (customer_id, legal_entity_id)."""
+        by_pair = {(write.key.customer_id, write.key.legal_entity_id): write for write in writes}
+        # (customer_id, legal_entity_id, version, created_at, first_name, last_name, email,
+        # legal entity name) per row written.
+        rows: list[Sequence[Any]]
+        if self._postgresql:
+            found = (
+                await connection.execute(_UPSERT_MANY_WRITTEN_POSTGRESQL, _many_params(writes, now))
+            ).one()
+            rows = list(zip(*found, strict=True))
+        else:
+            result = await connection.execute(
+                self._upsert_written, [_write_params(write, now) for write in writes]
+            )
+            upserted = list(result)
+            customer_names, legal_entity_names = await self._names(
+                connection, writes[0].key.tenant, list(by_pair)
+            )
+            rows = [
+                (
+                    *row,
+                    *customer_names.get(row[0], (None, None, None)),
+                    legal_entity_names.get(row[1]),
+                )
+                for row in upserted
+            ]
+        written: dict[tuple[str, str], Assignment] = {}
+        for customer_id, legal_entity_id, version, created_at, *names in rows:
+            pair = (customer_id, legal_entity_id)
+            first_name, last_name, email, legal_entity_name = names
+            written[pair] = _written(
+                by_pair[pair],
+                version,
+                created_at,
+                now,
+                first_name,
+                last_name,
+                email,
+                legal_entity_name,
+            )
+        return written
+
+    async def _names(
+        self, connection: AsyncConnection, tenant: str, pairs: Sequence[tuple[str, str]]
+    ) -> tuple[dict[str, tuple[str | None, str | None, str | None]], dict[str, str | None]]:
+        """The directory's names of these customers and legal entities."""
+        customer_ids = sorted({customer_id for customer_id, _ in pairs})
+        legal_entity_ids = sorted(
+            {legal_entity_id for _, legal_entity_id in pairs if legal_entity_id}
+        )
+        found_customers = await connection.execute(
+            select(
+                customers.c.id, customers.c.first_name, customers.c.last_name, customers.c.email
+            ).where(customers.c.tenant == tenant, customers.c.id.in_(customer_ids))
+        )
+        customer_names = {row[0]: (row[1], row[2], row[3]) for row in found_customers}
+        legal_entity_names: dict[str, str | None] = {}
+        if legal_entity_ids:
+            found = await connection.execute(
+                select(legal_entities.c.id, legal_entities.c.name).where(
+                    legal_entities.c.tenant == tenant, legal_entities.c.id.in_(legal_entity_ids)
+                )
+            )
+            legal_entity_names = {row[0]: row[1] for row in found}
+        return customer_names, legal_entity_names
 
     async def delete(
         self, connection: AsyncConnection, key: AssignmentKey, expected_version: int | None = None
@@ -285,8 +410,9 @@ class AssignmentRepository:
         tenant: str,
         segment_id: str,
         customer_and_legal_entity_ids: Sequence[tuple[str, str]],
-    ) -> None:
-        await connection.execute(
+    ) -> list[tuple[str, str]]:
+        """The (customer_id, legal_entity_id) of the assignments that were there and went."""
+        removed = await connection.execute(
             self._delete_many,
             {
                 "tenant": tenant,
@@ -294,6 +420,7 @@ class AssignmentRepository:
                 "pairs": list(customer_and_legal_entity_ids),
             },
         )
+        return [(row[0], row[1]) for row in removed]
 
     async def any_in_segment(
         self, connection: AsyncConnection, tenant: str, segment_id: str
@@ -303,8 +430,12 @@ class AssignmentRepository:
 
     async def delete_all_in_segment(
         self, connection: AsyncConnection, tenant: str, segment_id: str
-    ) -> None:
-        await connection.execute(self._delete_segment, {"tenant": tenant, "segment_id": segment_id})
+    ) -> list[tuple[str, str]]:
+        """The (customer_id, legal_entity_id) of the assignments removed."""
+        removed = await connection.execute(
+            self._delete_segment, {"tenant": tenant, "segment_id": segment_id}
+        )
+        return [(row[0], row[1]) for row in removed]
 
     async def list(
         self,

@@ -15,7 +15,7 @@ class Store:
     """Use cases open `read()`, `expensive_read()` or `write()` (one transaction) and call the
     repositories."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, events: bool = True) -> None:
         self.database = database
         self.read = database.read
         self.expensive_read = database.expensive_read
@@ -24,7 +24,7 @@ class Store:
         self.assignments = AssignmentRepository(database)
         self.segments = SegmentRepository(database)
         self.directory = DirectoryRepository(database.insert)
-        self.events = EventRepository(database.insert)
+        self.events = EventRepository(database.insert, database.dialect, enabled=events)
         self.webhooks = WebhookRepository(database.insert)
         self.event_consumers = EventConsumerRepository(database.insert)
 
