@@ -46,6 +46,7 @@ from customer_segments.store.migrate import (
     require_current_schema,
     upgrade_to_head,
 )
+from customer_segments.store.notifier import EventNotifier
 from customer_segments.store.store import Store
 from customer_segments.tls import server_tls
 from customer_segments.tracing import trace_database, traced, tracing_settings
@@ -237,7 +238,10 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
             await grpc_server.stop(0)
             raise
         publisher = start_nats_publisher(store, settings)
+        wakes = [dispatcher.wake] + ([publisher.wake] if publisher is not None else [])
+        relay = asyncio.create_task(relay_commits(grpc_server.notifier, wakes))
         await stop.wait()
+        relay.cancel()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         # At once: health NOT_SERVING, no new calls on the public port, REST readiness 503;
@@ -262,6 +266,17 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
     if gateway.died:
         raise GatewayDied("the REST gateway process died")
     log.info("stopped")
+
+
+async def relay_commits(notifier: EventNotifier, wakes: list[Callable[[], None]]) -> None:
+    """Webhooks and NATS look at the outbox as soon as a commit tells this process's notifier
+    there is something new, rather than at their next poll."""
+    with notifier.subscribe(None) as subscription:
+        while not notifier.closed:
+            subscription.clear()
+            if await subscription.wait(within=60.0):
+                for wake in wakes:
+                    wake()
 
 
 def claim_ports(settings: Settings) -> list[PortLock]:

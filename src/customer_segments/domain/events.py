@@ -7,6 +7,7 @@ writes them (ISO 8601 in UTC, milliseconds, Z)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -31,6 +32,13 @@ def instant(moment: datetime) -> str:
     """As the REST body writes it: 2024-10-12T12:00:00.000Z."""
     moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def message(event_type: str, occurred_at: datetime, payload: dict[str, Any]) -> str:
+    """An event as webhooks POST it and NATS carries it, the way Emporix posts it: its type,
+    when it happened, and its payload."""
+    body = {"type": event_type, "timestamp": instant(occurred_at), "data": payload}
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
 def _metadata(created_at: datetime, modified_at: datetime, version: int) -> dict[str, Any]:

@@ -14,16 +14,10 @@ from enum import StrEnum
 from urllib.parse import urlsplit
 
 from customer_segments.domain.errors import InvalidArgument, over_limit
+from customer_segments.domain.events import EventType
 
-# The change events of the outbox, as Emporix names them (webhooks/events-customer-segment).
-EVENT_TYPES = (
-    "customer-segment.customer-assignment-created",
-    "customer-segment.customer-assignment-updated",
-    "customer-segment.customer-assignment-deleted",
-    "customer-segment.segment-created",
-    "customer-segment.segment-updated",
-    "customer-segment.segment-deleted",
-)
+# The change events of the outbox, in the order the docs list them.
+EVENT_TYPES = tuple(EventType)
 MAX_ENDPOINTS_PER_TENANT = 100
 MAX_URL_LENGTH = 2048
 MAX_HEADERS = 20

@@ -37,6 +37,7 @@ from nats.js import JetStreamContext
 from nats.js.api import Header, PubAck, StorageType
 
 from customer_segments import metrics
+from customer_segments.domain.events import message
 from customer_segments.store.database import utc_now
 from customer_segments.store.event_consumers import Claim
 from customer_segments.store.events import StoredEvent
@@ -98,10 +99,8 @@ def subject(event: StoredEvent) -> str:
 
 
 def message_body(event: StoredEvent) -> bytes:
-    """What a webhook receives: {"type", "timestamp" (ISO 8601 UTC, ms, Z), "data"}."""
-    timestamp = event.occurred_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    body = {"type": event.type, "timestamp": timestamp, "data": event.payload}
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    """What a webhook receives: {"type", "timestamp", "data"}."""
+    return message(event.type, event.occurred_at, event.payload).encode()
 
 
 def message_headers(event: StoredEvent) -> dict[str, str]:

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import functools
 import ipaddress
-import json
 import logging
 import os
 import secrets
@@ -32,6 +31,7 @@ from standardwebhooks import Webhook as Signer
 
 from customer_segments import metrics
 from customer_segments.domain import webhooks
+from customer_segments.domain.events import message
 from customer_segments.domain.webhooks import Delivery, DeliveryStatus
 from customer_segments.store.database import utc_now
 from customer_segments.store.events import StoredEvent
@@ -119,17 +119,8 @@ def _literal_refusal(url: str) -> str | None:
     return None if reason is None else f"address {host} {reason}"
 
 
-def _instant(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def delivery_body(event: StoredEvent) -> str:
-    """What Emporix posts: the event's type, when it happened, and its payload."""
-    return json.dumps(
-        {"type": event.type, "timestamp": _instant(event.occurred_at), "data": event.payload},
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    return message(event.type, event.occurred_at, event.payload)
 
 
 class WebhookDispatcher:
