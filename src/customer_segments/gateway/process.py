@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import subprocess
 import sys
 from typing import NamedTuple
 
@@ -68,7 +69,7 @@ class GatewayProcess:
 
     def __init__(
         self,
-        process: asyncio.subprocess.Process,
+        process: subprocess.Popen[bytes],
         control: tuple[asyncio.StreamReader, asyncio.StreamWriter],
         port: int,
         stop: asyncio.Event,
@@ -93,20 +94,22 @@ class GatewayProcess:
         self._watch.cancel()
         self._writer.close()
         try:
-            await asyncio.wait_for(self._process.wait(), grace + 5)
+            await asyncio.wait_for(asyncio.to_thread(self._process.wait), grace + 5)
         except TimeoutError:
             log.warning("the gateway process did not stop in time; killing it")
             self._process.kill()
-            await self._process.wait()
+            await asyncio.to_thread(self._process.wait)
         process_exited(self._process.pid)
 
 
 async def start_gateway_process(options: GatewayOptions, stop: asyncio.Event) -> GatewayProcess:
     """Returns once the gateway listens; raises StartupError when it cannot (port taken...)."""
     ours, theirs = socket.socketpair()
+    # subprocess, not the loop's subprocess_exec: uvloop's (libuv's) resets the child's signal
+    # dispositions, and a stop signal then killed a gateway that had no handlers yet.
     with children_ignore_stop_signals():  # until the gateway has its handlers (see shutdown.py)
-        process = await asyncio.create_subprocess_exec(
-            *[
+        process = subprocess.Popen(  # noqa: ASYNC220 (fork and exec: a millisecond)
+            [
                 sys.executable,
                 "-m",
                 MODULE,
@@ -125,9 +128,9 @@ async def start_gateway_process(options: GatewayOptions, stop: asyncio.Event) ->
     outcome, _, detail = report.partition(" ")
     if outcome != "listening":
         writer.close()
-        if process.returncode is None:
+        if process.poll() is None:
             process.kill()
-        code = await process.wait()
+        code = await asyncio.to_thread(process.wait)
         raise StartupError(detail or f"the REST gateway exited with code {code} at start")
     return GatewayProcess(process, (reader, writer), int(detail), stop)
 
