@@ -83,24 +83,6 @@ def normalize_database_url(url: str) -> URL:
     raise ValueError(f"unsupported database {backend!r}: use postgresql:// or sqlite:///")
 
 
-def _unnamed_statement() -> str:
-    return ""
-
-
-def _statement_options(statement_cache_size: int) -> dict[str, Any]:
-    """asyncpg's connect arguments for this cache size.
-
-    Without a cache, SQLAlchemy still prepares each statement, under a name asyncpg counts per
-    client connection (__asyncpg_stmt_1__, ...) that stays on the server connection after the
-    transaction: behind PgBouncer in transaction mode another client's statement of the same
-    name then meets it there ("prepared statement ... already exists"). The unnamed statement
-    is replaced by the next one and never outlives its transaction; asyncpg parses it with a
-    Flush, not a Sync, so PgBouncer keeps the server connection until it has run."""
-    if statement_cache_size:
-        return {"statement_cache_size": statement_cache_size}
-    return {"statement_cache_size": 0, "prepared_statement_name_func": _unnamed_statement}
-
-
 def load_document(text: str) -> Any:
     """A stored JSON column. One nested hundreds of levels deep (written before the writes
     refused more than validation.MAX_JSON_DEPTH) is more than Python's recursive json can
@@ -171,8 +153,10 @@ class Database:
             engine_url = self.url.update_query_dict(
                 {"prepared_statement_cache_size": str(statement_cache_size)}
             )
-            statements = _statement_options(statement_cache_size)
-            options["connect_args"] = {**statements, "timeout": CONNECT_TIMEOUT_S}
+            options["connect_args"] = {
+                "statement_cache_size": statement_cache_size,
+                "timeout": CONNECT_TIMEOUT_S,
+            }
 
             def engine(pool: str, size: int, **extra: Any) -> AsyncEngine:
                 created = create_async_engine(
@@ -202,7 +186,7 @@ class Database:
                 isolation_level="AUTOCOMMIT",
                 pool_reset_on_return=None,
                 connect_args={
-                    **statements,
+                    "statement_cache_size": statement_cache_size,
                     "timeout": CHECK_TIMEOUT_S,
                     "command_timeout": CHECK_TIMEOUT_S,
                 },
