@@ -187,6 +187,8 @@ class Cluster:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self.run_dir = layout.run_dir
+        # What this object started (stop() also ends what another process started here).
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     # Start ----------------------------------------------------------------------------------
 
@@ -328,12 +330,16 @@ class Cluster:
                 start_new_session=True,
             )
         (self.run_dir / f"{name}.pid").write_text(f"{process.pid}\n")
+        self.processes[name] = process
 
     def _pid_files(self) -> list[Path]:
         return sorted(self.run_dir.glob("*.pid")) if self.run_dir.exists() else []
 
     def pid(self, name: str) -> int | None:
         """The pid of a process this cluster started, if it still runs."""
+        process = self.processes.get(name)
+        if process is not None:
+            return process.pid if process.poll() is None else None
         path = self.run_dir / f"{name}.pid"
         if not path.exists():
             return None
@@ -385,7 +391,11 @@ class Cluster:
             if ready():
                 return
             if name is not None and self.pid(name) is None:
-                raise ClusterError(f"{name} exited while waiting for {what}:\n{self.tail(name)}")
+                process = self.processes.get(name)
+                status = "" if process is None else f" (exit status {process.poll()})"
+                raise ClusterError(
+                    f"{name} exited{status} while waiting for {what}:\n{self.tail(name)}"
+                )
             time.sleep(0.1)
         raise ClusterError(f"timed out waiting for {what}")
 
