@@ -23,7 +23,7 @@ from customersegment.v1 import assignment_pb2, assignment_pb2_grpc
 
 from customer_segments.auth.tokens import issue_token
 from customer_segments.client import BulkUpsertItem, CustomerSegmentsClient
-from tests.conftest import fresh_postgres_database
+from tests.conftest import fresh_postgres_database, skip_unless_ci
 from tests.e2e.test_service_process import Service, free_port, grpcurl_walkthrough, token
 from tests.integration.test_readme_client import README, readme_example_runs
 
@@ -39,9 +39,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local_cluster.
     try:
         local_cluster.require_tools()
     except local_cluster.ClusterError as error:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but {error}")
-        pytest.skip(str(error))
+        skip_unless_ci(str(error))
     with fresh_postgres_database("cs_cluster") as url:
         layout = local_cluster.plan(
             tmp_path_factory.mktemp("cluster"), database_url=url, port=free_port
