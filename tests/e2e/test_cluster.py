@@ -1,6 +1,7 @@
 """The service scaled out as README "Scaling" runs it: HAProxy in front of three replicas, all
 on one PostgreSQL database through PgBouncer in transaction mode (scripts/local_cluster.py,
-what `make cluster` starts), driven only through HAProxy."""
+what `make cluster` starts), driven only through HAProxy. Each test writes segments of its
+own: under pytest-xdist, two workers may each start a cluster for the tests they take."""
 
 from __future__ import annotations
 
@@ -144,8 +145,11 @@ async def test_a_cursor_made_by_one_replica_is_read_on_by_another(
 async def test_every_replica_verifies_tokens_itself(
     cluster: local_cluster.Cluster, admin_token: str, stub: Any
 ) -> None:
+    async with CustomerSegmentsClient(cluster.layout.grpc_target, token=admin_token) as client:
+        await client.upsert_segment("acme", "tokens", name={"en": "Tokens"}, site_code="main")
+        await client.upsert_assignment("acme", "tokens", "c1")
     request = assignment_pb2.GetAssignmentRequest(
-        tenant="acme", segment_id="gold", customer_id="c1", legal_entity_id="le1"
+        tenant="acme", segment_id="tokens", customer_id="c1"
     )
     accepted = set()
     for _ in range(2 * len(REPLICAS)):
@@ -204,7 +208,7 @@ async def test_a_replica_killed_under_load_loses_no_acknowledged_write_and_rejoi
         writers = [asyncio.create_task(writer(client, lane)) for lane in range(6)]
         writers += [asyncio.create_task(bulk_writer(client, lane)) for lane in range(3)]
         try:
-            await _until(lambda: len(acknowledged) >= 500, "500 writes before the kill")
+            await _until(lambda: len(acknowledged) >= 300, "300 writes before the kill")
             await _until(lambda: _server_stats(cluster, "r2")["scur"] >= 2, "calls on r2")
             killed_at = time.monotonic()
             cluster.kill("r2")  # SIGKILL to its process group: server and gateway
@@ -213,7 +217,7 @@ async def test_a_replica_killed_under_load_loses_no_acknowledged_write_and_rejoi
             marked_down_s = time.monotonic() - killed_at
             assert states["r1"] == states["r3"] == "UP", states
             await _until(
-                lambda: len(acknowledged) >= written_at_kill + 500, "500 writes after the kill"
+                lambda: len(acknowledged) >= written_at_kill + 300, "300 writes after the kill"
             )
         finally:
             stop.set()
@@ -239,6 +243,13 @@ async def test_a_replica_killed_under_load_loses_no_acknowledged_write_and_rejoi
     finally:
         await connection.close()
     assert set(acknowledged) <= stored
+    # Thousands of calls of three replicas through PgBouncer in transaction mode: none met a
+    # statement name another client had left on a server connection ("prepared statement ...
+    # already exists", as with --pg-statement-cache-size 100), nor lost its statement.
+    for name in REPLICAS:
+        log = (cluster.run_dir / f"{name}.log").read_text()
+        assert "UpsertAssignment OK" in log, name
+        assert "prepared statement" not in log, name
     # HAProxy's check interval is 1 s, two failures mark a replica down: well within this.
     assert marked_down_s < 30, marked_down_s
     print(
@@ -285,15 +296,3 @@ async def _until(condition: Any, what: str, within_s: float = 60) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
-
-
-def test_the_replicas_prepared_no_named_statement_behind_pgbouncer(
-    cluster: local_cluster.Cluster,
-) -> None:
-    """The thousands of calls above, of three replicas, went through PgBouncer in transaction
-    mode: none met a statement name that another client had left on a server connection
-    ("prepared statement ... already exists"), nor lost its statement to another client."""
-    for name in REPLICAS:
-        log = (cluster.run_dir / f"{name}.log").read_text()
-        assert "UpsertAssignment OK" in log, name  # it served writes
-        assert "prepared statement" not in log, name
