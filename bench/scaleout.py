@@ -148,10 +148,16 @@ def serve_only(cluster: local_cluster.Cluster, count: int) -> None:
     for index, replica in enumerate(cluster.layout.replicas):
         verb = "enable" if index < count else "disable"
         cluster.haproxy_command(f"{verb} server grpc/{replica.name}")
-    states = cluster.server_states()
     wanted = {r.name for r in cluster.layout.replicas[:count]}
-    if {name for name, state in states.items() if state == "UP"} != wanted:
-        raise BenchError(f"HAProxy shows {states}, not {sorted(wanted)} UP")
+    # An enabled replica is UP after its checks pass again ("UP 1/2" before).
+    deadline = time.monotonic() + 60
+    while True:
+        states = cluster.server_states()
+        if {name for name, state in states.items() if state == "UP"} == wanted:
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"HAProxy shows {states}, not {sorted(wanted)} UP")
+        time.sleep(0.1)
 
 
 async def preload(target: str, token: str, assignments: int, segments: int) -> None:
