@@ -37,6 +37,7 @@ from harness import (
     H2LOAD_ARGS,
     BenchError,
     CpuSample,
+    fetch_value,
     grpc_frame,
     h2load,
     require_h2load,
@@ -67,7 +68,7 @@ class Figure:
     label: str
     per_second: float
     # CPU seconds per call, in µs, of HAProxy, of the replicas together, of PgBouncer and of
-    # every PostgreSQL process of the machine (an upper bound: other databases' work counts).
+    # the PostgreSQL backends of the cluster's database.
     haproxy_us: float
     replicas_us: float
     pgbouncer_us: float
@@ -80,29 +81,24 @@ def _cpu(pids: list[int]) -> float:
     return sum(CpuSample.take(pid).process_s for pid in pids)
 
 
-def _postgres_processes() -> list[int]:
-    """Every PostgreSQL server process of the machine (the postmaster's children come and go)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "postgres":
-                    found.append(int(entry.name))
-            except OSError:
-                continue  # ended in the meantime
-    return found
+def _backends(database_url: str) -> set[int]:
+    """The PostgreSQL backends serving the cluster's database: PgBouncer's server connections
+    (other databases of a shared server are not counted)."""
+    name = database_url.rsplit("/", 1)[1]
+    pids = fetch_value(
+        with_database(database_url, "postgres"),
+        "SELECT string_agg(pid::text, ',') FROM pg_stat_activity "
+        f"WHERE datname = '{name}' AND pid <> pg_backend_pid()",
+    )
+    return {int(pid) for pid in pids.split(",") if pid.isdigit()}
 
 
-def _postgres_cpu() -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in _postgres_processes():
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
+def _ticks_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # ended in the meantime
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(
@@ -121,11 +117,17 @@ def measure(
     print(f"[bench] {label}: h2load {' '.join(H2LOAD_ARGS)} {url}", flush=True)
 
     def sample() -> list[float]:
-        return [_cpu([haproxy]), _cpu(replicas), _cpu([pgbouncer]), _postgres_cpu()]
+        return [_cpu([haproxy]), _cpu(replicas), _cpu([pgbouncer])]
 
+    backends_before = _backends(cluster.layout.database_url)
+    postgres_before = {pid: _ticks_s(pid) for pid in backends_before}
     before, machine_before = sample(), CpuSample.take(os.getpid())
     result = h2load(url, body, authorization)
     after, machine_after = sample(), CpuSample.take(os.getpid())
+    # A backend that started during the run counts all its CPU; one that ended is missed.
+    backends_after = _backends(cluster.layout.database_url) | backends_before
+    before.append(sum(postgres_before.values()))
+    after.append(sum(_ticks_s(pid) for pid in backends_after))
     per_call = [
         (late - early) / result.requests * 1e6 for early, late in zip(before, after, strict=True)
     ]
