@@ -7,8 +7,9 @@ cost of the proxy hop, in one run (README "Scaling").
    HAProxy.
 2. h2load (-n 30000 -c 16 -m 10 -t 1, as bench/run.py) on GetAssignment: replica r1 direct,
    then through HAProxy with 1, 2 and 3 replicas in rotation (the others put in maintenance
-   on HAProxy's stats socket); and ListSegments of the customer (the segments of a customer),
-   r1 direct. Every call carries a token signed with the cluster's secret, and every call must
+   on HAProxy's stats socket); GetAssignment of a server straight on PostgreSQL with the
+   statement cache on (100), beside the cluster's cache 0 behind PgBouncer; and ListSegments
+   of the customer (the segments of a customer), r1 direct. Every call carries a token signed with the cluster's secret, and every call must
    come back with the expected message.
 3. A table, also written to bench/reports/scaleout-latest.md: req/s, HAProxy's CPU per call
    (the proxy hop's cost), the replicas' CPU per call, and how busy the machine was.
@@ -35,13 +36,18 @@ import grpc
 from customersegment.v1 import assignment_pb2, segment_pb2
 from harness import (
     H2LOAD_ARGS,
+    JWT_SECRET_ENV,
     BenchError,
+    Child,
     CpuSample,
     fetch_value,
+    free_port,
     grpc_frame,
     h2load,
+    port_accepts,
     require_h2load,
     run_sql,
+    wait_until,
     with_database,
 )
 
@@ -108,12 +114,16 @@ def measure(
     body: Path,
     response_bytes: int,
     authorization: str,
+    servers: list[int] | None = None,
 ) -> Figure:
+    """h2load against `url`; the CPU of `servers` (default: the replicas) counts as theirs."""
     haproxy = cluster.pid("haproxy")
     pgbouncer = cluster.pid("pgbouncer")
     replicas = [pid for r in cluster.layout.replicas if (pid := cluster.pid(r.name)) is not None]
     if haproxy is None or pgbouncer is None or len(replicas) != len(cluster.layout.replicas):
         raise BenchError(f"{label}: a process of the cluster is gone")
+    if servers is not None:
+        replicas = servers
     print(f"[bench] {label}: h2load {' '.join(H2LOAD_ARGS)} {url}", flush=True)
 
     def sample() -> list[float]:
@@ -299,6 +309,51 @@ def main() -> int:
                                 authorization,
                             )
                         )
+                # Beside them, a server straight on PostgreSQL with the statement cache on:
+                # what PgBouncer in transaction mode (cache 0) costs PostgreSQL and the server.
+                port, http_port = free_port(), free_port()
+                alone = Child(
+                    "alone",
+                    [
+                        str(local_cluster.CLI),
+                        "serve",
+                        "--grpc-host",
+                        layout.bind,
+                        "--grpc-port",
+                        str(port),
+                        "--http-host",
+                        layout.bind,
+                        "--http-port",
+                        str(http_port),
+                        "--metrics-port",
+                        "0",
+                        "--data-dir",
+                        str(Path(work) / "alone"),
+                        "--database-url",
+                        layout.database_url,
+                    ],
+                    Path(work),
+                    env={JWT_SECRET_ENV: secret},
+                )
+                try:
+                    wait_until(
+                        lambda: port_accepts(port), "the server without PgBouncer", alone, 120
+                    )
+                    label = "PostgreSQL direct, statement cache 100 (no PgBouncer)"
+                    for _ in range(arguments.rounds):
+                        figures.setdefault(label, []).append(
+                            measure(
+                                cluster,
+                                label,
+                                f"http://{layout.bind}:{port}/{GET_METHOD}",
+                                get_body,
+                                get_bytes,
+                                authorization,
+                                servers=[alone.pid],
+                            )
+                        )
+                finally:
+                    alone.stop()
                 label = f"ListSegments of a customer in {arguments.segments} segments, r1 direct"
                 for _ in range(arguments.rounds):
                     figures.setdefault(label, []).append(
