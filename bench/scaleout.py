@@ -9,8 +9,8 @@ cost of the proxy hop, in one run (README "Scaling").
    then through HAProxy with 1, 2 and 3 replicas in rotation (the others put in maintenance
    on HAProxy's stats socket); GetAssignment of a server straight on PostgreSQL with the
    statement cache on (100), beside the cluster's cache 0 behind PgBouncer; and ListSegments
-   of the customer (the segments of a customer), r1 direct. Every call carries a token signed with the cluster's secret, and every call must
-   come back with the expected message.
+   of the customer (the segments of a customer), r1 direct. Every call carries a token
+   signed with the cluster's secret, and every call must come back with the expected message.
 3. A table, also written to bench/reports/scaleout-latest.md: req/s, HAProxy's CPU per call
    (the proxy hop's cost), the replicas' CPU per call, and how busy the machine was.
 
@@ -286,6 +286,13 @@ def main() -> int:
                 get_body, list_body = Path(work) / "get.bin", Path(work) / "list.bin"
                 get_body.write_bytes(get)
                 list_body.write_bytes(listing)
+
+                def run(
+                    label: str, url: str, body: Path, size: int, servers: list[int] | None = None
+                ) -> None:
+                    figure = measure(cluster, label, url, body, size, authorization, servers)
+                    figures.setdefault(label, []).append(figure)
+
                 direct = f"http://{layout.bind}:{layout.replica('r1').grpc_port}"
                 proxied = f"http://{layout.grpc_target}"
                 paths = [
@@ -299,16 +306,7 @@ def main() -> int:
                     for label, replicas, url in paths[turn:] + paths[:turn]:
                         if replicas:
                             serve_only(cluster, replicas)
-                        figures.setdefault(label, []).append(
-                            measure(
-                                cluster,
-                                label,
-                                f"{url}/{GET_METHOD}",
-                                get_body,
-                                get_bytes,
-                                authorization,
-                            )
-                        )
+                        run(label, f"{url}/{GET_METHOD}", get_body, get_bytes)
                 # Beside them, a server straight on PostgreSQL with the statement cache on:
                 # what PgBouncer in transaction mode (cache 0) costs PostgreSQL and the server.
                 port, http_port = free_port(), free_port()
@@ -339,32 +337,22 @@ def main() -> int:
                     wait_until(
                         lambda: port_accepts(port), "the server without PgBouncer", alone, 120
                     )
-                    label = "PostgreSQL direct, statement cache 100 (no PgBouncer)"
                     for _ in range(arguments.rounds):
-                        figures.setdefault(label, []).append(
-                            measure(
-                                cluster,
-                                label,
-                                f"http://{layout.bind}:{port}/{GET_METHOD}",
-                                get_body,
-                                get_bytes,
-                                authorization,
-                                servers=[alone.pid],
-                            )
+                        run(
+                            "PostgreSQL direct, statement cache 100 (no PgBouncer)",
+                            f"http://{layout.bind}:{port}/{GET_METHOD}",
+                            get_body,
+                            get_bytes,
+                            [alone.pid],
                         )
                 finally:
                     alone.stop()
-                label = f"ListSegments of a customer in {arguments.segments} segments, r1 direct"
                 for _ in range(arguments.rounds):
-                    figures.setdefault(label, []).append(
-                        measure(
-                            cluster,
-                            label,
-                            f"{direct}/{LIST_SEGMENTS_METHOD}",
-                            list_body,
-                            listing_bytes,
-                            authorization,
-                        )
+                    run(
+                        f"ListSegments of a customer in {arguments.segments} segments, r1 direct",
+                        f"{direct}/{LIST_SEGMENTS_METHOD}",
+                        list_body,
+                        listing_bytes,
                     )
             finally:
                 cluster.stop()
