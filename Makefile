@@ -9,7 +9,8 @@ BUF := node_modules/.bin/buf
 # What `buf breaking` compares the protos with: v1 as released (see `proto-baseline`).
 PROTO_BASELINE := protos/v1.binpb
 
-.PHONY: run test lint-protos proto-baseline protos openapi bench bench-tools bench-observability bench-hot-paths bench-events clean
+.PHONY: run test lint-protos proto-baseline protos openapi bench bench-tools bench-observability \
+	bench-hot-paths bench-events cluster cluster-stop cluster-tools bench-scaleout clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -95,6 +96,32 @@ bench-tools:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client wrk; \
 	else \
 		echo "bench: h2load and wrk are missing; install them as root: apt-get install nghttp2-client wrk" >&2; \
+		exit 1; \
+	fi
+
+## HAProxy in front of 3 replicas, on PostgreSQL (127.0.0.1:5432) through PgBouncer in
+## transaction mode, on loopback; prints the ports. Its pid files and logs are in run/cluster.
+cluster: $(STAMP) cluster-tools
+	$(BIN)/python scripts/local_cluster.py start
+
+## Ends exactly what `make cluster` started (the pid files in run/cluster).
+cluster-stop: $(STAMP)
+	$(BIN)/python scripts/local_cluster.py stop
+
+## GetAssignment through HAProxy with 1, 2 and 3 replicas beside one replica direct, and the
+## proxy hop's cost per call (needs PostgreSQL, h2load); see README "Scaling".
+bench-scaleout: $(STAMP) bench-tools cluster-tools
+	$(BIN)/python bench/scaleout.py
+
+## HAProxy and PgBouncer from Debian's packages (the cluster, its test and bench-scaleout):
+## installed when missing and run as root, otherwise named with the command that installs them.
+cluster-tools:
+	@if PATH="$$PATH:/usr/sbin" command -v haproxy >/dev/null && PATH="$$PATH:/usr/sbin" command -v pgbouncer >/dev/null; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy pgbouncer; \
+	else \
+		echo "cluster: haproxy and pgbouncer are missing; install them as root: apt-get install haproxy pgbouncer" >&2; \
 		exit 1; \
 	fi
 

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import aiohttp
 import asyncpg
@@ -70,12 +70,18 @@ def _run_in_thread(coroutine: Coroutine[Any, Any, None]) -> None:
         pool.submit(asyncio.run, coroutine).result()
 
 
+def skip_unless_ci(reason: str) -> NoReturn:
+    """Skips the calling test for `reason` (something the machine lacks); under CI=true, where
+    everything must be there, fails it."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
 def require_postgres() -> None:
     """Skips the calling test when PostgreSQL is unreachable, except under CI=true."""
     if _PG_REASON is not None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but {_PG_REASON}")
-        pytest.skip(_PG_REASON)
+        skip_unless_ci(_PG_REASON)
 
 
 @contextmanager
@@ -105,10 +111,7 @@ def own_postgres() -> Iterator[OwnPostgres]:
     """A PostgreSQL of this module's own, which it may restart."""
     binaries = server_binaries()
     if binaries is None:
-        reason = "no PostgreSQL server binaries (initdb, pg_ctl) on this machine"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but {reason}")
-        pytest.skip(reason)
+        skip_unless_ci("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
     server = OwnPostgres(binaries)
     try:
         server.start()

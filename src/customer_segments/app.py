@@ -212,6 +212,7 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
             tls=server_tls(settings),
             access_log=settings.access_log,
             events_retention=settings.events_retention,
+            listen_url=settings.database_listen_url,
         )
         # Every serve process delivers webhooks; leases keep one process per endpoint.
         dispatcher = WebhookDispatcher(store, delivery_settings(settings))

@@ -167,7 +167,7 @@ def _shown(name: str, value: object) -> str:
         return "none"
     if name == "jwt_secret":
         return "***"
-    if name == "database_url":
+    if name in ("database_url", "database_listen_url"):
         return describe(str(value))
     if name == "events_nats_url":
         return nats_urls_shown(str(value))

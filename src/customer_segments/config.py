@@ -29,7 +29,7 @@ ENV_PREFIX = "CUSTOMER_SEGMENTS_"
 FILE_SUFFIX = "_FILE"
 # Settings that may come from a file (a mounted Kubernetes or Docker secret), and that
 # `config` masks.
-SECRETS = ("jwt_secret", "database_url")
+SECRETS = ("jwt_secret", "database_url", "database_listen_url")
 # An origin as browsers send it: scheme://host[:port], no path.
 _ORIGIN = re.compile(r"https?://[^/\s,*]+")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -60,6 +60,14 @@ class Settings(BaseSettings):
         None,
         description="postgresql://user@host:5432/db or sqlite:///path/file.db "
         "(default: embedded SQLite)",
+    )
+    # Behind PgBouncer in transaction mode a server connection is a client's for one
+    # transaction only, so what needs a session of its own (LISTEN of the change events) must
+    # bypass it. Unused until the events' LISTEN connection arrives (README "Scaling").
+    database_listen_url: str | None = Field(
+        None,
+        description="postgresql:// URL straight to PostgreSQL, not through PgBouncer, for "
+        "session-level connections such as LISTEN (default: the database URL)",
     )
     data_dir: Path = Field(Path("data"), description="folder of the embedded database")
     # Connections of each pool (per worker): writes, plain reads, and reads a caller can make
@@ -288,6 +296,14 @@ class Settings(BaseSettings):
                 )
         return value
 
+    @field_validator("database_listen_url")
+    @classmethod
+    def _listen_url(cls, value: str | None) -> str | None:
+        # LISTEN exists on PostgreSQL only; the embedded database needs no second URL.
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL (LISTEN is PostgreSQL's)")
+        return value
+
     @property
     def cors_origin_list(self) -> tuple[str, ...]:
         return _origin_list(self.cors_origins)
@@ -301,6 +317,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'customer-segments.db').resolve()}"
+
+    @property
+    def effective_listen_url(self) -> str:
+        """Where session-level connections (LISTEN) go: past PgBouncer when one is in front."""
+        return self.database_listen_url or self.effective_database_url
 
 
 class SecretFiles(PydanticBaseSettingsSource):

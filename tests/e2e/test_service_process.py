@@ -285,7 +285,12 @@ def shared_embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servic
 
 
 def test_grpcurl_walkthrough_on_embedded_database(shared_embedded: Service) -> None:
-    embedded = shared_embedded
+    grpcurl_walkthrough(shared_embedded)
+
+
+def grpcurl_walkthrough(embedded: Service) -> None:
+    """The README's grpcurl walkthrough against `embedded` (also run through the cluster's
+    HAProxy, tests/e2e/test_cluster.py)."""
     services = embedded.grpcurl("list").split()
     assert services == [
         "customersegment.v1.CustomerAssignmentService",

@@ -25,9 +25,13 @@ def readme_example() -> str:
 
 
 async def test_the_readme_client_example_runs_as_written(grpc_server: GrpcServer) -> None:
-    target = f"127.0.0.1:{grpc_server.port}"
     # The example writes to tenant acme, which other tests use; its segment is its own.
-    access = token("acme")
+    await readme_example_runs(f"127.0.0.1:{grpc_server.port}", token("acme"))
+
+
+async def readme_example_runs(target: str, access: str) -> None:
+    """Runs the example against `target` with the token `access` of tenant acme, and checks
+    what it printed and wrote (also through the cluster's HAProxy, tests/e2e/test_cluster.py)."""
     # The server runs in this event loop, so the example must not block it.
     process = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -203,3 +203,24 @@ def test_the_readme_names_the_secret_files() -> None:
     table = _readme_settings_table()
     for variable in ("CUSTOMER_SEGMENTS_JWT_SECRET_FILE", "CUSTOMER_SEGMENTS_DATABASE_URL_FILE"):
         assert f"`{variable}`" in table
+
+
+def test_the_listen_url_is_a_masked_postgresql_secret_that_defaults_to_the_database_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pooled = "postgresql://app:hunter2@pgbouncer:6432/segments"
+    (tmp_path / "direct").write_text("postgresql://owner:s3cret@postgres:5432/segments\n")
+    assert Settings(database_url=pooled).effective_listen_url == pooled
+    monkeypatch.setenv("CUSTOMER_SEGMENTS_DATABASE_LISTEN_URL_FILE", str(tmp_path / "direct"))
+    settings = Settings(database_url=pooled)
+    assert settings.effective_listen_url == "postgresql://owner:s3cret@postgres:5432/segments"
+    rows = config(capsys)
+    assert rows["database_listen_url"] == (
+        "postgresql+asyncpg://owner:***@postgres:5432/segments",
+        "file CUSTOMER_SEGMENTS_DATABASE_LISTEN_URL_FILE",
+    )
+    monkeypatch.delenv("CUSTOMER_SEGMENTS_DATABASE_LISTEN_URL_FILE")
+    assert refused(capsys, "serve", "--database-listen-url", "sqlite:///x.db") == (
+        "customer-segments: invalid --database-listen-url: must be a postgresql:// URL "
+        "(LISTEN is PostgreSQL's)"
+    )

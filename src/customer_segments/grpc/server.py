@@ -233,6 +233,7 @@ async def start_grpc_server(
     access_log: bool = True,
     events_retention: timedelta = DEFAULT_RETENTION,
     prune_interval: float = PRUNE_INTERVAL_S,
+    listen_url: str | None = None,
 ) -> GrpcServer:
     """`share_port` lets the workers of `serve --workers N` bind one port (SO_REUSEPORT);
     otherwise a port in use is an error rather than silently shared with another server.
@@ -243,7 +244,7 @@ async def start_grpc_server(
     (customer_segments.access). Events older than `events_retention` are pruned every
     `prune_interval` seconds."""
     # One listener (PostgreSQL) or poll (SQLite) per process, for every watcher.
-    notifier = EventNotifier(store)
+    notifier = EventNotifier(store, listen_url=listen_url)
     await notifier.start()
     # The largest answer: one stored object is never cut (pages are; see limits.py).
     options = [("grpc.max_send_message_length", MAX_ANSWER_BYTES), *limits.options()]

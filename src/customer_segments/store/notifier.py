@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
+from sqlalchemy.engine import make_url
 
 from customer_segments.store.events import CHANNEL
 from customer_segments.store.store import Store
@@ -64,8 +65,12 @@ class Subscription:
 
 
 class EventNotifier:
-    def __init__(self, store: Store, poll_interval: float = POLL_INTERVAL_S) -> None:
+    def __init__(
+        self, store: Store, poll_interval: float = POLL_INTERVAL_S, listen_url: str | None = None
+    ) -> None:
         self._store = store
+        # --database-listen-url: past PgBouncer, whose transaction mode cannot keep a LISTEN.
+        self._listen_url = listen_url
         self._poll_interval = poll_interval
         self._by_tenant: defaultdict[str | None, set[Subscription]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
@@ -127,7 +132,8 @@ class EventNotifier:
                 await self._task
 
     async def _listen(self, connected: asyncio.Future[None]) -> None:
-        url = self._store.database.url.set(drivername="postgresql")
+        given = make_url(self._listen_url) if self._listen_url else self._store.database.url
+        url = given.set(drivername="postgresql")
         dsn = url.render_as_string(hide_password=False)
 
         def notified(_connection: Any, _pid: int, _channel: str, tenant: str) -> None:
