@@ -34,18 +34,28 @@ from customer_segments.services import (
     bulk_assignments,
     bulk_segments,
     directory,
+    events,
     segments,
     webhooks,
 )
 from customer_segments.services.authorization import UseCase, authorize
 from customer_segments.store.database import Database, utc_now
+from customer_segments.store.notifier import EventNotifier
 from customer_segments.store.store import Store
 from customer_segments.store.webhooks import DeliveryKey
 
 READ, READ_OWN, MANAGE = Scope.READ.value, Scope.READ_OWN.value, Scope.MANAGE.value
 ALL = frozenset({READ, READ_OWN, MANAGE})
 SCOPES = {"read": READ, "read_own": READ_OWN, "manage": MANAGE, "other": "customersegment.x"}
-USE_CASE_MODULES = (assignments, bulk_assignments, bulk_segments, segments, directory, webhooks)
+USE_CASE_MODULES = (
+    assignments,
+    bulk_assignments,
+    bulk_segments,
+    segments,
+    directory,
+    webhooks,
+    events,
+)
 # Async functions of those modules that are not use cases: they run inside one that checked.
 HELPERS = {
     "require_segment",
@@ -53,6 +63,9 @@ HELPERS = {
     "insert_segment",
     "write_segment",
     "remove_segment",
+    # The server's own background work, for no caller.
+    "prune_events",
+    "prune_once",
 }
 
 
@@ -83,6 +96,13 @@ async def _decided(results: AsyncIterator[BulkSegmentResult]) -> list[BulkSegmen
     if any(result.code == 503 for result in drained):
         raise RuntimeError(f"the database was unreachable for an item: {drained}")
     return drained
+
+
+def _stopped_notifier(store: Store) -> EventNotifier:
+    """A watch then sends what is stored and ends, as when the server stops."""
+    notifier = EventNotifier(store)
+    notifier.close()
+    return notifier
 
 
 UseCaseCall = Callable[[Store, Principal, str], Awaitable[Any]]
@@ -206,6 +226,10 @@ USE_CASES: dict[UseCase, tuple[frozenset[str], UseCaseCall]] = {
     UseCase.RETRY_DELIVERY: (
         frozenset({MANAGE}),
         lambda s, p, t: webhooks.retry_delivery(s, p, t, "hook1", 1),
+    ),
+    UseCase.WATCH_EVENTS: (
+        frozenset({READ}),
+        lambda s, p, t: _drain(events.watch_events(s, p, t, _stopped_notifier(s))),
     ),
 }
 # Reads that need the manage scope (an integration's configuration) write no audit line.

@@ -190,6 +190,11 @@ ELSEWHERE = {
     Reason.DATABASE_UNAVAILABLE,
     Reason.DATABASE_BUSY,
     Reason.INTERNAL,
+    Reason.EVENTS_PRUNED,  # test_watch_events.py
+    # test_webhooks.py, by their REST statuses
+    Reason.WEBHOOK_NOT_FOUND,
+    Reason.DELIVERY_NOT_FOUND,
+    Reason.DELIVERY_NOT_FAILED,
 }
 
 

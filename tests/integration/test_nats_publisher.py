@@ -14,12 +14,13 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from nats.aio.msg import Msg
 from sqlalchemy import select, update
 
@@ -29,10 +30,12 @@ from customer_segments.services.nats_publisher import (
     NatsOptions,
     NatsPublisher,
 )
-from customer_segments.store.database import utc_now
+from customer_segments.store.database import Database, utc_now
 from customer_segments.store.events import NewEvent, StoredEvent
+from customer_segments.store.migrate import upgrade_to_head
 from customer_segments.store.store import Store
 from customer_segments.store.tables import event_consumers
+from tests.conftest import BACKENDS, fresh_postgres_database, require_postgres
 from tests.nats_server import ARRIVAL_TIMEOUT_S, NatsServer, client, header, stored, watching
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -42,6 +45,25 @@ TYPES = (
     "customer-segment.customer-assignment-created",
     "customer-segment.customer-assignment-deleted",
 )
+
+
+@pytest_asyncio.fixture(scope="module", params=BACKENDS, loop_scope="session")
+async def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Store]:
+    """A database of this module's own: the suite's shared one holds the events of every other
+    test, whose tenants a publisher would take turns with the tenants under test."""
+    with ExitStack() as stack:
+        if request.param == "postgresql":
+            require_postgres()
+            url = stack.enter_context(fresh_postgres_database("cs_nats"))
+        else:
+            url = f"sqlite:///{tmp_path_factory.mktemp('nats-db') / 'nats.db'}"
+        database = Database(url)
+        await upgrade_to_head(database)
+        own = Store(database)
+        yield own
+        await own.close()
 
 
 @pytest.fixture(scope="module")

@@ -27,9 +27,9 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
     ) -> AsyncIterator[events_pb2.WatchEventsResponse]:
         watched = watch_events(
             self.store,
-            self.notifier,
             caller(),
             request.tenant,
+            self.notifier,
             event_types=list(request.event_types),
             segment_id=request.segment_id,
             after_sequence=request.after_sequence,

@@ -72,9 +72,9 @@ def segment_deleted(tenant: str, segment_id: str) -> NewEvent:
 
 async def watch_events(
     store: Store,
-    notifier: EventNotifier,
     principal: Principal,
     tenant: str,
+    notifier: EventNotifier,
     *,
     event_types: Sequence[str] = (),
     segment_id: str = "",
