@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import itertools
+import json
 import os
 import re
 import subprocess
@@ -20,7 +21,7 @@ from typing import Any
 import asyncpg
 import grpc
 import pytest
-from customersegment.v1 import assignment_pb2, assignment_pb2_grpc
+from customersegment.v1 import assignment_pb2, assignment_pb2_grpc, events_pb2, events_pb2_grpc
 
 from customer_segments.auth.tokens import issue_token
 from customer_segments.client import BulkUpsertItem, CustomerSegmentsClient
@@ -173,6 +174,42 @@ async def test_every_replica_verifies_tokens_itself(
         assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
         refused.add(served_by(raised.value.trailing_metadata()))
     assert refused == set(REPLICAS)
+
+
+async def test_a_watcher_through_haproxy_sees_the_writes_of_every_replica(
+    cluster: local_cluster.Cluster, admin_token: str, stub: Any
+) -> None:
+    """The stream stays on one replica; writes go round robin to all three. Each replica's
+    LISTEN connection goes straight to PostgreSQL (--database-listen-url), past PgBouncer."""
+    metadata = (("authorization", f"Bearer {admin_token}"),)
+    async with grpc.aio.insecure_channel(cluster.layout.grpc_target) as channel:
+        watch = events_pb2_grpc.EventServiceStub(channel).WatchEvents(
+            events_pb2.WatchEventsRequest(tenant="acme", segment_id="watched"),
+            metadata=metadata,
+        )
+        await watch.wait_for_connection()
+        async with CustomerSegmentsClient(cluster.layout.grpc_target, token=admin_token) as client:
+            await client.upsert_segment("acme", "watched", name={"en": "W"}, site_code="main")
+        writers = set()
+        for n in range(2 * len(REPLICAS)):
+            call = stub.UpsertAssignment(
+                assignment_pb2.UpsertAssignmentRequest(
+                    tenant="acme", segment_id="watched", customer_id=f"w{n}"
+                ),
+                metadata=metadata,
+            )
+            await call
+            writers.add(served_by(await call.initial_metadata()))
+        assert writers == set(REPLICAS)
+        seen: list[str] = []
+        async with asyncio.timeout(30):
+            async for answer in watch:
+                payload = json.loads(answer.event.payload_json)
+                seen.append(payload.get("customer", {}).get("id", answer.event.type))
+                if len(seen) == 1 + 2 * len(REPLICAS):
+                    break
+        watch.cancel()
+    assert seen == ["customer-segment.segment-created", *(f"w{n}" for n in range(6))]
 
 
 async def test_a_replica_killed_under_load_loses_no_acknowledged_write_and_rejoins(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import inspect
 import json
+import random
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -21,7 +24,7 @@ from typing import Any, Self, TypeVar, Unpack
 import grpc
 
 from customer_segments.client import _convert as convert
-from customer_segments.client.errors import from_rpc_error
+from customer_segments.client.errors import CustomerSegmentsError, from_rpc_error
 from customer_segments.client.types import (
     Assignment,
     AssignmentListing,
@@ -166,6 +169,7 @@ class CustomerSegmentsClient:
         self._tls = tls
         self._timeout = timeout
         self._bulk_timeout = bulk_timeout
+        self._retry = retry
         self._options = [
             ("grpc.enable_retries", 1),
             ("grpc.service_config", _service_config(retry)),
@@ -237,12 +241,43 @@ class CustomerSegmentsClient:
         return self._bulk_timeout if timeout is None else timeout
 
     async def _unary(self, method: Any, request: Any, timeout: float | None) -> Any:
-        try:
-            return await method(
-                request, metadata=await self._metadata(), timeout=self._deadline(timeout)
-            )
-        except grpc.aio.AioRpcError as error:
-            raise from_rpc_error(error) from error
+        attempt = 1
+        while True:
+            try:
+                return await method(
+                    request, metadata=await self._metadata(), timeout=self._deadline(timeout)
+                )
+            except grpc.aio.AioRpcError as error:
+                if not self._repeatable(method, error, attempt):
+                    raise from_rpc_error(error) from error
+            await self._back_off(attempt)
+            attempt += 1
+
+    async def _back_off(self, attempt: int) -> None:
+        assert self._retry is not None
+        backoff = self._retry.initial_backoff_seconds * self._retry.backoff_multiplier ** (
+            attempt - 1
+        )
+        await asyncio.sleep(random.uniform(0, min(backoff, self._retry.max_backoff_seconds)))
+
+    def _cut_off(self, error: grpc.aio.AioRpcError, attempt: int) -> bool:
+        """Whether a call whose answer was cut off, the server having died mid-answer, may be
+        made again: gRPC's own retries stop once headers arrived (the call is committed), and
+        through a proxy such as HAProxy the cut reads UNKNOWN "Stream removed"."""
+        if self._retry is None or attempt >= self._retry.max_attempts:
+            return False
+        code, details = error.code(), error.details() or ""
+        return code == grpc.StatusCode.UNAVAILABLE or (
+            code == grpc.StatusCode.UNKNOWN and "Stream removed" in details
+        )
+
+    def _repeatable(self, method: Any, error: grpc.aio.AioRpcError, attempt: int) -> bool:
+        """A unary call cut off as _cut_off says, when it is idempotent (UNAVAILABLE before
+        any header is gRPC's own retry policy's, already spent when it reaches here)."""
+        if error.code() == grpc.StatusCode.UNAVAILABLE or not self._cut_off(error, attempt):
+            return False
+        service, _, name = getattr(method, "_method", b"").decode().strip("/").partition("/")
+        return name in convert.IDEMPOTENT_METHODS.get(service, ())
 
     async def _results(self, call: Any) -> AsyncIterator[BulkItemResult]:
         async for result in self._decided(call, convert.bulk_results):
@@ -385,13 +420,32 @@ class CustomerSegmentsClient:
         timeout: float | None = None,
     ) -> AsyncIterator[BulkItemResult]:
         """All items in one request (bounded by the server's message size); results as the
-        server decides them. For any number of items, use stream_upsert_assignments."""
-        request = convert.bulk_upsert_request(tenant, segment_id, items)
-        call = self._rpc.assignments.BulkUpsertAssignments(
-            request, metadata=await self._metadata(), timeout=self._bulk_deadline(timeout)
-        )
-        async for result in self._results(call):
-            yield result
+        server decides them. For any number of items, use stream_upsert_assignments.
+
+        When the answer is cut off (the server died mid-call), the items not answered yet are
+        sent again, within the retry policy: each item is an idempotent upsert, and the results
+        keep the items' indexes in `items`."""
+        pending = list(enumerate(items, start=1))
+        attempt = 1
+        while True:
+            request = convert.bulk_upsert_request(tenant, segment_id, [i for _, i in pending])
+            call = self._rpc.assignments.BulkUpsertAssignments(
+                request, metadata=await self._metadata(), timeout=self._bulk_deadline(timeout)
+            )
+            answered: set[int] = set()
+            try:
+                async for result in self._results(call):
+                    original = pending[result.index - 1][0]
+                    answered.add(original)
+                    yield dataclasses.replace(result, index=original)
+                return
+            except CustomerSegmentsError as error:
+                cause = error.__cause__
+                if not isinstance(cause, grpc.aio.AioRpcError) or not self._cut_off(cause, attempt):
+                    raise
+            pending = [(index, item) for index, item in pending if index not in answered]
+            await self._back_off(attempt)
+            attempt += 1
 
     async def bulk_remove_assignments(
         self,
