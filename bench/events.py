@@ -11,9 +11,11 @@
 4. Commit to arrival: a stream watches live while one more bulk insert runs; for each event,
    arrival time minus its occurred_at (the write's timestamp, taken as its chunk's transaction
    starts, so the figure bounds commit-to-arrival from above), p50 and p99.
-A table, also written to bench/reports/events-latest.md. Every server is stopped and both
-databases dropped, failure or not. Each measurement is a function of its own, so that a later
-one (webhook deliveries/s) adds a function and a row.
+5. Webhook deliveries/s of a backlog to a local receiver (8 endpoints, target >= 1,000/s),
+   then commit to arrival of live events to one endpoint: bench/webhooks.py, on a database of
+   its own.
+A table, also written to bench/reports/events-latest.md. Every server is stopped and every
+database dropped, failure or not.
 
 Usage: make bench-events, or .venv/bin/python bench/events.py [--help]. Exit status 1 when a
 step fails, a check does not hold, or a target is missed.
@@ -22,6 +24,7 @@ step fails, a check does not hold, or a target is missed.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import os
 import signal
@@ -35,6 +38,7 @@ from pathlib import Path
 from statistics import median, quantiles
 
 import grpc
+import webhooks
 from customersegment.v1 import events_pb2, events_pb2_grpc
 from harness import BenchError, Credentials
 from report import Comparison, publish_verdict
@@ -48,6 +52,7 @@ from run import (
     create_segment,
     machine_busy_now,
     measure_bulk,
+    migrated_database,
     start_service,
     wait_until_serving,
 )
@@ -204,6 +209,9 @@ def main() -> int:
             stored = 1 + 2 * arguments.rows * arguments.rounds
             watched = watch_rate(log, services[ON], credentials, stored)
             delays = arrival_delays(log, services[ON], credentials, stored, arguments.rows)
+            log.step("webhooks: deliveries of a backlog, then live events (bench/webhooks.py)")
+            hooks_database = migrated_database(stack, pg_url, "cs_eventsbench_hooks", log)
+            hooks = asyncio.run(webhooks.measure_webhooks(hooks_database))
     except (BenchError, grpc.RpcError) as error:
         print(f"[bench] FAILED: {error}", file=sys.stderr)
         return 1
@@ -220,6 +228,16 @@ def main() -> int:
         Comparison("WatchEvents, one stream", "events/s", watched, "target", WATCH_TARGET, 1.0),
         Comparison("commit to arrival, p50", "ms", percentiles[49] * 1000, "-", 0, None),
         Comparison("commit to arrival, p99", "ms", percentiles[98] * 1000, "-", 0, None),
+        Comparison(
+            f"webhook deliveries ({hooks.endpoints} endpoints)",
+            "deliveries/s",
+            hooks.deliveries_per_second,
+            "target",
+            webhooks.TARGET_PER_SECOND,
+            1.0,
+        ),
+        Comparison("webhook commit to arrival, p50", "ms", hooks.delay_p50_ms, "-", 0, None),
+        Comparison("webhook commit to arrival, p99", "ms", hooks.delay_p99_ms, "-", 0, None),
     ]
     notes.append(
         "bulk rows/s of each phase (insert, update) and round: "
@@ -241,7 +259,7 @@ def main() -> int:
             f"items per message, {arguments.rounds} rounds, medians",
         ),
     ]
-    title = "Benchmark: change events (outbox cost, WatchEvents)"
+    title = "Benchmark: change events (outbox cost, WatchEvents, webhooks)"
     return publish_verdict(REPORT_PATH, title, rows, facts, log.checks, notes, HEADER, REPO)
 
 

@@ -198,10 +198,11 @@ def expect_counts(found: Samples, workers: int, bulk_responses: int) -> None:
     # CreateSegment, 3 GetAssignment, the bulk and 2 GetSegment from the gateway.
     assert value(found, "customer_segments_token_verifications_total", result="accepted") == 7
     assert value(found, "customer_segments_token_verifications_total", result="refused") == 1
-    # Each worker's pools, summed; none is in use between calls.
+    # Each worker's pools, summed; between calls, at most each worker's background poll (the
+    # webhook dispatcher's, the outbox pruner's) holds one when the gauge is sampled.
     assert value(found, "customer_segments_db_pool_size", pool="write") == 10 * workers
     assert value(found, "customer_segments_db_pool_size", pool="read") == 10 * workers
-    assert value(found, "customer_segments_db_pool_connections_in_use", pool="read") == 0
+    assert value(found, "customer_segments_db_pool_connections_in_use", pool="read") <= workers
     assert value(found, "customer_segments_db_pool_waiting", pool="write") == 0
     assert (
         value(found, "customer_segments_db_query_duration_seconds_count", operation="INSERT") >= 1
