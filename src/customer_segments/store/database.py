@@ -386,19 +386,7 @@ class FastRead:
         if self._driver_sql is None:
             row = (await connection.execute(self._statement, dict(parameters))).first()
             return None if row is None else dict(row._mapping)
-        driver = (await connection.get_raw_connection()).driver_connection
-        assert driver is not None
-        started = time.perf_counter()
-        try:
-            record: Mapping[str, Any] | None = await driver.fetchrow(
-                self._driver_sql, *(parameters[name] for name in self._parameter_order)
-            )
-            if self._duration is not None:
-                self._duration.observe(time.perf_counter() - started)
-        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
-            # SQLAlchemy did not see this error, so tell its pool not to reuse the connection.
-            await connection.invalidate()
-            raise
+        record: Mapping[str, Any] | None = await self._on_driver(connection, "fetchrow", parameters)
         return record
 
     async def all(
@@ -407,19 +395,27 @@ class FastRead:
         if self._driver_sql is None:
             result = await connection.execute(self._statement, dict(parameters))
             return [row._mapping for row in result]
+        records: list[Mapping[str, Any]] = await self._on_driver(connection, "fetch", parameters)
+        return records
+
+    async def _on_driver(
+        self, connection: AsyncConnection, method: str, parameters: Mapping[str, Any]
+    ) -> Any:
+        """asyncpg's `method` (fetchrow, fetch) with the compiled statement, timed."""
         driver = (await connection.get_raw_connection()).driver_connection
         assert driver is not None
         started = time.perf_counter()
         try:
-            records: list[Mapping[str, Any]] = await driver.fetch(
+            found = await getattr(driver, method)(
                 self._driver_sql, *(parameters[name] for name in self._parameter_order)
             )
             if self._duration is not None:
                 self._duration.observe(time.perf_counter() - started)
         except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
+            # SQLAlchemy did not see this error, so tell its pool not to reuse the connection.
             await connection.invalidate()
             raise
-        return records
+        return found
 
 
 # What a database that is away or overwhelmed raises, among other things (see _is_outage).
