@@ -14,7 +14,7 @@ from customersegment.v1 import directory_pb2, segment_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from customer_segments.domain.assignment import AssignmentKey, AssignmentWrite
-from customer_segments.domain.events import instant
+from customer_segments.domain.events import assignment_written, instant
 from customer_segments.domain.segment import SegmentInput
 from customer_segments.services import bulk_assignments
 from customer_segments.services.assignments import write_assignment
@@ -265,6 +265,68 @@ async def test_bulk_and_stream_writes_emit_one_event_per_item_written(
         ("customer-assignment-created", "s1"),
         ("customer-assignment-created", "s2"),
     ]
+
+
+async def test_a_bulk_chunk_tells_what_the_general_path_tells(
+    store: Store, stubs: Stubs, tenant: str
+) -> None:
+    """A chunk of distinct unconditional items is one statement whose events PostgreSQL
+    builds itself (store/assignments.py): each payload is the one domain/events builds from the
+    assignment as stored, for every shape of directory entry, legal entity and mixins, and the
+    events follow the request's order. On SQLite the same chunk takes the Python path."""
+    await new_segment(stubs, tenant, "gold")
+    directory = stubs.directory
+    await directory.UpsertCustomer(
+        directory_pb2.UpsertCustomerRequest(
+            tenant=tenant,
+            customer_id="full",
+            first_name="Zoë",
+            last_name="Ødegård",
+            email="z@example.com",
+        )
+    )
+    await directory.UpsertCustomer(
+        directory_pb2.UpsertCustomerRequest(tenant=tenant, customer_id="mail", email="m@x.io")
+    )
+    await directory.UpsertLegalEntity(
+        directory_pb2.UpsertLegalEntityRequest(tenant=tenant, legal_entity_id="le1", name="ACME")
+    )
+    mixins = '{"z": null, "a": {"deep": [1, 2.5, "ü", null, true]}, "": "empty key"}'
+    shapes = [
+        ("zed", "", mixins),
+        ("full", "", ""),
+        ("mail", "le1", '{"n": 1}'),
+        ("full", "le1", ""),
+        ("anon", "le-unknown", '{"n": 2}'),
+        ("abc", "", "{}"),
+    ]
+
+    def items() -> list[tuple[int, AssignmentWrite]]:
+        return [
+            (
+                index,
+                AssignmentWrite.parse(
+                    AssignmentKey(tenant, "gold", customer_id, legal_entity_id), given, "", None
+                ),
+            )
+            for index, (customer_id, legal_entity_id, given) in enumerate(shapes, start=1)
+        ]
+
+    for expected_type in ("customer-assignment-created", "customer-assignment-updated"):
+        start = await last_sequence(store, tenant)
+        chunk = bulk_assignments.ValidatedUpserts([], items())
+        results = await bulk_assignments._write_upserts(store, chunk)
+        assert [result.code for result in results] == [
+            201 if expected_type.endswith("created") else 204
+        ] * len(shapes)
+        told = await events_of(store, tenant, start)
+        async with store.read() as connection:
+            stored = [await store.assignments.get(connection, write.key) for _, write in items()]
+        expected = []
+        for assignment in stored:
+            assert assignment is not None
+            expected.append((expected_type, assignment_written(tenant, assignment)))
+        assert told == expected
 
 
 async def test_rejected_invalid_and_rolled_back_writes_emit_nothing(

@@ -280,28 +280,50 @@ def _validate_upserts(
 async def _write_upserts(store: Store, chunk: ValidatedUpserts) -> list[BulkItemResult]:
     results = list(chunk.invalid)
     if chunk.writes:
-        rounds = _rounds(chunk.writes)
-        # The common chunk is one statement, atomic on its own: no BEGIN/COMMIT round trips.
-        # Not with events: their append makes it three (the change, the counter, the events).
-        one_statement = (
-            not store.events.enabled
-            and len(rounds) == 1
-            and all(write.expected_version is None for _, write in chunk.writes)
-        )
         try:
-            async with store.single_statement() if one_statement else store.write() as connection:
-                now = utc_now()
-                events: list[NewEvent] | None = [] if store.events.enabled else None
-                results += await _write_rounds(store, connection, rounds, now, events)
-                if events:
-                    tenant = chunk.writes[0][1].key.tenant
-                    await store.events.append(connection, tenant, events, now)
+            results += await _write_chunk(store, chunk.writes)
         except SQLAlchemyError:
             log.warning(
                 "bulk chunk rejected by the database; deciding its items one by one", exc_info=True
             )
             results += [await _upsert_alone(store, index, write) for index, write in chunk.writes]
+    return _in_order(results)
+
+
+def _in_order(results: Results) -> Results:
     results.sort(key=lambda result: result.index)
+    return results
+
+
+async def _write_chunk(store: Store, writes: list[tuple[int, AssignmentWrite]]) -> Results:
+    """The chunk's valid items, and their change events, in one transaction.
+
+    The common chunk (one round, no expected version) is one statement, atomic on its own,
+    so it runs without BEGIN/COMMIT round trips: with events too where the database builds
+    them in that statement (PostgreSQL); elsewhere their append makes it three statements."""
+    rounds = _rounds(writes)
+    events_on = store.events.enabled
+    one_round = len(rounds) == 1 and all(write.expected_version is None for _, write in writes)
+    if one_round and (not events_on or store.assignments.announces_in_sql):
+        distinct = [write for _, write in writes]
+        async with store.single_statement() as connection:
+            now = utc_now()
+            if events_on:
+                versions = await store.assignments.upsert_many_announced(connection, distinct, now)
+            else:
+                versions = await store.assignments.upsert_many(connection, distinct, now)
+        return [
+            _result(
+                index, _code(versions[write.key.customer_id, write.key.legal_entity_id]), write.key
+            )
+            for index, write in writes
+        ]
+    async with store.write() as connection:
+        now = utc_now()
+        events: list[NewEvent] | None = [] if events_on else None
+        results = await _write_rounds(store, connection, rounds, now, events)
+        if events:
+            await store.events.append(connection, writes[0][1].key.tenant, events, now)
     return results
 
 
@@ -414,5 +436,4 @@ async def _remove(
             else:
                 gone = ItemFailure.of(NotFound("segment", segment_id))
                 results += [_result(index, NOT_FOUND, key, gone) for index, key in chunk.keys]
-    results.sort(key=lambda result: result.index)
-    return results
+    return _in_order(results)
