@@ -12,6 +12,7 @@ import pytest
 from customersegment.v1 import assignment_pb2 as pb
 from customersegment.v1 import directory_pb2, segment_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import func, select
 
 from customer_segments.domain.assignment import AssignmentKey, AssignmentWrite
 from customer_segments.domain.events import assignment_written, instant
@@ -22,6 +23,7 @@ from customer_segments.services.events import prune_once, segment_deleted
 from customer_segments.services.segments import insert_segment
 from customer_segments.store.database import utc_now
 from customer_segments.store.store import Store
+from customer_segments.store.tables import event_batches
 from tests.conftest import Stubs
 from tests.helpers import admin_metadata
 
@@ -270,10 +272,10 @@ async def test_bulk_and_stream_writes_emit_one_event_per_item_written(
 async def test_a_bulk_chunk_tells_what_the_general_path_tells(
     store: Store, stubs: Stubs, tenant: str
 ) -> None:
-    """A chunk of distinct unconditional items is one statement whose events PostgreSQL
-    builds itself (store/assignments.py): each payload is the one domain/events builds from the
+    """A chunk of distinct unconditional items is one statement, whose events PostgreSQL keeps
+    as one event_batches row: each payload read back is the one domain/events builds from the
     assignment as stored, for every shape of directory entry, legal entity and mixins, and the
-    events follow the request's order. On SQLite the same chunk takes the Python path."""
+    events follow the request's order. On SQLite the same chunk takes the general path."""
     await new_segment(stubs, tenant, "gold")
     directory = stubs.directory
     await directory.UpsertCustomer(
@@ -327,6 +329,12 @@ async def test_a_bulk_chunk_tells_what_the_general_path_tells(
             assert assignment is not None
             expected.append((expected_type, assignment_written(tenant, assignment)))
         assert told == expected
+    async with store.read() as connection:
+        batches = await connection.execute(
+            select(func.count()).select_from(event_batches).where(event_batches.c.tenant == tenant)
+        )
+    # PostgreSQL keeps each chunk's events as one row; SQLite as rows of the events table.
+    assert batches.scalar_one() == (2 if store.database.dialect == "postgresql" else 0)
 
 
 async def test_rejected_invalid_and_rolled_back_writes_emit_nothing(

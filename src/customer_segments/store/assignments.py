@@ -31,7 +31,6 @@ from customer_segments.domain.assignment import (
     CustomerInfo,
     LegalEntityInfo,
 )
-from customer_segments.domain.events import EventType
 from customer_segments.domain.listing import Slice, SortField, Window
 from customer_segments.query.parser import Searchable
 from customer_segments.query.sql import SqlField, SqlFields, where
@@ -141,7 +140,7 @@ _WRITTEN_CTE = """
             metadata_mixins = excluded.metadata_mixins,
             version = stored.version + 1,
             modified_at = excluded.modified_at
-        RETURNING customer_id, legal_entity_id, version, created_at, mixins
+        RETURNING customer_id, legal_entity_id, version, created_at
     )
 """
 _UPSERT_MANY_POSTGRESQL = text(
@@ -167,64 +166,47 @@ _UPSERT_MANY_WRITTEN_POSTGRESQL = text(
 ).bindparams(bindparam("now", type_=UtcDateTime))
 
 
-# As an instant of an event payload (domain/events.instant): milliseconds, truncated, in UTC.
-_INSTANT = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
 # The same write with the change events of what it wrote, still one statement (so run in
-# autocommit, without BEGIN/COMMIT round trips): each event's payload is built by the
-# database from the row it wrote and the directory's names, rather than in Python from the
-# rows sent back (measured in bench/events.py: see the commit that brought it). It is the
-# payload of domain/events.assignment_written, which stays the one definition: SQLite and
-# every other write path use it, and tests/integration/test_change_events.py pins the two
-# alike. The events are numbered in request order (the ordinality of the items); the
-# counter row is locked only after every assignment row is written (it counts them), as the
-# other write paths lock it last.
+# autocommit, without BEGIN/COMMIT round trips): the events go as one event_batches row
+# (store/tables.py) holding what their payloads tell, which store/events.py turns into the
+# payloads of domain/events.py when it reads them. The counter row is locked only after every
+# assignment row is written (it counts them), as the other write paths lock it last.
 _UPSERT_MANY_ANNOUNCED_POSTGRESQL = text(
     _WRITTEN_CTE
-    + f"""
-    , announced AS (
-        SELECT w.customer_id, w.legal_entity_id, w.version, w.created_at, w.mixins, item.n,
-            c.first_name, c.last_name, c.email, le.name AS legal_entity_name
+    + """
+    , told AS (
+        SELECT count(*) AS count, array_agg(w.customer_id) AS customer_ids,
+            array_agg(w.legal_entity_id) AS legal_entity_ids, array_agg(w.version) AS versions,
+            array_agg(w.created_at) AS created_ats, array_agg(c.first_name) AS first_names,
+            array_agg(c.last_name) AS last_names, array_agg(c.email) AS emails,
+            array_agg(le.name) AS legal_entity_names
         FROM written AS w
-        JOIN unnest(CAST(:customer_ids AS varchar[]), CAST(:legal_entity_ids AS varchar[]))
-            WITH ORDINALITY AS item(customer_id, legal_entity_id, n)
-            ON item.customer_id = w.customer_id AND item.legal_entity_id = w.legal_entity_id
         LEFT JOIN customers AS c ON c.tenant = CAST(:tenant AS varchar) AND c.id = w.customer_id
         LEFT JOIN legal_entities AS le
             ON le.tenant = CAST(:tenant AS varchar) AND le.id = w.legal_entity_id
     ),
     counter AS (
         INSERT INTO event_sequences AS counted (tenant, last_sequence)
-        SELECT CAST(:tenant AS varchar), count(*) FROM announced
+        SELECT CAST(:tenant AS varchar), told.count FROM told
         ON CONFLICT (tenant) DO UPDATE
             SET last_sequence = counted.last_sequence + excluded.last_sequence
         RETURNING last_sequence, pg_notify(CAST(:channel AS text), CAST(:tenant AS text))
     ),
     appended AS (
-        INSERT INTO events (tenant, sequence, id, type, segment_id, occurred_at, payload)
-        SELECT CAST(:tenant AS varchar),
-            counter.last_sequence - count(*) OVER () + row_number() OVER (ORDER BY a.n),
-            CAST(gen_random_uuid() AS varchar),
-            CASE WHEN a.version = 1 THEN CAST(:created_type AS varchar)
-                ELSE CAST(:updated_type AS varchar) END,
-            CAST(:segment_id AS varchar), CAST(:now AS timestamptz),
-            jsonb_build_object(
-                'tenant', CAST(:tenant AS text),
-                'segmentId', CAST(:segment_id AS text),
-                'assignmentType', CAST(:assignment_type AS text),
-                'customer', jsonb_strip_nulls(jsonb_build_object(
-                    'id', a.customer_id, 'firstName', a.first_name,
-                    'lastName', a.last_name, 'email', a.email)),
-                'metadata', jsonb_build_object(
-                    'createdAt', {_INSTANT.format("a.created_at")},
-                    'modifiedAt', {_INSTANT.format("CAST(:now AS timestamptz)")},
-                    'version', a.version),
-                'mixins', a.mixins
-            ) || CASE WHEN a.legal_entity_id = '' THEN CAST('{{}}' AS jsonb)
-                ELSE jsonb_build_object('legalEntity', jsonb_strip_nulls(jsonb_build_object(
-                    'id', a.legal_entity_id, 'name', a.legal_entity_name))) END
-        FROM counter, announced AS a
+        INSERT INTO event_batches (tenant, sequence, count, id, segment_id, occurred_at,
+            assignment_type, customer_ids, legal_entity_ids, mixins, written_customer_ids,
+            written_legal_entity_ids, versions, created_ats, first_names, last_names, emails,
+            legal_entity_names)
+        SELECT CAST(:tenant AS varchar), counter.last_sequence, told.count,
+            CAST(gen_random_uuid() AS varchar), CAST(:segment_id AS varchar),
+            CAST(:now AS timestamptz), CAST(:assignment_type AS varchar),
+            CAST(:customer_ids AS varchar[]), CAST(:legal_entity_ids AS varchar[]),
+            CAST(:mixins AS varchar[]), told.customer_ids, told.legal_entity_ids, told.versions,
+            told.created_ats, told.first_names, told.last_names, told.emails,
+            told.legal_entity_names
+        FROM counter, told
     )
-    SELECT array_agg(customer_id), array_agg(legal_entity_id), array_agg(version) FROM written
+    SELECT customer_ids, legal_entity_ids, versions FROM told
     """
 ).bindparams(bindparam("now", type_=UtcDateTime))
 
@@ -394,15 +376,11 @@ class AssignmentRepository:
     async def upsert_many_announced(
         self, connection: AsyncConnection, writes: Sequence[AssignmentWrite], now: datetime
     ) -> dict[tuple[str, str], int]:
-        """`upsert_many` and the change events of what it wrote, appended to the outbox in
-        request order (with the notification that the tenant has new events), all in one
-        statement; PostgreSQL only (`announces_in_sql`)."""
+        """`upsert_many` and the change events of what it wrote, appended to the outbox as one
+        batch in request order (with the notification that the tenant has new events), all in
+        one statement; PostgreSQL only (`announces_in_sql`)."""
         assert self._postgresql
-        params = _many_params(writes, now) | {
-            "channel": EVENTS_CHANNEL,
-            "created_type": EventType.ASSIGNMENT_CREATED.value,
-            "updated_type": EventType.ASSIGNMENT_UPDATED.value,
-        }
+        params = _many_params(writes, now) | {"channel": EVENTS_CHANNEL}
         customer_ids, legal_entity_ids, versions = (
             await connection.execute(_UPSERT_MANY_ANNOUNCED_POSTGRESQL, params)
         ).one()

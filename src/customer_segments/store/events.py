@@ -10,10 +10,18 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Select, Text, bindparam, cast, delete, func, select, text
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from customer_segments.domain.assignment import (
+    Assignment,
+    AssignmentType,
+    CustomerInfo,
+    LegalEntityInfo,
+)
+from customer_segments.domain.events import EventType, assignment_written
 from customer_segments.store.database import DialectInsert
-from customer_segments.store.tables import UtcDateTime, event_sequences, events
+from customer_segments.store.tables import UtcDateTime, event_batches, event_sequences, events
 
 # The PostgreSQL channel whose notifications (payload: the tenant) say "a tenant has new
 # events": sent by the writing transaction, delivered when it commits (store/notifier.py).
@@ -98,6 +106,93 @@ def _after(
     return statement.order_by(c.sequence).limit(limit)
 
 
+# What a batch (event_batches) holds: the events a bulk chunk's items wrote.
+BATCHED_TYPES = frozenset({EventType.ASSIGNMENT_CREATED, EventType.ASSIGNMENT_UPDATED})
+
+
+def _batches_after(tenant: str, after_sequence: int, limit: int, segment_id: str) -> Select[Any]:
+    """The batches holding events above `after_sequence` (a batch's sequence is its last)."""
+    b = event_batches.c
+    statement = select(event_batches).where(b.tenant == tenant, b.sequence > after_sequence)
+    if segment_id:
+        statement = statement.where(b.segment_id == segment_id)
+    return statement.order_by(b.sequence).limit(limit)
+
+
+class _BatchedEvent(NamedTuple):
+    tenant: str
+    sequence: int
+    id: str
+    type: str
+    segment_id: str
+    occurred_at: datetime
+    assignment: Assignment
+
+    def stored(self) -> StoredEvent:
+        payload = assignment_written(self.tenant, self.assignment)
+        return StoredEvent(*self[:6], payload)
+
+    def text(self) -> EventText:
+        return EventText(*self[:6], _dump(assignment_written(self.tenant, self.assignment)))
+
+
+def _unbatched(batch: Row[Any], after_sequence: int, types: Sequence[str]) -> list[_BatchedEvent]:
+    """The events of `batch` above `after_sequence` (of `types` when given), in request order:
+    item n has sequence `first + n` and id uuid5(batch id, n), the same at every read."""
+    written = {
+        pair: at
+        for at, pair in enumerate(
+            zip(batch.written_customer_ids, batch.written_legal_entity_ids, strict=True)
+        )
+    }
+    first = batch.sequence - batch.count + 1
+    batch_id = uuid.UUID(batch.id)
+    found = []
+    for n, (customer_id, legal_entity_id, mixins) in enumerate(
+        zip(batch.customer_ids, batch.legal_entity_ids, batch.mixins, strict=True)
+    ):
+        sequence = first + n
+        if sequence <= after_sequence:
+            continue
+        at = written[customer_id, legal_entity_id]
+        version = int(batch.versions[at])
+        event_type = EventType.ASSIGNMENT_CREATED if version == 1 else EventType.ASSIGNMENT_UPDATED
+        if types and event_type not in types:
+            continue
+        assignment = Assignment.model_construct(
+            segment_id=batch.segment_id,
+            customer=CustomerInfo.model_construct(
+                id=customer_id,
+                first_name=batch.first_names[at],
+                last_name=batch.last_names[at],
+                email=batch.emails[at],
+            ),
+            legal_entity=LegalEntityInfo.model_construct(
+                id=legal_entity_id, name=batch.legal_entity_names[at]
+            )
+            if legal_entity_id
+            else None,
+            assignment_type=AssignmentType(batch.assignment_type),
+            mixins=json.loads(mixins),
+            metadata_mixins={},
+            version=version,
+            created_at=batch.created_ats[at],
+            modified_at=batch.occurred_at,
+        )
+        found.append(
+            _BatchedEvent(
+                batch.tenant,
+                sequence,
+                str(uuid.uuid5(batch_id, str(n))),
+                event_type.value,
+                batch.segment_id,
+                batch.occurred_at,
+                assignment,
+            )
+        )
+    return found
+
+
 class EventRepository:
     """`enabled` False (--no-events): `append` stores nothing, and the write paths, which ask
     `enabled`, do not even build the payloads."""
@@ -117,6 +212,18 @@ class EventRepository:
         )
         self._prune = delete(events).where(
             events.c.tenant == bindparam("tenant"), events.c.sequence.in_(old.scalar_subquery())
+        )
+        b = event_batches.c
+        old_batches = (
+            select(b.sequence)
+            .where(b.tenant == bindparam("tenant"), b.occurred_at < bindparam("before"))
+            .order_by(b.occurred_at)
+            .limit(bindparam("batch"))
+        )
+        self._prune_batches = (
+            delete(event_batches)
+            .where(b.tenant == bindparam("tenant"), b.sequence.in_(old_batches.scalar_subquery()))
+            .returning(b.count)
         )
 
     async def append(
@@ -200,10 +307,16 @@ class EventRepository:
         types: Sequence[str] = (),
         segment_id: str = "",
     ) -> list[StoredEvent]:
-        """The tenant's events with a sequence above `after_sequence`, oldest first; only of
-        `types` when given, only about `segment_id` when given."""
-        statement = _after(events.c.payload, tenant, after_sequence, limit, types, segment_id)
-        return [StoredEvent(*row) for row in await connection.execute(statement)]
+        """The tenant's events with a sequence above `after_sequence`, oldest first, at most
+        `limit` (fewer only when no more are stored); only of `types` when given, only about
+        `segment_id` when given."""
+        found = await self._outbox(
+            connection, events.c.payload, tenant, after_sequence, limit, types, segment_id
+        )
+        return [
+            StoredEvent._make(event) if isinstance(event, Row) else event.stored()
+            for event in found
+        ]
 
     async def after_as_text(
         self,
@@ -218,8 +331,56 @@ class EventRepository:
         """`after`, with each payload as JSON text, as the database holds it: for a stream
         that sends it on as text, it is not parsed and written out again (WatchEvents)."""
         payload = cast(events.c.payload, Text)
-        statement = _after(payload, tenant, after_sequence, limit, types, segment_id)
-        return [EventText(*row) for row in await connection.execute(statement)]
+        found = await self._outbox(
+            connection, payload, tenant, after_sequence, limit, types, segment_id
+        )
+        return [
+            EventText._make(event) if isinstance(event, Row) else event.text() for event in found
+        ]
+
+    async def _outbox(
+        self,
+        connection: AsyncConnection,
+        payload: ColumnElement[Any],
+        tenant: str,
+        after_sequence: int,
+        limit: int,
+        types: Sequence[str],
+        segment_id: str,
+    ) -> list[Row[Any] | _BatchedEvent]:
+        """The events table's rows and the batches' events (PostgreSQL), merged in sequence
+        order. Pages of both are read until `limit` events are found or both are exhausted: a
+        page of batches may hold none of `types`, and a short answer means "no more"."""
+        found: list[Row[Any] | _BatchedEvent] = []
+        with_batches = self._postgresql and (not types or not BATCHED_TYPES.isdisjoint(types))
+        while True:
+            wanted = limit - len(found)
+            rows = list(
+                await connection.execute(
+                    _after(payload, tenant, after_sequence, wanted, types, segment_id)
+                )
+            )
+            # Past the last row of a full page, rows not read yet may come first.
+            horizon = rows[-1].sequence if len(rows) == wanted else None
+            merged: list[Row[Any] | _BatchedEvent] = list(rows)
+            if with_batches:
+                batches = list(
+                    await connection.execute(
+                        _batches_after(tenant, after_sequence, wanted, segment_id)
+                    )
+                )
+                if len(batches) == wanted:
+                    last = batches[-1].sequence
+                    horizon = last if horizon is None else min(horizon, last)
+                for batch in batches:
+                    merged += _unbatched(batch, after_sequence, types)
+                merged.sort(key=lambda event: event.sequence)
+            if horizon is not None:
+                merged = [event for event in merged if event.sequence <= horizon]
+            found += merged[:wanted]
+            if len(found) >= limit or horizon is None:
+                return found
+            after_sequence = horizon
 
     async def last_sequence(self, connection: AsyncConnection, tenant: str) -> int:
         """The sequence of the tenant's newest event, pruned or not (0 before its first)."""
@@ -250,12 +411,23 @@ class EventRepository:
         """Deletes at most `batch` of the tenant's events that occurred before `before`, oldest
         first; how many went. Deleting what another process deleted already is harmless."""
         params = {"tenant": tenant, "before": before, "batch": batch}
-        return int((await connection.execute(self._prune, params)).rowcount)
+        went = int((await connection.execute(self._prune, params)).rowcount)
+        if self._postgresql:
+            batches = await connection.execute(self._prune_batches, params)
+            went += sum(count for (count,) in batches)
+        return went
 
     async def oldest_sequence(self, connection: AsyncConnection, tenant: str) -> int | None:
         """The sequence of the tenant's oldest retained event (None when none is)."""
         found = await connection.execute(
             select(func.min(events.c.sequence)).where(events.c.tenant == tenant)
         )
-        value = found.scalar_one()
-        return None if value is None else int(value)
+        oldest = [found.scalar_one()]
+        if self._postgresql:
+            b = event_batches.c
+            first = func.min(b.sequence - b.count + 1)
+            oldest.append(
+                (await connection.execute(select(first).where(b.tenant == tenant))).scalar_one()
+            )
+        values = [int(value) for value in oldest if value is not None]
+        return min(values) if values else None

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The revision of the newest script in migrations/versions; a unit test keeps it in step.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 # Serializes concurrent `migrate` runs (several replicas starting at once) on PostgreSQL.
 _ADVISORY_LOCK_ID = 0x5E65_C0DE
 
