@@ -110,59 +110,49 @@ def _after(
 BATCHED_TYPES = frozenset({EventType.ASSIGNMENT_CREATED, EventType.ASSIGNMENT_UPDATED})
 
 
-def _batches_after(tenant: str, after_sequence: int, limit: int, segment_id: str) -> Select[Any]:
-    """The batches holding events above `after_sequence` (a batch's sequence is its last)."""
+# How far past `after_sequence` one read of the outbox looks for batches, in events per event
+# wanted: the next N events of an unfiltered read lie within N sequences (the sequence has no
+# gap), so a batch starting further cannot hold them; filtered reads look further, page by page.
+_BATCH_SPAN = 4
+
+
+def _batches_after(
+    tenant: str, after_sequence: int, limit: int, segment_id: str, up_to: int
+) -> Select[Any]:
+    """The batches holding events above `after_sequence` whose first event is at most `up_to`
+    (a batch's sequence is its last, `count` its events)."""
     b = event_batches.c
-    statement = select(event_batches).where(b.tenant == tenant, b.sequence > after_sequence)
+    statement = select(event_batches).where(
+        b.tenant == tenant, b.sequence > after_sequence, b.sequence - b.count < up_to
+    )
     if segment_id:
         statement = statement.where(b.segment_id == segment_id)
     return statement.order_by(b.sequence).limit(limit)
 
 
 class _BatchedEvent(NamedTuple):
-    tenant: str
+    """Item `n` of `batch`, whose write is at position `at` of what the batch wrote; its
+    payload is built only when it is asked for (a read finds more than it keeps)."""
+
     sequence: int
-    id: str
     type: str
-    segment_id: str
-    occurred_at: datetime
-    assignment: Assignment
+    batch: Row[Any]
+    n: int
+    at: int
 
-    def stored(self) -> StoredEvent:
-        payload = assignment_written(self.tenant, self.assignment)
-        return StoredEvent(*self[:6], payload)
+    def _header(self) -> tuple[str, int, str, str, str, datetime]:
+        batch = self.batch
+        # The same id at every read: derived from the batch's and the item's position.
+        event_id = str(uuid.uuid5(uuid.UUID(batch.id), str(self.n)))
+        return batch.tenant, self.sequence, event_id, self.type, batch.segment_id, batch.occurred_at
 
-    def text(self) -> EventText:
-        return EventText(*self[:6], _dump(assignment_written(self.tenant, self.assignment)))
-
-
-def _unbatched(batch: Row[Any], after_sequence: int, types: Sequence[str]) -> list[_BatchedEvent]:
-    """The events of `batch` above `after_sequence` (of `types` when given), in request order:
-    item n has sequence `first + n` and id uuid5(batch id, n), the same at every read."""
-    written = {
-        pair: at
-        for at, pair in enumerate(
-            zip(batch.written_customer_ids, batch.written_legal_entity_ids, strict=True)
-        )
-    }
-    first = batch.sequence - batch.count + 1
-    batch_id = uuid.UUID(batch.id)
-    found = []
-    for n, (customer_id, legal_entity_id, mixins) in enumerate(
-        zip(batch.customer_ids, batch.legal_entity_ids, batch.mixins, strict=True)
-    ):
-        sequence = first + n
-        if sequence <= after_sequence:
-            continue
-        at = written[customer_id, legal_entity_id]
-        version = int(batch.versions[at])
-        event_type = EventType.ASSIGNMENT_CREATED if version == 1 else EventType.ASSIGNMENT_UPDATED
-        if types and event_type not in types:
-            continue
+    def _payload(self) -> dict[str, Any]:
+        batch, at = self.batch, self.at
+        legal_entity_id = batch.legal_entity_ids[self.n]
         assignment = Assignment.model_construct(
             segment_id=batch.segment_id,
             customer=CustomerInfo.model_construct(
-                id=customer_id,
+                id=batch.customer_ids[self.n],
                 first_name=batch.first_names[at],
                 last_name=batch.last_names[at],
                 email=batch.emails[at],
@@ -173,23 +163,43 @@ def _unbatched(batch: Row[Any], after_sequence: int, types: Sequence[str]) -> li
             if legal_entity_id
             else None,
             assignment_type=AssignmentType(batch.assignment_type),
-            mixins=json.loads(mixins),
+            mixins=json.loads(batch.mixins[self.n]),
             metadata_mixins={},
-            version=version,
+            version=int(batch.versions[at]),
             created_at=batch.created_ats[at],
             modified_at=batch.occurred_at,
         )
-        found.append(
-            _BatchedEvent(
-                batch.tenant,
-                sequence,
-                str(uuid.uuid5(batch_id, str(n))),
-                event_type.value,
-                batch.segment_id,
-                batch.occurred_at,
-                assignment,
-            )
+        return assignment_written(batch.tenant, assignment)
+
+    def stored(self) -> StoredEvent:
+        return StoredEvent(*self._header(), self._payload())
+
+    def text(self) -> EventText:
+        return EventText(*self._header(), _dump(self._payload()))
+
+
+def _unbatched(batch: Row[Any], after_sequence: int, types: Sequence[str]) -> list[_BatchedEvent]:
+    """The events of `batch` above `after_sequence` (of `types` when given), in request order:
+    item n has sequence `first + n`."""
+    written = {
+        pair: at
+        for at, pair in enumerate(
+            zip(batch.written_customer_ids, batch.written_legal_entity_ids, strict=True)
         )
+    }
+    first = batch.sequence - batch.count + 1
+    found = []
+    for n, pair in enumerate(zip(batch.customer_ids, batch.legal_entity_ids, strict=True)):
+        sequence = first + n
+        if sequence <= after_sequence:
+            continue
+        at = written[pair]
+        created = batch.versions[at] == 1
+        event_type = (
+            EventType.ASSIGNMENT_CREATED if created else EventType.ASSIGNMENT_UPDATED
+        ).value
+        if not types or event_type in types:
+            found.append(_BatchedEvent(sequence, event_type, batch, n, at))
     return found
 
 
@@ -364,14 +374,19 @@ class EventRepository:
             horizon = rows[-1].sequence if len(rows) == wanted else None
             merged: list[Row[Any] | _BatchedEvent] = list(rows)
             if with_batches:
+                up_to = after_sequence + _BATCH_SPAN * wanted
                 batches = list(
                     await connection.execute(
-                        _batches_after(tenant, after_sequence, wanted, segment_id)
+                        _batches_after(tenant, after_sequence, wanted, segment_id, up_to)
                     )
                 )
-                if len(batches) == wanted:
-                    last = batches[-1].sequence
-                    horizon = last if horizon is None else min(horizon, last)
+                # Every batch starting at most `up_to` was read, unless the page was full.
+                seen = batches[-1].sequence if batches else 0
+                batch_horizon = seen if len(batches) == wanted else max(seen, up_to)
+                if horizon is not None or batch_horizon < await self.last_sequence(
+                    connection, tenant
+                ):
+                    horizon = batch_horizon if horizon is None else min(horizon, batch_horizon)
                 for batch in batches:
                     merged += _unbatched(batch, after_sequence, types)
                 merged.sort(key=lambda event: event.sequence)
