@@ -13,13 +13,7 @@ from sqlalchemy import ColumnElement, Select, Text, bindparam, cast, delete, fun
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from customer_segments.domain.assignment import (
-    Assignment,
-    AssignmentType,
-    CustomerInfo,
-    LegalEntityInfo,
-)
-from customer_segments.domain.events import EventType, assignment_written
+from customer_segments.domain.events import EventType, assignment_payload, instant
 from customer_segments.store.database import DialectInsert
 from customer_segments.store.tables import UtcDateTime, event_batches, event_sequences, events
 
@@ -130,46 +124,60 @@ def _batches_after(
     return statement.order_by(b.sequence).limit(limit)
 
 
+class _Batch:
+    """An event_batches row, with what all its events share computed once."""
+
+    __slots__ = ("created_ats", "id_prefix", "modified_at", "row", "written")
+
+    def __init__(self, row: Row[Any]) -> None:
+        self.row = row
+        self.modified_at = instant(row.occurred_at)
+        # Item n's id: the batch's UUID with n as its last 8 hex digits, the same at every
+        # read; the other 90 random bits keep batches apart.
+        self.id_prefix = row.id[:-8]
+        self.written = {
+            pair: at
+            for at, pair in enumerate(
+                zip(row.written_customer_ids, row.written_legal_entity_ids, strict=True)
+            )
+        }
+        self.created_ats: dict[datetime, str] = {}
+
+    def created_at(self, at: int) -> str:
+        moment = self.row.created_ats[at]
+        found = self.created_ats.get(moment)
+        if found is None:  # most items of a chunk share one instant: formatted once
+            found = self.created_ats[moment] = instant(moment)
+        return found
+
+
 class _BatchedEvent(NamedTuple):
     """Item `n` of `batch`, whose write is at position `at` of what the batch wrote; its
     payload is built only when it is asked for (a read finds more than it keeps)."""
 
     sequence: int
     type: str
-    batch: Row[Any]
+    batch: _Batch
     n: int
     at: int
 
     def _header(self) -> tuple[str, int, str, str, str, datetime]:
-        batch = self.batch
-        # The same id at every read: derived from the batch's and the item's position.
-        event_id = str(uuid.uuid5(uuid.UUID(batch.id), str(self.n)))
-        return batch.tenant, self.sequence, event_id, self.type, batch.segment_id, batch.occurred_at
+        row = self.batch.row
+        event_id = f"{self.batch.id_prefix}{self.n:08x}"
+        return row.tenant, self.sequence, event_id, self.type, row.segment_id, row.occurred_at
 
     def _payload(self) -> dict[str, Any]:
-        batch, at = self.batch, self.at
-        legal_entity_id = batch.legal_entity_ids[self.n]
-        assignment = Assignment.model_construct(
-            segment_id=batch.segment_id,
-            customer=CustomerInfo.model_construct(
-                id=batch.customer_ids[self.n],
-                first_name=batch.first_names[at],
-                last_name=batch.last_names[at],
-                email=batch.emails[at],
-            ),
-            legal_entity=LegalEntityInfo.model_construct(
-                id=legal_entity_id, name=batch.legal_entity_names[at]
-            )
-            if legal_entity_id
-            else None,
-            assignment_type=AssignmentType(batch.assignment_type),
-            mixins=json.loads(batch.mixins[self.n]),
-            metadata_mixins={},
-            version=int(batch.versions[at]),
-            created_at=batch.created_ats[at],
-            modified_at=batch.occurred_at,
+        batch, row, n, at = self.batch, self.batch.row, self.n, self.at
+        legal_entity_id = row.legal_entity_ids[n]
+        return assignment_payload(
+            row.tenant,
+            row.segment_id,
+            row.assignment_type,
+            (row.customer_ids[n], row.first_names[at], row.last_names[at], row.emails[at]),
+            (legal_entity_id, row.legal_entity_names[at]) if legal_entity_id else None,
+            (batch.created_at(at), batch.modified_at, int(row.versions[at])),
+            json.loads(row.mixins[n]),
         )
-        return assignment_written(batch.tenant, assignment)
 
     def stored(self) -> StoredEvent:
         return StoredEvent(*self._header(), self._payload())
@@ -178,26 +186,22 @@ class _BatchedEvent(NamedTuple):
         return EventText(*self._header(), _dump(self._payload()))
 
 
-def _unbatched(batch: Row[Any], after_sequence: int, types: Sequence[str]) -> list[_BatchedEvent]:
-    """The events of `batch` above `after_sequence` (of `types` when given), in request order:
-    item n has sequence `first + n`."""
-    written = {
-        pair: at
-        for at, pair in enumerate(
-            zip(batch.written_customer_ids, batch.written_legal_entity_ids, strict=True)
-        )
-    }
-    first = batch.sequence - batch.count + 1
+_CREATED, _UPDATED = EventType.ASSIGNMENT_CREATED.value, EventType.ASSIGNMENT_UPDATED.value
+
+
+def _unbatched(row: Row[Any], after_sequence: int, types: Sequence[str]) -> list[_BatchedEvent]:
+    """The events of a batch above `after_sequence` (of `types` when given), in request
+    order: item n has sequence `first + n`."""
+    batch = _Batch(row)
+    first = row.sequence - row.count + 1
+    versions = row.versions
     found = []
-    for n, pair in enumerate(zip(batch.customer_ids, batch.legal_entity_ids, strict=True)):
+    for n, pair in enumerate(zip(row.customer_ids, row.legal_entity_ids, strict=True)):
         sequence = first + n
         if sequence <= after_sequence:
             continue
-        at = written[pair]
-        created = batch.versions[at] == 1
-        event_type = (
-            EventType.ASSIGNMENT_CREATED if created else EventType.ASSIGNMENT_UPDATED
-        ).value
+        at = batch.written[pair]
+        event_type = _CREATED if versions[at] == 1 else _UPDATED
         if not types or event_type in types:
             found.append(_BatchedEvent(sequence, event_type, batch, n, at))
     return found
