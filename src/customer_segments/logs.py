@@ -86,7 +86,7 @@ def _formatter(log_format: LogFormat, process: str | None) -> logging.Formatter:
         tag = f"[{process} {os.getpid()}] " if process else ""
         return OneLineFormatter(f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s")
     # Only here: a text set-up never imports it.
-    from pythonjsonlogger.json import JsonFormatter
+    from customer_segments.json_lines import JsonFormatter
 
     identity: dict[str, object] = {"pid": os.getpid()}
     if process:

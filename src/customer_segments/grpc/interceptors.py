@@ -1,10 +1,10 @@
-"""Server interceptors."""
+"""What the server interceptors share: the wrapping of handlers, and the error status of a call
+(a domain error's, or INTERNAL for anything else; call_interceptor.py applies it)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
@@ -34,7 +34,7 @@ def with_request_id(trailing_metadata: Any) -> tuple[tuple[str, Any], ...]:
     return (*(trailing_metadata or ()), *echoed)
 
 
-async def _abort(context: Context, method: str, error: Exception) -> None:
+async def abort_with(context: Context, method: str, error: Exception) -> None:
     if isinstance(error, DomainError):
         status = to_status(error)
     else:
@@ -42,20 +42,6 @@ async def _abort(context: Context, method: str, error: Exception) -> None:
         log.error("unexpected error in %s", method, exc_info=error)
         status = internal_status()
     await context.abort(status.code, status.details, with_request_id(status.trailing_metadata))
-
-
-def _unary_response(
-    method: str, behavior: Callable[..., Awaitable[Any]]
-) -> Callable[..., Awaitable[Any]]:
-    async def handle(request: Any, context: Context) -> Any:
-        try:
-            return await behavior(request, context)
-        except (asyncio.CancelledError, aio.AbortError):
-            raise
-        except Exception as error:
-            await _abort(context, method, error)
-
-    return handle
 
 
 # A client still writing when its stream is refused sees "Internal error from Core"
@@ -70,7 +56,7 @@ UNAUTHENTICATED_DRAIN_SECONDS = 0.25
 UNAUTHENTICATED_DRAIN_MESSAGES = 16
 
 
-async def _drain(requests: AsyncIterator[Any], error: Exception) -> None:
+async def drain(requests: AsyncIterator[Any], error: Exception) -> None:
     seconds, messages = (
         (UNAUTHENTICATED_DRAIN_SECONDS, UNAUTHENTICATED_DRAIN_MESSAGES)
         if isinstance(error, Unauthenticated)
@@ -81,23 +67,6 @@ async def _drain(requests: AsyncIterator[Any], error: Exception) -> None:
             for _ in range(messages):
                 if await anext(requests, None) is None:
                     return
-
-
-def _streaming_response(
-    method: str, behavior: Callable[..., AsyncIterator[Any]], client_streams: bool
-) -> Callable[..., AsyncIterator[Any]]:
-    async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
-        try:
-            async for response in behavior(request, context):
-                yield response
-        except (asyncio.CancelledError, aio.AbortError):
-            raise
-        except Exception as error:
-            if client_streams:
-                await _drain(request, error)
-            await _abort(context, method, error)
-
-    return handle
 
 
 class WrappingInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
@@ -126,21 +95,6 @@ class WrappingInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
         raise NotImplementedError
 
 
-class DomainErrorInterceptor(WrappingInterceptor):
-    """Turns domain errors into status codes with details, and anything else into INTERNAL."""
-
-    def wrap(self, handler: Handler, method: str) -> Handler:
-        return _wrap(handler, method)
-
-
-def _wrap(handler: Handler, method: str) -> Handler:
-    return rewrapped(
-        handler,
-        lambda behavior: _unary_response(method, behavior),
-        lambda behavior: _streaming_response(method, behavior, handler.stream_stream is not None),
-    )
-
-
 Awaited = Callable[..., Awaitable[Any]]
 Streaming = Callable[..., AsyncIterator[Any]]
 
@@ -150,20 +104,6 @@ def behavior_of(handler: Handler) -> Any:
     return (
         handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
     )
-
-
-def rewrapped(
-    handler: Handler,
-    awaited: Callable[[Awaited], Awaited],
-    streaming: Callable[[Streaming], Streaming],
-) -> Handler:
-    """A handler of the same kind and codec, its behavior wrapped by `streaming` when it
-    yields (an async generator) or by `awaited` when it is a coroutine function: a streaming
-    handler may also call context.write() (as the health service's Watch does), and each kind
-    needs a wrapper of its own."""
-    behavior = behavior_of(handler)
-    wrapped = streaming(behavior) if inspect.isasyncgenfunction(behavior) else awaited(behavior)
-    return same_kind(handler, wrapped)
 
 
 def same_kind(handler: Handler, behavior: Any) -> Handler:

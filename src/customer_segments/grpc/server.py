@@ -25,14 +25,13 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from customer_segments import metrics
+from customer_segments import metrics, tracing
 from customer_segments.auth.tokens import TokenVerifier
-from customer_segments.grpc.access_log_interceptor import AccessLogInterceptor
 from customer_segments.grpc.assignment_servicer import CustomerAssignmentServicer
 from customer_segments.grpc.auth_interceptor import FIRST_MESSAGE_TIMEOUT_SECONDS, AuthInterceptor
+from customer_segments.grpc.call_interceptor import CallInterceptor
 from customer_segments.grpc.directory_servicer import DirectoryServicer
 from customer_segments.grpc.event_servicer import EventServicer
-from customer_segments.grpc.interceptors import DomainErrorInterceptor
 from customer_segments.grpc.segment_servicer import SegmentServicer
 from customer_segments.grpc.webhook_servicer import WebhookServicer
 from customer_segments.limits import GATEWAY_MAX_REQUEST_BYTES, MAX_ANSWER_BYTES, MIB
@@ -189,19 +188,15 @@ def _server(
     access_log: bool,
     notifier: EventNotifier,
 ) -> aio.Server:
-    # The error interceptor is outside the auth one, so that a refused token gets a proper
-    # status too; the access log's is outside both, so that its line covers every call,
-    # refused ones too; metrics are outermost, so that they count such calls as well.
+    # The error status, access line and metrics (one wrapper) are outside the auth
+    # interceptor, so that a refused token gets a proper status, a line and its count too.
     interceptors: list[aio.ServerInterceptor] = [  # type: ignore[type-arg]
-        AccessLogInterceptor(access_log),
-        DomainErrorInterceptor(),
+        CallInterceptor(access_log, metrics.instruments()),
         AuthInterceptor(verifier, limits.first_message_timeout_seconds),
     ]
-    instruments = metrics.instruments()
-    if instruments is not None:
-        from customer_segments.grpc.metrics_interceptor import MetricsInterceptor
-
-        interceptors.insert(0, MetricsInterceptor(instruments))
+    traced = tracing.grpc_server_interceptor()
+    if traced is not None:  # outermost: the span covers everything the others do
+        interceptors.insert(0, traced)
     server = aio.server(
         interceptors=interceptors,
         options=options,
