@@ -14,10 +14,12 @@ from customersegment.v1 import assignment_pb2 as apb
 from customersegment.v1 import segment_pb2 as pb
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from customer_segments.domain.listing import SortField, Window
+from customer_segments.domain.assignment import AssignmentKey
+from customer_segments.domain.listing import Boundary, SortField, Window
+from customer_segments.query.parser import parse_q
 from customer_segments.query.syntax import Query
 from customer_segments.store.database import utc_now
-from customer_segments.store.segments import SegmentFilter
+from customer_segments.store.segments import SEARCHABLE, SegmentFilter
 from customer_segments.store.store import Store
 from tests.conftest import Stubs
 from tests.helpers import bearer
@@ -93,6 +95,9 @@ async def test_the_store_reads_the_same_pages_either_way(
             fast = await store.segments.list(connection, tenant, segment_filter, [], window)
             general = await store.segments.list(connection, tenant, segment_filter, by_id, window)
             assert fast == general, window
+            # ... and on a connection of its own (ListSegments' path).
+            alone = await store.segments.read_of_customer(tenant, segment_filter, [], window)
+            assert alone == general, window
     if legal_entity_id is None and not active:  # the filter must have found something to pin
         first = await _first_page(store, tenant, segment_filter)
         assert first == [
@@ -146,3 +151,56 @@ async def test_the_customers_own_view_is_the_same_either_way(
         ]
     )
     assert answers[""] == answers["id"] == expected
+
+
+async def test_only_a_first_page_of_a_customers_segments_is_read_on_a_connection_of_its_own(
+    stubs: Stubs, store: Store, tenant: str
+) -> None:
+    """Any other listing (a q, a sort, a cursor, no customer) needs the general path."""
+    await _segments_and_assignments(stubs, tenant)
+    first = Window(2, 0, None)
+    by_id = [SortField("id", descending=False)]
+    of_customer = SegmentFilter(Query(), CUSTOMER, None, None)
+    assert await store.segments.read_of_customer(tenant, of_customer, [], first) is not None
+    for segment_filter, sort, window in [
+        (of_customer, by_id, first),
+        (of_customer, [], Window(2, 0, Boundary(("s-active-b2c",), False))),
+        (SegmentFilter(parse_q("siteCode:main", SEARCHABLE), CUSTOMER, None, None), [], first),
+        (SegmentFilter(Query(), "", None, None), [], first),
+    ]:
+        assert await store.segments.read_of_customer(tenant, segment_filter, sort, window) is None
+
+
+async def test_list_segments_answers_the_same_with_and_without_a_total(
+    stubs: Stubs, tenant: str
+) -> None:
+    """include_total_count takes the general path (one connection for the page and the count),
+    without it the page is read on a connection of its own: the same segments and tokens."""
+    await _segments_and_assignments(stubs, tenant)
+    for legal_entity_id in ("", LEGAL_ENTITY):
+        request = pb.ListSegmentsRequest(
+            tenant=tenant, customer_id=CUSTOMER, legal_entity_id=legal_entity_id, page_size=2
+        )
+        fast = await stubs.segments.ListSegments(request)
+        request.include_total_count = True
+        general = await stubs.segments.ListSegments(request)
+        assert list(fast.segments) == list(general.segments)
+        assert fast.next_page_token == general.next_page_token
+        assert fast.next_page_token
+        assert general.total_count > len(general.segments)
+
+
+@pytest.mark.parametrize("legal_entity_id", ["", LEGAL_ENTITY, "le-unknown"])
+async def test_an_assignment_reads_the_same_on_a_connection_of_its_own(
+    stubs: Stubs, store: Store, tenant: str, legal_entity_id: str
+) -> None:
+    """GetAssignment's read (store.assignments.read) against the read inside a use case's
+    connection (store.assignments.get), hits and misses."""
+    await _segments_and_assignments(stubs, tenant)
+    for segment_id in ("s-active-both", "s-active-b2b", "s-other", "s-none"):
+        key = AssignmentKey(tenant, segment_id, CUSTOMER, legal_entity_id)
+        async with store.read() as connection:
+            general = await store.assignments.get(connection, key)
+        assert await store.assignments.read(key) == general, key
+    both = AssignmentKey(tenant, "s-active-both", CUSTOMER, legal_entity_id)
+    assert (await store.assignments.read(both) is None) == (legal_entity_id == "le-unknown")

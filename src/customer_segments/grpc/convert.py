@@ -26,10 +26,18 @@ _SEGMENT_STATUSES = {
 SEGMENT_STATUS_FROM_PROTO = {proto: status for status, proto in _SEGMENT_STATUSES.items()}
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+
+
 def timestamp(moment: datetime) -> Timestamp:
-    message = Timestamp()
-    message.FromDatetime(moment)
-    return message
+    """What Timestamp.FromDatetime gives (a naive moment is UTC), from the difference to the
+    epoch: FromDatetime goes through utctimetuple() and calendar.timegm() in Python, the
+    larger part of building a segment's message (four per segment of a list). Every datetime
+    is within Timestamp's range (years 1 to 9999), so nothing needs checking."""
+    epoch = _NAIVE_EPOCH if moment.utcoffset() is None else _EPOCH
+    delta = moment - epoch
+    return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 def moment(message: Timestamp, field: str) -> datetime:

@@ -52,12 +52,13 @@ async def get_assignment(
 ) -> Assignment:
     authorize(principal, UseCase.GET_ASSIGNMENT, tenant)
     key = AssignmentKey.parse(tenant, segment_id, customer_id, legal_entity_id)
-    async with store.read() as connection:
-        assignment = await store.assignments.get(connection, key)
-        if assignment is None:
-            # Only a miss pays for telling "no such segment" from "no such assignment".
+    assignment = await store.assignments.read(key)
+    if assignment is None:
+        # Only a miss pays for telling "no such segment" from "no such assignment", on a
+        # connection of its own: a hit needs no more than the read's.
+        async with store.read() as connection:
             await require_segment(store, connection, key.tenant, key.segment_id)
-            raise NotFound("customer assignment", key.display_id)
+        raise NotFound("customer assignment", key.display_id)
     return assignment
 
 

@@ -236,15 +236,23 @@ async def list_segments(
             raise outside_own_view()
     else:
         segment_filter = SegmentFilter(request.query, customer_id, legal_entity_id or None)
+    counted = include_total_count and not request.by_cursor
+    # The segments of a customer, asked on every price lookup: on a read connection of its
+    # own, without an SQLAlchemy Connection around it, when the listing is of that shape.
+    fast = (
+        None
+        if counted
+        else await store.segments.read_of_customer(
+            tenant, segment_filter, request.sort, request.window
+        )
+    )
+    if fast is not None:
+        return Listed(fast.items, None, cursors(request, fast))
     async with reading(store, request.query) as connection:
         found = await store.segments.list(
             connection, tenant, segment_filter, request.sort, request.window
         )
-        total = (
-            await store.segments.count(connection, tenant, segment_filter)
-            if include_total_count and not request.by_cursor
-            else None
-        )
+        total = await store.segments.count(connection, tenant, segment_filter) if counted else None
     return Listed(found.items, total, cursors(request, found))
 
 

@@ -341,6 +341,11 @@ class AssignmentRepository:
         row = await self._get.one(connection, key._asdict())
         return None if row is None else to_assignment(row)
 
+    async def read(self, key: AssignmentKey) -> Assignment | None:
+        """`get` on a read connection of its own (FastRead.one_alone): GetAssignment's."""
+        row = await self._get.one_alone(key._asdict())
+        return None if row is None else to_assignment(row)
+
     async def upsert(
         self, connection: AsyncConnection, write: AssignmentWrite, now: datetime
     ) -> int | None:
