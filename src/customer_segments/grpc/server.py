@@ -25,7 +25,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from customer_segments import metrics
+from customer_segments import metrics, tracing
 from customer_segments.auth.tokens import TokenVerifier
 from customer_segments.grpc.assignment_servicer import CustomerAssignmentServicer
 from customer_segments.grpc.auth_interceptor import FIRST_MESSAGE_TIMEOUT_SECONDS, AuthInterceptor
@@ -194,6 +194,9 @@ def _server(
         CallInterceptor(access_log, metrics.instruments()),
         AuthInterceptor(verifier, limits.first_message_timeout_seconds),
     ]
+    traced = tracing.grpc_server_interceptor()
+    if traced is not None:  # outermost: the span covers everything the others do
+        interceptors.insert(0, traced)
     server = aio.server(
         interceptors=interceptors,
         options=options,
