@@ -4,6 +4,7 @@ parent-based sampler dropped, no span from either (ours skips the work of making
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -34,6 +35,39 @@ async def statements(url: str) -> None:
                 pass
     finally:
         await connection.close()
+
+
+def _wrapped_methods() -> list[tuple[type, str]]:
+    """What the instrumentation wraps (its _instrument)."""
+    from asyncpg import connection, cursor, prepared_stmt
+    from opentelemetry.instrumentation.asyncpg import _PREPARED_STMT_METHODS
+
+    names = [
+        (connection.Connection, ("execute", "executemany", "fetch", "fetchval", "fetchrow")),
+        (cursor.Cursor, ("fetch", "forward", "fetchrow")),
+        (cursor.CursorIterator, ("__anext__",)),
+        (prepared_stmt.PreparedStatement, _PREPARED_STMT_METHODS),
+    ]
+    return [(cls, name) for cls, methods in names for name in methods if name in vars(cls)]
+
+
+@pytest.fixture(autouse=True)
+def bare_asyncpg() -> Iterator[None]:
+    """asyncpg as it comes, whatever another test of this process left instrumented (an
+    outer wrapper's span would be the statements' parent); restored afterwards."""
+    saved = {(cls, name): vars(cls)[name] for cls, name in _wrapped_methods()}
+    for (cls, name), method in saved.items():
+        while hasattr(method, "__wrapped__"):
+            method = method.__wrapped__
+        setattr(cls, name, method)
+    # The instrumentor is one instance per process, which refuses to instrument twice.
+    instrumentor = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]
+    instrumented = instrumentor._is_instrumented_by_opentelemetry
+    instrumentor._is_instrumented_by_opentelemetry = False
+    yield
+    instrumentor._is_instrumented_by_opentelemetry = instrumented
+    for (cls, name), method in saved.items():
+        setattr(cls, name, method)
 
 
 def described(span: ReadableSpan) -> tuple[Any, ...]:
