@@ -4,7 +4,10 @@ parent-based sampler dropped, no span from either (ours skips the work of making
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -99,8 +102,7 @@ async def traced(instrumentor: Any, provider: TracerProvider, url: str, sampled:
     return [described(span) for span in spans]
 
 
-@pytest.mark.parametrize("sampled", [True, False])
-async def test_statement_spans_are_the_instrumentations(postgres_url: str, sampled: bool) -> None:
+async def compare(postgres_url: str, sampled: bool) -> None:
     provider = TracerProvider(sampler=ParentBased(ALWAYS_ON))
     ours = _asyncpg_instrumentor(provider)
     assert type(ours) is not AsyncPGInstrumentor  # the one that skips dropped calls
@@ -113,6 +115,25 @@ async def test_statement_spans_are_the_instrumentations(postgres_url: str, sampl
     assert await traced(ours, provider, postgres_url, sampled) == theirs
     assert (len(theirs) >= 7) if sampled else not theirs, theirs
     assert DROPPED.trace_flags == TraceFlags.DEFAULT  # not sampled
+
+
+@pytest.mark.parametrize("sampled", [True, False])
+def test_statement_spans_are_the_instrumentations(postgres_url: str, sampled: bool) -> None:
+    """In a process of its own: instrumentation is process-wide state, which other tests of
+    a pytest worker leave changed (an outer wrapper's span became the statements' parent)."""
+    program = (
+        "import asyncio, sys; from tests.integration.test_traced_statements import compare; "
+        "asyncio.run(compare(sys.argv[1], sys.argv[2] == 'sampled'))"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", program, postgres_url, "sampled" if sampled else "dropped"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
 
 
 def test_a_sampler_that_ignores_the_parent_gets_the_instrumentation_itself() -> None:
