@@ -19,6 +19,7 @@ from customersegment.v1 import webhooks_pb2
 from sqlalchemy import update
 from standardwebhooks import Webhook as Verifier
 
+from customer_segments.domain.errors import Unavailable
 from customer_segments.domain.webhooks import EVENT_TYPES
 from customer_segments.services.webhook_delivery import DeliverySettings, WebhookDispatcher
 from customer_segments.store.database import utc_now
@@ -71,8 +72,17 @@ async def deliver(store: Store) -> AsyncIterator[WebhookDispatcher]:
     await dispatcher.start()
     yield dispatcher
     await dispatcher.stop()
-    async with store.write() as connection:
-        await connection.execute(update(webhook_endpoints).values(active=False))
+    # Retried: on SQLite another test's dispatcher may hold the write lock past the busy
+    # timeout on a slow machine, and this clean-up must happen all the same.
+    for attempt in range(10):
+        try:
+            async with store.write() as connection:
+                await connection.execute(update(webhook_endpoints).values(active=False))
+            break
+        except Unavailable:
+            if attempt == 9:
+                raise
+            await asyncio.sleep(1)
 
 
 async def _create(stubs: Stubs, tenant: str, url: str, **fields: Any) -> str:
