@@ -37,14 +37,17 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         # At once, not with the first event (which may be far off): the client sees the stream
         # is up (wait_for_connection returns, grpcurl prints the headers).
         await context.send_initial_metadata(())
+        occurred_at, occurred_at_message = None, None
         async for event in watched:
+            if event.occurred_at != occurred_at:  # a bulk chunk's events share their instant
+                occurred_at, occurred_at_message = event.occurred_at, timestamp(event.occurred_at)
             yield events_pb2.WatchEventsResponse(
                 event=events_pb2.Event(
                     id=event.id,
                     sequence=event.sequence,
                     type=event.type,
                     tenant=event.tenant,
-                    occurred_at=timestamp(event.occurred_at),
+                    occurred_at=occurred_at_message,
                     payload_json=event.payload_json,
                 )
             )

@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
-from functools import lru_cache, partial
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -84,6 +84,12 @@ def normalize_database_url(url: str) -> URL:
     raise ValueError(f"unsupported database {backend!r}: use postgresql:// or sqlite:///")
 
 
+# How every JSON column is written: compact, unicode as is. One encoder for the process
+# rather than json.dumps, which builds one per call when given options (3 µs of a 10 µs
+# event payload in the outbox's reads).
+dump_document = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def load_document(text: str) -> Any:
     """A stored JSON column. One nested hundreds of levels deep (written before the writes
     refused more than validation.MAX_JSON_DEPTH) is more than Python's recursive json can
@@ -121,11 +127,10 @@ class Database:
             EXPENSIVE_READ_POOL_SIZE if self.dialect == "postgresql" else 1
         )
         expensive_read_pool_size = self.expensive_read_pool_size
-        serializer = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
         options: dict[str, Any] = {
             "max_overflow": 0,
             "pool_timeout": pool_timeout_s,
-            "json_serializer": serializer,
+            "json_serializer": dump_document,
             "json_deserializer": load_document,
             "echo": echo,
         }

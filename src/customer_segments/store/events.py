@@ -3,7 +3,6 @@ sequence order by the watchers and the publishers (webhooks, NATS)."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -14,7 +13,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from customer_segments.domain.events import EventType, assignment_payload, instant
-from customer_segments.store.database import DialectInsert
+from customer_segments.store.database import DialectInsert, dump_document, load_document
 from customer_segments.store.tables import UtcDateTime, event_batches, event_sequences, events
 
 # The PostgreSQL channel whose notifications (payload: the tenant) say "a tenant has new
@@ -53,11 +52,6 @@ _APPEND_POSTGRESQL = text(
     SELECT max(sequence) FROM appended
     """
 ).bindparams(bindparam("occurred_at", type_=UtcDateTime))
-
-
-def _dump(payload: dict[str, Any]) -> str:
-    # As the engine's JSON serializer writes a document (store/database.py).
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
 class StoredEvent(NamedTuple):
@@ -107,7 +101,7 @@ BATCHED_TYPES = frozenset({EventType.ASSIGNMENT_CREATED, EventType.ASSIGNMENT_UP
 # How far past `after_sequence` one read of the outbox looks for batches, in events per event
 # wanted: the next N events of an unfiltered read lie within N sequences (the sequence has no
 # gap), so a batch starting further cannot hold them; filtered reads look further, page by page.
-_BATCH_SPAN = 4
+_FILTERED_BATCH_SPAN = 4
 
 
 def _batches_after(
@@ -127,7 +121,7 @@ def _batches_after(
 class _Batch:
     """An event_batches row, with what all its events share computed once."""
 
-    __slots__ = ("created_ats", "id_prefix", "modified_at", "row", "written")
+    __slots__ = ("created_ats", "id_prefix", "mixins", "modified_at", "row", "written")
 
     def __init__(self, row: Row[Any]) -> None:
         self.row = row
@@ -142,12 +136,21 @@ class _Batch:
             )
         }
         self.created_ats: dict[datetime, str] = {}
+        self.mixins: dict[str, Any] = {}
 
     def created_at(self, at: int) -> str:
         moment = self.row.created_ats[at]
         found = self.created_ats.get(moment)
         if found is None:  # most items of a chunk share one instant: formatted once
             found = self.created_ats[moment] = instant(moment)
+        return found
+
+    def mixins_of(self, n: int) -> Any:
+        """Item n's mixins; items giving the same text share one (read-only) object."""
+        text = self.row.mixins[n]
+        found = self.mixins.get(text)
+        if found is None:  # most items of a chunk give the same mixins (often none): read once
+            found = self.mixins[text] = load_document(text)
         return found
 
 
@@ -176,34 +179,36 @@ class _BatchedEvent(NamedTuple):
             (row.customer_ids[n], row.first_names[at], row.last_names[at], row.emails[at]),
             (legal_entity_id, row.legal_entity_names[at]) if legal_entity_id else None,
             (batch.created_at(at), batch.modified_at, int(row.versions[at])),
-            json.loads(row.mixins[n]),
+            batch.mixins_of(n),
         )
 
     def stored(self) -> StoredEvent:
         return StoredEvent(*self._header(), self._payload())
 
     def text(self) -> EventText:
-        return EventText(*self._header(), _dump(self._payload()))
+        return EventText(*self._header(), dump_document(self._payload()))
 
 
 _CREATED, _UPDATED = EventType.ASSIGNMENT_CREATED.value, EventType.ASSIGNMENT_UPDATED.value
 
 
-def _unbatched(row: Row[Any], after_sequence: int, types: Sequence[str]) -> list[_BatchedEvent]:
-    """The events of a batch above `after_sequence` (of `types` when given), in request
-    order: item n has sequence `first + n`."""
+def _unbatched(
+    row: Row[Any], after_sequence: int, limit: int, types: Sequence[str]
+) -> list[_BatchedEvent]:
+    """The first `limit` events of a batch above `after_sequence` (of `types` when given), in
+    request order: item n has sequence `first + n`. No read keeps more than `limit` of one
+    batch, so the rest of a large batch is not even looked at."""
     batch = _Batch(row)
     first = row.sequence - row.count + 1
-    versions = row.versions
+    customer_ids, legal_entity_ids, versions = row.customer_ids, row.legal_entity_ids, row.versions
     found = []
-    for n, pair in enumerate(zip(row.customer_ids, row.legal_entity_ids, strict=True)):
-        sequence = first + n
-        if sequence <= after_sequence:
-            continue
-        at = batch.written[pair]
+    for n in range(max(0, after_sequence + 1 - first), len(customer_ids)):
+        at = batch.written[customer_ids[n], legal_entity_ids[n]]
         event_type = _CREATED if versions[at] == 1 else _UPDATED
         if not types or event_type in types:
-            found.append(_BatchedEvent(sequence, event_type, batch, n, at))
+            found.append(_BatchedEvent(first + n, event_type, batch, n, at))
+            if len(found) == limit:
+                break
     return found
 
 
@@ -306,7 +311,7 @@ class EventRepository:
                 "ids": ids,
                 "types": [event.type for event in new_events],
                 "segment_ids": [event.segment_id for event in new_events],
-                "payloads": [_dump(event.payload) for event in new_events],
+                "payloads": [dump_document(event.payload) for event in new_events],
             },
         )
         return int(found.scalar_one())
@@ -378,7 +383,8 @@ class EventRepository:
             horizon = rows[-1].sequence if len(rows) == wanted else None
             merged: list[Row[Any] | _BatchedEvent] = list(rows)
             if with_batches:
-                up_to = after_sequence + _BATCH_SPAN * wanted
+                span = _FILTERED_BATCH_SPAN if types or segment_id else 1
+                up_to = after_sequence + span * wanted
                 batches = list(
                     await connection.execute(
                         _batches_after(tenant, after_sequence, wanted, segment_id, up_to)
@@ -392,7 +398,7 @@ class EventRepository:
                 ):
                     horizon = batch_horizon if horizon is None else min(horizon, batch_horizon)
                 for batch in batches:
-                    merged += _unbatched(batch, after_sequence, types)
+                    merged += _unbatched(batch, after_sequence, wanted, types)
                 merged.sort(key=lambda event: event.sequence)
             if horizon is not None:
                 merged = [event for event in merged if event.sequence <= horizon]
