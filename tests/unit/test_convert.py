@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given
@@ -39,9 +40,9 @@ def test_timestamp_at_the_ends_of_the_range_and_around_the_epoch() -> None:
         assert timestamp(moment) == _reference(moment)
 
 
-def _segment(**changes: object) -> Segment:
+def _segment(**changes: Any) -> Segment:
     moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    fields: dict[str, object] = {
+    fields: dict[str, Any] = {
         "name": {"en": "Gold"},
         "description": {},
         "validity_from": None,

@@ -52,12 +52,12 @@ def test_a_segment_is_what_model_construct_makes() -> None:
     assert set(SEGMENT) == set(Segment.model_fields)  # every field given
     assert made.is_active_at(NOW)
     with pytest.raises(ValueError, match="frozen"):
-        made.version = 4
+        made.version = 4  # type: ignore[misc]
 
 
 def test_an_assignment_is_what_model_construct_makes() -> None:
-    customer = {"id": "c1", "first_name": "Ada", "last_name": None, "email": None}
-    entity = {"id": "le1", "name": "Acme"}
+    customer: dict[str, Any] = {"id": "c1", "first_name": "Ada", "last_name": None, "email": None}
+    entity: dict[str, Any] = {"id": "le1", "name": "Acme"}
     fields: dict[str, Any] = {
         "segment_id": "gold",
         "assignment_type": AssignmentType.MANUAL,
