@@ -7,6 +7,7 @@ reads in (by id, the default), so both must agree item for item."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 
 import pytest
@@ -16,6 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from customer_segments.domain.assignment import AssignmentKey
 from customer_segments.domain.listing import Boundary, SortField, Window
+from customer_segments.grpc.convert import segment_to_proto
 from customer_segments.query.parser import parse_q
 from customer_segments.query.syntax import Query
 from customer_segments.store.database import utc_now
@@ -204,3 +206,68 @@ async def test_an_assignment_reads_the_same_on_a_connection_of_its_own(
         assert await store.assignments.read(key) == general, key
     both = AssignmentKey(tenant, "s-active-both", CUSTOMER, legal_entity_id)
     assert (await store.assignments.read(both) is None) == (legal_entity_id == "le-unknown")
+
+
+async def _listed(stubs: Stubs, tenant: str) -> dict[str, pb.Segment]:
+    answer = await stubs.segments.ListSegments(
+        pb.ListSegmentsRequest(tenant=tenant, customer_id=CUSTOMER)
+    )
+    return {segment.id: segment for segment in answer.segments}
+
+
+async def test_segment_messages_follow_every_write_and_stay_in_their_tenant(
+    stubs: Stubs, store: Store, tenant: str
+) -> None:
+    """The messages ListSegments and GetSegment build once per state of a segment
+    (convert.SegmentMessages) are those segment_to_proto builds from the row just read, after
+    an upsert, a patch, and a delete and create again; a segment of the same id in another
+    tenant, written in the same instant, is never answered for this one."""
+    other = "t" + secrets.token_hex(7)
+    await _segments_and_assignments(stubs, tenant)
+    await _segments_and_assignments(stubs, other)
+
+    async def pinned() -> None:
+        for each in (tenant, other):
+            listed = await _listed(stubs, each)
+            assert listed
+            async with store.read() as connection:
+                for segment_id, message in listed.items():
+                    row = await store.segments.get(connection, each, segment_id)
+                    assert row is not None
+                    assert message == segment_to_proto(row), (each, segment_id)
+                    got = await stubs.segments.GetSegment(
+                        pb.GetSegmentRequest(tenant=each, segment_id=segment_id)
+                    )
+                    assert got.segment == message
+
+    await pinned()
+    renamed = pb.Segment(name={"en": "renamed"}, site_code="main", status=pb.SEGMENT_STATUS_ACTIVE)
+    await stubs.segments.UpsertSegment(
+        pb.UpsertSegmentRequest(tenant=tenant, segment_id="s-active-b2c", segment=renamed)
+    )
+    await stubs.segments.PatchSegment(
+        pb.PatchSegmentRequest(
+            tenant=tenant,
+            segment_id="s-inactive",
+            operations=[
+                pb.JsonPatchOperation(op="replace", path="/siteCode", value_json='"other"')
+            ],
+        )
+    )
+    await pinned()
+    listed = await _listed(stubs, tenant)
+    assert listed["s-active-b2c"].name == {"en": "renamed"}
+    assert listed["s-inactive"].site_code == "other"
+    assert (await _listed(stubs, other))["s-active-b2c"].name == {"en": "s-active-b2c"}
+    await stubs.segments.DeleteSegment(
+        pb.DeleteSegmentRequest(tenant=tenant, segment_id="s-future", force=True)
+    )
+    recreated = pb.Segment(
+        id="s-future", name={"en": "again"}, site_code="main", status=pb.SEGMENT_STATUS_ACTIVE
+    )
+    await stubs.segments.CreateSegment(pb.CreateSegmentRequest(tenant=tenant, segment=recreated))
+    await stubs.assignments.UpsertAssignment(
+        apb.UpsertAssignmentRequest(tenant=tenant, segment_id="s-future", customer_id=CUSTOMER)
+    )
+    await pinned()
+    assert (await _listed(stubs, tenant))["s-future"].name == {"en": "again"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -26,6 +27,7 @@ _CHECKSUM_SIZE = 12
 _FIELD = "page_token"
 
 
+@functools.lru_cache(maxsize=4096)  # every list call makes one; the same few, mostly
 def fingerprint(*parts: str) -> str:
     """What a cursor must have been made for, e.g. fingerprint("assignments", tenant, ...)."""
     digest = hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode("utf-8", "replace"))

@@ -98,6 +98,30 @@ def segment_to_proto(segment: Segment) -> segment_pb2.Segment:
     return message
 
 
+class SegmentMessages:
+    """The message of each segment read, built once per state of the segment: the segments of a
+    customer are asked on every price lookup, and building their messages was the larger part
+    of the call's own work (five segments, four timestamps and two JSON texts each).
+
+    A state is (tenant, id, version, created_at, modified_at): every write of a segment adds
+    1 to its version and sets modified_at, and a segment deleted and created again has another
+    created_at. The messages are shared: never change one (a response built from one copies
+    it). At most `entries` are kept; then the cache starts again empty."""
+
+    def __init__(self, entries: int = 10_000) -> None:
+        self._entries = entries
+        self._built: dict[tuple[str, str, int, datetime, datetime], segment_pb2.Segment] = {}
+
+    def of(self, tenant: str, segment: Segment) -> segment_pb2.Segment:
+        key = (tenant, segment.id, segment.version, segment.created_at, segment.modified_at)
+        message = self._built.get(key)
+        if message is None:
+            if len(self._built) >= self._entries:
+                self._built.clear()
+            message = self._built[key] = segment_to_proto(segment)
+        return message
+
+
 _PHRASES = {status.value: status.phrase for status in HTTPStatus}
 
 

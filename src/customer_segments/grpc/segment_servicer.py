@@ -14,6 +14,7 @@ from customer_segments.domain.segment_document import PatchInput
 from customer_segments.grpc.auth_interceptor import caller
 from customer_segments.grpc.convert import (
     SEGMENT_STATUS_FROM_PROTO,
+    SegmentMessages,
     bulk_segment_result_to_proto,
     moment,
     segment_to_proto,
@@ -52,6 +53,7 @@ def _upsert_item(item: segment_pb2.BulkUpsertSegmentsItem) -> BulkSegmentUpsert:
 class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._messages = SegmentMessages()  # of the reads (GetSegment, ListSegments)
 
     async def CreateSegment(
         self, request: segment_pb2.CreateSegmentRequest, context: Context
@@ -101,7 +103,8 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
         segment = await segments.get_segment(
             self.store, caller(), request.tenant, request.segment_id
         )
-        return segment_pb2.GetSegmentResponse(segment=projected(segment_to_proto(segment), mask))
+        message = self._messages.of(request.tenant, segment)
+        return segment_pb2.GetSegmentResponse(segment=projected(message, mask))
 
     async def ListSegments(
         self, request: segment_pb2.ListSegmentsRequest, context: Context
@@ -120,7 +123,10 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
             include_total_count=request.include_total_count,
         )
         response = segment_pb2.ListSegmentsResponse(
-            segments=[projected(segment_to_proto(segment), mask) for segment in page.items],
+            segments=[
+                projected(self._messages.of(request.tenant, segment), mask)
+                for segment in page.items
+            ],
             total_count=page.total_count or 0,
             next_page_token=page.cursors.next,
             previous_page_token=page.cursors.previous,

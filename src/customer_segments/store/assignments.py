@@ -32,6 +32,7 @@ from customer_segments.domain.assignment import (
     LegalEntityInfo,
 )
 from customer_segments.domain.listing import Slice, SortField, Window
+from customer_segments.domain.trusted import Trusted
 from customer_segments.query.parser import Searchable
 from customer_segments.query.sql import SqlField, SqlFields, where
 from customer_segments.query.syntax import FieldKind, Query
@@ -211,19 +212,24 @@ _UPSERT_MANY_ANNOUNCED_POSTGRESQL = text(
 ).bindparams(bindparam("now", type_=UtcDateTime))
 
 
+_assignment, _customer, _legal_entity = (
+    Trusted(Assignment),
+    Trusted(CustomerInfo),
+    Trusted(LegalEntityInfo),
+)
+
+
 def to_assignment(row: Mapping[Any, Any]) -> Assignment:
     legal_entity_id: str = row["legal_entity_id"]
-    return Assignment.model_construct(
+    return _assignment(
         segment_id=row["segment_id"],
-        customer=CustomerInfo.model_construct(
+        customer=_customer(
             id=row["customer_id"],
             first_name=row["first_name"],
             last_name=row["last_name"],
             email=row["email"],
         ),
-        legal_entity=LegalEntityInfo.model_construct(
-            id=legal_entity_id, name=row["legal_entity_name"]
-        )
+        legal_entity=_legal_entity(id=legal_entity_id, name=row["legal_entity_name"])
         if legal_entity_id
         else None,
         assignment_type=AssignmentType(row["assignment_type"]),

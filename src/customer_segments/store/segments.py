@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from customer_segments.domain.listing import Slice, SortField, Window
 from customer_segments.domain.segment import Segment, SegmentFields, SegmentStatus
+from customer_segments.domain.trusted import Trusted
 from customer_segments.query.parser import Searchable
 from customer_segments.query.sql import SqlField, SqlFields, where
 from customer_segments.query.syntax import FieldKind, Query
@@ -95,9 +96,11 @@ def _to_segment(row: Row[Any]) -> Segment:
     return _from_mapping(row._mapping)
 
 
+_segment = Trusted(Segment)
+
+
 def _from_mapping(row: Mapping[Any, Any]) -> Segment:
-    return Segment.model_construct(
-        id=row["id"],
+    return _segment(
         name=row["name"],
         description=row["description"],
         validity_from=row["validity_from"],
@@ -106,6 +109,7 @@ def _from_mapping(row: Mapping[Any, Any]) -> Segment:
         site_code=row["site_code"],
         mixins=row["mixins"],
         metadata_mixins=row["metadata_mixins"],
+        id=row["id"],
         version=row["version"],
         created_at=row["created_at"],
         modified_at=row["modified_at"],
