@@ -60,16 +60,15 @@ class AuthInterceptor(WrappingInterceptor):
     ) -> Handler:
         """A call without a valid token is refused before its request is read: gRPC reads a
         unary request whole before any handler runs, so anyone could otherwise make the
-        server hold max-receive-size messages without a token. The principal is set for the
-        handler, which runs in this task (see _authenticate_unary)."""
+        server hold max-receive-size messages without a token. (The verdict is cached, so the
+        handler's own check of an accepted token is a dictionary lookup.)"""
         handler = await super().intercept_service(continuation, handler_call_details)
         method = handler_call_details.method
         if handler is None or method not in self._refusals:
             return handler
         authorization = _authorization(handler_call_details.invocation_metadata)
         try:
-            # The handler runs in this task, in this context: it finds the principal here.
-            _caller.set(await self.verifier.verify(authorization))
+            await self.verifier.verify(authorization)
         except Unauthenticated:
             if self._metrics is not None:
                 self._metrics.token_refused.inc()
@@ -112,13 +111,6 @@ class AuthInterceptor(WrappingInterceptor):
         # The request id is the access log interceptor's (it runs first).
         _caller.set(await self.verifier.verify(_authorization(context.invocation_metadata())))
 
-    async def _authenticate_unary(self, context: Context) -> None:
-        """A unary request is read at once after intercept_service: the principal it verified
-        for this call (in this task's context) stands. A stream's first message may come
-        seconds later; its token is verified again then (_authenticate)."""
-        if _caller.get(None) is None:
-            await self._authenticate(context)
-
     def _wrap(self, handler: Handler, operation: str) -> Handler:
         codec = {
             "request_deserializer": handler.request_deserializer,
@@ -128,7 +120,7 @@ class AuthInterceptor(WrappingInterceptor):
             unary_behavior: Any = handler.unary_unary  # grpc-stubs types these as sync
 
             async def unary_unary(request: Any, context: Context) -> Any:
-                await self._authenticate_unary(context)
+                await self._authenticate(context)
                 return await unary_behavior(request, context)
 
             return grpc.unary_unary_rpc_method_handler(unary_unary, **codec)
@@ -136,7 +128,7 @@ class AuthInterceptor(WrappingInterceptor):
             streaming_behavior: Any = handler.unary_stream  # grpc-stubs types these as sync
 
             async def unary_stream(request: Any, context: Context) -> AsyncIterator[Any]:
-                await self._authenticate_unary(context)
+                await self._authenticate(context)
                 async for response in streaming_behavior(request, context):
                     yield response
 
