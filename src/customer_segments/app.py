@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -241,6 +242,11 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
         publisher = start_nats_publisher(store, settings)
         wakes = [dispatcher.wake] + ([publisher.wake] if publisher is not None else [])
         relay = asyncio.create_task(relay_commits(grpc_server.notifier, wakes))
+        # Everything made at start-up (modules, compiled statements, descriptors) lives as
+        # long as the process: out of the collector's sight, a full collection, which bulk
+        # calls trigger often (their items outlive the young generations), walks only what
+        # calls made.
+        gc.freeze()
         await stop.wait()
         relay.cancel()
         loop = asyncio.get_running_loop()
