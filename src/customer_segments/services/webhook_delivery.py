@@ -59,9 +59,11 @@ class DeliverySettings:
     poll_interval_seconds: float = 0.5
     # Polls that commits wake start at least this long after the previous poll started: a
     # bulk import commits a chunk every few milliseconds, and a poll (a transaction of three
-    # statements) after each one cost it 8% of the server's CPU and took PostgreSQL's from it.
-    # A commit after a quiet spell is still looked at at once.
-    wake_gap_seconds: float = 0.1
+    # statements, five round trips: some 2.6 ms of CPU on the benchmark machine) after each
+    # one took 9% of the server's CPU, and PostgreSQL's time. At 0.1 s it still took 8%. A
+    # commit after a quiet spell is still looked at at once; under a stream of commits an
+    # event waits at most this long more before its endpoint's worker is woken.
+    wake_gap_seconds: float = 0.25
     lease_seconds: float = 30.0
     # POSTs in flight at once in this process (over all endpoints): a receiver that hangs holds
     # one of them until its timeout, never more.
