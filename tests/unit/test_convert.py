@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from http import HTTPStatus
 from typing import Any
 
+from customersegment.v1 import assignment_pb2, common_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given
 from hypothesis import strategies as st
 
+from customer_segments.domain.assignment import BulkItemResult
+from customer_segments.domain.errors import ITEM_NOT_WRITTEN, InvalidArgument, ItemFailure, Reason
 from customer_segments.domain.segment import Segment, SegmentStatus
-from customer_segments.grpc.convert import SegmentMessages, segment_to_proto, timestamp
+from customer_segments.grpc.convert import (
+    SegmentMessages,
+    add_bulk_results,
+    segment_to_proto,
+    timestamp,
+)
 
 
 def _reference(moment: datetime) -> Timestamp:
@@ -75,3 +84,39 @@ def test_segment_messages_are_built_once_per_state_and_tenant() -> None:
         assert messages.of("acme", changed) == segment_to_proto(changed)
     # Past `entries` the cache starts again, and answers as before.
     assert messages.of("acme", gold) == segment_to_proto(gold)
+
+
+def _reference_result(result: BulkItemResult) -> common_pb2.BulkItemResult:
+    """Every field set by keyword, whatever its value (what add_bulk_results skips)."""
+    failure = result.failure
+    return common_pb2.BulkItemResult(
+        index=result.index,
+        code=result.code,
+        status=HTTPStatus(result.code).phrase,
+        customer_id=result.customer_id,
+        legal_entity_id=result.legal_entity_id,
+        message=failure.message if failure else "",
+        reason=failure.reason if failure else "",
+        field=failure.field if failure else "",
+        field_description=failure.problem if failure else "",
+    )
+
+
+def test_bulk_results_built_in_place_are_the_reference_messages() -> None:
+    invalid = ItemFailure.of(InvalidArgument("mixins_json", "must be a JSON object"))
+    results = [
+        BulkItemResult(1, 201, "c1", ""),
+        BulkItemResult(2, 204, "c2", "le2"),
+        BulkItemResult(3, 400, "", "", invalid),
+        BulkItemResult(4, 409, "c4", "le4", ItemFailure("changed", Reason.VERSION_MISMATCH)),
+        BulkItemResult(5, 500, "c5", "", ITEM_NOT_WRITTEN),
+    ]
+    response = assignment_pb2.BulkUpsertAssignmentsResponse()
+    add_bulk_results(response.results, results)
+    assert list(response.results) == [_reference_result(result) for result in results]
+    expected = assignment_pb2.BulkUpsertAssignmentsResponse(
+        results=[_reference_result(result) for result in results]
+    )
+    assert response.SerializeToString(deterministic=True) == expected.SerializeToString(
+        deterministic=True
+    )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from customer_segments.domain import validation
@@ -55,3 +58,58 @@ def test_json_object_rejects(text: str) -> None:
 
 def test_json_object_accepts_paired_surrogates() -> None:
     assert validation.json_object('{"a":"\\ud83d\\udc4b"}', "m") == {"a": "👋"}
+
+
+def _outcome(parse: Callable[[str], Any], text: str) -> tuple[str, Any]:
+    try:
+        return "value", parse(text)
+    except (ValueError, RecursionError) as error:
+        return type(error).__name__, str(error)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a":{"b":"PREMIUM"}}',
+        "{}",
+        '{"a":1.5e3,"b":[1,2,{"c":null}],"d":true}',
+        '{"a":123456789012345678901234567890}',
+        ' {"a":1}',
+        '{"a":1} ',
+        '{"a":1}\n',
+        '{"a":1}{"b":2}',
+        '{"a":1}x',
+        "{",
+        '{"a"}',
+        '{"a":NaN}',
+        '{"a":-1e400}',
+        '{"a":"\x01"}',
+        '{"a":"\\u0000"}',
+        "[1]",
+        "1",
+        "",
+        '{"a":' + "[" * 5000 + "]" * 5000 + "}",
+    ],
+)
+def test_json_scanned_straight_away_as_decode_answers(text: str) -> None:
+    """The fast path of json_value (a document starting with "{", scanned without decode's
+    wrapper) answers or fails exactly as the decoder does, error wording included."""
+    general = _outcome(validation._DECODER.decode, text)
+    assert _outcome(validation._decoded, text) == general
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('{"a":1}{"b":2}', "is not valid JSON (Extra data: line 1 column 8 (char 7))"),
+        ('{"a":NaN}', "is not valid JSON (NaN is not valid JSON)"),
+        ('{"a":"\\u0000"}', "must not contain the NUL character (\\u0000)"),
+        ('{"a":"\\uDFFF"}', "must not contain unpaired surrogates"),
+        ('{"a":' + "[" * 5000 + "]" * 5000 + "}", validation.TOO_DEEP),
+        ('{"a":' + "[" * 70 + "]" * 70 + "}", validation.TOO_DEEP),
+    ],
+)
+def test_json_object_problems_read_as_before(text: str, problem: str) -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        validation.json_object(text, "mixins_json")
+    assert (raised.value.field, raised.value.problem) == ("mixins_json", problem)

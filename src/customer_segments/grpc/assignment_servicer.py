@@ -15,7 +15,7 @@ from customer_segments.domain.assignment import (
 )
 from customer_segments.domain.listing import Page
 from customer_segments.grpc.auth_interceptor import caller
-from customer_segments.grpc.convert import assignment_to_proto, bulk_results_to_proto
+from customer_segments.grpc.convert import add_bulk_results, assignment_to_proto
 from customer_segments.grpc.page_budget import within_budget
 from customer_segments.grpc.projection import projected, read_mask
 from customer_segments.services import assignments, bulk_assignments
@@ -153,9 +153,9 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
         batch = Batch(_upsert_inputs(request), request.tenant, request.segment_id)
         results = bulk_assignments.bulk_upsert_assignments(self.store, caller(), _single(batch))
         async for decided in results:
-            yield assignment_pb2.BulkUpsertAssignmentsResponse(
-                results=bulk_results_to_proto(decided)
-            )
+            response = assignment_pb2.BulkUpsertAssignmentsResponse()
+            add_bulk_results(response.results, decided)
+            yield response
 
     async def BulkRemoveAssignments(
         self, request: assignment_pb2.BulkRemoveAssignmentsRequest, context: Context
@@ -163,9 +163,9 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
         batch = Batch(_remove_inputs(request), request.tenant, request.segment_id)
         results = bulk_assignments.bulk_remove_assignments(self.store, caller(), _single(batch))
         async for decided in results:
-            yield assignment_pb2.BulkRemoveAssignmentsResponse(
-                results=bulk_results_to_proto(decided)
-            )
+            response = assignment_pb2.BulkRemoveAssignmentsResponse()
+            add_bulk_results(response.results, decided)
+            yield response
 
     async def StreamUpsertAssignments(
         self,
@@ -178,9 +178,9 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
         )
         results = bulk_assignments.bulk_upsert_assignments(self.store, caller(), batches)
         async for decided in results:
-            yield assignment_pb2.StreamUpsertAssignmentsResponse(
-                results=bulk_results_to_proto(decided)
-            )
+            response = assignment_pb2.StreamUpsertAssignmentsResponse()
+            add_bulk_results(response.results, decided)
+            yield response
 
     async def StreamRemoveAssignments(
         self,
@@ -193,6 +193,6 @@ class CustomerAssignmentServicer(assignment_pb2_grpc.CustomerAssignmentServiceSe
         )
         results = bulk_assignments.bulk_remove_assignments(self.store, caller(), batches)
         async for decided in results:
-            yield assignment_pb2.StreamRemoveAssignmentsResponse(
-                results=bulk_results_to_proto(decided)
-            )
+            response = assignment_pb2.StreamRemoveAssignmentsResponse()
+            add_bulk_results(response.results, decided)
+            yield response

@@ -8,6 +8,7 @@ from http import HTTPStatus
 from typing import Any, TypeVar
 
 from customersegment.v1 import assignment_pb2, common_pb2, segment_pb2
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from customer_segments.domain.assignment import Assignment, AssignmentType, BulkItemResult
@@ -138,20 +139,24 @@ def _with_failure(message: _Result, failure: ItemFailure | None) -> _Result:
     return message
 
 
-def bulk_results_to_proto(results: list[BulkItemResult]) -> list[common_pb2.BulkItemResult]:
-    return [
-        _with_failure(
-            common_pb2.BulkItemResult(
-                index=result.index,
-                code=result.code,
-                status=_PHRASES[result.code],
-                customer_id=result.customer_id,
-                legal_entity_id=result.legal_entity_id,
-            ),
-            result.failure,
-        )
-        for result in results
-    ]
+def add_bulk_results(
+    into: RepeatedCompositeFieldContainer[common_pb2.BulkItemResult],
+    results: list[BulkItemResult],
+) -> None:
+    """The results, added to a bulk response's repeated field: built in place, field by field
+    (a message built apart and then added is copied, and keyword arguments cost more), and
+    without the fields that stay empty (a B2C item's legal entity, a success's failure)."""
+    add = into.add
+    for result in results:
+        message = add()
+        message.index = result.index
+        message.code = result.code
+        message.status = _PHRASES[result.code]
+        message.customer_id = result.customer_id
+        if result.legal_entity_id:
+            message.legal_entity_id = result.legal_entity_id
+        if result.failure is not None:
+            _with_failure(message, result.failure)
 
 
 def bulk_segment_result_to_proto(result: BulkSegmentResult) -> segment_pb2.BulkSegmentResult:

@@ -329,6 +329,8 @@ async def _write_chunk(store: Store, writes: list[tuple[int, AssignmentWrite]]) 
 
 def _rounds(writes: list[tuple[int, AssignmentWrite]]) -> list[list[tuple[int, AssignmentWrite]]]:
     """Round n holds the n-th occurrence of each key, so that repeats apply in order."""
+    if len({write.key for _, write in writes}) == len(writes):  # the common chunk: one round
+        return [writes]
     rounds: list[list[tuple[int, AssignmentWrite]]] = [[]]
     occurrences: dict[AssignmentKey, int] = {}
     for index, write in writes:
