@@ -19,21 +19,6 @@ if TYPE_CHECKING:
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
-_pid = os.getpid()
-
-
-def _forked() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_forked)
-
-
-def _process_id() -> int:
-    return _pid
-
-
 def enabled() -> bool:
     return MULTIPROC_DIR in os.environ
 
@@ -44,11 +29,6 @@ def instruments() -> Instruments | None:
     variable must be set before (prometheus_client picks its value files when imported)."""
     if not enabled():
         return None
-    from prometheus_client import values
-
-    # Each update of a value checks the process id (a fork gets files of its own): by default
-    # os.getpid(), a system call, several times a call. The id as of the last fork instead.
-    values.ValueClass = values.MultiProcessValue(process_identifier=_process_id)  # type: ignore[no-untyped-call]
     from customer_segments.metrics.definitions import Instruments
 
     return Instruments()
