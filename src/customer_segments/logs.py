@@ -126,6 +126,12 @@ def configure_logging(
 # Lines below WARNING wait this long at most, or for this many more, before they are written.
 FLUSH_DELAY_S = 0.1
 MAX_PENDING_LINES = 256
+# A record logged with this attribute true (`extra={FORMAT_LATER: True}`) and below WARNING is
+# formatted when its batch is written rather than when it is logged: only for a record whose
+# message arguments and extra fields are plain values (str, numbers, None), which cannot change
+# meanwhile. The access line is one (grpc/access_log_interceptor.py). Formatters skip fields
+# whose name starts with "_", as python-json-logger does.
+FORMAT_LATER = "_format_later"
 
 
 class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -134,19 +140,25 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     system call) per line cost GetAssignment more than formatting the line did (py-spy,
     bench/observability.py). WARNING and above, and lines logged outside an event loop, are
     written at once; what is pending is written by flush(), which logging.shutdown() (at
-    exit) and flush_logs() call."""
+    exit) and flush_logs() call.
+
+    A FORMAT_LATER record is formatted by flush(), with the rest of its batch: formatted one
+    by one between the calls' other work, access lines cost GetAssignment about 30 µs of
+    server CPU a call more than formatted together (A/B, bench/observability.py's load)."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         super().__init__(stream)
-        self._pending: list[str] = []
+        self._pending: list[str | logging.LogRecord] = []
         self._flush_on: asyncio.AbstractEventLoop | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self._pending.append(self.format(record) + self.terminator)
-        except Exception:
-            self.handleError(record)
-            return
+        if record.levelno < logging.WARNING and getattr(record, FORMAT_LATER, False):
+            self._pending.append(record)
+        else:
+            line = self._line(record)
+            if line is None:
+                return
+            self._pending.append(line)
         if record.levelno >= logging.WARNING or len(self._pending) >= MAX_PENDING_LINES:
             self.flush()
             return
@@ -167,7 +179,14 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.acquire()
         try:
             if self._pending:
-                lines, self._pending = "".join(self._pending), []
+                pending, self._pending = self._pending, []
+                lines = "".join(
+                    line
+                    for line in (
+                        entry if isinstance(entry, str) else self._line(entry) for entry in pending
+                    )
+                    if line is not None
+                )
                 try:
                     self.stream.write(lines)
                 except Exception:
@@ -175,6 +194,14 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             super().flush()
         finally:
             self.release()
+
+    def _line(self, record: logging.LogRecord) -> str | None:
+        """The record's line, or None if formatting it failed (handleError reports it)."""
+        try:
+            return self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return None
 
 
 def flush_logs() -> None:

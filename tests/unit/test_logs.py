@@ -15,6 +15,7 @@ import pytest
 
 from customer_segments.logs import (
     FLUSH_DELAY_S,
+    FORMAT_LATER,
     LogFormat,
     OneLineFormatter,
     configure_logging,
@@ -175,3 +176,76 @@ def test_lines_logged_on_a_loop_are_written_in_one_batch_soon_after() -> None:
 
     pending, now = asyncio.run(warn())
     assert pending.endswith("INFO tests.batching: pending") and now.endswith("tests.batching: now")
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_line_formatted_later_is_the_line_formatted_at_once(log_format: LogFormat) -> None:
+    """FORMAT_LATER (the access line): formatted by the batch's write, not when logged, into
+    the same line (the timestamp and the call's ids are the record's, taken when logged)."""
+    streams = {later: io.StringIO() for later in (False, True)}
+    handlers = {
+        later: log_handler(log_format, "worker", stream) for later, stream in streams.items()
+    }
+    formatted: list[str] = []
+    later_formatter = handlers[True].formatter
+    assert later_formatter is not None
+    original_format = later_formatter.format
+
+    def counted(record: logging.LogRecord) -> str:
+        formatted.append(record.getMessage())
+        return original_format(record)
+
+    later_formatter.format = counted  # type: ignore[method-assign]
+    logger = logging.getLogger("customer_segments.access")
+    logger.setLevel(logging.INFO)
+
+    async def log_one() -> list[str]:
+        request_id.set("req-later")
+        record = logger.makeRecord(
+            logger.name,
+            logging.INFO,
+            "(unknown file)",
+            0,
+            "grpc %s %s %.1fms",
+            ("/a.B/C", "OK", 1.25),
+            None,
+            extra={"grpc_code": "OK", "duration_ms": 1.25, "tenant": None, FORMAT_LATER: True},
+        )
+        for later, handler in handlers.items():
+            if not later:
+                delattr(record, FORMAT_LATER)  # what an ordinary record is
+            handler.handle(record)
+            setattr(record, FORMAT_LATER, True)
+        at_emit = list(formatted)
+        await asyncio.sleep(FLUSH_DELAY_S * 3)
+        return at_emit
+
+    assert asyncio.run(log_one()) == []  # nothing formatted while the call went on
+    assert formatted == ["grpc /a.B/C OK 1.2ms"]
+    assert streams[True].getvalue() == streams[False].getvalue() != ""
+    if log_format == "json":
+        line = json.loads(streams[True].getvalue())
+        assert line["request_id"] == "req-later" and FORMAT_LATER not in line
+
+
+def test_a_line_formatted_later_that_fails_is_reported_and_the_batch_written() -> None:
+    stream = io.StringIO()
+    handler = log_handler("text", stream=stream)
+    errors: list[logging.LogRecord] = []
+    handler.handleError = errors.append  # type: ignore[method-assign, assignment]
+    logger = logging.getLogger("tests.format_later")
+    logger.handlers, logger.propagate = [handler], False
+    logger.setLevel(logging.INFO)
+
+    async def log_lines() -> None:
+        logger.info("first")
+        logger.info("broken %d", "not a number", extra={FORMAT_LATER: True})
+        logger.info("last %s", "line", extra={FORMAT_LATER: True})
+        await asyncio.sleep(FLUSH_DELAY_S * 3)
+
+    asyncio.run(log_lines())
+    assert [record.msg for record in errors] == ["broken %d"]
+    assert [line.rsplit(": ", 1)[1] for line in stream.getvalue().splitlines()] == [
+        "first",
+        "last line",
+    ]

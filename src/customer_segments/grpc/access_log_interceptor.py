@@ -23,7 +23,7 @@ from customer_segments.grpc.auth_interceptor import caller
 from customer_segments.grpc.errors import to_status
 from customer_segments.grpc.interceptors import REQUEST_ID_KEY, Context, with_request_id
 from customer_segments.limits import MAX_REQUEST_ID_LENGTH
-from customer_segments.logs import request_id
+from customer_segments.logs import FORMAT_LATER, request_id
 
 access_log = logging.getLogger("customer_segments.access")
 
@@ -87,5 +87,6 @@ def access_line(method: str, context: Context, error: BaseException | None, star
             "duration_ms": duration_ms,
             "tenant": tenant,
             "peer": peer,
+            FORMAT_LATER: True,  # plain values only: formatted with its batch (logs.py)
         },
     )
