@@ -43,8 +43,7 @@ from harness import (
 from hot_paths import (
     GET_METHOD,
     LIST_METHOD,
-    assign_customer,
-    create_segments,
+    preload,
     segments_of_customer,
 )
 from run import (
@@ -58,7 +57,6 @@ from run import (
     Log,
     get_assignment,
     load_echo_stubs,
-    measure_bulk,
     start_service,
     wait_until_serving,
 )
@@ -116,22 +114,7 @@ def main() -> int:
         work = Path(directory)
         new = start_service(stack, log, pg_url, "reads_ab", work, 1, credentials, name="new")
         wait_until_serving(new.server, new.grpc_port)
-        with grpc.insecure_channel(f"127.0.0.1:{new.grpc_port}") as channel:
-            create_segments(channel, credentials)
-            measure_bulk(
-                log,
-                new.server,
-                new.grpc_port,
-                credentials,
-                "preload",
-                rpc="bulk",
-                rows=arguments.preload,
-                items_per_message=1000,
-                key_prefix="cust-",
-                phases=("insert",),
-            )
-            assign_customer(channel, credentials)
-        run_sql(new.database_url, "ANALYZE")
+        preload(log, new, credentials, arguments.preload)
         services = {"new": new}
         for number, base_src in enumerate(arguments.base_src):
             name = f"old{number}"

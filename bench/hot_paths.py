@@ -68,6 +68,7 @@ from run import (
     SEGMENT_ID,
     TENANT,
     Log,
+    StartedService,
     Throughput,
     context,
     create_segment,
@@ -304,6 +305,30 @@ def soak(
 # --- 3. the report --------------------------------------------------------------------------
 
 
+def preload(log: Log, service: StartedService, credentials: Credentials, rows: int) -> None:
+    """The reads' data: the 20 segments, `rows` assignments in the first (BulkUpsertAssignments)
+    and the customer the reads ask for in 5 of the segments; then the statistics."""
+    with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+        create_segments(channel, credentials)
+        measure_bulk(
+            log,
+            service.server,
+            service.grpc_port,
+            credentials,
+            "preload (BulkUpsertAssignments)",
+            rpc="bulk",
+            rows=rows,
+            items_per_message=1000,
+            key_prefix="cust-",
+            phases=("insert",),
+        )
+        assign_customer(channel, credentials)
+    # The statistics autovacuum would have gathered by now (this machine's PostgreSQL runs
+    # with autovacuum off): without them the planner reads a customer's segments through the
+    # wrong index, ten times slower.
+    run_sql(service.database_url, "ANALYZE")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preload", type=int, default=100_000, help="assignments to preload")
@@ -336,25 +361,7 @@ def main() -> int:
                 tenant=TENANT, segment_id=SEGMENT_ID, customer_id=GET_CUSTOMER
             )
             list_request = segment_pb2.ListSegmentsRequest(tenant=TENANT, customer_id=GET_CUSTOMER)
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                create_segments(channel, credentials)
-                measure_bulk(
-                    log,
-                    server,
-                    port,
-                    credentials,
-                    "preload (BulkUpsertAssignments)",
-                    rpc="bulk",
-                    rows=arguments.preload,
-                    items_per_message=1000,
-                    key_prefix="cust-",
-                    phases=("insert",),
-                )
-                assign_customer(channel, credentials)
-            # The statistics autovacuum would have gathered by now (this machine's PostgreSQL
-            # runs with autovacuum off): without them the planner reads a customer's segments
-            # through the wrong index, ten times slower.
-            run_sql(service.database_url, "ANALYZE")
+            preload(log, service, credentials, arguments.preload)
             with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
                 got = get_assignment(channel, get_request, credentials)
                 listed = segments_of_customer(channel, list_request, credentials)
