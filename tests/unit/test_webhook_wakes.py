@@ -60,3 +60,30 @@ async def test_the_gap_never_outlasts_the_poll_interval() -> None:
     settings = DeliverySettings(poll_interval_seconds=0.05, wake_gap_seconds=0.1)
     polls, _ = await _run_woken(settings, seconds=0.3)
     assert len(polls) >= 5, polls  # every 0.05 s
+
+
+async def _quiet_polls(settings: DeliverySettings, holding: bool, seconds: float) -> int:
+    """How many polls a dispatcher makes in `seconds` with no commit."""
+    dispatcher = _Counting(settings)
+    if holding:
+        dispatcher._workers[("acme", "hook-1")] = object()  # type: ignore[assignment]
+    task = asyncio.create_task(dispatcher._run())
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        task.cancel()
+    return len(dispatcher.polls)
+
+
+async def test_a_process_delivering_to_no_endpoint_polls_ten_times_less_often() -> None:
+    settings = DeliverySettings(poll_interval_seconds=0.02, lease_seconds=30.0)
+    holding = await _quiet_polls(settings, holding=True, seconds=0.5)
+    idle = await _quiet_polls(settings, holding=False, seconds=0.5)
+    assert holding >= 12, holding  # every 0.02 s (a busy machine may make it fewer)
+    assert 2 <= idle <= 4, idle  # at 0, 0.2, 0.4 s
+
+
+async def test_an_idle_poll_stays_well_within_the_lease() -> None:
+    settings = DeliverySettings(poll_interval_seconds=0.05, lease_seconds=0.6)
+    idle = await _quiet_polls(settings, holding=False, seconds=0.45)
+    assert idle >= 4, idle  # every 0.1 s: a sixth of the lease, not 0.5 s
