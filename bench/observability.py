@@ -346,6 +346,14 @@ def main() -> int:
         "server CPU per call, median: "
         + "; ".join(f"{label} {median(cpu):,.0f} µs" for label, cpu in cpu_per_call.items()),
     )
+    notes.insert(
+        2,
+        "server CPU per call of each round (µs): "
+        + "; ".join(
+            f"{label} " + ", ".join(f"{cpu:,.0f}" for cpu in figures)
+            for label, figures in cpu_per_call.items()
+        ),
+    )
     if busy_before > BUSY_BEFORE:
         notes.insert(0, f"{busy_before:.2f} cores were busy before the run: something else ran")
     facts = [
