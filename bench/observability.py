@@ -17,6 +17,10 @@
    (target >= 80%); also written to bench/reports/observability-latest.md. Every server is
    stopped (the traced one exports what it holds) and the database dropped, failure or not.
 
+With --base-src DIR (the `src` of another build, e.g. from `git archive`; may be repeated),
+one more server per DIR runs that build with metrics + access log, measured in the same turns:
+the A/B of a change to them, by server CPU per call. --requests N: per h2load run.
+
 Usage: make bench-observability, or .venv/bin/python bench/observability.py [--help]. Needs
 h2load (make bench-tools installs it). Exit status 1 when a step fails, a check does not
 hold, or a target is missed.
@@ -27,7 +31,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import re
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -38,8 +44,9 @@ from pathlib import Path
 from statistics import median
 
 import grpc
+import harness
 from customersegment.v1 import assignment_pb2
-from harness import H2LOAD_ARGS, BenchError, Credentials, free_port, grpc_frame, require_h2load
+from harness import BenchError, CpuSample, Credentials, free_port, grpc_frame, require_h2load
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from report import Comparison, publish_verdict
 from run import (
@@ -71,6 +78,7 @@ METHOD = "customersegment.v1.CustomerAssignmentService/GetAssignment"
 
 OFF = "off"
 METRICS = "metrics + access log"
+BASE = "metrics + access log (base{})"
 TRACING = f"tracing {float(SAMPLED):.0%}"
 
 
@@ -113,7 +121,7 @@ class OtlpSink:
 
 
 def configurations(
-    sink: OtlpSink, metrics_port: int
+    sink: OtlpSink, metrics_port: int, base_srcs: list[Path]
 ) -> dict[str, tuple[list[str], dict[str, str]]]:
     """`serve` flags and environment of each configuration (flags: bench/run.py turns metrics
     off by a flag, which only a later flag overrides)."""
@@ -124,11 +132,12 @@ def configurations(
         "OTEL_TRACES_SAMPLER_ARG": SAMPLED,
     }
     info = ["--log-level", "INFO"]  # the level access lines are written at
-    return {
-        OFF: ([*info, *off], {}),
-        METRICS: ([*info, "--metrics-port", str(metrics_port), "--access-log"], {}),
-        TRACING: ([*info, *off], traced),
-    }
+    metrics = [*info, "--metrics-port", str(metrics_port), "--access-log"]
+    chosen = {OFF: ([*info, *off], {}), METRICS: (metrics, {}), TRACING: ([*info, *off], traced)}
+    for number, base_src in enumerate(base_srcs):
+        base = [*info, "--metrics-port", str(free_port()), "--access-log"]
+        chosen[BASE.format(number)] = (base, {"PYTHONPATH": str(base_src.resolve())})
+    return chosen
 
 
 def metrics_answer(port: int) -> str:
@@ -140,6 +149,56 @@ def metrics_answer(port: int) -> str:
         return f"/metrics on the metrics port did not answer ({error})"
 
 
+def at_fixed_rate(
+    log: Log,
+    services: dict[str, StartedService],
+    url: str,
+    body: Path,
+    authorization: str,
+    rate: int,
+) -> dict[str, float]:
+    """Server CPU per call (µs) of each server, all driven at once at `rate` calls/s by h2load
+    (--rps, per client): the machine's other work falls on every configuration at the same
+    moments, and none runs at a throughput of its own."""
+    arguments = list(harness.H2LOAD_ARGS)
+    clients = int(arguments[arguments.index("-c") + 1])
+    headers = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+    headers += ["-H", f"authorization: {authorization}"]
+    before = {label: CpuSample.take(service.server.pid) for label, service in services.items()}
+    runs = {
+        label: subprocess.Popen(
+            [
+                harness.require_h2load(),
+                *arguments,
+                f"--rps={rate / clients:g}",
+                "-d",
+                str(body),
+                *headers,
+                url.format(service.grpc_port),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for label, service in services.items()
+    }
+    used: dict[str, float] = {}
+    for label, run in runs.items():
+        output, _ = run.communicate(timeout=harness.H2LOAD_TIMEOUT_S)
+        after = CpuSample.take(services[label].server.pid)
+        done = re.search(r"status codes: (\d+) 2xx", output)
+        if run.returncode != 0 or done is None or int(done.group(1)) != int(arguments[1]):
+            raise BenchError(f"{label}: h2load at a fixed rate failed:\n{output}")
+        used[label] = after.process_s - before[label].process_s
+    # Each server's CPU to the end of the slowest run: an idle server uses next to none.
+    figures = {label: seconds / int(arguments[1]) * 1e6 for label, seconds in used.items()}
+    log.step(
+        f"{rate} calls/s each, all at once: server CPU per call "
+        + ", ".join(f"{label} {cpu:,.0f} µs" for label, cpu in figures.items())
+    )
+    return figures
+
+
 def lines_in(service: StartedService) -> int:
     return len(service.server.log_path.read_text(errors="replace").splitlines())
 
@@ -148,9 +207,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="h2load runs per configuration")
     parser.add_argument("--preload", type=int, default=10_000, help="assignments to preload")
+    parser.add_argument(
+        "--base-src", type=Path, action="append", default=[], help="a build to compare (A/B)"
+    )
+    parser.add_argument("--requests", type=int, help="per h2load run (default: harness's)")
+    parser.add_argument(
+        "--fixed-rate",
+        type=int,
+        help="calls/s to each server, all at once: compares server CPU per call (the req/s "
+        "figures are then calls per CPU second)",
+    )
     arguments = parser.parse_args()
     if arguments.rounds < 1 or arguments.preload < int(GET_CUSTOMER.removeprefix("cust-")):
         parser.error(f"--rounds must be at least 1 and --preload must reach {GET_CUSTOMER}")
+    if arguments.requests:  # fewer on a loaded machine: the same connections and streams
+        harness.H2LOAD_ARGS = ("-n", str(arguments.requests), *harness.H2LOAD_ARGS[2:])
     pg_url = os.environ.get("PGURL", DEFAULT_PGURL)
     for name in [name for name in os.environ if name.startswith("OTEL_")]:
         del os.environ[name]
@@ -172,7 +243,9 @@ def main() -> int:
             database_url = migrated_database(stack, pg_url, "cs_obsbench", log)
             services: dict[str, StartedService] = {}
             metrics_port = free_port()
-            for label, (flags, env) in configurations(sink, metrics_port).items():
+            for label, (flags, env) in configurations(
+                sink, metrics_port, arguments.base_src
+            ).items():
                 services[label] = start_service(
                     stack,
                     log,
@@ -182,7 +255,7 @@ def main() -> int:
                     1,
                     credentials,
                     database_url,
-                    name=f"serve-{label.split()[0]}",
+                    name=f"serve-{label.split()[0]}{label.partition('(')[2].rstrip(')')}",
                     extra_args=flags,
                     env=env,
                 )
@@ -213,6 +286,14 @@ def main() -> int:
             before = {label: lines_in(service) for label, service in services.items()}
             labels = list(services)
             for number in range(arguments.rounds):
+                if arguments.fixed_rate:
+                    url = f"http://127.0.0.1:{{}}/{METHOD}"
+                    for label, cpu in at_fixed_rate(
+                        log, services, url, body, credentials.authorization, arguments.fixed_rate
+                    ).items():
+                        cpu_per_call.setdefault(label, []).append(cpu)
+                        rates.setdefault(label, []).append(1e6 / cpu)  # calls per CPU second
+                    continue
                 # Each configuration goes first in turn: none always follows the same one.
                 turn = number % len(labels)
                 for label in labels[turn:] + labels[:turn]:
@@ -240,7 +321,7 @@ def main() -> int:
             )
             notes.append(metrics_answer(metrics_port))
         # The servers have stopped: the traced one has exported what it still held.
-        calls = arguments.rounds * int(H2LOAD_ARGS[1])
+        calls = arguments.rounds * int(harness.H2LOAD_ARGS[1])
         if sink.spans == 0:
             raise BenchError("the traced server exported no span")
         log.passed(
@@ -265,6 +346,14 @@ def main() -> int:
         "server CPU per call, median: "
         + "; ".join(f"{label} {median(cpu):,.0f} µs" for label, cpu in cpu_per_call.items()),
     )
+    notes.insert(
+        2,
+        "server CPU per call of each round (µs): "
+        + "; ".join(
+            f"{label} " + ", ".join(f"{cpu:,.0f}" for cpu in figures)
+            for label, figures in cpu_per_call.items()
+        ),
+    )
     if busy_before > BUSY_BEFORE:
         notes.insert(0, f"{busy_before:.2f} cores were busy before the run: something else ran")
     facts = [
@@ -274,7 +363,7 @@ def main() -> int:
             "`" + " ".join([".venv/bin/python bench/observability.py", *sys.argv[1:]]) + "`",
         ),
         ("Machine", f"{os.cpu_count()} CPUs; {busy_before:.2f} cores busy in the second before"),
-        ("Load", f"h2load {' '.join(H2LOAD_ARGS)}, {arguments.rounds} rounds, medians"),
+        ("Load", f"h2load {' '.join(harness.H2LOAD_ARGS)}, {arguments.rounds} rounds, medians"),
     ]
     title = "Benchmark: metrics, access log and tracing against everything off"
     return publish_verdict(REPORT_PATH, title, rows, facts, log.checks, notes, HEADER, REPO)

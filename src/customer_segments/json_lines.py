@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +43,8 @@ class JsonFormatter(json_logger.JsonFormatter):
         self._static = {rename.get(key, key): value for key, value in self.static_fields.items()}
         timestamp = self.timestamp if isinstance(self.timestamp, str) else "timestamp"
         self._timestamp = rename.get(timestamp, timestamp) if self.timestamp else None
+        # line_of_values knows these fields of a record, no other.
+        self._values_suffice = set(self._required_fields) <= {"levelname", "name", "message"}
 
     def format(self, record: logging.LogRecord) -> str:
         if (
@@ -54,8 +57,23 @@ class JsonFormatter(json_logger.JsonFormatter):
             return super().format(record)
         record.message = record.getMessage()
         fields = record.__dict__
+        return self._line(
+            {name: fields.get(field) for field, name in self._required}, fields, record.created
+        )
+
+    def line_of_values(
+        self, name: str, levelname: str, message: str, created: float, extra: Mapping[str, Any]
+    ) -> str | None:
+        """The line format() makes of a record of these values, `extra` its attributes beyond
+        LogRecord's own (in the record's order), without making the record: or None where
+        only a record would tell (the caller then makes one). logs.py's deferred lines."""
+        if not self._direct or not self._values_suffice:
+            return None
+        required = {"levelname": levelname, "name": name, "message": message}
+        return self._line({key: required[field] for field, key in self._required}, extra, created)
+
+    def _line(self, log_data: dict[str, Any], fields: Mapping[str, Any], created: float) -> str:
         rename = self.rename_fields
-        log_data: dict[str, Any] = {name: fields.get(field) for field, name in self._required}
         log_data.update(self._static)
         skip = self._skip_fields
         for key, value in fields.items():
@@ -64,6 +82,5 @@ class JsonFormatter(json_logger.JsonFormatter):
                 log_data[rename.get(key, key)] = value
         if self._timestamp is not None:
             # What JsonEncoder makes of the datetime the library puts here.
-            created = datetime.fromtimestamp(record.created, tz=UTC)
-            log_data[self._timestamp] = created.isoformat()
+            log_data[self._timestamp] = datetime.fromtimestamp(created, tz=UTC).isoformat()
         return self.prefix + self._encode(log_data)

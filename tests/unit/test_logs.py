@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,6 +22,7 @@ from customer_segments.logs import (
     configure_logging,
     escape_controls,
     log_handler,
+    log_later,
     request_id,
     resolved_format,
 )
@@ -249,3 +251,69 @@ def test_a_line_formatted_later_that_fails_is_reported_and_the_batch_written() -
         "first",
         "last line",
     ]
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+@pytest.mark.parametrize("given_id", [None, "of-the-request"])
+def test_a_line_logged_later_is_the_line_logger_info_writes(
+    log_format: LogFormat, given_id: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """log_later (the access lines) keeps a call's values and makes its record at flush: the
+    same line as logger.info, with the time, request id and span ids of the call."""
+    from opentelemetry import trace
+
+    for name in ("logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, name, False)
+    monkeypatch.setattr(logging, "_srcfile", None)  # as configure_logging sets them
+    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.987654)
+    span = trace.SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0x00F067AA0BA902B7,
+        is_remote=False,
+        trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+    )
+    written: dict[str, str] = {}
+    for way in ("info", "later"):
+        stream = io.StringIO()
+        logger = logging.getLogger("tests.later")
+        logger.handlers, logger.propagate = [log_handler(log_format, "worker", stream)], False
+        logger.setLevel(logging.INFO)
+        values = ("/a.B/C", "OK", 1.25, FORGED)
+        extra: dict[str, object] = {"grpc_code": "OK", "duration_ms": 1.25, "peer": FORGED}
+        if given_id is not None:
+            extra["request_id"] = given_id
+
+        async def log_one(
+            way: str, logger: logging.Logger, values: tuple[object, ...], extra: dict[str, object]
+        ) -> None:
+            request_id.set("of-the-call")
+            with trace.use_span(trace.NonRecordingSpan(span)):
+                if way == "info":
+                    logger.info("grpc %s %s %.1fms peer=%s", *values, extra=extra)
+                else:
+                    with pytest.MonkeyPatch.context() as patch:  # the set-up it is meant for
+                        patch.setattr(logger, "info", None)
+                        log_later(logger, "grpc %s %s %.1fms peer=%s", values, extra)
+            request_id.set("another")  # the values of the call, not those at the flush
+            await asyncio.sleep(FLUSH_DELAY_S * 3)
+
+        asyncio.run(log_one(way, logger, values, extra))
+        written[way] = stream.getvalue()
+    assert written["later"] == written["info"] != ""
+    if log_format == "json":
+        line = json.loads(written["later"])
+        assert line["request_id"] == (given_id or "of-the-call")
+        assert line["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+
+
+def test_a_line_logged_later_reaches_any_other_handler_as_a_record() -> None:
+    """With another handler (a test's caplog) on the way, log_later is logger.info."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign, assignment]
+    logger = logging.getLogger("tests.later.other")
+    logger.handlers, logger.propagate = [handler], False
+    logger.setLevel(logging.INFO)
+    log_later(logger, "grpc %s", ("/a.B/C",), {"grpc_code": "OK"})
+    [record] = records
+    assert record.getMessage() == "grpc /a.B/C" and record.__dict__["grpc_code"] == "OK"

@@ -23,7 +23,7 @@ from customer_segments.grpc.auth_interceptor import caller
 from customer_segments.grpc.errors import to_status
 from customer_segments.grpc.interceptors import REQUEST_ID_KEY, Context, with_request_id
 from customer_segments.limits import MAX_REQUEST_ID_LENGTH
-from customer_segments.logs import FORMAT_LATER, request_id
+from customer_segments.logs import log_later, request_id
 
 access_log = logging.getLogger("customer_segments.access")
 
@@ -73,20 +73,15 @@ def access_line(method: str, context: Context, error: BaseException | None, star
         return
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
     code, tenant, peer = _code(context, error), _tenant(), context.peer()
-    access_log.info(
+    log_later(
+        access_log,
         "grpc %s %s %.1fms tenant=%s request_id=%s peer=%s",
-        method,
-        code,
-        duration_ms,
-        tenant,
-        request_id.get(),
-        peer,
-        extra={
+        (method, code, duration_ms, tenant, request_id.get(), peer),
+        {
             "grpc_method": method,
             "grpc_code": code,
             "duration_ms": duration_ms,
             "tenant": tenant,
             "peer": peer,
-            FORMAT_LATER: True,  # plain values only: formatted with its batch (logs.py)
         },
     )

@@ -20,6 +20,7 @@ from customer_segments.grpc.interceptors import Context, Handler
 
 if TYPE_CHECKING:  # prometheus_client is imported only when metrics are on
     from customer_segments.metrics.definitions import Instruments
+    from customer_segments.metrics.direct import DirectCounter
 
 _RPC_TYPES = {
     (False, False): "unary",
@@ -51,13 +52,16 @@ class MethodMetrics:
         return cls(instruments, (_rpc_type(service, name, handler), service, name))
 
     def __init__(self, instruments: Instruments, labels: tuple[str, str, str]) -> None:
+        # Imported only when metrics are on, as prometheus_client is.
+        from customer_segments.metrics.direct import DirectCounter, DirectHistogram
+
         self._instruments = instruments
         self._labels = labels
-        self.started = instruments.grpc_started.labels(*labels)
-        self.received = instruments.grpc_received.labels(*labels)
-        self.sent = instruments.grpc_sent.labels(*labels)
-        self._handling = instruments.grpc_handling.labels(*labels)
-        self._handled: dict[grpc.StatusCode, Any] = {}
+        self.started = DirectCounter(instruments.grpc_started.labels(*labels))
+        self.received = DirectCounter(instruments.grpc_received.labels(*labels))
+        self.sent = DirectCounter(instruments.grpc_sent.labels(*labels))
+        self._handling = DirectHistogram(instruments.grpc_handling.labels(*labels))
+        self._handled: dict[grpc.StatusCode, DirectCounter] = {}
 
     def start(self, request: Any, request_streams: bool) -> Any:
         """The request (a stream counts its messages as they are read)."""
@@ -72,9 +76,10 @@ class MethodMetrics:
         code = _code(context, error)
         handled = self._handled.get(code)
         if handled is None:
-            handled = self._handled[code] = self._instruments.grpc_handled.labels(
-                *self._labels, code.name
-            )
+            from customer_segments.metrics.direct import DirectCounter
+
+            child = self._instruments.grpc_handled.labels(*self._labels, code.name)
+            handled = self._handled[code] = DirectCounter(child)
         handled.inc()
 
 
@@ -86,7 +91,7 @@ def _code(context: Context, error: BaseException | None) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN  # what gRPC answers for an exception it does not know
 
 
-async def _counted(requests: AsyncIterable[Any], received: Any) -> AsyncIterator[Any]:
+async def _counted(requests: AsyncIterable[Any], received: DirectCounter) -> AsyncIterator[Any]:
     async for request in requests:
         received.inc()
         yield request

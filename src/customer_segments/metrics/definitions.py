@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from customer_segments.metrics.direct import DirectCounter
+
 # The Go client's DefBuckets, which go-grpc-middleware's handling-time histogram uses.
 GRPC_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # The advised boundaries of http.server.request.duration and db.client.operation.duration.
@@ -108,8 +110,9 @@ class Instruments:
             ("result",),
             registry=None,
         )
-        self.token_accepted = token_verifications.labels("accepted")
-        self.token_refused = token_verifications.labels("refused")
+        # Once per gRPC call: written directly (direct.py).
+        self.token_accepted = DirectCounter(token_verifications.labels("accepted"))
+        self.token_refused = DirectCounter(token_verifications.labels("refused"))
         jwks_refreshes = Counter(
             "customer_segments_jwks_refreshes_total",
             "Reads of the JWKS (at start, on an unknown kid, when its keys are old), by result.",

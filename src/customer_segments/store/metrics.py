@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 
 from customer_segments.metrics.definitions import Instruments
+from customer_segments.metrics.direct import DirectHistogram
 
 # Statements are named by their first keyword; any other is OTHER, so that no statement text
 # ever becomes a label value.
@@ -49,9 +50,12 @@ class EngineMetrics:
         self._size.inc(size)
         self._pool_size = size
         self._in_use = instruments.pool_in_use.labels(pool)
-        durations = {name: instruments.query_duration.labels(name) for name in OPERATIONS}
+        # Observed per statement: written directly (metrics/direct.py).
+        durations = {
+            name: DirectHistogram(instruments.query_duration.labels(name)) for name in OPERATIONS
+        }
         self.select_duration = durations["SELECT"]
-        by_statement: dict[str, Any] = {}
+        by_statement: dict[str, DirectHistogram] = {}
         sync_engine = engine.sync_engine
         queue_pool = sync_engine.pool
         assert isinstance(queue_pool, AsyncAdaptedQueuePool)
