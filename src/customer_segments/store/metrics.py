@@ -50,6 +50,7 @@ class EngineMetrics:
         self._pool_size = size
         self._in_use = instruments.pool_in_use.labels(pool)
         durations = {name: instruments.query_duration.labels(name) for name in OPERATIONS}
+        self.durations = durations
         self.select_duration = durations["SELECT"]
         by_statement: dict[str, Any] = {}
         sync_engine = engine.sync_engine
