@@ -32,7 +32,10 @@ from customer_segments.domain.segment import SegmentInput, SegmentStatus
 from customer_segments.grpc.assignment_servicer import CustomerAssignmentServicer
 from customer_segments.grpc.auth_interceptor import _caller
 from customer_segments.services import segments
-from customer_segments.store.assignments import _UPSERT_MANY_ANNOUNCED_POSTGRESQL
+from customer_segments.store.assignments import (
+    _UPSERT_MANY_ANNOUNCED_POSTGRESQL,
+    chunk_parameters,
+)
 from customer_segments.store.database import Database
 from customer_segments.store.events import CHANNEL
 from customer_segments.store.migrate import upgrade_to_head
@@ -100,17 +103,16 @@ async def bare_cpu(pool: asyncpg.Pool[Any], prefix: str, rows: int) -> float:
     sql, order = str(compiled), list(compiled.positiontup or [])
     now = datetime.now(UTC)
     queue = [
-        {
-            "tenant": TENANT,
-            "segment_id": SEGMENT_ID,
-            "assignment_type": "MANUAL",
-            "now": now,
-            "customer_ids": [f"{prefix}{n}" for n in range(start, min(start + CHUNK, rows))],
-            "legal_entity_ids": [""] * min(CHUNK, rows - start),
-            "mixins": [MIXINS_JSON] * min(CHUNK, rows - start),
-            "metadata_mixins": ["{}"] * min(CHUNK, rows - start),
-            "channel": CHANNEL,
-        }
+        chunk_parameters(
+            TENANT,
+            SEGMENT_ID,
+            now,
+            [f"{prefix}{n}" for n in range(start, min(start + CHUNK, rows))],
+            [""] * min(CHUNK, rows - start),
+            [MIXINS_JSON] * min(CHUNK, rows - start),
+            ["{}"] * min(CHUNK, rows - start),
+        )
+        | {"channel": CHANNEL}
         for start in range(0, rows, CHUNK)
     ]
 

@@ -4,6 +4,7 @@ change events; and a database error still reaches the bulk service as an SQLAlch
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from customer_segments.domain.assignment import AssignmentKey, AssignmentWrite
 from customer_segments.domain.segment import SegmentInput
 from customer_segments.services.segments import insert_segment
+from customer_segments.store.assignments import SEPARATOR, chunk_parameters
 from customer_segments.store.database import utc_now
 from customer_segments.store.store import Store
 
@@ -122,3 +124,29 @@ async def test_a_database_error_on_the_driver_path_is_an_sqlalchemy_error(
         _writes(tenant, CHUNKS[0]), utc_now(), announced=announced
     )
     assert set(ok.values()) == {1}
+
+
+@pytest.mark.parametrize("items", [[("solo", "", "")], [("b2b", "le9", '{"n":1}')]])
+async def test_a_chunk_of_one_item_is_one_row(
+    store: Store, items: list[tuple[str, str, str]]
+) -> None:
+    """Each column's values travel joined as one text (store/assignments.py _joined): one item,
+    an empty legal entity id too, is still one value of each column."""
+    tenant = await _new_tenant(store)
+    versions = await store.assignments.upsert_many_alone(
+        _writes(tenant, items), utc_now(), announced=store.assignments.announces_in_sql
+    )
+    customer_id, legal_entity_id, mixins = items[0]
+    assert versions == {(customer_id, legal_entity_id): 1}
+    async with store.read() as connection:
+        key = AssignmentKey(tenant, SEGMENT_ID, customer_id, legal_entity_id)
+        stored = await store.assignments.get(connection, key)
+    assert stored is not None and stored.mixins == (json.loads(mixins) if mixins else {})
+
+
+async def test_a_value_holding_the_separator_is_refused() -> None:
+    """Validation refuses control characters in ids and JSON; the store does not rely on it."""
+    with pytest.raises(ValueError, match="U\\+001F"):
+        chunk_parameters("t", "s", utc_now(), ["a\x1fb"], [""], ["{}"], ["{}"])
+    joined = chunk_parameters("t", "s", utc_now(), ["a", "b"], ["", "le"], ["{}"] * 2, [""] * 2)
+    assert joined["legal_entity_ids"] == f"{SEPARATOR}{SEPARATOR}le"
