@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from customer_segments.store.assignments import (
     _UPSERT_MANY_ANNOUNCED_POSTGRESQL,
     _UPSERT_MANY_POSTGRESQL,
+    chunk_parameters,
 )
 from customer_segments.store.events import CHANNEL
 
@@ -51,18 +52,18 @@ async def measure(url: str, *, events: bool = True) -> dict[str, float]:
         SEGMENT_ID,
     )
     await setup.close()
+    # The parameters as the service builds them for a chunk (the rows' columns joined).
     batches = [
-        {
-            "tenant": TENANT,
-            "segment_id": SEGMENT_ID,
-            "assignment_type": "MANUAL",
-            "now": datetime.now(UTC),
-            "customer_ids": [f"c{batch}-{row}" for row in range(ROWS)],
-            "legal_entity_ids": [""] * ROWS,
-            "mixins": [MIXINS] * ROWS,
-            "metadata_mixins": ["{}"] * ROWS,
-            "channel": CHANNEL,
-        }
+        chunk_parameters(
+            TENANT,
+            SEGMENT_ID,
+            datetime.now(UTC),
+            [f"c{batch}-{row}" for row in range(ROWS)],
+            [""] * ROWS,
+            [MIXINS] * ROWS,
+            ["{}"] * ROWS,
+        )
+        | {"channel": CHANNEL}
         for batch in range(BATCHES)
     ]
     pool = await asyncpg.create_pool(url, min_size=WORKERS, max_size=WORKERS)

@@ -113,3 +113,74 @@ def test_json_object_problems_read_as_before(text: str, problem: str) -> None:
     with pytest.raises(InvalidArgument) as raised:
         validation.json_object(text, "mixins_json")
     assert (raised.value.field, raised.value.problem) == ("mixins_json", problem)
+
+
+def _object_outcome(parse: Callable[[str, str], Any], text: str) -> tuple[str, Any]:
+    try:
+        return "value", parse(text, "mixins_json")
+    except InvalidArgument as error:
+        return "invalid", (error.field, error.problem)
+
+
+def _object_through_json_value(text: str, field: str) -> dict[str, Any]:
+    """json_object without its fast path: json_value, then the object check."""
+    if not text:
+        return {}
+    value = validation.json_value(text, field)
+    if not isinstance(value, dict):
+        raise InvalidArgument(field, "must be a JSON object")
+    return value
+
+
+def _nested(levels: int) -> str:
+    return '{"a":' * levels + "1" + "}" * levels
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"segmentAttributes":{"membershipStatus":"PREMIUM"}}',
+        "{}",
+        '{"a":1.5e3,"b":[1,2,{"c":null}],"d":true}',
+        '{"a":123456789012345678901234567890}',
+        '{"a":"{[{["}',
+        ' {"a":1}',
+        '{"a":1} ',
+        '{"a":1}{"b":2}',
+        '{"a":1},{}',
+        "{",
+        '{"a"}',
+        '{"a":NaN}',
+        '{"a":Infinity}',
+        '{"a":-1e400}',
+        '{"a":"\x01"}',
+        '{"a":"\\u0000"}',
+        '{"a":"\\uDFFF"}',
+        '{"a":"\\ud83d\\udc4b"}',
+        '{"a":"\\n"}',
+        "[1]",
+        "1",
+        "",
+        _nested(validation.MAX_JSON_DEPTH - 1),
+        _nested(validation.MAX_JSON_DEPTH),
+        _nested(validation.MAX_JSON_DEPTH + 1),
+        '{"a":' + "[" * 5000 + "]" * 5000 + "}",
+    ],
+)
+def test_json_object_fast_path_answers_as_json_value(text: str) -> None:
+    """json_object's step for the common document answers or refuses exactly as json_value
+    and the object check do, problem wording included."""
+    general = _object_outcome(_object_through_json_value, text)
+    assert _object_outcome(validation.json_object, text) == general
+
+
+@pytest.mark.parametrize(
+    "value", ["c1", "x", " a", "a ", "a\tb", "a\x00", "", "x" * 255, "x" * 256, "é€👋", "\x7f"]
+)
+def test_identifier_answers_as_the_checks_one_by_one(value: str) -> None:
+    def general(text: str, field: str) -> str:
+        if not text:
+            raise InvalidArgument(field, "is required")
+        return validation.optional_identifier(text, field)
+
+    assert _object_outcome(validation.identifier, value) == _object_outcome(general, value)

@@ -30,6 +30,8 @@ def tenant(value: str, field: str = "tenant") -> str:
 
 def identifier(value: str, field: str) -> str:
     """A required id (segment, customer): 1 to 255 characters, no control characters."""
+    if _VALID_ID.fullmatch(value):  # the common case in one step (a bulk item has two ids)
+        return value
     if not value:
         raise InvalidArgument(field, "is required")
     return optional_identifier(value, field)
@@ -119,6 +121,19 @@ def json_object(text: str, field: str) -> dict[str, Any]:
     """
     if not text:
         return {}
+    # The common document (a bulk item's mixins): an object without escapes and with too few
+    # brackets to nest too deep, which json_value would scan and then pass through every check
+    # below; taken in one step here (~1 us less per bulk item). Anything else, errors too,
+    # goes through json_value.
+    if text[:1] == "{" and "\\" not in text and text.count("{") + text.count("[") <= MAX_JSON_DEPTH:
+        try:
+            found, end = _scan_once(text, 0)
+        except (StopIteration, ValueError, RecursionError):
+            pass
+        else:
+            if end == len(text):
+                document: dict[str, Any] = found  # a dict: the scan started at "{"
+                return document
     value = json_value(text, field)
     if not isinstance(value, dict):
         raise InvalidArgument(field, "must be a JSON object")

@@ -306,12 +306,9 @@ async def _write_chunk(store: Store, writes: list[tuple[int, AssignmentWrite]]) 
     one_round = len(rounds) == 1 and all(write.expected_version is None for _, write in writes)
     if one_round and (not events_on or store.assignments.announces_in_sql):
         distinct = [write for _, write in writes]
-        async with store.single_statement() as connection:
-            now = utc_now()
-            if events_on:
-                versions = await store.assignments.upsert_many_announced(connection, distinct, now)
-            else:
-                versions = await store.assignments.upsert_many(connection, distinct, now)
+        versions = await store.assignments.upsert_many_alone(
+            distinct, utc_now(), announced=events_on
+        )
         return [
             _result(
                 index, _code(versions[write.key.customer_id, write.key.legal_entity_id]), write.key

@@ -27,13 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import re2
-from sqlalchemy import Select, event
+from sqlalchemy import ClauseElement, Select, event
 from sqlalchemy import exc as sqlalchemy_errors
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util.concurrency import await_, greenlet_spawn
 
 from customer_segments import metrics
@@ -293,7 +294,18 @@ class Database:
             return FastRead(statement, None, read=self.read)
         # Run past SQLAlchemy's execution, so past its events: timed by itself.
         duration = self._metered[0].select_duration if self._metered else None
-        return FastRead(statement, self._reader, duration, read=self.read)
+        return FastRead(
+            statement, DriverStatement(statement, self._reader, duration), read=self.read
+        )
+
+    def driver_write(self, statement: ClauseElement, operation: str) -> DriverStatement | None:
+        """On PostgreSQL, `statement` (one statement, atomic by itself: see single_statement)
+        to run on a connection of the write pool without SQLAlchemy's execution around it (see
+        DriverStatement), timed as `operation` (store/metrics.py OPERATIONS); None elsewhere."""
+        if self._single_statement is None:
+            return None
+        duration = self._metered[0].durations[operation] if self._metered else None
+        return DriverStatement(statement, self.engine, duration, as_sqlalchemy_errors=True)
 
     @asynccontextmanager
     async def single_statement(self) -> AsyncIterator[AsyncConnection]:
@@ -363,77 +375,95 @@ class FastRead:
     """A read for the hottest paths ("is this customer in segment S?", "which segments is this
     customer in?").
 
-    On PostgreSQL the statement is compiled by SQLAlchemy once and run on the pooled asyncpg
-    connection itself: SQLAlchemy's execution layer costs more CPU per call than the query
-    (measured: ~135 us of ~370 us per GetAssignment). Only for statements whose parameters
-    need no type processing (plain strings and numbers); jsonb results arrive decoded either
-    way, through the codec SQLAlchemy installs on each connection. On SQLite it is a plain
-    SQLAlchemy execution.
+    On PostgreSQL the statement runs on the pooled asyncpg connection itself (DriverStatement):
+    SQLAlchemy's execution layer costs more CPU per call than the query (measured: ~135 us of
+    ~370 us per GetAssignment). Only for statements whose parameters need no type processing
+    (plain strings and numbers); jsonb results arrive decoded either way, through the codec
+    SQLAlchemy installs on each connection. On SQLite it is a plain SQLAlchemy execution.
 
     `one_alone` and `all_alone` run the statement on a read connection of its own, for a use
-    case that needs nothing else of it. On PostgreSQL that connection is taken from the read
-    pool without an SQLAlchemy Connection around it (see _Checkout): same pool, limits,
-    timeout, metrics and replacement of closed connections as `Database.read`.
+    case that needs nothing else of it (DriverStatement.alone).
     """
 
     def __init__(
         self,
         statement: Select[Any],
-        postgresql_reader: AsyncEngine | None,
-        duration: Any = None,
+        on_driver: DriverStatement | None,
         *,
         read: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
     ) -> None:
         self._statement = statement
-        self._duration = duration  # a histogram child, when metrics are on
         self._read = read
-        self._driver_sql: str | None = None
-        self._parameter_order: tuple[str, ...] = ()
-        self._checkout: _Checkout | None = None
-        if postgresql_reader is not None:
-            compiled = statement.compile(dialect=postgresql_reader.dialect)
-            self._driver_sql = str(compiled)
-            self._parameter_order = tuple(compiled.positiontup or ())
-            self._checkout = _Checkout(postgresql_reader.sync_engine)
+        self._driver = on_driver
 
     async def one(
         self, connection: AsyncConnection, parameters: Mapping[str, Any]
     ) -> Mapping[str, Any] | None:
-        if self._driver_sql is None:
+        if self._driver is None:
             row = (await connection.execute(self._statement, dict(parameters))).first()
             return None if row is None else dict(row._mapping)
-        record: Mapping[str, Any] | None = await self._on_driver(connection, "fetchrow", parameters)
+        record: Mapping[str, Any] | None = await self._driver.on(connection, "fetchrow", parameters)
         return record
 
     async def all(
         self, connection: AsyncConnection, parameters: Mapping[str, Any]
     ) -> list[Mapping[str, Any]]:
-        if self._driver_sql is None:
+        if self._driver is None:
             result = await connection.execute(self._statement, dict(parameters))
             return [row._mapping for row in result]
-        records: list[Mapping[str, Any]] = await self._on_driver(connection, "fetch", parameters)
+        records: list[Mapping[str, Any]] = await self._driver.on(connection, "fetch", parameters)
         return records
 
     async def one_alone(self, parameters: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """`one` on a read connection of its own."""
-        if self._checkout is None:
+        if self._driver is None:
             async with self._read() as connection:
                 return await self.one(connection, parameters)
-        record: Mapping[str, Any] | None = await self._alone("fetchrow", parameters)
+        record: Mapping[str, Any] | None = await self._driver.alone("fetchrow", parameters)
         return record
 
     async def all_alone(self, parameters: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         """`all` on a read connection of its own."""
-        if self._checkout is None:
+        if self._driver is None:
             async with self._read() as connection:
                 return await self.all(connection, parameters)
-        records: list[Mapping[str, Any]] = await self._alone("fetch", parameters)
+        records: list[Mapping[str, Any]] = await self._driver.alone("fetch", parameters)
         return records
 
-    async def _on_driver(
+
+class DriverStatement:
+    """A statement compiled by SQLAlchemy once (PostgreSQL) and run on a pooled asyncpg
+    connection itself, timed: for statements whose parameters need no type processing.
+
+    `alone` runs it on a connection of its own, taken from the engine's pool without an
+    SQLAlchemy Connection around it (see _Checkout): same pool, limits, timeout, metrics and
+    replacement of closed connections as `engine.connect()`. The connection is outside any
+    transaction, so a statement there commits by itself (autocommit). With
+    `as_sqlalchemy_errors`, a database error that is no outage comes out of `alone` as
+    SQLAlchemy's DBAPIError, as it would from SQLAlchemy's execution (for callers that decide
+    on SQLAlchemyError); otherwise as asyncpg's.
+    """
+
+    def __init__(
+        self,
+        statement: ClauseElement,
+        engine: AsyncEngine,
+        duration: Any = None,
+        *,
+        as_sqlalchemy_errors: bool = False,
+    ) -> None:
+        compiled = statement.compile(dialect=engine.dialect)
+        assert isinstance(compiled, SQLCompiler)  # a statement, not DDL
+        self._sql = str(compiled)
+        self._parameter_order = tuple(compiled.positiontup or ())
+        self._checkout = _Checkout(engine.sync_engine)
+        self._duration = duration  # a histogram child, when metrics are on
+        self._as_sqlalchemy_errors = as_sqlalchemy_errors
+
+    async def on(
         self, connection: AsyncConnection, method: str, parameters: Mapping[str, Any]
     ) -> Any:
-        """asyncpg's `method` (fetchrow, fetch) with the compiled statement, timed."""
+        """asyncpg's `method` (fetchrow, fetch) on the driver connection of `connection`."""
         driver = (await connection.get_raw_connection()).driver_connection
         assert driver is not None
         try:
@@ -443,8 +473,8 @@ class FastRead:
             await connection.invalidate()
             raise
 
-    async def _alone(self, method: str, parameters: Mapping[str, Any]) -> Any:
-        assert self._checkout is not None
+    async def alone(self, method: str, parameters: Mapping[str, Any]) -> Any:
+        """asyncpg's `method` (fetchrow, fetch) on a connection of its own."""
         try:
             pooled = await greenlet_spawn(self._checkout)
             try:
@@ -456,18 +486,23 @@ class FastRead:
             except BaseException:
                 pooled.close()
                 raise
-            # Back to the pool's queue: no I/O (no reset on return, max_overflow=0: the queue
-            # has room for every connection), so no greenlet needed, as for the checkout.
+            # Back to the pool's queue: no I/O (no transaction to roll back, max_overflow=0:
+            # the queue has room for every connection), so no greenlet needed, as for the
+            # checkout.
             pooled.close()
             return found
         except _CAUGHT as error:
             _raise_if_outage(error)
+            if self._as_sqlalchemy_errors and isinstance(error, asyncpg.PostgresError):
+                raise DBAPIError.instance(
+                    self._sql, None, error, asyncpg.PostgresError, hide_parameters=True
+                ) from error
             raise
 
     async def _run(self, driver: Any, method: str, parameters: Mapping[str, Any]) -> Any:
         started = time.perf_counter()
         found = await getattr(driver, method)(
-            self._driver_sql, *(parameters[name] for name in self._parameter_order)
+            self._sql, *(parameters[name] for name in self._parameter_order)
         )
         if self._duration is not None:
             self._duration.observe(time.perf_counter() - started)

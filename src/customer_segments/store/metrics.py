@@ -54,6 +54,7 @@ class EngineMetrics:
         durations = {
             name: DirectHistogram(instruments.query_duration.labels(name)) for name in OPERATIONS
         }
+        self.durations = durations
         self.select_duration = durations["SELECT"]
         by_statement: dict[str, DirectHistogram] = {}
         sync_engine = engine.sync_engine
