@@ -24,13 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def peak_rss_mb(pid: int) -> float:
