@@ -18,6 +18,8 @@ access_log = logging.getLogger("customer_segments.access")
 @web.middleware
 async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Outermost, so that answers of the other middlewares (a CORS preflight) are logged."""
+    if not access_log.isEnabledFor(logging.INFO):  # nothing to compute (--log-level WARNING)
+        return await handler(request)
     started = time.perf_counter()
     status = 500  # what aiohttp answers for an exception no middleware turned into one
     try:

@@ -18,12 +18,13 @@ SEGMENT_STATUS_PREFIX = "SEGMENT_STATUS_"
 
 def timestamp(value: Timestamp) -> str:
     """ISO 8601 in UTC with milliseconds and Z. Straight from the seconds: a datetime and
-    strftime cost 15 us per field on the hot GET path (measured)."""
-    t = time.gmtime(value.seconds)
-    return (
-        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:"
-        f"{t.tm_sec:02d}.{value.nanos // 1_000_000:03d}Z"
-    )
+    strftime cost 15 us per field on the hot GET path (measured), and one %-format of the
+    struct_time's first six fields costs less than an f-string's six format specs."""
+    return _SECONDS % time.gmtime(value.seconds)[:6] + _MILLISECONDS % (value.nanos // 1_000_000)
+
+
+_SECONDS = "%04d-%02d-%02dT%02d:%02d:%02d"
+_MILLISECONDS = ".%03dZ"
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -39,20 +40,20 @@ def _json_object(text: str) -> dict[str, Any]:
 
 def assignment(message: assignment_pb2.Assignment) -> dict[str, Any]:
     body: dict[str, Any] = {}
+    given = message.customer  # each access of a sub-message builds a wrapper: once
     customer = _present(
         (
-            ("id", message.customer.id),
-            ("firstName", message.customer.first_name),
-            ("lastName", message.customer.last_name),
-            ("email", message.customer.email),
+            ("id", given.id),
+            ("firstName", given.first_name),
+            ("lastName", given.last_name),
+            ("email", given.email),
         )
     )  # unknown to the directory: just the id
     if customer:
         body["customer"] = customer
     if message.HasField("legal_entity"):
-        legal_entity = _present(
-            (("id", message.legal_entity.id), ("name", message.legal_entity.name))
-        )
+        entity = message.legal_entity
+        legal_entity = _present((("id", entity.id), ("name", entity.name)))
         if legal_entity:
             body["legalEntity"] = legal_entity
     if message.assignment_type:
