@@ -174,9 +174,13 @@ async def test_sqlite_locked_beyond_the_busy_timeout_is_unavailable(tmp_path: An
     path = tmp_path / "locked.db"
     async with service_on(Database(f"sqlite:///{path}", sqlite_busy_timeout_ms=50)) as service:
         await _create_segment(service)
-        other = sqlite3.connect(path, isolation_level=None)
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
-            other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+            # Another process holds the write lock. Taken off the event loop: a write of the
+            # service's own (its first prune of old events, late on a busy machine) may hold
+            # the lock now, and it needs the loop to commit (CI once deadlocked here for
+            # sqlite3's 5 s timeout).
+            await asyncio.to_thread(other.execute, "BEGIN IMMEDIATE")
             upsert = pb.UpsertAssignmentRequest(tenant=TENANT, segment_id=SEGMENT, customer_id="c")
             error = await expect_error(
                 service.stubs.assignments.UpsertAssignment(upsert),
