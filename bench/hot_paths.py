@@ -1,9 +1,10 @@
 """The hot paths beside their limits, in one run: the segments of a customer, GetAssignment,
 REST GET and bulk upserts; latency at 80% of the maximum; memory over a long mixed load.
 
-1. Limits, measured first in the same run: the gRPC + one asyncpg read ceiling
-   (bench/ceiling/grpc_ceiling.py pg, driven by h2load as its run.sh does), and the service's
-   own bulk statements on its own schema, bare from asyncpg (bench/schema_ceiling.py).
+1. Limits, in the same run: the gRPC + one asyncpg read ceiling (bench/ceiling/grpc_ceiling.py
+   pg, driven by h2load as its run.sh does), measured in turns with the service's reads (each
+   warmed up by one uncounted round first, see `interleaved`), and the service's own bulk
+   statements on its own schema, bare from asyncpg (bench/schema_ceiling.py), first.
 2. `customer-segments serve --workers 1` on a fresh PostgreSQL database: 20 segments (the
    first 5 and every third of the others ACTIVE), --preload assignments in the first, and the
    customer the reads ask for assigned to 5 of the 20. Then:
@@ -36,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -162,9 +164,11 @@ def unary_call(work: Path, port: int, method: str, request: bytes, answer_bytes:
 # --- 1. limits ------------------------------------------------------------------------------
 
 
-def measure_grpc_pg_ceiling(
-    log: Log, ceiling_dir: Path, pg_url: str, work: Path, rounds: int
-) -> Throughput:
+def start_grpc_pg_ceiling(
+    stack: ExitStack, log: Log, ceiling_dir: Path, pg_url: str, work: Path
+) -> tuple[Child, UnaryCall]:
+    """The gRPC + one asyncpg read ceiling, serving until `stack` closes: it is measured in
+    turns with the service (see interleaved)."""
     stubs = work / "ceiling-gen"
     echo_pb2, echo_pb2_grpc = load_echo_stubs(ceiling_dir, stubs)
     request = echo_pb2.Req(tenant="acme", segment_id="seg-1", customer_id="cust-42")
@@ -174,14 +178,46 @@ def measure_grpc_pg_ceiling(
     run_sql(pg_url, CEILING_FILL_SQL)
     port = free_port()
     argv = [PYTHON, str(ceiling_dir / "grpc_ceiling.py"), "pg", str(port)]
-    with ExitStack() as stack:
-        server = Child("grpc_ceiling_pg", argv, work, {"CEILING_GEN": str(stubs), "PGURL": pg_url})
-        stack.callback(server.stop)
-        wait_until(partial(port_accepts, port), f"grpc_ceiling.py pg on {port}", server)
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            answer = echo_pb2_grpc.EchoStub(channel).Get(request, timeout=10)
-        url = f"http://127.0.0.1:{port}/ceiling.v1.Echo/Get"
-        return measure_unary(log, "ceiling gRPC pg", server, url, body, answer.ByteSize(), rounds)
+    server = Child("grpc_ceiling_pg", argv, work, {"CEILING_GEN": str(stubs), "PGURL": pg_url})
+    stack.callback(server.stop)
+    wait_until(partial(port_accepts, port), f"grpc_ceiling.py pg on {port}", server)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        answer = echo_pb2_grpc.EchoStub(channel).Get(request, timeout=10)
+    url = f"http://127.0.0.1:{port}/ceiling.v1.Echo/Get"
+    return server, UnaryCall(url, body, answer.ByteSize())
+
+
+def interleaved(
+    log: Log, rounds: int, measures: dict[str, Callable[[], Throughput]]
+) -> dict[str, Throughput]:
+    """Each of `measures` once unmeasured, then `rounds` times in turns (the first of each
+    round rotating); the median of each. Why: a fresh Python server gets faster over its first
+    tens of thousands of calls (the ceiling by up to 1.5-2x on this 2-core machine), and the
+    machine's speed drifts over minutes; measured one after the other, a ratio mostly showed
+    which of the two had warmed up, or when."""
+    for name, measure in measures.items():
+        log.step(f"{name}: warm-up round, not counted")
+        measure()
+    figures: dict[str, list[Throughput]] = {name: [] for name in measures}
+    names = list(measures)
+    for number in range(rounds):
+        shift = number % len(names)
+        for name in names[shift:] + names[:shift]:
+            figures[name].append(measures[name]())
+    medians = {}
+    for name, values in figures.items():
+        ordered = sorted(values, key=lambda figure: figure.per_second)
+        medians[name] = ordered[len(ordered) // 2]
+        rates = ", ".join(f"{figure.per_second:,.0f}" for figure in values)
+        log.passed(f"{name}: {rounds} interleaved rounds ({rates} req/s)")
+    return medians
+
+
+def cpu_per_call_us(figure: Throughput) -> float | None:
+    """CPU time of the measured server (its process tree) per call, in microseconds."""
+    if figure.cpu is None or not figure.per_second:
+        return None
+    return figure.cpu.process / figure.per_second * 1e6
 
 
 # --- 2. latency and memory ------------------------------------------------------------------
@@ -333,7 +369,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preload", type=int, default=100_000, help="assignments to preload")
     parser.add_argument("--bulk-rows", type=int, default=50_000, help="rows per bulk phase")
-    parser.add_argument("--rounds", type=int, default=3, help="h2load runs, the median counts")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="interleaved read rounds, the median counts"
+    )
     parser.add_argument("--soak-seconds", type=int, default=600, help="0: no memory check")
     parser.add_argument("--skip-bulk", action="store_true", help="reads only")
     arguments = parser.parse_args()
@@ -351,7 +389,9 @@ def main() -> int:
         authorization = credentials.authorization
         with tempfile.TemporaryDirectory(prefix="cs-hot-") as directory, ExitStack() as stack:
             work = Path(directory)
-            ceiling = measure_grpc_pg_ceiling(log, ceiling_dir, pg_url, work, rounds)
+            ceiling_server, ceiling_call = start_grpc_pg_ceiling(
+                stack, log, ceiling_dir, pg_url, work
+            )
             schema = None if arguments.skip_bulk else measure_schema_ceiling(log, pg_url)
 
             service = start_service(stack, log, pg_url, "cs_hot", work, 1, credentials)
@@ -376,23 +416,43 @@ def main() -> int:
                     work, port, GET_METHOD, get_request.SerializeToString(), got.ByteSize()
                 ),
             }
-            measured = {
-                name: measure_unary(
-                    log,
-                    f"service {name}",
-                    server,
-                    call.url,
-                    call.body,
-                    call.response_bytes,
-                    rounds,
-                    authorization,
-                )
-                for name, call in calls.items()
-            }
             path = f"/customer-segment/{TENANT}/segments/{SEGMENT_ID}/customers/{GET_CUSTOMER}"
             rest_url = f"http://127.0.0.1:{service.http_port}{path}"
             fetch_assignment(rest_url, credentials)
-            rest = measure_wrk(log, "REST GET", server, rest_url, rounds, authorization)
+
+            def one_round(
+                label: str, measured: Child, call: UnaryCall, token: str | None
+            ) -> Throughput:
+                return measure_unary(
+                    log, label, measured, call.url, call.body, call.response_bytes, 1, token
+                )
+
+            measures: dict[str, Callable[[], Throughput]] = {
+                "ceiling gRPC pg": partial(
+                    one_round, "ceiling gRPC pg", ceiling_server, ceiling_call, None
+                ),
+                **{
+                    f"service {name}": partial(
+                        one_round, f"service {name}", server, call, authorization
+                    )
+                    for name, call in calls.items()
+                },
+                "REST GET": partial(
+                    measure_wrk, log, "REST GET", server, rest_url, 1, authorization
+                ),
+            }
+            reads = interleaved(log, rounds, measures)
+            ceiling = reads["ceiling gRPC pg"]
+            measured = {name: reads[f"service {name}"] for name in calls}
+            rest = reads["REST GET"]
+            for name, figure in reads.items():
+                used = cpu_per_call_us(figure)
+                if used is not None:
+                    notes.append(
+                        f"server CPU per call, {name} (its median round): {used:,.0f} µs"
+                        + (" (server and gateway)" if name == "REST GET" else "")
+                    )
+            ceiling_server.stop()  # idle from here on; the stack's stop is then a no-op
             rows += [
                 Comparison(
                     "segments of a customer (ListSegments, 5 of 20)",
