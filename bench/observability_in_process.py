@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import logging
 import os
 import statistics
@@ -60,12 +61,16 @@ async def per_call(part: str, calls: int) -> float:
     except ImportError:
         observe = query.observe
     context: object = Context()
+    takes_peer = "peer" in inspect.signature(access_line).parameters
     request_id.set(os.urandom(16).hex())
     started = time.process_time()
     for number in range(calls):
         began = time.perf_counter()
         if part == "access":
-            access_line(METHOD, context, None, began)  # type: ignore[arg-type]
+            if takes_peer:  # since the peer is taken as the call starts
+                access_line(METHOD, context, None, began, context.peer())  # type: ignore[arg-type,attr-defined]
+            else:
+                access_line(METHOD, context, None, began)  # type: ignore[arg-type,call-arg]
         else:
             method.start(None, False)
             metrics.token_accepted.inc()

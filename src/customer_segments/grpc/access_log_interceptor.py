@@ -67,12 +67,15 @@ async def give_request_id(context: Context) -> None:
         await context.abort(status.code, status.details, with_request_id(status.trailing_metadata))
 
 
-def access_line(method: str, context: Context, error: BaseException | None, started: float) -> None:
-    """The call's line, once it has ended (`error`: what ended it, if anything did)."""
+def access_line(
+    method: str, context: Context, error: BaseException | None, started: float, peer: str
+) -> None:
+    """The call's line, once it has ended (`error`: what ended it, if anything did; `peer`:
+    context.peer(), taken when the call started)."""
     if not access_log.isEnabledFor(logging.INFO):  # nothing to compute
         return
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
-    code, tenant, peer = _code(context, error), _tenant(), context.peer()
+    code, tenant = _code(context, error), _tenant()
     log_later(
         access_log,
         "grpc %s %s %.1fms tenant=%s request_id=%s peer=%s",

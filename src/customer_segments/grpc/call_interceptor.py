@@ -75,6 +75,9 @@ class CallInterceptor(WrappingInterceptor):
 
         async def handle(request: Any, context: Context) -> Any:
             started = time.perf_counter()
+            # Asked while the call surely lives: context.peer() once a streaming call was
+            # cancelled crashed a test process (SIGSEGV in grpc's peer(), a WatchEvents call).
+            peer = context.peer() if log else ""
             if calls is not None:
                 request = calls.start(request, request_streams)
             try:
@@ -88,12 +91,12 @@ class CallInterceptor(WrappingInterceptor):
                     response = None
             except BaseException as error:
                 if log:
-                    access_line(method, context, error, started)
+                    access_line(method, context, error, started, peer)
                 if calls is not None:
                     calls.ended(context, error, started)
                 raise
             if log:
-                access_line(method, context, None, started)
+                access_line(method, context, None, started, peer)
             if calls is not None:
                 if response is not None:
                     calls.sent.inc()
@@ -114,6 +117,9 @@ class CallInterceptor(WrappingInterceptor):
 
         async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
             started = time.perf_counter()
+            # Asked while the call surely lives: context.peer() once a streaming call was
+            # cancelled crashed a test process (SIGSEGV in grpc's peer(), a WatchEvents call).
+            peer = context.peer() if log else ""
             if calls is not None:
                 request = calls.start(request, request_streams)
             try:
@@ -131,12 +137,12 @@ class CallInterceptor(WrappingInterceptor):
                     await abort_with(context, method, error)
             except BaseException as error:
                 if log:
-                    access_line(method, context, error, started)
+                    access_line(method, context, error, started, peer)
                 if calls is not None:
                     calls.ended(context, error, started)
                 raise
             if log:
-                access_line(method, context, None, started)
+                access_line(method, context, None, started, peer)
             if calls is not None:
                 calls.ended(context, None, started)
 
