@@ -219,7 +219,8 @@ async def test_segment_messages_follow_every_write_and_stay_in_their_tenant(
     stubs: Stubs, store: Store, tenant: str
 ) -> None:
     """The messages ListSegments and GetSegment build once per state of a segment
-    (convert.SegmentMessages) are those segment_to_proto builds from the row just read, after
+    (convert.SegmentMessages, and before it the store's SegmentRepository._known_segment for
+    the segments of a customer) are those segment_to_proto builds from the row just read, after
     an upsert, a patch, and a delete and create again; a segment of the same id in another
     tenant, written in the same instant, is never answered for this one."""
     other = "t" + secrets.token_hex(7)
