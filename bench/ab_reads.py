@@ -4,8 +4,9 @@ alternating), and the ceiling program (bench/ceiling/grpc_ceiling.py pg) beside 
 
 For each build and round: the segments of a customer (ListSegments with customer_id, 5 of 20)
 and GetAssignment under h2load (the load of bench/ceiling/run.sh), and a REST GET of one
-assignment under wrk; the figure is the server's CPU time (its process tree: the gRPC server
-and, for REST, the gateway too) over the calls served. Medians of the rounds.
+assignment under wrk; the figure is the server's CPU time (its process tree; builds before
+the in-process channel ran REST in a gateway process of their own) over the calls served.
+Medians of the rounds.
 
 Usage: .venv/bin/python bench/ab_reads.py [--base-src DIR] [--rounds N] [--preload N]
   --base-src: the `src` directory of the other build (e.g. from `git archive`); without it the

@@ -3,8 +3,8 @@
 1. The REST ceiling: bench/ceiling/rest_ceiling.py (env CEILING_DIR), an aiohttp handler
    returning a canned assignment, driven with wrk exactly as its run.sh does (wrk -t1 -c32 -d5s;
    with --timeout 10s, so that a stalled answer counts as slow rather than as an error).
-2. The service, with `serve --workers` 1 and then 2 (each worker is a gRPC server process and
-   its REST gateway process; "server processes" CPU counts both): a fresh database
+2. The service, with `serve --workers` 1 and then 2 (each worker is a gRPC server process that
+   serves REST too, in process): a fresh database
    cs_gwbench_<random>, `customer-segments migrate`, `customer-segments serve` with gRPC and
    REST ports, one segment (CreateSegment) and --preload assignments (BulkUpsertAssignments).
    Then, on that one server:

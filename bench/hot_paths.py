@@ -450,7 +450,7 @@ def main() -> int:
                 if used is not None:
                     notes.append(
                         f"server CPU per call, {name} (its median round): {used:,.0f} µs"
-                        + (" (server and gateway)" if name == "REST GET" else "")
+                        + (" (REST served in the server process)" if name == "REST GET" else "")
                     )
             ceiling_server.stop()  # idle from here on; the stack's stop is then a no-op
             rows += [

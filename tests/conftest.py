@@ -33,7 +33,7 @@ from customersegment.v1 import (
 )
 
 from customer_segments.auth.tokens import TokenVerifier
-from customer_segments.gateway.app import Gateway, start_gateway
+from customer_segments.gateway.app import Gateway, start_gateway_on
 from customer_segments.grpc.server import GrpcServer, start_grpc_server
 from customer_segments.store.database import Database
 from customer_segments.store.migrate import upgrade_to_head
@@ -229,8 +229,9 @@ async def segment_id(stubs: Stubs, tenant: str) -> str:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def gateway(grpc_server: GrpcServer) -> AsyncIterator[Gateway]:
-    """The REST gateway on loopback, calling the real gRPC server."""
-    started = await start_gateway(f"127.0.0.1:{grpc_server.port}", "127.0.0.1", 0)
+    """The REST gateway on loopback, calling the real gRPC server's methods in process, as in
+    `serve` (tests/integration/test_gateway_in_process.py pins it to a real channel's)."""
+    started = await start_gateway_on(grpc_server.channel.as_channel(), "127.0.0.1", 0)
     yield started
     await started.stop()
 

@@ -8,7 +8,6 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
-import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -20,11 +19,11 @@ from customer_segments.auth.setup import shared_secret, token_verifier
 from customer_segments.auth.tokens import TokenVerifier
 from customer_segments.config import Settings
 from customer_segments.domain.webhooks import retry_schedule
+from customer_segments.gateway.app import start_gateway_on
 from customer_segments.gateway.connection_limits import HttpLimits
-from customer_segments.gateway.process import GatewayOptions, start_gateway_process
 from customer_segments.grpc.server import ServerLimits, start_grpc_server
 from customer_segments.limits import MIB
-from customer_segments.logs import configure_logging, flush_logs, resolved_format
+from customer_segments.logs import configure_logging, flush_logs
 from customer_segments.metrics.exposition import instance_metrics, metrics_server, process_exited
 from customer_segments.services.webhook_delivery import DeliverySettings, WebhookDispatcher
 from customer_segments.shutdown import (
@@ -38,6 +37,7 @@ from customer_segments.startup import (
     StartupError,
     connection_limit,
     lock_ports,
+    port_taken,
     require_free_port,
 )
 from customer_segments.store import unreachable
@@ -59,10 +59,6 @@ log = logging.getLogger(__name__)
 
 # A worker's exit code when it could not start: it said why on stderr, the parent adds nothing.
 STARTUP_FAILED = 2
-
-
-class GatewayDied(Exception):
-    """The REST gateway process exited while nobody asked it to."""
 
 
 def _database(url: str, **options: Any) -> Database:
@@ -192,12 +188,6 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
     verifier = await checked_token_verifier(settings)
     store = await open_store(settings, migrate_embedded=migrate_embedded)
     trace_database(store.database.engines, store.database.dialect)
-    # The gateway calls this process's own gRPC server, through the stubs like any client,
-    # from a process of its own (see gateway/process.py) and on a Unix socket: cheaper than
-    # TCP, and with --workers each worker's gateway reaches its own server rather than
-    # whichever one the kernel picks. An abstract socket (Linux) leaves no file behind, even
-    # after kill -9.
-    local_socket = f"unix-abstract:customer-segments-{os.getpid()}-{secrets.token_hex(8)}"
     grace = settings.shutdown_grace_seconds
     publisher = None
     try:
@@ -208,7 +198,6 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
             settings.grpc_port,
             verifier=verifier,
             share_port=share_port,
-            local_socket=local_socket,
             limits=server_limits(settings),
             tls=server_tls(settings),
             access_log=settings.access_log,
@@ -219,26 +208,29 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
         dispatcher = WebhookDispatcher(store, delivery_settings(settings))
         await dispatcher.start()
         try:
-            gateway = await start_gateway_process(
-                GatewayOptions(
-                    local_socket,
-                    settings.http_host,
-                    settings.http_port,
-                    grace,
-                    share_port,
-                    settings.log_level,
-                    http_limits(settings),
-                    settings.cors_origin_list,
-                    resolved_format(settings.log_format),
-                    settings.access_log,
-                    settings.event_loop,
-                ),
-                stop,
+            # The REST gateway calls this process's gRPC methods through the stubs like any
+            # client, but in process (grpc/in_process.py): with --workers, each worker's
+            # gateway serves the shared REST port and calls its own server.
+            gateway = await start_gateway_on(
+                grpc_server.channel.as_channel(),
+                settings.http_host,
+                settings.http_port,
+                grace,
+                share_port=share_port,
+                limits=http_limits(settings),
+                cors_origins=settings.cors_origin_list,
+                access_log=settings.access_log,
             )
-        except BaseException:
+        except BaseException as error:
             await dispatcher.stop()
             await grpc_server.stop(0)
+            if isinstance(error, OSError):
+                reason = error.strerror or str(error)
+                raise port_taken(
+                    settings.http_host, settings.http_port, "REST", "--http-port", reason
+                ) from None
             raise
+        log.info("REST gateway listening on %s:%d", settings.http_host, gateway.port)
         publisher = start_nats_publisher(store, settings)
         wakes = [dispatcher.wake] + ([publisher.wake] if publisher is not None else [])
         relay = asyncio.create_task(relay_commits(grpc_server.notifier, wakes))
@@ -258,23 +250,19 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
         # then what is in flight drains (REST requests still reach the services through the
         # local socket), all within one grace period.
         await grpc_server.stop_accepting(grace)
-        if gateway.died:
-            log.error("the REST gateway process died; stopping")
         log.info(
             "stopping: health NOT_SERVING, new calls refused; in-flight REST requests and gRPC "
             "calls get %ss",
             grace,
         )
         await dispatcher.stop()
-        await gateway.stop(grace)
+        await gateway.stop()
         await grpc_server.stop(max(0.0, deadline - loop.time()))
     finally:
         if publisher is not None:
             # Its leases given up, so that another process takes its tenants over at once.
             await publisher.stop()
         await store.close()
-    if gateway.died:
-        raise GatewayDied("the REST gateway process died")
     log.info("stopped")
 
 
@@ -343,8 +331,6 @@ def _worker(settings: Settings, stopping: Any) -> None:
     except StartupError as error:
         print(f"customer-segments: {error}", file=sys.stderr)
         sys.exit(STARTUP_FAILED)
-    except GatewayDied:
-        sys.exit(1)  # logged already
     finally:
         flush_logs()  # multiprocessing ends a worker with os._exit: no logging.shutdown()
 

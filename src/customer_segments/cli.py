@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from customer_segments import event_loop
-from customer_segments.app import GatewayDied, http_limits, migrate, run
+from customer_segments.app import http_limits, migrate, run
 from customer_segments.auth.setup import shared_secret
 from customer_segments.auth.tokens import issue_token
 from customer_segments.config import (
@@ -268,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         # A mistake of the settings or the environment: one line, exit code 2 (as argparse).
         print(f"customer-segments: {error}", file=sys.stderr)
         sys.exit(2)
-    except (GatewayDied, OSError) as error:
+    except OSError as error:
         sys.exit(f"customer-segments: {error}")
 
 

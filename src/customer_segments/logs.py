@@ -1,4 +1,4 @@
-"""The logging set-up of every process (the command, each worker, the gateway process): one
+"""The logging set-up of every process (the command, each worker, the `gateway` command): one
 record, one line, whatever the values in it; as text for a terminal, as JSON lines for a log
 collector.
 
@@ -109,7 +109,7 @@ def configure_logging(
     process: str | None = None,
     force: bool = False,
 ) -> None:
-    """Records of `level` and above to stderr, one line each; `process` (worker, gateway)
+    """Records of `level` and above to stderr, one line each; `process` (worker)
     tags the lines of a process that is not the command itself. `force` replaces a set-up
     the process has already (a forked worker inherits its parent's). A level logging does not
     know is a ValueError naming it."""

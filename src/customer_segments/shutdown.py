@@ -1,5 +1,5 @@
 """When a process of the service stops: on SIGTERM or SIGINT (a small module of its own, so
-that the gateway process can use it without importing the server and the database stack).
+that the `gateway` command can use it without importing the server and the database stack).
 
 A stop signal can come at any moment, to any process of the group (systemd and a terminal's
 Ctrl-C signal them all), also before a process has its handlers: during start-up the default

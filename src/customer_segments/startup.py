@@ -1,6 +1,6 @@
 """What every process of the service settles before it serves: the open-file limit, the
 connection cap below it, one instance per port, and start-up mistakes said in one line (a small
-module of its own, like shutdown.py, so that the gateway process needs nothing else)."""
+module of its own, like shutdown.py, that imports nothing of the server)."""
 
 from __future__ import annotations
 

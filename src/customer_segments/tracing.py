@@ -7,11 +7,12 @@ OpenTelemetry: every process of the service starts without the SDK and the instr
 import cost, and a call pays nothing for them.
 
 Every process that serves calls `traced()` around its serving (the single `serve` process,
-each forked worker after the fork, each gateway process, the `gateway` command), naming the
-part it plays, and the database's engines are handed to `trace_database()` once the store is
-open. The spans a REST call makes form one trace: the gateway's HTTP server span (continuing
-the caller's `traceparent`), its gRPC client span, the gRPC server span and the database's
-spans under it, the instrumentations carrying the context across processes in gRPC metadata.
+each forked worker after the fork, the `gateway` command), naming the part it plays, and the
+database's engines are handed to `trace_database()` once the store is open. The spans a REST
+call makes form one trace: the gateway's HTTP server span (continuing the caller's
+`traceparent`), its gRPC client span, the gRPC server span and the database's spans under it,
+the context carried in gRPC metadata (by the instrumentation across processes for the
+`gateway` command; by grpc/in_process.py within `serve`).
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from customer_segments.startup import StartupError
 
 if TYPE_CHECKING:
     from grpc import aio
+    from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-# What a process instruments: the `serve` process its gRPC server (and, through
-# trace_database, its database); a gateway its HTTP server and its gRPC channel.
+# What a process instruments: the `serve` process its gRPC server and its REST gateway (and,
+# through trace_database, its database); the `gateway` command its HTTP server and its gRPC
+# channel.
 Part = Literal["grpc-server", "gateway"]
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -174,18 +177,69 @@ def _instrument(part: Part, provider: TracerProvider) -> None:
     # aiohttp's Application): so this runs before the server, channel or app is made.
     # The gRPC server's spans are made by an interceptor of ours instead (see
     # grpc_server_interceptor).
-    if part == "grpc-server":
-        return
+    # The `serve` process's REST gateway calls its gRPC methods in process
+    # (grpc/in_process.py), which makes the client spans itself (in_process_client_spans).
     from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
-    from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient
 
-    instrumentors: list[Any] = [
-        AioHttpServerInstrumentor(),
-        GrpcAioInstrumentorClient(),  # type: ignore[no-untyped-call]
-    ]
+    instrumentors: list[Any] = [AioHttpServerInstrumentor()]
+    if part == "gateway":
+        from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient
+
+        instrumentors.append(GrpcAioInstrumentorClient())  # type: ignore[no-untyped-call]
     for instrumentor in instrumentors:
         instrumentor.instrument(tracer_provider=provider)
         _instrumented.append(instrumentor)
+
+
+class ClientSpans:
+    """The gRPC client spans of in-process calls, as opentelemetry-instrumentation-grpc's
+    client interceptor makes them for a channel (its scope, kind, name and attributes)."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self._tracer = tracer
+
+    @contextmanager
+    def span(self, method: str) -> Iterator[tuple[tuple[str, str], ...]]:
+        """The call's span, current while the block runs; yields the metadata that carries its
+        context (W3C traceparent) to the server span."""
+        from opentelemetry import propagate
+        from opentelemetry import trace as trace_api
+
+        service, _, name = method.lstrip("/").partition("/")
+        attributes = {"rpc.system": "grpc", "rpc.method": name, "rpc.service": service}
+        with self._tracer.start_as_current_span(
+            method, kind=trace_api.SpanKind.CLIENT, attributes=attributes
+        ) as span:
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            try:
+                yield tuple(carrier.items())
+            except Exception as error:
+                code = getattr(error, "code", None)
+                if callable(code):
+                    span.set_attribute("rpc.grpc.status_code", code().value[0])
+                raise
+            span.set_attribute("rpc.grpc.status_code", 0)
+
+
+def in_process_client_spans() -> ClientSpans | None:
+    """The client spans of the `serve` process's in-process gRPC calls when it traces."""
+    if _provider is None or _part != "grpc-server":
+        return None
+    return ClientSpans(_grpc_tracer(_provider))
+
+
+def _grpc_tracer(provider: TracerProvider) -> trace.Tracer:
+    from opentelemetry import trace as trace_api
+    from opentelemetry.instrumentation.grpc.version import __version__
+
+    # The scope the instrumentation's spans carry: dashboards and tests select by it.
+    return trace_api.get_tracer(
+        "opentelemetry.instrumentation.grpc",
+        __version__,
+        provider,
+        schema_url="https://opentelemetry.io/schemas/1.11.0",
+    )
 
 
 def grpc_server_interceptor() -> aio.ServerInterceptor | None:  # type: ignore[type-arg]
@@ -195,20 +249,11 @@ def grpc_server_interceptor() -> aio.ServerInterceptor | None:  # type: ignore[t
     cost per call: see grpc/tracing_interceptor.py."""
     if _provider is None or _part != "grpc-server":
         return None
-    from opentelemetry import trace
     from opentelemetry.instrumentation.grpc import _excluded_service_filter
-    from opentelemetry.instrumentation.grpc.version import __version__
 
     from customer_segments.grpc.tracing_interceptor import TracingInterceptor
 
-    # The scope the instrumentation's spans carry: dashboards and tests select by it.
-    tracer = trace.get_tracer(
-        "opentelemetry.instrumentation.grpc",
-        __version__,
-        _provider,
-        schema_url="https://opentelemetry.io/schemas/1.11.0",
-    )
-    return TracingInterceptor(tracer, _excluded_service_filter())
+    return TracingInterceptor(_grpc_tracer(_provider), _excluded_service_filter())
 
 
 def trace_database(engines: Sequence[AsyncEngine], dialect: str) -> None:

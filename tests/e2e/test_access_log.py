@@ -81,9 +81,11 @@ def test_json_access_lines_of_grpc_and_rest_carry_the_request_id(tmp_path: Path)
         200,
         "acme",
     )
-    assert rest["process"] == "gateway"
-    # The gateway's gRPC call carries the REST request's id to the server, and its line.
-    assert by_id[("rest-2", False)]["grpc_method"] == list_method
+    # The worker that took the REST request serves it: its gateway calls the worker's gRPC
+    # methods in process, with the REST request's id, and that call has its line too.
+    called = by_id[("rest-2", False)]
+    assert rest["process"] == called["process"] == "worker" and rest["pid"] == called["pid"]
+    assert (called["grpc_method"], called["peer"]) == (list_method, "in-process")
 
 
 def test_no_access_lines_with_access_log_false(tmp_path: Path) -> None:

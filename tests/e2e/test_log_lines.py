@@ -10,15 +10,12 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
 
-from customer_segments.gateway.connection_limits import HttpLimits
-from customer_segments.gateway.process import MODULE, GatewayOptions, gateway_arguments
 from customer_segments.logs import LogFormat
 from tests.e2e.test_service_process import CLI, NO_METRICS, free_port
 
@@ -28,8 +25,6 @@ FAKE_AUDIT = (
 )
 # A line that starts like an audit record, with or without a worker or gateway tag.
 AUDIT_LINE = re.compile(r"^\S+ \S+ INFO (\[\w+ \d+\] )?customer_segments\.audit: ", re.MULTILINE)
-
-Launch = Callable[[str, int, LogFormat], tuple[subprocess.Popen[str], Callable[[], None]]]
 
 
 def _command_line(
@@ -48,35 +43,6 @@ def _command_line(
     return process, lambda: process.send_signal(signal.SIGTERM)
 
 
-def _gateway_process(
-    grpc_target: str, port: int, log_format: LogFormat
-) -> tuple[subprocess.Popen[str], Callable[[], None]]:
-    """The gateway process that `serve` starts (gateway/process.py's logging set-up)."""
-    ours, theirs = socket.socketpair()
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", MODULE, "--control-fd", str(theirs.fileno())),
-            *gateway_arguments(
-                GatewayOptions(
-                    grpc_target,
-                    "127.0.0.1",
-                    port,
-                    1.0,
-                    False,
-                    "INFO",
-                    HttpLimits(),
-                    log_format=log_format,
-                )
-            ),
-        ],
-        pass_fds=[theirs.fileno()],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    theirs.close()
-    return process, ours.close  # closing our end stops it
-
-
 def _wait_listening(port: int, process: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -90,14 +56,11 @@ def _wait_listening(port: int, process: subprocess.Popen[str]) -> None:
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
-@pytest.mark.parametrize("launch", [_command_line, _gateway_process], ids=["cli", "process"])
-def test_a_newline_in_a_logged_path_writes_no_line_of_its_own(
-    launch: Launch, log_format: LogFormat
-) -> None:
+def test_a_newline_in_a_logged_path_writes_no_line_of_its_own(log_format: LogFormat) -> None:
     # No gRPC server there: every call fails UNAVAILABLE, which the gateway logs with the path.
     grpc_target = f"127.0.0.1:{free_port()}"
     port = free_port()
-    process, stop = launch(grpc_target, port, log_format)
+    process, stop = _command_line(grpc_target, port, log_format)
     try:
         _wait_listening(port, process)
         path = "/customer-segment/acme" + quote("\n" + FAKE_AUDIT + "\n") + "/segments/x/customers"

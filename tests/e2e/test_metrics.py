@@ -25,6 +25,7 @@ from tests.e2e.test_service_process import (
     Service,
     children,
     free_port,
+    rest_get_status,
     start,
     token,
     wait_until_gone,
@@ -216,15 +217,25 @@ def label_values(found: Samples) -> set[str]:
     return {label_value for _, labels in found for _, label_value in labels}
 
 
+def open_metrics_directories(pid: int) -> set[Path]:
+    """The metrics directories whose value files the process holds open."""
+    found = set()
+    for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = descriptor.readlink()
+        except FileNotFoundError:
+            continue
+        if target.parent.name.startswith("customer-segments-metrics-"):
+            found.add(target.parent)
+    return found
+
+
 def metrics_directory(pid: int) -> Path:
-    """The instance's directory, as its gateway processes inherited it (a process's own
-    /proc environ shows the environment it started with, before the directory was made)."""
-    workers = children(pid, b"serve") or [pid]
-    gateway = children(workers[0], b"customer_segments.gateway.process")[0]
-    for entry in Path(f"/proc/{gateway}/environ").read_bytes().split(b"\0"):
-        if entry.startswith(b"PROMETHEUS_MULTIPROC_DIR="):
-            return Path(entry.partition(b"=")[2].decode())
-    raise AssertionError("no PROMETHEUS_MULTIPROC_DIR in the gateway's environment")
+    """The instance's directory, where its serving process (the first worker, or `serve`
+    itself) holds its value files open once it has counted a call."""
+    found = open_metrics_directories((children(pid, b"serve") or [pid])[0])
+    assert len(found) == 1, found
+    return found.pop()
 
 
 def stop(service: Service) -> None:
@@ -257,9 +268,9 @@ def _count_over_one_scrape(tmp_path: Path, workers: int, database: list[str]) ->
         tmp_path, "--metrics-port", str(metrics_port), "--workers", str(workers), *database
     )
     try:
+        bulk_responses = known_calls(service)
         directory = metrics_directory(service.process.pid)
         assert directory.is_dir()
-        bulk_responses = known_calls(service)
         found = samples(scrape(metrics_port))
         expect_counts(found, workers, bulk_responses)
         assert not [
@@ -318,13 +329,11 @@ def test_metrics_off_with_port_zero(tmp_path: Path) -> None:
     service = start(tmp_path)  # start() passes --metrics-port 0
     try:
         known_port = int(service.http.rsplit(":", 1)[1])
-        serve_ports = listening_ports(service.process.pid)
-        gateways = children(service.process.pid, b"customer_segments.gateway.process")
-        assert len(gateways) == 1
-        assert serve_ports == {service.port}
-        assert listening_ports(gateways[0]) == {known_port}
-        environment = Path(f"/proc/{gateways[0]}/environ").read_bytes()
-        assert b"PROMETHEUS_MULTIPROC_DIR" not in environment
+        # gRPC and REST, no metrics port.
+        assert listening_ports(service.process.pid) == {service.port, known_port}
+        # A REST request and the gRPC call it makes: nothing counted, no value file.
+        assert rest_get_status(service, "/customer-segment/acme/segments/none") == 404
+        assert open_metrics_directories(service.process.pid) == set()
     finally:
         stop(service)
 

@@ -185,10 +185,6 @@ def workers_of(pid: int) -> list[int]:
     return children(pid, b"serve")
 
 
-def gateways_of(pid: int) -> list[int]:
-    return children(pid, b"customer_segments.gateway.process")
-
-
 def wait_until_gone(pid: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -502,9 +498,6 @@ def test_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
             time.sleep(0.1)
         workers = workers_of(service.process.pid)
         assert len(workers) == 2
-        # Each worker has its gateway process.
-        gateways = [gateway for worker in workers for gateway in gateways_of(worker)]
-        assert len(gateways) == 2
         service.grpcurl(
             "customersegment.v1.SegmentService/CreateSegment",
             data={
@@ -528,7 +521,7 @@ def test_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
     finally:
         service.process.send_signal(signal.SIGTERM)
     assert service.process.wait(timeout=30) == 0
-    for pid in workers + gateways:
+    for pid in workers:
         assert not Path(f"/proc/{pid}").exists()
 
 
@@ -629,12 +622,6 @@ def test_tokens_from_the_token_command_and_what_the_service_refuses(embedded: Se
     assert embedded.admin_token not in log and other_tenant not in log and reader not in log
 
 
-def the_gateway_of(service: Service) -> int:
-    gateways = gateways_of(service.process.pid)
-    assert len(gateways) == 1, gateways
-    return gateways[0]
-
-
 def rest_get_status(service: Service, path: str) -> int:
     request = urllib.request.Request(
         f"{service.http}{path}", headers={"Authorization": f"Bearer {service.admin_token}"}
@@ -645,25 +632,14 @@ def rest_get_status(service: Service, path: str) -> int:
         return error.code
 
 
-def test_the_gateway_runs_in_a_process_of_its_own_and_dies_with_the_server(
-    embedded: Service,
-) -> None:
-    gateway = the_gateway_of(embedded)
+def test_rest_is_served_in_the_servers_process_and_ends_with_it(embedded: Service) -> None:
+    """No gateway process: the REST port is the server's own (grpc/in_process.py)."""
+    assert children(embedded.process.pid, b"") == []
     assert rest_get_status(embedded, "/customer-segment/acme/segments/none") == 404
-    # SIGKILL: the server gets no chance to stop the gateway; the pipe closing does.
     embedded.process.kill()
     embedded.process.wait(timeout=10)
-    wait_until_gone(gateway)
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", int(embedded.http.rsplit(":", 1)[1]))) != 0
-
-
-def test_the_server_stops_with_an_error_when_its_gateway_dies(embedded: Service) -> None:
-    os.kill(the_gateway_of(embedded), signal.SIGKILL)
-    assert embedded.process.wait(timeout=30) != 0
-    output = embedded.output()
-    assert "the REST gateway process died" in output
-    assert "Traceback" not in output
 
 
 def test_a_taken_http_port_is_refused_without_traceback(tmp_path: Path) -> None:
@@ -693,20 +669,15 @@ def test_a_taken_http_port_is_refused_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_ctrl_c_stops_server_and_gateway_cleanly(embedded: Service) -> None:
-    gateway = the_gateway_of(embedded)
-    # A terminal's Ctrl-C: SIGINT to the whole process group, the gateway included.
+def test_ctrl_c_stops_the_server_cleanly(embedded: Service) -> None:
+    # A terminal's Ctrl-C: SIGINT to the whole process group.
     os.killpg(embedded.process.pid, signal.SIGINT)
     assert embedded.process.wait(timeout=30) == 0
     output = embedded.output()
-    assert "died" not in output and "Traceback" not in output
-    wait_until_gone(gateway)
+    assert "Traceback" not in output and "stopped" in output
 
 
-def test_the_server_and_its_gateway_run_on_uvloop(shared_embedded: Service) -> None:
+def test_the_server_runs_on_uvloop(shared_embedded: Service) -> None:
     """uvloop is the default event loop of every server process (event_loop.py says why)."""
     server = shared_embedded.process.pid
-    children = Path(f"/proc/{server}/task/{server}/children").read_text().split()
-    assert children, "the gateway runs in a process of its own"
-    for pid in (server, *map(int, children)):
-        assert "uvloop" in Path(f"/proc/{pid}/maps").read_text(), f"process {pid}"
+    assert "uvloop" in Path(f"/proc/{server}/maps").read_text()

@@ -141,14 +141,12 @@ def report_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def imported_by_process(folder: Path) -> dict[str, set[str]]:
-    """{"serve" | "gateway": modules} of the processes that have exited."""
+    """{"serve": modules} of the `serve` process once it has exited."""
     reports: dict[str, set[str]] = {}
     for report in folder.iterdir():
         command, *modules = report.read_text().splitlines()
-        program, *arguments = command.split()
-        if program.endswith("gateway/process.py"):
-            reports["gateway"] = set(modules)
-        elif arguments[:1] == ["serve"]:
+        _program, *arguments = command.split()
+        if arguments[:1] == ["serve"]:
             reports["serve"] = set(modules)  # not `customer-segments token`'s
     return reports
 
@@ -300,15 +298,16 @@ def test_a_rest_call_is_one_trace_from_the_callers_traceparent_to_the_database(
         stop(service)
 
     rest_trace(receiver, trace_id, caller_span_id)
-    # Its access lines, the gateway's and the server's, carry the trace id (JSON: the
-    # service's output is no terminal).
+    # Its access lines, the gateway's and the in-process gRPC call's, carry the trace id
+    # (JSON: the service's output is no terminal), both of the process that served it.
     access = [
         line
         for line in map(json.loads, service.output().splitlines())
         if line["logger"] == "customer_segments.access" and line["trace_id"] == trace_id.hex()
     ]
     served_by = "worker" if "--workers" in serve_arguments else None
-    assert {line.get("process") for line in access} == {"gateway", served_by}, access
+    assert sorted(line["message"].split()[0] for line in access) == ["grpc", "http"], access
+    assert {line.get("process") for line in access} == {served_by}, access
 
     # A gRPC call alone is a trace of its own: the server span at its root, the database's
     # spans under it.
@@ -322,7 +321,6 @@ def test_a_rest_call_is_one_trace_from_the_callers_traceparent_to_the_database(
     exported_values = repr([s.span.attributes for s in receiver.spans])
     assert service.admin_token not in exported_values and "Bearer" not in exported_values
     reports = imported_by_process(imported)
-    assert "opentelemetry.sdk.trace" in reports["gateway"]
     # The parent of forked workers serves nothing and traces nothing: no worker inherits the
     # batch processor's thread (the workers' own report is lost: they end with os._exit).
     assert ("opentelemetry.sdk.trace" in reports["serve"]) is ("--workers" not in serve_arguments)
@@ -344,7 +342,7 @@ def test_without_otel_settings_nothing_is_imported_or_exported(
     finally:
         stop(service)
     assert receiver.requests == 0
-    assert imported_by_process(imported) == {"serve": set(), "gateway": set()}
+    assert imported_by_process(imported) == {"serve": set()}
 
 
 def test_an_otel_value_that_cannot_be_used_is_refused_in_one_line(

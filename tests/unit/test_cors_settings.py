@@ -1,5 +1,4 @@
-"""The CORS setting: flag or environment variable, checked once, passed to the gateway
-process."""
+"""The CORS setting: flag or environment variable, checked once."""
 
 from __future__ import annotations
 
@@ -10,8 +9,6 @@ from pydantic import ValidationError
 
 from customer_segments.cli import _settings
 from customer_segments.config import Settings
-from customer_segments.gateway.connection_limits import HttpLimits
-from customer_segments.gateway.process import GatewayOptions, _options, gateway_arguments
 
 
 def test_origins_are_a_comma_separated_list_or_a_star() -> None:
@@ -31,10 +28,3 @@ def test_the_environment_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("CUSTOMER_SEGMENTS_CORS_ORIGINS", "https://shop.example")
     settings = _settings(argparse.Namespace(cors_origins=None))
     assert settings.cors_origin_list == ("https://shop.example",)
-
-
-@pytest.mark.parametrize("origins", [(), ("*",), ("https://a.example", "https://b.example")])
-def test_the_gateway_process_gets_the_origins(origins: tuple[str, ...]) -> None:
-    options = GatewayOptions("unix:x", "127.0.0.1", 0, 1.0, False, "INFO", HttpLimits(), origins)
-    parsed, control_fd = _options(["--control-fd", "3", *gateway_arguments(options)])
-    assert (parsed, control_fd) == (options, 3)

@@ -187,13 +187,41 @@ async def start_gateway(
     tls: TlsConfig | None = None,
     access_log: bool = True,
 ) -> Gateway:
-    """`share_port`: as for the gRPC server, the workers of `serve --workers N` share it.
-    `tls`: how the channel reaches a gRPC server that serves TLS (None: plaintext)."""
+    """The gateway in front of the gRPC server at `grpc_target`. `share_port`: as for the
+    gRPC server, several processes share the port. `tls`: how the channel reaches a gRPC
+    server that serves TLS (None: plaintext)."""
     channel = (
         grpc.aio.insecure_channel(grpc_target, options=CHANNEL_OPTIONS)
         if tls is None
         else grpc.aio.secure_channel(grpc_target, channel_credentials(tls), CHANNEL_OPTIONS)
     )
+    gateway = await start_gateway_on(
+        channel,
+        host,
+        port,
+        grace,
+        share_port=share_port,
+        limits=limits,
+        cors_origins=cors_origins,
+        access_log=access_log,
+    )
+    log.info("REST gateway listening on %s:%d, calling gRPC at %s", host, gateway.port, grpc_target)
+    return gateway
+
+
+async def start_gateway_on(
+    channel: grpc.aio.Channel,
+    host: str,
+    port: int,
+    grace: float = 10.0,
+    *,
+    share_port: bool = False,
+    limits: HttpLimits = DEFAULT_HTTP_LIMITS,
+    cors_origins: tuple[str, ...] = (),
+    access_log: bool = True,
+) -> Gateway:
+    """The gateway calling through `channel`: a remote server's, or the in-process one of
+    `serve` (grpc/in_process.py). OSError when the port cannot be bound."""
     runner = EmporixAppRunner(
         create_app(channel, cors_origins, access_log),
         access_log=None,  # aiohttp's own: the access log is the middleware's
@@ -203,9 +231,12 @@ async def start_gateway(
     await runner.setup()
     log_accept_errors_once(asyncio.get_running_loop())
     site = LimitedSite(runner, limits, host=host, port=port, reuse_port=share_port)
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     bound = int(runner.addresses[0][1])  # the kernel's pick when port is 0
-    log.info("REST gateway listening on %s:%d, calling gRPC at %s", host, bound, grpc_target)
     return Gateway(runner, channel, bound)
 
 

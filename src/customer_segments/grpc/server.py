@@ -32,6 +32,7 @@ from customer_segments.grpc.auth_interceptor import FIRST_MESSAGE_TIMEOUT_SECOND
 from customer_segments.grpc.call_interceptor import CallInterceptor
 from customer_segments.grpc.directory_servicer import DirectoryServicer
 from customer_segments.grpc.event_servicer import EventServicer
+from customer_segments.grpc.in_process import InProcessChannel, MethodRegistry
 from customer_segments.grpc.segment_servicer import SegmentServicer
 from customer_segments.grpc.webhook_servicer import WebhookServicer
 from customer_segments.limits import GATEWAY_MAX_REQUEST_BYTES, MAX_ANSWER_BYTES, MIB
@@ -113,16 +114,16 @@ DEFAULT_LIMITS = ServerLimits()
 class GrpcServer:
     """A started server; `port` is the bound one (useful with port 0 in tests).
 
-    The gateway's local socket is served by a second server over the same services, so that
-    stopping can refuse new calls on the public port at once while the REST requests still
-    draining keep reaching the services."""
+    `channel` calls the same services in this process (grpc/in_process.py), for the REST
+    gateway of `serve`: stopping refuses new calls on the public port at once while the REST
+    requests still draining keep reaching the services through it."""
 
     def __init__(
         self,
         server: aio.Server,
         health_servicer: Any,
         port: int,
-        local: aio.Server | None,
+        channel: InProcessChannel,
         database_watch: asyncio.Task[None],
         notifier: EventNotifier,
         pruning: asyncio.Task[None],
@@ -130,7 +131,7 @@ class GrpcServer:
         self.server = server
         self.health = health_servicer
         self.port = port
-        self.local = local
+        self.channel = channel
         # "New events for tenant X" for whoever publishes them in this process.
         self.notifier = notifier
         self._database_watch = database_watch
@@ -150,15 +151,12 @@ class GrpcServer:
             self.notifier.close()
 
     async def stop(self, grace: float) -> None:
-        """What stop_accepting does, if not done yet; then the local socket's calls get
-        `grace` seconds, and both servers are stopped."""
+        """What stop_accepting does, if not done yet; then the server stops."""
         await self.stop_accepting(grace)
         self._database_watch.cancel()
         self._pruning.cancel()
         # Their statements are over before the store closes.
         await asyncio.wait([self._database_watch, self._pruning])
-        if self.local is not None:
-            await self.local.stop(grace)
         assert self._public_stop is not None
         await self._public_stop
         await self.notifier.stop()
@@ -187,7 +185,7 @@ def _server(
     health_servicer: Any,
     access_log: bool,
     notifier: EventNotifier,
-) -> aio.Server:
+) -> tuple[aio.Server, InProcessChannel]:
     # The error status, access line and metrics (one wrapper) are outside the auth
     # interceptor, so that a refused token gets a proper status, a line and its count too.
     interceptors: list[aio.ServerInterceptor] = [  # type: ignore[type-arg]
@@ -202,16 +200,18 @@ def _server(
         options=options,
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
     )
+    registry = MethodRegistry(server)  # on the server, and for the in-process channel
+    registered = registry.as_server()
     assignment_pb2_grpc.add_CustomerAssignmentServiceServicer_to_server(
-        CustomerAssignmentServicer(store), server
+        CustomerAssignmentServicer(store), registered
     )
-    segment_pb2_grpc.add_SegmentServiceServicer_to_server(SegmentServicer(store), server)
-    directory_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(store), server)
-    webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(store), server)
-    events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(store, notifier), server)
-    # On the local socket too: the gateway's /readyz asks it.
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    return server
+    segment_pb2_grpc.add_SegmentServiceServicer_to_server(SegmentServicer(store), registered)
+    directory_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(store), registered)
+    webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(store), registered)
+    events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(store, notifier), registered)
+    # In process too: the gateway's /readyz asks it.
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registered)
+    return server, InProcessChannel(interceptors, registry.handlers, GATEWAY_MAX_REQUEST_BYTES)
 
 
 async def start_grpc_server(
@@ -221,7 +221,6 @@ async def start_grpc_server(
     *,
     verifier: TokenVerifier,
     share_port: bool = False,
-    local_socket: str | None = None,
     limits: ServerLimits = DEFAULT_LIMITS,
     tls: ServerTls | None = None,
     database_check_interval: float = CHECK_INTERVAL_S,
@@ -232,10 +231,9 @@ async def start_grpc_server(
 ) -> GrpcServer:
     """`share_port` lets the workers of `serve --workers N` bind one port (SO_REUSEPORT);
     otherwise a port in use is an error rather than silently shared with another server.
-    `local_socket`, a gRPC address (`unix-abstract:NAME`), is where the gateway of this
-    process calls, always in plaintext (same host, same instance); `tls` makes the public port
-    TLS. Health follows the database (services/readiness.py), checked every
-    `database_check_interval` seconds. `access_log`: one log line per call
+    `tls` makes the public port TLS; the REST gateway of this process calls through the
+    server's `channel`, in process. Health follows the database (services/readiness.py),
+    checked every `database_check_interval` seconds. `access_log`: one log line per call
     (customer_segments.access). Events older than `events_retention` are pruned every
     `prune_interval` seconds."""
     # One listener (PostgreSQL) or poll (SQLite) per process, for every watcher.
@@ -244,7 +242,7 @@ async def start_grpc_server(
     # The largest answer: one stored object is never cut (pages are; see limits.py).
     options = [("grpc.max_send_message_length", MAX_ANSWER_BYTES), *limits.options()]
     health_servicer = HealthServicer()
-    server = _server(
+    server, channel = _server(
         store,
         verifier,
         [("grpc.so_reuseport", int(share_port)), *options],
@@ -265,11 +263,6 @@ async def start_grpc_server(
     except RuntimeError:
         await notifier.stop()
         raise port_taken(host, port, "gRPC", "--grpc-port", "cannot bind") from None
-    local = None
-    if local_socket is not None:
-        local = _server(store, verifier, options, limits, health_servicer, access_log, notifier)
-        local.add_insecure_port(local_socket)
-        await local.start()
     await server.start()
     await _set_health(health_servicer, True)
     watch = asyncio.create_task(
@@ -277,4 +270,4 @@ async def start_grpc_server(
     )
     pruning = asyncio.create_task(prune_events(store, events_retention, interval=prune_interval))
     log.info("gRPC listening on %s:%d%s", host, bound, _tls_mode(tls))
-    return GrpcServer(server, health_servicer, bound, local, watch, notifier, pruning)
+    return GrpcServer(server, health_servicer, bound, channel, watch, notifier, pruning)

@@ -1,7 +1,7 @@
 """The instance's side of the metrics: its private directory and the /metrics server.
 
 The top process (`serve`, or `gateway` alone) makes the directory before any metric exists,
-and its children (forked workers, spawned gateway processes) inherit it through the
+and its children (forked workers) inherit it through the
 environment. It serves the scrape from a thread of prometheus_client's; with --workers, only
 after the workers are forked, since a thread does not survive a fork.
 """
