@@ -248,7 +248,7 @@ async def _serve(settings: Settings, stop: asyncio.Event, migrate_embedded: bool
         deadline = loop.time() + grace
         # At once: health NOT_SERVING, no new calls on the public port, REST readiness 503;
         # then what is in flight drains (REST requests still reach the services through the
-        # local socket), all within one grace period.
+        # in-process channel), all within one grace period.
         await grpc_server.stop_accepting(grace)
         log.info(
             "stopping: health NOT_SERVING, new calls refused; in-flight REST requests and gRPC "
