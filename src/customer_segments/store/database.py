@@ -35,7 +35,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.util.concurrency import await_, greenlet_spawn
+from sqlalchemy.util.concurrency import await_, greenlet_spawn, in_greenlet
 
 from customer_segments import metrics
 from customer_segments.domain.errors import Reason, Unavailable
@@ -708,6 +708,32 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int, *, limited: boo
     def on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+    @event.listens_for(engine.sync_engine.pool, "invalidate")
+    def on_invalidate(dbapi_connection: Any, record: Any, error: BaseException | None) -> None:
+        _end_transaction_before_close(dbapi_connection)
+
+
+def _end_transaction_before_close(dbapi_connection: Any) -> None:
+    """Rolls back what an invalidated SQLite connection holds before SQLAlchemy closes it.
+
+    A call cancelled inside a statement (a deadline, a stopping task) makes SQLAlchemy
+    invalidate the connection without closing the statement's cursor first; sqlite3 then
+    cannot really close the connection (it turns into a "zombie" until that cursor is freed)
+    and the zombie keeps the transaction and its write lock: every later write waited out
+    the busy timeout and failed with "database is locked", for as long as anything kept the
+    cancelled call's traceback. ROLLBACK is allowed with statements pending (they are
+    aborted) and releases the lock at once."""
+    if dbapi_connection is None or not in_greenlet():
+        return  # garbage collection: the connection is closed without a loop to ask
+    try:
+        # Shielded: a second cancellation must not skip the rollback; aiosqlite runs it in
+        # order, before the close that follows.
+        await_(asyncio.shield(dbapi_connection.driver_connection.rollback()))
+    except BaseException as error:
+        # Not raised, even a cancellation: the close must still follow (the call is already
+        # failing with what made SQLAlchemy invalidate the connection).
+        log.debug("rollback of an invalidated SQLite connection failed: %r", error)
 
 
 _RE2_OPTIONS = re2.Options()
