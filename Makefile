@@ -10,7 +10,7 @@ BUF := node_modules/.bin/buf
 PROTO_BASELINE := protos/v1.binpb
 
 .PHONY: run test lint-protos proto-baseline protos openapi bench bench-tools bench-observability \
-	bench-hot-paths bench-events cluster cluster-stop cluster-tools bench-scaleout clean
+	bench-hot-paths bench-bulk-floor bench-events cluster cluster-stop cluster-tools bench-scaleout clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -82,6 +82,11 @@ bench-observability: $(STAMP) bench-tools
 ## latency at 80% load and memory over 10 minutes of mixed load (needs PostgreSQL, h2load, wrk).
 bench-hot-paths: $(STAMP) bench-tools
 	$(BIN)/python bench/hot_paths.py
+
+## Bulk upserts of a bare gRPC server (the service's statements, nothing else) beside the bare
+## statements and the service: what any implementation could reach here (PostgreSQL).
+bench-bulk-floor: $(STAMP)
+	$(BIN)/python bench/bulk_floor.py --rounds 3
 
 ## What change events cost bulk upserts, and how fast they reach a WatchEvents stream (PostgreSQL).
 bench-events: $(STAMP)

@@ -5,7 +5,8 @@ REST GET and bulk upserts; latency at 80% of the maximum; memory over a long mix
    pg, driven by h2load as its run.sh does), measured in turns with the service's reads (each
    warmed up by one uncounted round first, see `interleaved`), and the service's own bulk
    statements on its own schema, bare from asyncpg (bench/schema_ceiling.py), measured in
-   turns with the service's bulk upserts (--bulk-rounds; the medians count).
+   turns with the service's bulk upserts (--bulk-rounds after one uncounted warm-up turn;
+   the medians count).
 2. `customer-segments serve --workers 1` on a fresh PostgreSQL database: 20 segments (the
    first 5 and every third of the others ACTIVE), --preload assignments in the first, and the
    customer the reads ask for assigned to 5 of the 20. Then:
@@ -260,6 +261,7 @@ class BulkTurns:
     """rows/s of each turn: `bare insert`, `BulkUpsert update`, ..."""
 
     figures: dict[str, list[float]]
+    warm_up: dict[str, list[float]]  # the uncounted turn's
 
     def median(self, name: str) -> float:
         return statistics.median(self.figures[name])
@@ -267,7 +269,9 @@ class BulkTurns:
     @property
     def notes(self) -> list[str]:
         return [
-            f"bulk turns, {name}: " + ", ".join(f"{figure:,.0f}" for figure in figures) + " rows/s"
+            f"bulk turns, {name}: "
+            + ", ".join(f"{figure:,.0f}" for figure in figures)
+            + f" rows/s (warm-up, not counted: {self.warm_up[name][0]:,.0f})"
             for name, figures in self.figures.items()
         ]
 
@@ -281,19 +285,25 @@ def measure_bulk_in_turns(
     rounds: int,
 ) -> BulkTurns:
     """The bare statements (each turn on a new database), then the service's unary and
-    streamed upserts (new keys each turn), `rounds` times: the bare statements' rate moves
-    by half from one run to the next on this machine (45,000 to 75,000 rows/s for updates on
-    2026-12-02), so one measurement of it, first, decided a ratio as much as the service
-    did."""
+    streamed upserts (new keys each turn), `rounds` times after one uncounted warm-up turn,
+    as the reads are measured: the bare statements' rate moves by half from one run to the
+    next on this machine (45,000 to 75,000 rows/s for updates on 2026-12-02), so one
+    measurement of it, first, decided a ratio as much as the service did; and in the first
+    run measured in turns (at 976216b) the service's first turn, right after the reads, was
+    its slowest in all four phases (29,600-32,000 rows/s; then 31,700-42,500; in the next
+    run the warm-up turn was not the slowest)."""
     figures: dict[str, list[float]] = {}
+    warm_up: dict[str, list[float]] = {}
 
     def add(label: str, measured: Sequence[Throughput]) -> None:
         for phase, figure in zip(("insert", "update"), measured, strict=True):
-            figures.setdefault(f"{label} {phase}", []).append(figure.per_second)
+            (figures if turn else warm_up).setdefault(f"{label} {phase}", []).append(
+                figure.per_second
+            )
 
     bulk = partial(measure_bulk, log, service.server, service.grpc_port, credentials)
-    for turn in range(1, rounds + 1):
-        log.step(f"bulk turn {turn} of {rounds}")
+    for turn in range(rounds + 1):
+        log.step(f"bulk turn {turn} of {rounds}" if turn else "bulk: warm-up turn, not counted")
         add("bare", measure_schema_ceiling(log, pg_url))
         add(
             "BulkUpsert",
@@ -315,7 +325,7 @@ def measure_bulk_in_turns(
                 key_prefix=f"bulk-stream-{turn}-",
             ),
         )
-    return BulkTurns(figures)
+    return BulkTurns(figures, warm_up)
 
 
 def resident_memory(pid: int) -> dict[str, int]:
