@@ -10,7 +10,12 @@
    events-on database from sequence 0 (the backlog the bulk runs wrote). Target >= 5,000/s.
 4. Commit to arrival: a stream watches live while one more bulk insert runs; for each event,
    arrival time minus its occurred_at (the write's timestamp, taken as its chunk's transaction
-   starts, so the figure bounds commit-to-arrival from above), p50 and p99.
+   starts, so the figure bounds commit-to-arrival from above), p50 and p99. That stream is
+   bound by its read rate (the bulk writes faster than one stream reads), so a write alone is
+   measured too, on both databases: --live-writes single UpsertAssignment calls one after the
+   other, each timed from its call's start to its event's arrival at a live stream (a bound
+   from above on commit to arrival), p50 and p99, on the events-on PostgreSQL server and on a
+   server of the embedded SQLite (its own file). Target: p99 <= 1 s on each.
 5. Webhook deliveries/s of a backlog to a local receiver (8 endpoints, target >= 1,000/s),
    then commit to arrival of live events to one endpoint: bench/webhooks.py, on a database of
    its own.
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import json
 import os
 import signal
 import sys
@@ -39,13 +45,15 @@ from statistics import median, quantiles
 
 import grpc
 import webhooks
-from customersegment.v1 import events_pb2, events_pb2_grpc
-from harness import BenchError, Credentials
+from customersegment.v1 import assignment_pb2, assignment_pb2_grpc, events_pb2, events_pb2_grpc
+from harness import BenchError, Credentials, run_command
 from report import Comparison, publish_verdict
 from run import (
     BUSY_BEFORE,
     DEFAULT_PGURL,
     REPO,
+    SEGMENT_ID,
+    SERVICE_COMMAND,
     TENANT,
     Log,
     StartedService,
@@ -64,6 +72,8 @@ HEADER = ["Measure", "Value", "Compared with", "Its value", "Ratio", "Target", "
 ON, OFF = "events on", "events off"
 ITEMS_PER_MESSAGE = 1000
 ARRIVAL_TIMEOUT_S = 120.0
+LIVE_LIMIT_S = 1.0  # a live event reaches a watcher within 1 s, on both databases
+LIVE_PAUSE_S = 0.01  # between two single writes: each is alone, not a load
 
 
 def bulk_rates(
@@ -171,13 +181,71 @@ def arrival_delays(
     return delays
 
 
+def single_write_delays(
+    log: Log, label: str, service: StartedService, credentials: Credentials, after: int, writes: int
+) -> list[float]:
+    """Seconds from the start of each of `writes` UpsertAssignment calls, made one at a time,
+    to the arrival of its event at a stream watching live from `after` (the newest sequence).
+    One more write first, not counted, shows that the stream is live."""
+    started: dict[str, float] = {}
+    arrived: dict[str, float] = {}
+    failure: list[BaseException] = []
+    customers = [f"alone-{label.split()[0]}-{number}" for number in range(writes + 1)]
+
+    def watch() -> None:
+        try:
+            for event in _stream(service.grpc_port, credentials, after):
+                customer = json.loads(event.payload_json)["customer"]["id"]
+                arrived[customer] = time.perf_counter()
+                if len(arrived) == len(customers):
+                    return
+        except BaseException as error:  # reported in the main thread
+            failure.append(error)
+
+    def wait_for(customer: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while customer not in arrived and not failure and time.monotonic() < deadline:
+            time.sleep(0.001)
+        if failure:
+            raise BenchError(f"{label}: the live stream failed: {failure[0]}")
+        if customer not in arrived:
+            raise BenchError(f"{label}: the event of {customer} did not arrive in {timeout} s")
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+        stub = assignment_pb2_grpc.CustomerAssignmentServiceStub(channel)
+        for number, customer in enumerate(customers):
+            request = assignment_pb2.UpsertAssignmentRequest(
+                tenant=TENANT, segment_id=SEGMENT_ID, customer_id=customer
+            )
+            started[customer] = time.perf_counter()
+            stub.UpsertAssignment(request, timeout=10, metadata=credentials.metadata)
+            if number == 0:
+                wait_for(customer, 30.0)  # the stream is open and live
+            time.sleep(LIVE_PAUSE_S)
+    wait_for(customers[-1], 30.0)
+    watcher.join(10)
+    missing = [customer for customer in customers if customer not in arrived]
+    if missing:
+        raise BenchError(f"{label}: {len(missing)} of {writes} single writes' events missing")
+    log.passed(f"{label}: a live stream received the events of all {writes} single writes")
+    return [arrived[customer] - started[customer] for customer in customers[1:]]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="bulk runs per server")
     parser.add_argument("--rows", type=int, default=20_000, help="rows per bulk phase")
+    parser.add_argument(
+        "--live-writes", type=int, default=200, help="single writes timed to arrival, per database"
+    )
     arguments = parser.parse_args()
-    if arguments.rounds < 1 or arguments.rows < ITEMS_PER_MESSAGE:
-        parser.error(f"--rounds must be at least 1 and --rows at least {ITEMS_PER_MESSAGE}")
+    if arguments.rounds < 1 or arguments.rows < ITEMS_PER_MESSAGE or arguments.live_writes < 2:
+        parser.error(
+            f"--rounds must be at least 1, --rows at least {ITEMS_PER_MESSAGE} "
+            "and --live-writes at least 2"
+        )
     pg_url = os.environ.get("PGURL", DEFAULT_PGURL)
     log = Log()
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
@@ -186,8 +254,13 @@ def main() -> int:
         busy_before = machine_busy_now()
         credentials = Credentials.for_tenant(TENANT)
         with tempfile.TemporaryDirectory(prefix="cs-eventsbench-") as work, ExitStack() as stack:
-            services = {
-                label: start_service(
+
+            def serving(
+                name: str, database_url: str | None, flags: tuple[str, ...]
+            ) -> StartedService:
+                """A server with the benchmark's segment (a new PostgreSQL database unless
+                `database_url` is given)."""
+                service = start_service(
                     stack,
                     log,
                     pg_url,
@@ -195,20 +268,41 @@ def main() -> int:
                     Path(work),
                     1,
                     credentials,
-                    name=f"serve-{label.replace(' ', '-')}",
+                    database_url,
+                    name=name,
                     extra_args=flags,
                 )
-                for label, flags in ((ON, ()), (OFF, ("--no-events",)))
-            }
-            for service in services.values():
                 wait_until_serving(service.server, service.grpc_port)
                 with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
                     create_segment(channel, credentials)
+                return service
+
+            services = {
+                label: serving(f"serve-{label.replace(' ', '-')}", None, flags)
+                for label, flags in ((ON, ()), (OFF, ("--no-events",)))
+            }
             rates = bulk_rates(log, services, credentials, arguments.rows, arguments.rounds)
             # segment-created, then two events per row and round (insert, update).
             stored = 1 + 2 * arguments.rows * arguments.rounds
             watched = watch_rate(log, services[ON], credentials, stored)
             delays = arrival_delays(log, services[ON], credentials, stored, arguments.rows)
+            alone = {
+                "PostgreSQL": single_write_delays(
+                    log,
+                    "PostgreSQL",
+                    services[ON],
+                    credentials,
+                    stored + arguments.rows,
+                    arguments.live_writes,
+                )
+            }
+            sqlite_url = f"sqlite:///{Path(work) / 'events.db'}"
+            run_command([SERVICE_COMMAND, "migrate", "--database-url", sqlite_url], timeout=120)
+            embedded = serving("serve-sqlite", sqlite_url, ())
+            # after the segment-created event, sequence 1
+            alone["SQLite"] = single_write_delays(
+                log, "SQLite", embedded, credentials, 1, arguments.live_writes
+            )
             log.step("webhooks: deliveries of a backlog, then live events (bench/webhooks.py)")
             hooks_database = migrated_database(stack, pg_url, "cs_eventsbench_hooks", log)
             hooks = asyncio.run(webhooks.measure_webhooks(hooks_database))
@@ -228,6 +322,19 @@ def main() -> int:
         Comparison("WatchEvents, one stream", "events/s", watched, "target", WATCH_TARGET, 1.0),
         Comparison("commit to arrival, p50", "ms", percentiles[49] * 1000, "-", 0, None),
         Comparison("commit to arrival, p99", "ms", percentiles[98] * 1000, "-", 0, None),
+        *(
+            Comparison(
+                f"a write alone to arrival, {database}, {name}",
+                "ms",
+                quantiles(figures, n=100)[index] * 1000,
+                "limit",
+                LIVE_LIMIT_S * 1000,
+                1.0 if name == "p99" else None,
+                at_most=True,
+            )
+            for database, figures in alone.items()
+            for name, index in (("p50", 49), ("p99", 98))
+        ),
         Comparison(
             f"webhook deliveries ({hooks.endpoints} endpoints)",
             "deliveries/s",
@@ -245,7 +352,13 @@ def main() -> int:
     )
     notes.append(
         "commit to arrival is measured from the event's occurred_at, taken when its chunk's "
-        "transaction starts: it includes the chunk's write"
+        "transaction starts: it includes the chunk's write, and the stream reads more slowly "
+        "than the bulk writes"
+    )
+    notes.append(
+        f"a write alone: {arguments.live_writes} UpsertAssignment calls one at a time, "
+        f"{LIVE_PAUSE_S * 1000:.0f} ms apart, each timed from its call's start to its event's "
+        "arrival at a live stream (PostgreSQL: LISTEN/NOTIFY; SQLite: the notifier's poll)"
     )
     if busy_before > BUSY_BEFORE:
         notes.insert(0, f"{busy_before:.2f} cores were busy before the run: something else ran")

@@ -18,6 +18,8 @@ class Comparison:
     ceiling_name: str
     ceiling: float
     target: float | None  # the least acceptable service/ceiling ratio; None: for information
+    # A latency against its limit: the ratio is the most acceptable, not the least.
+    at_most: bool = False
 
     @property
     def ratio(self) -> float:
@@ -27,10 +29,12 @@ class Comparison:
     def verdict(self) -> str:
         if self.target is None:
             return "info"
-        return "MET" if self.ratio >= self.target else "MISSED"
+        met = self.ratio <= self.target if self.at_most else self.ratio >= self.target
+        return "MET" if met else "MISSED"
 
     def cells(self) -> list[str]:
-        target = "-" if self.target is None else f">= {self.target:.0%}"
+        bound = "<=" if self.at_most else ">="
+        target = "-" if self.target is None else f"{bound} {self.target:.0%}"
         return [
             self.measure,
             f"{self.service:,.0f} {self.unit}",
