@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from json import encoder as json_encoder
 from typing import Any
 
 from pythonjsonlogger import json as json_logger
@@ -35,9 +37,11 @@ class JsonFormatter(json_logger.JsonFormatter):
             and not self.rename_fields_keep_missing
             and "asctime" not in self._required_fields
         )
-        self._encode = json_logger.JsonEncoder(
+        encoder = json_logger.JsonEncoder(
             indent=self.json_indent, ensure_ascii=self.json_ensure_ascii
-        ).encode
+        )
+        self._encode = encoder.encode
+        self._encode_plain = _plain_encoder(encoder) or encoder.encode
         rename = self.rename_fields
         self._required = [(field, rename.get(field, field)) for field in self._required_fields]
         self._static = {rename.get(key, key): value for key, value in self.static_fields.items()}
@@ -58,7 +62,10 @@ class JsonFormatter(json_logger.JsonFormatter):
         record.message = record.getMessage()
         fields = record.__dict__
         return self._line(
-            {name: fields.get(field) for field, name in self._required}, fields, record.created
+            {name: fields.get(field) for field, name in self._required},
+            fields,
+            record.created,
+            self._encode,
         )
 
     def line_of_values(
@@ -70,9 +77,16 @@ class JsonFormatter(json_logger.JsonFormatter):
         if not self._direct or not self._values_suffice:
             return None
         required = {"levelname": levelname, "name": name, "message": message}
-        return self._line({key: required[field] for field, key in self._required}, extra, created)
+        log_data = {key: required[field] for field, key in self._required}
+        return self._line(log_data, extra, created, self._encode_plain)
 
-    def _line(self, log_data: dict[str, Any], fields: Mapping[str, Any], created: float) -> str:
+    def _line(
+        self,
+        log_data: dict[str, Any],
+        fields: Mapping[str, Any],
+        created: float,
+        encode: Callable[[Any], str],
+    ) -> str:
         rename = self.rename_fields
         log_data.update(self._static)
         skip = self._skip_fields
@@ -82,5 +96,54 @@ class JsonFormatter(json_logger.JsonFormatter):
                 log_data[rename.get(key, key)] = value
         if self._timestamp is not None:
             # What JsonEncoder makes of the datetime the library puts here.
-            log_data[self._timestamp] = datetime.fromtimestamp(created, tz=UTC).isoformat()
-        return self.prefix + self._encode(log_data)
+            log_data[self._timestamp] = utc_isoformat(created)
+        return self.prefix + encode(log_data)
+
+
+def _plain_encoder(encoder: json.JSONEncoder) -> Callable[[Any], str] | None:
+    """encoder.encode(values) for a dict of plain values (str, numbers, None): the C encoder
+    that encode() makes anew for each call, with its Python frames (most of what encoding an
+    access line cost), made once with the same arguments. Without the check for circular
+    references: plain values cannot hold one, and the check's dict, kept from call to call,
+    would keep an entry after an error. None where encode() would not take the C path (no C
+    accelerator, an indent)."""
+    make = getattr(json_encoder, "c_make_encoder", None)
+    if make is None or encoder.indent is not None:
+        return None
+    chunks = make(
+        None,
+        encoder.default,
+        json_encoder.encode_basestring_ascii
+        if encoder.ensure_ascii
+        else json_encoder.encode_basestring,
+        encoder.indent,
+        encoder.key_separator,
+        encoder.item_separator,
+        encoder.sort_keys,
+        encoder.skipkeys,
+        encoder.allow_nan,
+    )
+    return lambda values: "".join(chunks(values, 0))
+
+
+_second: tuple[int, str] = (0, "")
+
+
+def utc_isoformat(created: float) -> str:
+    """datetime.fromtimestamp(created, UTC).isoformat(), its date and time made once a second.
+    The microseconds are rounded as fromtimestamp rounds them (half to even, carried into the
+    second); tests/unit/test_json_lines.py pins the two against each other."""
+    global _second
+    fraction, whole = math.modf(created)
+    micro = round(fraction * 1e6)
+    second = int(whole)
+    if micro >= 1_000_000:
+        micro -= 1_000_000
+        second += 1
+    elif micro < 0:
+        return datetime.fromtimestamp(created, tz=UTC).isoformat()  # before 1970
+    cached, text = _second
+    if cached != second or not text:
+        text = datetime.fromtimestamp(second, tz=UTC).isoformat()[:-6]  # without "+00:00"
+        _second = (second, text)
+    return f"{text}.{micro:06d}+00:00" if micro else f"{text}+00:00"

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pythonjsonlogger.json import JsonFormatter as LibraryFormatter
 
-from customer_segments.json_lines import JsonFormatter
+from customer_segments.json_lines import JsonFormatter, utc_isoformat
 from customer_segments.logs import CallFields, request_id
 
 FORMAT = "%(levelname)s %(name)s %(message)s"
@@ -91,3 +93,28 @@ def test_the_settings_of_the_service_take_the_direct_path() -> None:
     formatter = JsonFormatter(FORMAT, **SETTINGS[0])
     assert formatter._direct
     assert not JsonFormatter(FORMAT, **SETTINGS[-1])._direct
+
+
+def library_timestamp(created: float) -> str:
+    return datetime.datetime.fromtimestamp(created, tz=datetime.UTC).isoformat()
+
+
+# Whole seconds (no fraction shown), half microseconds (rounded to even), a fraction that
+# rounds up into the next second, and instants before 1970.
+EDGES = [0.0, 1.0, 1764763200.0, 1764763200.0000005, 1764763200.0000015, 1764763200.9999996]
+EDGES += [1764763200.9999994, 1764763201.5, 0.0000005, 59.9999999, -1.5, -0.0000004]
+
+
+def test_timestamps_are_those_of_fromtimestamp_at_the_edges() -> None:
+    for created in EDGES:
+        assert utc_isoformat(created) == library_timestamp(created), created
+    # Each after another, so that the second cached is a different one each time.
+    for created in reversed(EDGES):
+        assert utc_isoformat(created) == library_timestamp(created), created
+
+
+@given(st.floats(min_value=-1e9, max_value=4e9, allow_nan=False))
+def test_timestamps_are_those_of_fromtimestamp(created: float) -> None:
+    assert utc_isoformat(created) == library_timestamp(created)
+    nearby = created + 0.25  # mostly the same second: the cached date and time
+    assert utc_isoformat(nearby) == library_timestamp(nearby)
